@@ -1,0 +1,130 @@
+"""The ``atomflux`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .io import save_model
+    from .training import TrainConfig, read_frames, train
+    from .training.trainer import report
+
+    frames = read_frames(args.data)
+    model = {"cutoff": args.cutoff, "hidden": args.hidden, "n_channels": args.channels,
+             "max_angular": args.max_angular}
+    cfg = TrainConfig(energy_weight=args.energy_weight, forces_weight=args.forces_weight,
+                      stress_weight=args.stress_weight, learning_rate=args.lr, epochs=args.epochs,
+                      batch_size=args.batch_size, patience=args.patience,
+                      validation_fraction=args.validation_fraction, seed=args.seed, model=model)
+    result = train(frames, cfg)
+    print(report(result))
+    save_model(result.potential, args.output)
+    print(f"model written to {args.output}")
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from .io import load_model
+    from .plotting import parity_plot
+    from .training import predict_frames, read_frames
+    from .training.metrics import format_metrics
+
+    potential = load_model(args.model)
+    frames = read_frames(args.data)
+    pred = predict_frames(potential, frames)
+    metrics = pred.metrics()
+    print(f"{len(frames)} structures from {args.data}:")
+    print(format_metrics(metrics))
+    parity_plot(pred.reference, pred.predicted, args.plot, title=f"{args.model} on {Path(args.data).name}")
+    print(f"parity plot written to {args.plot}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+
+
+def _cmd_md(args: argparse.Namespace) -> None:
+    import ase.io
+
+    from .calculators import AtomfluxCalculator
+    from .md import run_md
+
+    atoms = ase.io.read(args.structure)
+    if args.repeat:
+        atoms = atoms * tuple(args.repeat)
+    summary = run_md(atoms, AtomfluxCalculator(args.model), temperature=args.temperature, steps=args.steps,
+                     timestep=args.timestep, ensemble=args.ensemble, trajectory=args.trajectory,
+                     logfile=args.log, interval=args.interval, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.output, quick=args.quick, model=args.model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atomflux", description="ML interatomic potentials with uncertainty.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a potential on an extxyz file")
+    p.add_argument("data", help="extxyz (or any ASE-readable) file with energies/forces/stress")
+    p.add_argument("-o", "--output", default="model.pt")
+    p.add_argument("--cutoff", type=float, default=4.5, help="Å")
+    p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    p.add_argument("--channels", type=int, default=8)
+    p.add_argument("--max-angular", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--patience", type=int, default=40, help="epochs without validation improvement before stopping")
+    p.add_argument("--energy-weight", type=float, default=1.0)
+    p.add_argument("--forces-weight", type=float, default=10.0)
+    p.add_argument("--stress-weight", type=float, default=100.0)
+    p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="errors of a model on an extxyz file, with a parity plot")
+    p.add_argument("model", help="model file or shipped model name")
+    p.add_argument("data")
+    p.add_argument("--plot", default="parity.png")
+    p.add_argument("--json", help="also write the metrics (eV units) to this JSON file")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("md", help="ASE molecular dynamics with a model")
+    p.add_argument("structure", help="any ASE-readable structure file")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--repeat", type=int, nargs=3)
+    p.add_argument("--temperature", type=float, default=300.0, help="K")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--timestep", type=float, default=2.0, help="fs")
+    p.add_argument("--ensemble", choices=["nve", "langevin"], default="langevin")
+    p.add_argument("--trajectory", default="md.traj")
+    p.add_argument("--log", default="md.log")
+    p.add_argument("--interval", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_md)
+
+    p = sub.add_parser("demo", help="end-to-end demonstration on the shipped model")
+    p.add_argument("--output", default="demo-output")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--quick", action="store_true", help="smaller, faster run (for tests)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"atomflux {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

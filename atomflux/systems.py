@@ -1,0 +1,258 @@
+"""Atomic systems as tensors: :class:`Batch`, built from ASE ``Atoms``.
+
+Units throughout atomflux: positions and cells in Å, energies in eV.
+
+A :class:`Batch` holds one or several systems concatenated, with their
+neighbour pairs (a *full* list: both ``(i, j)`` and ``(j, i)`` appear) and the
+integer cell shifts of each pair, computed by ``vesin``.  Potentials see
+positions only through the pair vectors ``r_ij = r_j - r_i + shift @ cell``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+#: Two atoms closer than this (Å) are considered overlapping and refused.
+MIN_DISTANCE = 0.3
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Several atomic systems as concatenated tensors.
+
+    Attributes
+    ----------
+    positions : Tensor [N, 3]
+        Cartesian positions in Å.
+    numbers : Tensor [N] (long)
+        Atomic numbers.
+    cell : Tensor [S, 3, 3]
+        Cell vectors as rows, Å (zero rows where a system is not periodic).
+    pbc : Tensor [S, 3] (bool)
+        Periodicity of each system along each cell vector.
+    system : Tensor [N] (long)
+        Index of the system each atom belongs to.
+    pairs : Tensor [P, 2] (long)
+        Neighbour pairs ``(i, j)`` (indices into the concatenated atoms),
+        full list: each pair appears in both orders.
+    shifts : Tensor [P, 3]
+        Integer cell shifts (as floats of the batch dtype) of each pair.
+    cutoff : float
+        Cutoff radius (Å) the pairs were built with.
+    """
+
+    positions: torch.Tensor
+    numbers: torch.Tensor
+    cell: torch.Tensor
+    pbc: torch.Tensor
+    system: torch.Tensor
+    pairs: torch.Tensor
+    shifts: torch.Tensor
+    cutoff: float
+
+    @property
+    def n_systems(self) -> int:
+        """Number of systems S."""
+        return int(self.cell.shape[0])
+
+    @property
+    def n_atoms(self) -> torch.Tensor:
+        """Atoms per system, Tensor [S] (long)."""
+        return torch.bincount(self.system, minlength=self.n_systems)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.positions.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions.device
+
+    def pair_vectors(self, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Pair vectors ``r_ij = r_j - r_i + shift @ cell`` in Å, Tensor [P, 3]."""
+        pos = self.positions if positions is None else positions
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        cell_of_pair = self.cell[self.system[i]]
+        offsets = torch.einsum("pa,pab->pb", self.shifts, cell_of_pair)
+        return pos[j] - pos[i] + offsets
+
+    def volumes(self) -> torch.Tensor:
+        """Cell volumes in Å³, Tensor [S] (0 for non-periodic systems)."""
+        return torch.linalg.det(self.cell).abs()
+
+    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> "Batch":
+        """Copy of the batch with floating tensors in ``dtype`` on ``device``."""
+        dtype = dtype or self.dtype
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+        return replace(
+            self,
+            positions=move(self.positions), numbers=move(self.numbers), cell=move(self.cell),
+            pbc=move(self.pbc), system=move(self.system), pairs=move(self.pairs),
+            shifts=move(self.shifts),
+        )
+
+    @classmethod
+    def collate(cls, batches: Sequence["Batch"]) -> "Batch":
+        """Concatenate batches (same cutoff, dtype and device) into one."""
+        if not batches:
+            raise ValueError("cannot collate an empty list of batches")
+        atom_offsets = torch.cumsum(torch.tensor([0] + [len(b.numbers) for b in batches[:-1]]), 0)
+        system_offsets = torch.cumsum(torch.tensor([0] + [b.n_systems for b in batches[:-1]]), 0)
+        return cls(
+            positions=torch.cat([b.positions for b in batches]),
+            numbers=torch.cat([b.numbers for b in batches]),
+            cell=torch.cat([b.cell for b in batches]),
+            pbc=torch.cat([b.pbc for b in batches]),
+            system=torch.cat([b.system + int(o) for b, o in zip(batches, system_offsets)]),
+            pairs=torch.cat([b.pairs + int(o) for b, o in zip(batches, atom_offsets)]),
+            shifts=torch.cat([b.shifts for b in batches]),
+            cutoff=min(b.cutoff for b in batches),
+        )
+
+    @classmethod
+    def from_atoms(
+        cls,
+        atoms: Atoms | Sequence[Atoms],
+        cutoff: float,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+        min_distance: float = MIN_DISTANCE,
+    ) -> "Batch":
+        """Build a batch from one ``Atoms`` or a list of them.
+
+        Parameters
+        ----------
+        atoms
+            One system or a list of systems; periodic, non-periodic, mixed
+            periodicity and triclinic cells are all accepted.  Cells smaller
+            than the cutoff are fine: several images of one atom then appear
+            as distinct neighbours.
+        cutoff
+            Neighbour cutoff radius in Å.
+        dtype
+            Floating point type (float64 by default, float32 for speed).
+        device
+            Torch device.
+        min_distance
+            Atoms closer than this (Å) raise ``ValueError``.
+
+        Raises
+        ------
+        ValueError
+            On NaN/inf positions or cell, a periodic direction with a zero
+            (or degenerate) cell vector, or overlapping atoms.
+        """
+        systems = [atoms] if isinstance(atoms, Atoms) else list(atoms)
+        if not systems:
+            raise ValueError("cannot build a Batch from an empty list of systems")
+        pieces = [_neighbours(a, cutoff, min_distance, k) for k, a in enumerate(systems)]
+        offsets = np.cumsum([0] + [len(a) for a in systems])[:-1]
+        pairs = np.concatenate([p + off for (p, _), off in zip(pieces, offsets)])
+        shifts = np.concatenate([s for _, s in pieces])
+        positions = np.concatenate([a.positions for a in systems])
+        return cls(
+            positions=torch.tensor(positions, dtype=dtype, device=device),
+            numbers=torch.tensor(np.concatenate([a.numbers for a in systems]), dtype=torch.long, device=device),
+            cell=torch.tensor(np.stack([_cell_array(a) for a in systems]), dtype=dtype, device=device),
+            pbc=torch.tensor(np.stack([a.pbc for a in systems]), dtype=torch.bool, device=device),
+            system=torch.tensor(np.repeat(np.arange(len(systems)), [len(a) for a in systems]),
+                                dtype=torch.long, device=device),
+            pairs=torch.tensor(pairs, dtype=torch.long, device=device).reshape(-1, 2),
+            shifts=torch.tensor(shifts, dtype=dtype, device=device).reshape(-1, 3),
+            cutoff=float(cutoff),
+        )
+
+
+def _cell_array(atoms: Atoms) -> np.ndarray:
+    """Cell with the rows of non-periodic directions kept as given (may be zero)."""
+    return np.array(atoms.cell.array, dtype=np.float64)
+
+
+def check_atoms(atoms: Atoms, label: str = "") -> None:
+    """Raise ``ValueError`` for positions or cells that cannot be evaluated.
+
+    Checks for NaN or infinite positions and cell entries, and for periodic
+    directions whose cell vector is zero or linearly dependent on the others.
+    """
+    where = f" in system {label}" if label else ""
+    positions = np.asarray(atoms.positions)
+    bad = ~np.isfinite(positions).all(axis=1)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise ValueError(
+            f"positions contain NaN or inf{where}: atom(s) {idx[:10].tolist()}"
+            f"{' ...' if len(idx) > 10 else ''}"
+        )
+    cell = np.asarray(atoms.cell.array)
+    if not np.isfinite(cell).all():
+        raise ValueError(f"cell contains NaN or inf{where}")
+    lengths = np.linalg.norm(cell, axis=1)
+    for axis in range(3):
+        if atoms.pbc[axis] and lengths[axis] < 1e-8:
+            raise ValueError(
+                f"periodic direction {axis} has a zero-length cell vector{where}; "
+                "set a cell or turn periodicity off along it"
+            )
+    periodic = cell[np.asarray(atoms.pbc, dtype=bool)]
+    if len(periodic) and np.linalg.matrix_rank(periodic, tol=1e-8 * max(lengths.max(), 1.0)) < len(periodic):
+        raise ValueError(f"periodic cell vectors are linearly dependent{where}")
+
+
+def _neighbours(atoms: Atoms, cutoff: float, min_distance: float, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full neighbour list of one system: pairs [P, 2] and integer shifts [P, 3]."""
+    from vesin import NeighborList
+
+    check_atoms(atoms, str(index))
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    box = _box_for_vesin(atoms)
+    nl = NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, shifts, d = nl.compute(atoms.positions, box, pbc.tolist() if pbc.any() else False, quantities="ijSd")
+    if len(d) and d.min() < min_distance:
+        k = int(np.argmin(d))
+        a, b = int(i[k]), int(j[k])
+        raise ValueError(
+            f"atoms {a} ({chemical_symbols[atoms.numbers[a]]}) and {b} ({chemical_symbols[atoms.numbers[b]]}) "
+            f"overlap in system {index}: distance {d[k]:.3g} Å < {min_distance} Å"
+        )
+    return np.stack([i, j], axis=1).astype(np.int64), np.asarray(shifts, dtype=np.float64)
+
+
+def _box_for_vesin(atoms: Atoms) -> np.ndarray:
+    """Box for vesin: the cell, with non-periodic zero rows replaced by a normal vector.
+
+    vesin needs an invertible box when any direction is periodic; the length
+    and direction of a non-periodic vector do not change the pairs found.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = np.array(atoms.cell.array, dtype=np.float64)
+    if not pbc.any():
+        return np.zeros((3, 3))
+    if abs(np.linalg.det(cell)) > 1e-10:
+        return cell
+    periodic = cell[pbc]
+    extent = np.ptp(atoms.positions, axis=0).max() + 1.0
+    if len(periodic) == 1:
+        a = periodic[0] / np.linalg.norm(periodic[0])
+        trial = np.eye(3)[np.argmin(np.abs(a))]
+        b = np.cross(a, trial)
+        b /= np.linalg.norm(b)
+        normals = [b, np.cross(a, b)]
+    else:
+        n = np.cross(periodic[0], periodic[1])
+        normals = [n / np.linalg.norm(n)]
+    out = cell.copy()
+    for axis in np.flatnonzero(~pbc):
+        out[axis] = normals.pop(0) * extent
+    return out
+
+
+def symbols_of(numbers: Sequence[int]) -> list[str]:
+    """Chemical symbols of atomic numbers."""
+    return [chemical_symbols[int(z)] for z in numbers]

@@ -1,0 +1,183 @@
+"""Training loop: weighted energy/forces/stress loss, validation, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..evaluate import evaluate
+from ..models import PowerSpectrumPotential, Potential
+from ..systems import Batch
+from .dataset import Frame, fingerprint, species_of
+from .metrics import format_metrics, predict_frames
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train`.
+
+    Loss = w_E·MSE(E/N) [eV²/atom²] + w_F·MSE(F) [eV²/Å²] + w_S·MSE(σ) [eV²/Å⁶],
+    each over the frames that have that target.
+    """
+
+    energy_weight: float = 1.0
+    forces_weight: float = 10.0
+    stress_weight: float = 100.0
+    learning_rate: float = 3e-3
+    epochs: int = 300
+    batch_size: int = 8
+    patience: int = 40
+    validation_fraction: float = 0.1
+    seed: int = 0
+    dtype: str = "float64"
+    progress: bool = True
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    potential: Potential
+    metrics: dict[str, dict[str, float]]
+    history: list[dict[str, float]]
+    train_frames: list[Frame]
+    validation_frames: list[Frame]
+
+
+def split_frames(frames: Sequence[Frame], fraction: float, seed: int) -> tuple[list[Frame], list[Frame]]:
+    """Random train/validation split (at least one validation frame if fraction > 0)."""
+    order = np.random.default_rng(seed).permutation(len(frames))
+    n_val = max(1, int(round(fraction * len(frames)))) if fraction > 0 and len(frames) > 1 else 0
+    return [frames[i] for i in order[n_val:]], [frames[i] for i in order[:n_val]]
+
+
+def _loss(potential: Potential, batch: Batch, frames: Sequence[Frame], cfg: TrainConfig) -> torch.Tensor:
+    wants_forces = any(f.forces is not None for f in frames) and cfg.forces_weight > 0
+    wants_stress = any(f.stress is not None for f in frames) and cfg.stress_weight > 0
+    res = evaluate(potential, batch, forces=wants_forces, stress=wants_stress, create_graph=True)
+    dtype = res.energy.dtype
+    loss = res.energy.new_zeros(())
+    e_mask = [k for k, f in enumerate(frames) if f.energy is not None]
+    if e_mask and cfg.energy_weight > 0:
+        n = batch.n_atoms[e_mask].to(dtype)
+        ref = torch.tensor([frames[k].energy for k in e_mask], dtype=dtype)
+        loss = loss + cfg.energy_weight * (((res.energy[e_mask] - ref) / n) ** 2).mean()
+    if wants_forces:
+        counts = batch.n_atoms.tolist()
+        pieces = torch.split(res.forces, counts)
+        pred = torch.cat([p for p, f in zip(pieces, frames) if f.forces is not None])
+        ref = torch.tensor(np.concatenate([f.forces for f in frames if f.forces is not None]), dtype=dtype)
+        loss = loss + cfg.forces_weight * ((pred - ref) ** 2).mean()
+    if wants_stress:
+        s_mask = [k for k, f in enumerate(frames) if f.stress is not None]
+        ref = torch.tensor(np.stack([frames[k].stress for k in s_mask]), dtype=dtype)
+        loss = loss + cfg.stress_weight * ((res.stress[s_mask] - ref) ** 2).mean()
+    return loss
+
+
+def train(frames: Sequence[Frame], config: TrainConfig | None = None,
+          potential: Potential | None = None) -> TrainResult:
+    """Train a potential on reference frames.
+
+    Parameters
+    ----------
+    frames
+        Reference data (see :func:`~atomflux.training.read_frames`); frames
+        may lack forces or stress.
+    config
+        Loss weights, optimiser and stopping settings, and (``config.model``)
+        hyper-parameters of a new :class:`PowerSpectrumPotential`.
+    potential
+        Start from this potential instead of a new one.
+
+    Returns
+    -------
+    TrainResult
+        The best potential (lowest validation loss), its metrics on the
+        training and validation sets (eV units), and the loss history.
+    """
+    cfg = config or TrainConfig()
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    dtype = getattr(torch, cfg.dtype)
+    train_frames, val_frames = split_frames(list(frames), cfg.validation_fraction, cfg.seed)
+    if not train_frames:
+        raise ValueError("no training frames left after the validation split")
+    if potential is None:
+        potential = PowerSpectrumPotential(species=species_of(frames), **cfg.model)
+    potential = potential.to(dtype)
+    potential.check_species({int(z) for f in frames for z in f.atoms.numbers})
+    train_batches = [Batch.from_atoms(f.atoms, potential.cutoff, dtype) for f in train_frames]
+    val_batches = [Batch.from_atoms(f.atoms, potential.cutoff, dtype) for f in val_frames]
+    if isinstance(potential, PowerSpectrumPotential):
+        forces = [f.forces for f in train_frames if f.forces is not None]
+        rms = float(np.sqrt(np.mean(np.concatenate(forces) ** 2))) if forces else None
+        potential.fit_statistics(train_batches, [f.energy for f in train_frames], rms)
+
+    optimiser = torch.optim.Adam(potential.parameters(), lr=cfg.learning_rate)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=max(cfg.patience // 4, 2))
+    rng = np.random.default_rng(cfg.seed)
+    best = (math.inf, copy.deepcopy(potential.state_dict()), 0)
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(cfg.epochs), desc="training", disable=not cfg.progress, unit="epoch")
+    for epoch in bar:
+        potential.train()
+        order = rng.permutation(len(train_frames))
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            batch = Batch.collate([train_batches[i] for i in idx])
+            optimiser.zero_grad()
+            loss = _loss(potential, batch, [train_frames[i] for i in idx], cfg)
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(idx)
+        train_loss = total / len(order)
+        val_loss = _validation_loss(potential, val_frames, val_batches, cfg) if val_frames else train_loss
+        scheduler.step(val_loss)
+        history.append({"epoch": epoch, "train_loss": train_loss, "validation_loss": val_loss,
+                        "learning_rate": optimiser.param_groups[0]["lr"]})
+        if val_loss < best[0]:
+            best = (val_loss, copy.deepcopy(potential.state_dict()), epoch)
+        bar.set_postfix(train=f"{train_loss:.3g}", valid=f"{val_loss:.3g}", best=best[2])
+        if epoch - best[2] >= cfg.patience:
+            break
+    potential.load_state_dict(best[1])
+    potential.eval()
+    metrics = {"train": predict_frames(potential, train_frames, batches=train_batches).metrics()}
+    if val_frames:
+        metrics["validation"] = predict_frames(potential, val_frames, batches=val_batches).metrics()
+    potential.metadata = {
+        "training": {
+            "fingerprint": fingerprint(frames), "n_frames": len(frames), "n_train": len(train_frames),
+            "n_validation": len(val_frames), "best_epoch": best[2], "epochs_run": len(history),
+            "metrics": metrics, "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+        }
+    }
+    return TrainResult(potential, metrics, history, train_frames, val_frames)
+
+
+def _validation_loss(potential: Potential, frames: Sequence[Frame], batches: Sequence[Batch],
+                     cfg: TrainConfig) -> float:
+    potential.eval()
+    total = 0.0
+    for start in range(0, len(frames), cfg.batch_size):
+        chunk = frames[start:start + cfg.batch_size]
+        batch = Batch.collate(list(batches[start:start + cfg.batch_size]))
+        total += float(_loss(potential, batch, chunk, cfg).detach()) * len(chunk)
+    return total / len(frames)
+
+
+def report(result: TrainResult) -> str:
+    """Text summary of a training run (meV units)."""
+    lines = []
+    for name, m in result.metrics.items():
+        lines.append(f"{name} ({result.potential.metadata['training']['n_' + ('train' if name == 'train' else 'validation')]} frames):")
+        lines.append(format_metrics(m))
+    return "\n".join(lines)

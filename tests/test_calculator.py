@@ -1,0 +1,106 @@
+"""The ASE calculator: clear errors, and use with ase.md, ase.optimize, ase.filters, ase.io."""
+
+import numpy as np
+import pytest
+from ase import Atoms, units
+from ase.build import bulk, molecule
+from ase.filters import FrechetCellFilter
+from ase.io import read
+from ase.io.trajectory import Trajectory
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.verlet import VelocityVerlet
+from ase.optimize import BFGS
+
+from atomflux.calculators import AtomfluxCalculator
+from atomflux.models import LennardJones
+
+
+@pytest.fixture(scope="module")
+def demo_calc():
+    return AtomfluxCalculator("demo")
+
+
+def test_unknown_element_is_named(demo_calc):
+    atoms = bulk("Cu", cubic=True)
+    atoms.symbols[0] = "Fe"
+    atoms.calc = demo_calc
+    with pytest.raises(ValueError, match=r"Fe not known to this model; it knows Ni, Cu, Ag, Au"):
+        atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda a: a.positions.__setitem__((2, 1), np.inf), "NaN or inf"),
+    (lambda a: a.positions.__setitem__(1, a.positions[0] + [0.05, 0.0, 0.1]), r"overlap.*0\.3 Å"),
+    (lambda a: a.set_cell([[3.6, 0, 0], [0, 3.6, 0], [0, 0, 0]]), "zero-length"),
+])
+def test_bad_positions_and_cells(demo_calc, mutate, message):
+    atoms = bulk("Cu", cubic=True)
+    mutate(atoms)
+    atoms.calc = demo_calc
+    with pytest.raises(ValueError, match=message):
+        atoms.get_forces()
+
+
+def test_nonperiodic_has_no_stress():
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    atoms = molecule("H2O")
+    atoms.calc = AtomfluxCalculator(LennardJones(1.0, 0.01, 3.0))
+    assert np.isfinite(atoms.get_forces()).all()
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_stress()
+
+
+def test_nve_energy_drift_lennard_jones():
+    """3000 steps of 5 fs in solid argon (smooth cutoff): total energy drift < 1e-4 eV/atom."""
+    atoms = bulk("Ar", "fcc", a=5.3, cubic=True) * (2, 2, 2)
+    atoms.calc = AtomfluxCalculator(LennardJones(3.405, 0.0103, 8.0, cutoff_mode="smooth", r_on=7.0))
+    MaxwellBoltzmannDistribution(atoms, temperature_K=40, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    dyn = VelocityVerlet(atoms, 5 * units.fs)
+    energies = []
+    dyn.attach(lambda: energies.append(atoms.get_total_energy()), interval=10)
+    dyn.run(3000)
+    drift = (max(energies) - min(energies)) / len(atoms)
+    assert atoms.get_temperature() > 5  # it moved
+    assert drift < 1e-4
+
+
+def test_nve_energy_drift_demo_model(demo_calc):
+    """1000 steps of 2 fs of a Cu/Au alloy at 500 K with the demo model: drift < 1 meV/atom."""
+    atoms = bulk("Cu", "fcc", a=3.65, cubic=True) * (2, 2, 2)
+    atoms.symbols[::4] = "Au"
+    atoms.calc = demo_calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=500, rng=np.random.default_rng(1))
+    Stationary(atoms)
+    dyn = VelocityVerlet(atoms, 2 * units.fs)
+    energies = []
+    dyn.attach(lambda: energies.append(atoms.get_total_energy()), interval=5)
+    dyn.run(1000)
+    assert (max(energies) - min(energies)) / len(atoms) < 1e-3
+
+
+def test_relaxation_positions_and_cell(demo_calc, tmp_path):
+    atoms = bulk("Cu", "fcc", a=3.75, cubic=True)
+    atoms.rattle(0.05, seed=0)
+    atoms.calc = demo_calc
+    traj = tmp_path / "relax.traj"
+    opt = BFGS(FrechetCellFilter(atoms), trajectory=str(traj), logfile=None)
+    assert opt.run(fmax=1e-3, steps=200)
+    assert np.abs(atoms.get_forces()).max() < 1e-3
+    assert np.abs(atoms.get_stress()).max() < 1e-3 / 160  # fmax in eV/Å³ units of the filter
+    a = atoms.cell.lengths()[0]
+    assert 3.4 < a < 3.8  # EMT Cu is 3.59 Å; the demo model must land near it
+    frames = read(traj, ":")
+    assert len(frames) > 1 and frames[-1].get_potential_energy() <= frames[0].get_potential_energy()
+
+
+def test_trajectory_keeps_results(demo_calc, tmp_path):
+    atoms = bulk("Ag", cubic=True) * (2, 1, 1)
+    atoms.rattle(0.05, seed=5)
+    atoms.calc = demo_calc
+    with Trajectory(str(tmp_path / "x.traj"), "w", atoms) as traj:
+        traj.write()
+    back = read(tmp_path / "x.traj")
+    np.testing.assert_allclose(back.get_forces(), atoms.get_forces())
+    np.testing.assert_allclose(back.get_stress(), atoms.get_stress())

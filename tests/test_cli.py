@@ -1,0 +1,40 @@
+"""The atomflux command as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import ase.io
+
+from atomflux.cli import main
+from atomflux.reference_data import emt_dataset
+
+
+def test_train_then_eval(tmp_path, capsys):
+    data = tmp_path / "d.extxyz"
+    ase.io.write(data, emt_dataset(n_trajectories=2, snapshots=4, elements=("Cu", "Au"), seed=1))
+    model = tmp_path / "m.pt"
+    assert main(["train", str(data), "-o", str(model), "--epochs", "2", "--hidden", "8"]) == 0
+    assert model.is_file()
+    plot, metrics = tmp_path / "p.png", tmp_path / "m.json"
+    assert main(["eval", str(model), str(data), "--plot", str(plot), "--json", str(metrics)]) == 0
+    assert plot.stat().st_size > 1000
+    assert "forces_mae" in json.loads(metrics.read_text())
+    assert "forces" in capsys.readouterr().out
+
+
+def test_clear_errors_exit_2(tmp_path, capsys):
+    assert main(["eval", "demo", str(tmp_path / "missing.extxyz")]) == 2
+    assert "no data file" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "nomodel.pt"), str(tmp_path / "x")]) == 2
+
+
+def test_demo_quick_runs_as_a_subprocess(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "atomflux.cli", "demo", "--quick", "--output", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_metrics_vs_emt"]["forces_mae"] < 0.1
+    assert abs(summary["md"]["energy_drift_eV_per_atom"]) < 1e-3
+    assert (out / "parity.png").is_file() and (out / "md.traj").is_file()
