@@ -9,6 +9,14 @@ gradient of the total energy with respect to pair vector ``r_p = r_j - r_i
 - virial:          W = -Σ_p g_p ⊗ r_p                                    (eV)
 - stress (ASE):    σ = -W / V = (1/V) ∂E/∂ε                              (eV/Å³)
 - per-atom virial: W_i = -½ Σ_{p ∋ i} g_p ⊗ r_p, so Σ_i W_i = W          (eV)
+
+Uncertainty (``uncertainty=True``) goes through the same path: a potential
+that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
+posterior samples of the last layer) gets each member's forces and stress
+from one batched backward pass, and the spread of the members, times the
+potential's calibrated ``uncertainty_scale``, is the uncertainty.  A
+potential with an ``energy_variance(features_sum)`` method (LLPR) gives the
+energy variance in closed form instead of from samples.
 """
 
 from __future__ import annotations
@@ -42,6 +50,18 @@ class Results:
     outputs : dict
         Other per-atom outputs of the potential (``features``,
         ``energy_ensemble`` ...), unchanged.
+    energy_uncertainty : Tensor [S] or None
+        One standard deviation of the energy, eV (``uncertainty=True``).
+    energies_uncertainty : Tensor [N] or None
+        Per-atom (local) energy uncertainty, eV.
+    forces_uncertainty : Tensor [N, 3] or None
+        eV/Å, per component.
+    stress_uncertainty : Tensor [S, 3, 3] or None
+        eV/Å³.
+    energy_ensemble : Tensor [S, M] or None
+        Members' total energies, eV (spread scaled by the calibration).
+    forces_ensemble : Tensor [M, N, 3] or None
+    stress_ensemble : Tensor [M, S, 3, 3] or None
     """
 
     energy: torch.Tensor
@@ -51,6 +71,13 @@ class Results:
     stress: torch.Tensor | None = None
     virials: torch.Tensor | None = None
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    energy_uncertainty: torch.Tensor | None = None
+    energies_uncertainty: torch.Tensor | None = None
+    forces_uncertainty: torch.Tensor | None = None
+    stress_uncertainty: torch.Tensor | None = None
+    energy_ensemble: torch.Tensor | None = None
+    forces_ensemble: torch.Tensor | None = None
+    stress_ensemble: torch.Tensor | None = None
 
 
 def sum_per_system(values: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -73,6 +100,7 @@ def evaluate(
     stress: bool = False,
     energies: bool = False,
     virials: bool = False,
+    uncertainty: bool | str = False,
     create_graph: bool = False,
 ) -> Results:
     """Evaluate a potential on a batch; compute only what is asked for.
@@ -85,6 +113,12 @@ def evaluate(
         The systems, with neighbour pairs built for at least ``potential.cutoff``.
     forces, stress, energies, virials
         Which derived quantities to return (energy is always returned).
+    uncertainty
+        ``True`` (or ``"full"``): also return uncertainties and ensemble
+        members of the energy and of whichever of forces/stress are asked
+        for (one batched backward pass over the members).  ``"energy"``:
+        energy uncertainties only (no extra backward pass).  Needs a
+        potential with ``energy_ensemble`` output (shallow ensemble or LLPR).
     create_graph
         Keep the graph of the derivatives (for training on forces/stress).
 
@@ -95,6 +129,8 @@ def evaluate(
     cutoff = getattr(potential, "cutoff", None)
     if cutoff is not None and batch.cutoff + 1e-12 < cutoff:
         raise ValueError(f"batch built with cutoff {batch.cutoff} Å < potential cutoff {cutoff} Å")
+    if uncertainty not in (False, True, "full", "energy"):
+        raise ValueError(f"uncertainty must be False, True, 'full' or 'energy', got {uncertainty!r}")
     need_grad = forces or stress or virials
     vectors = batch.pair_vectors()
     if need_grad and not vectors.requires_grad:
@@ -105,12 +141,18 @@ def evaluate(
         results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
         if energies:
             results.energies = atom_energy
-        if not need_grad:
-            return _detached(results) if not create_graph else results
-        (grad,) = torch.autograd.grad(atom_energy.sum(), vectors, create_graph=create_graph,
-                                      allow_unused=True)
-        if grad is None:
-            grad = torch.zeros_like(vectors)
+        members = outputs.get("energy_ensemble") if uncertainty else None
+        if uncertainty and members is None:
+            raise ValueError(f"{type(potential).__name__} has no uncertainty: make it a shallow ensemble or "
+                             "add LLPR (atomflux.uncertainty)")
+        grad = member_grads = None
+        if need_grad:
+            (grad,) = torch.autograd.grad(atom_energy.sum(), vectors, create_graph=create_graph,
+                                          retain_graph=members is not None or create_graph, allow_unused=True)
+            if grad is None:
+                grad = torch.zeros_like(vectors)
+            if members is not None and uncertainty in (True, "full"):
+                member_grads = _member_gradients(members, vectors, create_graph)
     if forces:
         results.forces = forces_from_pair_gradient(grad, batch)
     if stress or virials:
@@ -118,25 +160,74 @@ def evaluate(
         if not create_graph:
             pair_virial = pair_virial.detach()
         if stress:
-            owner = batch.system[batch.pairs[:, 0]]
-            total = torch.zeros((batch.n_systems, 3, 3), dtype=grad.dtype, device=grad.device)
-            total = total.index_add(0, owner, pair_virial)
-            volume = batch.volumes()
-            periodic = batch.pbc.all(dim=1) & (volume > 0)
-            safe = torch.where(periodic, volume, torch.ones_like(volume))
-            results.virial = total
-            results.stress = torch.where(periodic[:, None, None], -total / safe[:, None, None],
-                                         torch.full_like(total, float("nan")))
+            results.virial, results.stress = _virial_and_stress(pair_virial, batch)
         if virials:
             half = 0.5 * pair_virial
             per_atom = torch.zeros((len(batch.numbers), 3, 3), dtype=grad.dtype, device=grad.device)
             results.virials = per_atom.index_add(0, batch.pairs[:, 0], half).index_add(0, batch.pairs[:, 1], half)
+    if members is not None:
+        _add_uncertainty(results, potential, batch, members, member_grads, vectors, forces, stress)
     return results if create_graph else _detached(results)
+
+
+def _member_gradients(members: torch.Tensor, vectors: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """∂E_m/∂r_p for every member m in one batched backward pass, Tensor [M, P, 3]."""
+    n_members = members.shape[1]
+    totals = members.sum(0)
+    eye = torch.eye(n_members, dtype=totals.dtype, device=totals.device)
+    (grads,) = torch.autograd.grad(totals, vectors, grad_outputs=eye, is_grads_batched=True,
+                                   create_graph=create_graph, allow_unused=True)
+    return torch.zeros((n_members,) + vectors.shape, dtype=vectors.dtype) if grads is None else grads
+
+
+def _virial_and_stress(pair_virial: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-system virial [S, 3, 3] (eV) and stress (eV/Å³, NaN without a 3-D periodic cell)."""
+    owner = batch.system[batch.pairs[:, 0]]
+    total = torch.zeros((batch.n_systems, 3, 3), dtype=pair_virial.dtype, device=pair_virial.device)
+    total = total.index_add(0, owner, pair_virial)
+    volume = batch.volumes()
+    periodic = batch.pbc.all(dim=1) & (volume > 0)
+    safe = torch.where(periodic, volume, torch.ones_like(volume))
+    stress = torch.where(periodic[:, None, None], -total / safe[:, None, None], torch.full_like(total, float("nan")))
+    return total, stress
+
+
+def _spread(members: torch.Tensor, mean: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Members pulled away from ``mean`` by the calibration ``scale``, and their std (member axis 0)."""
+    scaled = mean.unsqueeze(0) + scale * (members - members.mean(0, keepdim=True))
+    return scaled, scale * members.std(0, unbiased=False)
+
+
+def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch, members: torch.Tensor,
+                     member_grads: torch.Tensor | None, vectors: torch.Tensor, forces: bool, stress: bool) -> None:
+    scale = float(getattr(potential, "uncertainty_scale", 1.0))
+    system_members = sum_per_system(members, batch).T                      # [M, S]
+    ensemble, sigma = _spread(system_members, results.energy, scale)
+    results.energy_ensemble = ensemble.T
+    _, results.energies_uncertainty = _spread(members.T, members.mean(1), scale)
+    variance = getattr(potential, "energy_variance", None)
+    if variance is not None:
+        phi = results.outputs["llpr_features"]
+        results.energy_uncertainty = variance(sum_per_system(phi, batch)).sqrt()
+        results.energies_uncertainty = variance(phi).sqrt()
+    else:
+        results.energy_uncertainty = sigma
+    if member_grads is None:
+        return
+    if forces:
+        member_forces = torch.stack([forces_from_pair_gradient(g, batch) for g in member_grads])
+        results.forces_ensemble, results.forces_uncertainty = _spread(member_forces, results.forces, scale)
+    if stress:
+        member_stress = torch.stack([_virial_and_stress(-g[:, :, None] * vectors[:, None, :], batch)[1]
+                                     for g in member_grads])
+        results.stress_ensemble, results.stress_uncertainty = _spread(member_stress, results.stress, scale)
 
 
 def _detached(results: Results) -> Results:
     """Results cut from the autograd graph (the default outside training)."""
-    for name in ("energy", "energies", "forces", "virial", "stress", "virials"):
+    for name in ("energy", "energies", "forces", "virial", "stress", "virials", "energy_uncertainty",
+                 "energies_uncertainty", "forces_uncertainty", "stress_uncertainty", "energy_ensemble",
+                 "forces_ensemble", "stress_ensemble"):
         value = getattr(results, name)
         if value is not None:
             setattr(results, name, value.detach())

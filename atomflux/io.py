@@ -23,10 +23,16 @@ import torch
 
 from . import __version__
 from .models import ARCHITECTURES, Potential
+from .uncertainty.llpr import LLPR
 
 FORMAT = "atomflux-model"
 FORMAT_VERSION = 1
 UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å³"}
+
+
+def architectures() -> dict[str, type[Potential]]:
+    """Every architecture a model file may name (models and uncertainty wrappers)."""
+    return {**ARCHITECTURES, LLPR.architecture: LLPR}
 
 
 def shipped_models() -> dict[str, Path]:
@@ -48,7 +54,7 @@ def save_model(potential: Potential, path: str | Path, metadata: dict[str, Any] 
         Extra JSON-serialisable entries (training metrics, uncertainty...);
         merged over the potential's own ``metadata`` attribute, if any.
     """
-    if potential.architecture not in ARCHITECTURES:
+    if potential.architecture not in architectures():
         raise ValueError(f"cannot save architecture {type(potential).__name__!r}: not registered in atomflux.models")
     meta = dict(getattr(potential, "metadata", {}) or {})
     meta.update(metadata or {})
@@ -103,7 +109,7 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64,
     archive = _read_archive(path)
     try:
         meta = json.loads(archive["metadata"])
-        cls = ARCHITECTURES[meta["architecture"]]
+        cls = architectures()[meta["architecture"]]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: invalid atomflux metadata ({err})") from None
     try:
@@ -112,6 +118,9 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64,
     except (TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: tensors do not match architecture {meta['architecture']}: {err}") from None
     potential.metadata = meta
+    scale = meta.get("uncertainty", {}).get("calibration", {}).get("scale")
+    if scale is not None:
+        potential.uncertainty_scale = float(scale)
     return potential.to(dtype=dtype, device=device).eval()
 
 

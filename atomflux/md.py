@@ -9,11 +9,21 @@ from ase import Atoms, units
 from ase.io.trajectory import Trajectory
 from ase.md import MDLogger
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md import velocitydistribution
+from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 from tqdm.auto import tqdm
 
 ENSEMBLES = ("nve", "langevin")
+
+
+def thermalize(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
+    """Maxwell–Boltzmann momenta at ``temperature`` (K) with zero total momentum."""
+    if hasattr(velocitydistribution, "thermalize_momenta"):  # ASE >= 3.29
+        velocitydistribution.thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+    else:
+        velocitydistribution.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    Stationary(atoms)
 
 
 def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 1000, timestep: float = 2.0,
@@ -50,8 +60,7 @@ def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 10
         raise ValueError("steps must be >= 0 and timestep > 0")
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
+    thermalize(atoms, temperature, rng)
     if ensemble == "nve":
         dyn = VelocityVerlet(atoms, timestep * units.fs)
     else:

@@ -17,7 +17,8 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+from .md import thermalize
 
 #: fcc lattice constants (Å) close to EMT's minima
 FCC_LATTICE = {"Ni": 3.52, "Cu": 3.60, "Pd": 3.94, "Ag": 4.06, "Pt": 3.94, "Au": 4.06, "Al": 4.05}
@@ -76,7 +77,7 @@ def emt_dataset(n_trajectories: int = 24, snapshots: int = 8, elements: Sequence
         atoms.set_cell(atoms.cell.array @ deformation, scale_atoms=True)
         temperature = float(rng.uniform(*temperatures))
         atoms.calc = EMT()
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        thermalize(atoms, temperature, rng)
         dyn = Langevin(atoms, 2.0 * units.fs, temperature_K=temperature, friction=0.05, fixcm=False, rng=rng)
         dyn.run(50)
         for _ in range(snapshots):

@@ -37,19 +37,36 @@ class AtomfluxCalculator(Calculator):
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.
     min_distance
         Atoms closer than this (Å, default 0.3) raise ``ValueError``.
+    uncertainty
+        For uncertainty-capable models (shallow ensemble, LLPR): ``"full"``
+        (default) adds energy, per-atom energy, forces and stress
+        uncertainties and ensemble members; ``"energy"`` only the energy
+        ones (no extra backward pass: fastest for MD); ``False`` none.
 
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å),
     ``energies`` (eV per atom) and, for cells periodic in 3-D, ``stress``
-    (eV/Å³, Voigt order) and per-atom ``stresses``.
+    (eV/Å³, Voigt order) and per-atom ``stresses``; with uncertainty,
+    ``energy_uncertainty`` (eV), ``energies_uncertainty`` (eV per atom),
+    ``forces_uncertainty`` (eV/Å, [N, 3]), ``stress_uncertainty`` (eV/Å³,
+    Voigt), ``energy_ensemble`` (eV, [M]) and ``forces_ensemble`` ([M, N, 3]),
+    all calibrated.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "stresses"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "stresses",
+                              "energy_uncertainty", "energies_uncertainty", "forces_uncertainty",
+                              "stress_uncertainty", "energy_ensemble", "forces_ensemble"]
 
     def __init__(self, model: str | Path | Potential = "demo", dtype: torch.dtype = torch.float64,
-                 device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE, **kwargs) -> None:
+                 device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE,
+                 uncertainty: str | bool = "full", **kwargs) -> None:
         super().__init__(**kwargs)
         self.dtype, self.device, self.min_distance = dtype, device, float(min_distance)
         self.potential = resolve_potential(model, dtype, device).eval()
+        if uncertainty not in ("full", "energy", False):
+            raise ValueError(f"uncertainty must be 'full', 'energy' or False, got {uncertainty!r}")
+        from ..uncertainty.propagation import n_members
+
+        self.uncertainty = uncertainty if n_members(self.potential) else False
 
     @property
     def species(self) -> list[str] | None:
@@ -68,8 +85,12 @@ class AtomfluxCalculator(Calculator):
         wants_stress = bool({"stress", "stresses"} & set(properties or []))
         if wants_stress and not periodic_3d:
             raise PropertyNotImplementedError("stress needs a cell that is periodic in all three directions")
+        wants_uncertainty = any(p.endswith(("_uncertainty", "_ensemble")) for p in properties or [])
+        if wants_uncertainty and not self.uncertainty:
+            raise PropertyNotImplementedError("this model has no uncertainty (or uncertainty=False was chosen); "
+                                              "fit a shallow ensemble or LLPR (atomflux llpr)")
         res = evaluate(self.potential, self.batch(atoms), forces=True, stress=periodic_3d,
-                       energies=True, virials=periodic_3d)
+                       energies=True, virials=periodic_3d, uncertainty=self.uncertainty)
         energy = float(res.energy[0])
         self.results = {
             "energy": energy, "free_energy": energy,
@@ -81,3 +102,18 @@ class AtomfluxCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(res.stress[0].cpu().numpy().astype(np.float64))
             self.results["stresses"] = full_3x3_to_voigt_6_stress(
                 -res.virials.cpu().numpy().astype(np.float64) / volume)
+        if self.uncertainty:
+            self._store_uncertainty(res, periodic_3d)
+
+    def _store_uncertainty(self, res, periodic_3d: bool) -> None:
+        def array(t):
+            return t.cpu().numpy().astype(np.float64)
+
+        self.results["energy_uncertainty"] = float(res.energy_uncertainty[0])
+        self.results["energies_uncertainty"] = array(res.energies_uncertainty)
+        self.results["energy_ensemble"] = array(res.energy_ensemble[0])
+        if res.forces_uncertainty is not None:
+            self.results["forces_uncertainty"] = array(res.forces_uncertainty)
+            self.results["forces_ensemble"] = array(res.forces_ensemble)
+        if periodic_3d and res.stress_uncertainty is not None:
+            self.results["stress_uncertainty"] = full_3x3_to_voigt_6_stress(array(res.stress_uncertainty[0]))

@@ -24,7 +24,10 @@ class TrainConfig:
     """Settings of :func:`train`.
 
     Loss = w_E·MSE(E/N) [eV²/atom²] + w_F·MSE(F) [eV²/Å²] + w_S·MSE(σ) [eV²/Å⁶],
-    each over the frames that have that target.
+    each over the frames that have that target.  For a shallow ensemble
+    (``model={"n_ensemble": M}``), ``ensemble_loss`` ("nll" or "crps") adds
+    ``ensemble_weight`` × that loss of the per-atom energy residuals under the
+    members' spread: mean and members are then trained jointly.
     """
 
     energy_weight: float = 1.0
@@ -37,6 +40,8 @@ class TrainConfig:
     validation_fraction: float = 0.1
     seed: int = 0
     dtype: str = "float64"
+    ensemble_loss: str | None = None
+    ensemble_weight: float = 1e-3
     progress: bool = True
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -64,10 +69,18 @@ def _loss(potential: Potential, batch: Batch, frames: Sequence[Frame], cfg: Trai
     dtype = res.energy.dtype
     loss = res.energy.new_zeros(())
     e_mask = [k for k, f in enumerate(frames) if f.energy is not None]
+    n = batch.n_atoms[e_mask].to(dtype)
+    ref = torch.tensor([frames[k].energy for k in e_mask], dtype=dtype)
     if e_mask and cfg.energy_weight > 0:
-        n = batch.n_atoms[e_mask].to(dtype)
-        ref = torch.tensor([frames[k].energy for k in e_mask], dtype=dtype)
         loss = loss + cfg.energy_weight * (((res.energy[e_mask] - ref) / n) ** 2).mean()
+    if cfg.ensemble_loss and e_mask and "energy_ensemble" in res.outputs:
+        from ..evaluate import sum_per_system
+        from ..uncertainty.ensemble import ensemble_loss
+
+        members = sum_per_system(res.outputs["energy_ensemble"], batch)[e_mask] / n[:, None]
+        variance = members.var(dim=1, unbiased=False) + 1e-10
+        residual = ref / n - members.mean(dim=1)
+        loss = loss + cfg.ensemble_weight * ensemble_loss(cfg.ensemble_loss, residual, variance)
     if wants_forces:
         counts = batch.n_atoms.tolist()
         pieces = torch.split(res.forces, counts)

@@ -1,0 +1,109 @@
+"""Calibration statistics of predicted uncertainties against actual errors.
+
+All functions take errors (prediction - reference) and predicted standard
+deviations of the same shape, in any one unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import erfinv
+
+
+def _check(errors: np.ndarray, sigmas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    e, s = np.ravel(errors).astype(float), np.ravel(sigmas).astype(float)
+    if e.shape != s.shape:
+        raise ValueError(f"errors {e.shape} and sigmas {s.shape} differ in shape")
+    if len(e) == 0:
+        raise ValueError("no data to calibrate on")
+    return e, np.maximum(s, 1e-300)
+
+
+def gaussian_nll(errors: np.ndarray, sigmas: np.ndarray) -> float:
+    """Mean Gaussian negative log-likelihood ½[log(2πσ²) + e²/σ²] (nats)."""
+    e, s = _check(errors, sigmas)
+    return float(np.mean(0.5 * (np.log(2 * np.pi * s**2) + (e / s) ** 2)))
+
+
+def coverage(errors: np.ndarray, sigmas: np.ndarray, k: float = 1.0) -> float:
+    """Fraction of errors within ±kσ (0.683 for k = 1, 0.954 for k = 2 if calibrated)."""
+    e, s = _check(errors, sigmas)
+    return float(np.mean(np.abs(e) <= k * s))
+
+
+def miscalibration_area(errors: np.ndarray, sigmas: np.ndarray, n_levels: int = 101) -> float:
+    """Area between the observed and ideal coverage of central Gaussian intervals.
+
+    0 means perfectly calibrated; 0.5 is the worst possible.
+    """
+    e, s = _check(errors, sigmas)
+    z = np.abs(e / s)
+    levels = np.linspace(0.0, 1.0, n_levels)
+    observed = np.array([np.mean(z <= np.sqrt(2) * erfinv(min(p, 1 - 1e-12))) for p in levels])
+    return float(np.trapezoid(np.abs(observed - levels), levels))
+
+
+def optimal_scale(errors: np.ndarray, sigmas: np.ndarray) -> float:
+    """Factor α minimising the NLL of α·σ: α² = mean((e/σ)²)."""
+    e, s = _check(errors, sigmas)
+    return float(np.sqrt(np.mean((e / s) ** 2)))
+
+
+@dataclass
+class CalibrationReport:
+    """Calibration of one quantity (energies per atom, force components ...)."""
+
+    quantity: str
+    unit: str
+    count: int
+    rmse: float
+    mean_sigma: float
+    nll: float
+    miscalibration_area: float
+    coverage_1sigma: float
+    coverage_2sigma: float
+
+    @classmethod
+    def from_errors(cls, quantity: str, unit: str, errors: np.ndarray, sigmas: np.ndarray) -> "CalibrationReport":
+        e, s = _check(errors, sigmas)
+        return cls(quantity, unit, len(e), float(np.sqrt(np.mean(e**2))), float(np.mean(s)), gaussian_nll(e, s),
+                   miscalibration_area(e, s), coverage(e, s, 1.0), coverage(e, s, 2.0))
+
+    def line(self) -> str:
+        return (f"  {self.quantity:10s} n={self.count:6d}  RMSE {self.rmse:.4g} {self.unit}  mean σ {self.mean_sigma:.4g} {self.unit}"
+                f"  NLL {self.nll:8.3f}  miscal. area {self.miscalibration_area:.3f}"
+                f"  coverage 1σ {100 * self.coverage_1sigma:5.1f} % (68.3)  2σ {100 * self.coverage_2sigma:5.1f} % (95.4)")
+
+
+def calibration_plots(errors: np.ndarray, sigmas: np.ndarray, path_prefix: str, label: str, unit: str) -> list[str]:
+    """Error vs predicted σ, and the z-score histogram against N(0, 1); returns the PNG paths."""
+    from ..plotting import _pyplot
+
+    plt = _pyplot()
+    e, s = _check(errors, sigmas)
+    paths = []
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.loglog(s, np.abs(e), ".", ms=3, alpha=0.5)
+    grid = np.geomspace(s.min(), s.max(), 50)
+    for k, style in ((1, "k-"), (2, "k--")):
+        ax.loglog(grid, k * grid, style, lw=0.8, label=f"|error| = {k}σ")
+    ax.set(xlabel=f"predicted σ ({unit})", ylabel=f"|error| ({unit})", title=label)
+    ax.legend()
+    fig.tight_layout()
+    paths.append(f"{path_prefix}-error-vs-sigma.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    z = e / s
+    ax.hist(np.clip(z, -6, 6), bins=60, density=True, alpha=0.7, label="error / σ")
+    x = np.linspace(-6, 6, 200)
+    ax.plot(x, np.exp(-x**2 / 2) / np.sqrt(2 * np.pi), "k-", label="N(0, 1)")
+    ax.set(xlabel="z = error / σ", ylabel="density", title=label)
+    ax.legend()
+    fig.tight_layout()
+    paths.append(f"{path_prefix}-zscores.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,195 @@
+"""Last-layer prediction rigidity (LLPR) for any potential that returns ``features``.
+
+Treat the energy as linear in the last-layer features, E_S = φ_S·w + ...,
+with φ_S = Σ_{i∈S} [f_i, 1] (the 1 carries the bias; the ``llpr_features``
+output holds [f_i, 1] per atom).  Over a training set,
+C = Σ_S φ_S φ_Sᵀ; the posterior covariance of the last-layer weights is
+
+    Σ = α² (C + ς² I)⁻¹
+
+and the energy variance of a structure is σ²_S = φ_Sᵀ Σ φ_S (per atom,
+f_iᵀ Σ f_i: the local prediction rigidity).  α and ς are calibrated on a
+validation set by minimising the Gaussian NLL.  Forces and stress
+uncertainties come from K fixed samples δw_k ~ N(0, Σ): member k has per-atom
+energy e_i + f_i·δw_k, and :func:`atomflux.evaluate` differentiates the members
+like a shallow ensemble.  Nothing about the base model is assumed beyond
+``features`` [N, F] being the input of a last linear layer; the base is not
+changed (reference: Bigi et al., arXiv:2403.02251).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..models.base import Potential
+from ..systems import Batch
+
+
+def _augmented(features: torch.Tensor) -> torch.Tensor:
+    return torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
+
+
+class LLPR(Potential):
+    """A potential wrapped with LLPR uncertainty.
+
+    Parameters
+    ----------
+    base : Potential or dict
+        The trained potential (or ``{"architecture": ..., "config": ...}``
+        when rebuilding from a model file).
+    n_features : int
+        Size F of ``features`` (found by a probe evaluation if omitted).
+    n_samples : int
+        Posterior samples K used for force/stress uncertainties.
+    seed : int
+        Seed of the fixed standard-normal draws behind the samples.
+    """
+
+    architecture = "LLPR"
+
+    def __init__(self, base: Potential | dict, n_features: int | None = None, n_samples: int = 16,
+                 seed: int = 0) -> None:
+        if isinstance(base, dict):
+            from ..models import ARCHITECTURES
+
+            base = ARCHITECTURES[base["architecture"]](**base["config"])
+        super().__init__(base.species, base.cutoff)
+        self.base = base
+        self.n_features = int(n_features) if n_features is not None else _probe_features(base)
+        self.n_samples, self.seed = int(n_samples), int(seed)
+        dim = self.n_features + 1
+        dtype = next((p.dtype for p in base.parameters()), torch.get_default_dtype())
+        self.register_buffer("covariance", torch.zeros(dim, dim, dtype=dtype))
+        self.register_buffer("n_structures", torch.tensor(0, dtype=torch.long))
+        self.register_buffer("alpha_squared", torch.tensor(1.0, dtype=dtype))
+        self.register_buffer("regulariser", torch.tensor(1e-6, dtype=dtype))
+        generator = torch.Generator().manual_seed(self.seed)
+        self.register_buffer("draws", torch.randn(dim, self.n_samples, generator=generator, dtype=dtype))
+        self._posterior: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"base": {"architecture": self.base.architecture, "config": self.base.config()},
+                "n_features": self.n_features, "n_samples": self.n_samples, "seed": self.seed}
+
+    # -- posterior -------------------------------------------------------
+    def _invalidate(self) -> None:
+        self._posterior = None
+
+    def _apply(self, fn, recurse=True):  # dtype/device changes invalidate the cached posterior
+        self._invalidate()
+        return super()._apply(fn, recurse)
+
+    def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior covariance Σ [(F+1), (F+1)] and its Cholesky factor."""
+        if self._posterior is None:
+            if int(self.n_structures) == 0:
+                raise ValueError("LLPR has not been fitted: call fit() on training data first")
+            eye = torch.eye(len(self.covariance), dtype=self.covariance.dtype, device=self.covariance.device)
+            sigma = self.alpha_squared * torch.linalg.inv(self.covariance + self.regulariser * eye)
+            sigma = 0.5 * (sigma + sigma.T)
+            self._posterior = (sigma, torch.linalg.cholesky(sigma + 1e-14 * sigma.diagonal().max() * eye))
+        return self._posterior
+
+    def energy_variance(self, phi: torch.Tensor) -> torch.Tensor:
+        """Variance (eV²) of the energy for augmented features φ [..., F+1] of atoms or structures.
+
+        φ is the ``llpr_features`` output ([f_i, 1] per atom) or its sum over a structure.
+        """
+        sigma, _ = self.posterior()
+        return ((phi @ sigma) * phi).sum(-1).clamp(min=0.0)
+
+    # -- fitting ---------------------------------------------------------
+    @torch.no_grad()
+    def system_features(self, batch: Batch) -> torch.Tensor:
+        """φ_S = Σ_i [f_i, 1] per system, Tensor [S, F+1]."""
+        from ..evaluate import sum_per_system
+
+        feats = self.base(batch, batch.pair_vectors())["features"]
+        return sum_per_system(_augmented(feats), batch)
+
+    @torch.no_grad()
+    def fit(self, batches: Sequence[Batch]) -> "LLPR":
+        """Accumulate C = Σ_S φ_S φ_Sᵀ over training structures (energies)."""
+        cov = torch.zeros_like(self.covariance)
+        count = 0
+        for batch in batches:
+            phi = self.system_features(batch.to(self.covariance.dtype))
+            cov += phi.T @ phi
+            count += len(phi)
+        self.covariance.copy_(cov)
+        self.n_structures.fill_(count)
+        self._invalidate()
+        return self
+
+    @torch.no_grad()
+    def calibrate(self, batches: Sequence[Batch], energies: Sequence[float]) -> dict[str, float]:
+        """Choose ς² and α² minimising the NLL of validation energies.
+
+        For each ς² on a logarithmic grid, α² = mean(r²/v) is optimal in closed
+        form (v = φᵀ(C + ς² I)⁻¹φ, r the residual); the pair with the lowest
+        NLL is kept.  Returns the chosen values and the NLL.
+        """
+        phis, residuals = [], []
+        for batch, energy in zip(batches, energies):
+            if energy is None:
+                continue
+            batch = batch.to(self.covariance.dtype)
+            out = self.base(batch, batch.pair_vectors())
+            phis.append(_augmented(out["features"]).sum(0))
+            residuals.append(float(energy) - float(out["energy"].sum()))
+        if len(phis) < 2:
+            raise ValueError("LLPR calibration needs at least two validation structures with energies")
+        phi = torch.stack(phis)
+        r = torch.tensor(residuals, dtype=phi.dtype)
+        scale = float(torch.linalg.eigvalsh(self.covariance).max().clamp(min=1e-12))
+        eye = torch.eye(len(self.covariance), dtype=phi.dtype)
+        best = (np.inf, 1.0, 1e-6)
+        for reg in scale * np.logspace(-12, 0, 49):
+            inv = torch.linalg.inv(self.covariance + reg * eye)
+            v = ((phi @ inv) * phi).sum(-1).clamp(min=1e-300)
+            a2 = float((r**2 / v).mean())
+            nll = float((0.5 * (torch.log(2 * np.pi * a2 * v) + r**2 / (a2 * v))).mean())
+            if nll < best[0]:
+                best = (nll, a2, float(reg))
+        self.alpha_squared.fill_(best[1])
+        self.regulariser.fill_(best[2])
+        self._invalidate()
+        return {"alpha_squared": best[1], "regulariser": best[2], "validation_nll": best[0]}
+
+    # -- evaluation ------------------------------------------------------
+    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = dict(self.base(batch, vectors))
+        _, chol = self.posterior()
+        weights = chol @ self.draws                                # [F+1, K]
+        out["llpr_features"] = _augmented(out["features"])
+        out["energy_ensemble"] = out["energy"][:, None] + out["llpr_features"] @ weights
+        return out
+
+
+def _probe_features(base: Potential) -> int:
+    from ase import Atoms
+
+    symbol = base.species[0] if base.species else "H"
+    dimer = Atoms([symbol, symbol], positions=[[0, 0, 0], [0, 0, 0.6 * base.cutoff]])
+    dtype = next((p.dtype for p in base.parameters()), torch.get_default_dtype())
+    batch = Batch.from_atoms(dimer, base.cutoff, dtype=dtype)
+    with torch.no_grad():
+        out = base(batch, batch.pair_vectors())
+    if "features" not in out:
+        raise ValueError(f"{type(base).__name__} returns no 'features': LLPR needs the input of the last linear layer")
+    return int(out["features"].shape[1])
+
+
+def add_llpr(potential: Potential, train_batches: Sequence[Batch], validation_batches: Sequence[Batch],
+             validation_energies: Sequence[float], n_samples: int = 16) -> LLPR:
+    """Wrap a trained potential with LLPR, fitted on training and calibrated on validation data."""
+    model = LLPR(potential, n_samples=n_samples).fit(train_batches)
+    calibration = model.calibrate(validation_batches, validation_energies)
+    model.metadata = dict(getattr(potential, "metadata", {}) or {})
+    model.metadata["uncertainty"] = {"method": "llpr", "n_samples": n_samples,
+                                     "n_training_structures": int(model.n_structures),
+                                     "calibration": calibration}
+    return model.eval()

@@ -1,0 +1,162 @@
+"""Lattice thermal conductivity against plain phono3py, batching, resuming, error bars."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.lj import LennardJones as AseLJ
+
+from atomflux.calculators import AtomfluxCalculator
+from atomflux.lattice import KappaResult, compute_forces, thermal_conductivity
+from atomflux.lattice.kappa import _to_ase, build_phono3py
+from atomflux.models import LennardJones, PowerSpectrumPotential
+
+SIGMA, EPSILON, RC = 3.405, 0.0103, 8.5
+ARGON = bulk("Ar", "fcc", a=5.26)
+SMALL = dict(supercell=(2, 2, 2), mesh=(7, 7, 7), progress=False)
+
+
+def atomflux_lj():
+    return AtomfluxCalculator(LennardJones(SIGMA, EPSILON, RC, cutoff_mode="smooth"))
+
+
+def plain_phono3py_kappa(temperatures):
+    """The reference: phono3py driven by hand with ASE's own LennardJones."""
+    from phono3py import Phono3py
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    unit = PhonopyAtoms(symbols=["Ar"], cell=ARGON.cell.array, scaled_positions=ARGON.get_scaled_positions())
+    ph3 = Phono3py(unit, supercell_matrix=np.diag([3, 3, 3]), primitive_matrix="auto", log_level=0)
+    ph3.generate_displacements(distance=0.03)
+    forces = []
+    for cell in ph3.supercells_with_displacements:
+        atoms = Atoms(cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True)
+        atoms.calc = AseLJ(sigma=SIGMA, epsilon=EPSILON, rc=RC, smooth=True)
+        forces.append(atoms.get_forces())
+    ph3.forces = np.array(forces)
+    ph3.produce_fc3()
+    ph3.produce_fc2()
+    ph3.mesh_numbers = [11, 11, 11]
+    ph3.init_phph_interaction()
+    ph3.run_thermal_conductivity(temperatures=temperatures)
+    return np.asarray(ph3.thermal_conductivity.kappa)[0]
+
+
+def test_atomflux_lj_equals_plain_phono3py_with_ase_lj(tmp_path):
+    """Same κ within 0.5 %: phono3py's κ itself moves by ~0.1-0.3 % under 1e-16 eV/Å force noise here."""
+    temperatures = (20.0, 40.0, 80.0)
+    ours = thermal_conductivity(ARGON, atomflux_lj(), supercell=(3, 3, 3), mesh=(11, 11, 11),
+                                temperatures=temperatures, progress=False)
+    reference = plain_phono3py_kappa(temperatures)
+    np.testing.assert_allclose(ours.kappa[:, :3], reference[:, :3], rtol=5e-3)
+    assert ours.kappa_std is None
+    assert 0.3 < ours.kappa[0, 0] < 3.0  # LJ argon at 20 K, 3x3x3 / 11³: order 1 W/mK
+
+
+def test_batched_equals_one_by_one():
+    ph3 = build_phono3py(ARGON, (2, 2, 2))
+    cells = [_to_ase(c) for c in ph3.supercells_with_displacements]
+    batched = compute_forces(cells, atomflux_lj(), atoms_per_chunk=40, progress=False).forces
+
+    class Plain(Calculator):  # hides the atomflux type: forces the generic one-by-one path
+        implemented_properties = ["energy", "forces"]
+
+        def __init__(self):
+            super().__init__()
+            self.inner = atomflux_lj()
+
+        def calculate(self, atoms=None, properties=("forces",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            self.inner.calculate(atoms, ["energy", "forces"], all_changes)
+            self.results = {k: self.inner.results[k] for k in ("energy", "forces")}
+
+    sequential = compute_forces(cells, Plain(), progress=False).forces
+    np.testing.assert_allclose(batched, sequential, atol=1e-14)
+
+
+def test_identical_members_give_zero_error_bar():
+    torch.manual_seed(0)
+    model = PowerSpectrumPotential(["Ar"], cutoff=5.0, hidden=[8], n_ensemble=3).double()
+    with torch.no_grad():
+        model.last_layer.weight[:] = model.last_layer.weight[0]
+        model.last_layer.bias[:] = model.last_layer.bias[0]
+    lj = AtomfluxCalculator(LennardJones(SIGMA, EPSILON, RC))
+    # a pair potential plus a (shared) many-body ensemble: all members identical
+    result = thermal_conductivity(ARGON, _Sum(lj.potential, model), temperatures=(30,), **SMALL)
+    assert result.kappa_members.shape == (3, 1, 6)
+    assert float(np.abs(result.kappa_std).max()) < 1e-9 * float(np.abs(result.kappa).max())
+
+
+class _Sum(AtomfluxCalculator):
+    """LJ plus a tiny ensemble head: an uncertainty-capable calculator with known physics."""
+
+    def __init__(self, lj, ensemble):
+        from atomflux.models.base import Potential
+
+        class Combined(Potential):
+            def __init__(self):
+                super().__init__(["Ar"], max(lj.cutoff, ensemble.cutoff))
+                self.lj, self.ens = lj, ensemble
+                self.n_ensemble = ensemble.n_ensemble
+
+            def forward(self, batch, vectors):
+                base = self.lj(batch, vectors)["energy"]
+                ens = self.ens(batch, vectors)
+                small = 1e-3 * ens["energy_ensemble"]
+                return {"energy": base + small.mean(1), "energy_ensemble": base[:, None] + small}
+
+        super().__init__(Combined())
+
+
+def test_classical_and_quantum_approach_at_high_temperature():
+    calc = atomflux_lj()
+    temps = (5.0, 20.0, 80.0)
+    quantum = thermal_conductivity(ARGON, calc, temperatures=temps, statistics="quantum", **SMALL).kappa[:, 0]
+    classical = thermal_conductivity(ARGON, calc, temperatures=temps, statistics="classical", **SMALL).kappa[:, 0]
+    ratio = classical / quantum
+    assert ratio[0] > 1.2          # at 5 K quantum κ is suppressed by frozen-out modes
+    assert abs(ratio[-1] - 1) < 0.02  # at 80 K (θ_D of LJ Ar ≈ 90 K... modes are classical) they meet
+    assert np.all(np.diff(np.abs(ratio - 1)) < 0)
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path):
+    calls = {"n": 0}
+
+    class Flaky(AseLJ):
+        def calculate(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 6:
+                raise KeyboardInterrupt("simulated interruption")
+            super().calculate(*args, **kwargs)
+
+    def lj():
+        return Flaky(sigma=SIGMA, epsilon=EPSILON, rc=RC, smooth=True)
+
+    with pytest.raises(KeyboardInterrupt):
+        thermal_conductivity(ARGON, lj(), temperatures=(30,), workdir=tmp_path, **SMALL)
+    done_before = calls["n"] - 1
+    calls["n"] = -10**6
+    resumed = thermal_conductivity(ARGON, lj(), temperatures=(30,), workdir=tmp_path, **SMALL)
+    n_cells = len(build_phono3py(ARGON, (2, 2, 2)).supercells_with_displacements)
+    assert calls["n"] + 10**6 == n_cells - done_before  # only the missing supercells were computed
+    straight = thermal_conductivity(ARGON, AseLJ(sigma=SIGMA, epsilon=EPSILON, rc=RC, smooth=True),
+                                    temperatures=(30,), **SMALL)
+    np.testing.assert_allclose(resumed.kappa, straight.kappa, rtol=1e-12)
+    import phono3py
+
+    reopened = phono3py.load(str(tmp_path / "phono3py_params.yaml"), produce_fc=True, log_level=0)
+    np.testing.assert_allclose(reopened.forces, np.load(tmp_path / "forces_fc3.npz")["forces"])
+
+
+def test_json_round_trip_and_bad_input(tmp_path):
+    result = thermal_conductivity(ARGON, atomflux_lj(), temperatures=(30, 60), **SMALL)
+    back = KappaResult.from_json(result.to_json(tmp_path / "k.json"))
+    np.testing.assert_allclose(back.kappa, result.kappa)
+    assert back.kappa.shape == (2, 6)
+    with pytest.raises(ValueError, match="method"):
+        thermal_conductivity(ARGON, atomflux_lj(), method="bte", **SMALL)
+    molecule = Atoms("Ar2", positions=[[0, 0, 0], [0, 0, 3.8]])
+    with pytest.raises(ValueError, match="periodic"):
+        thermal_conductivity(molecule, atomflux_lj(), **SMALL)

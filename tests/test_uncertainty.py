@@ -1,0 +1,172 @@
+"""Uncertainty: LLPR against closed-form Bayesian regression, calibration, ensembles, guard."""
+
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.build import bulk
+from ase.md.langevin import Langevin
+
+from atomflux.calculators import AtomfluxCalculator
+from atomflux.evaluate import evaluate, sum_per_system
+from atomflux.io import load_model, save_model
+from atomflux.models import PowerSpectrumPotential
+from atomflux.reference_data import emt_dataset
+from atomflux.systems import Batch
+from atomflux.training import read_frames
+from atomflux.uncertainty import LLPR, ExtrapolationError, UncertaintyGuard, add_llpr, members, propagate
+from atomflux.uncertainty.report import errors_and_sigmas
+from conftest import finite_difference_forces
+
+
+class LinearRadialModel(torch.nn.Module):
+    """A user's plain-torch potential: fixed Gaussian radial features, one linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.species, self.cutoff = ["Cu"], 4.0
+        self.centres = torch.linspace(2.0, 4.0, 5, dtype=torch.float64)
+        self.last = torch.nn.Linear(5, 1, dtype=torch.float64)
+
+    def forward(self, batch, vectors):
+        r = vectors.norm(dim=1)
+        fc = 0.5 * (torch.cos(np.pi * r / self.cutoff) + 1)
+        g = torch.exp(-4 * (r[:, None] - self.centres) ** 2) * fc[:, None]
+        features = torch.zeros(len(batch.numbers), 5, dtype=r.dtype).index_add(0, batch.pairs[:, 0], g)
+        return {"energy": self.last(features)[:, 0], "features": features}
+
+
+def cu_structures(n, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=rng.uniform(3.4, 3.8), cubic=True)
+        atoms.rattle(0.1, seed=int(rng.integers(1 << 30)))
+        out.append(atoms)
+    return out
+
+
+def test_llpr_of_linear_model_equals_bayesian_linear_regression():
+    model = LinearRadialModel()
+    llpr = LLPR(model, n_samples=8)
+    batches = [Batch.from_atoms(a, 4.0) for a in cu_structures(12, 0)]
+    llpr.fit(batches)
+    noise, prior = 0.02, 0.5  # σ_n (eV), σ_w
+    llpr.alpha_squared.fill_(noise**2)
+    llpr.regulariser.fill_(noise**2 / prior**2)
+    # closed form, written independently with numpy: Σ_post = (ΦᵀΦ/σ_n² + I/σ_w²)⁻¹
+    phi = np.array([np.append(model(b, b.pair_vectors())["features"].detach().numpy().sum(0), len(b.numbers))
+                    for b in batches])
+    post = np.linalg.inv(phi.T @ phi / noise**2 + np.eye(phi.shape[1]) / prior**2)
+    test = Batch.from_atoms(cu_structures(1, 5)[0], 4.0)
+    x = np.append(model(test, test.pair_vectors())["features"].detach().numpy().sum(0), len(test.numbers))
+    expected = np.sqrt(x @ post @ x)
+    got = float(evaluate(llpr, test, uncertainty="energy").energy_uncertainty[0])
+    assert got == pytest.approx(expected, rel=1e-8)
+
+
+def test_identical_members_give_zero_spread(alloy):
+    torch.manual_seed(1)
+    model = PowerSpectrumPotential(["Cu", "Au"], cutoff=4.0, hidden=[8], n_ensemble=4).double().eval()
+    with torch.no_grad():
+        model.last_layer.weight[:] = model.last_layer.weight[0]
+        model.last_layer.bias[:] = model.last_layer.bias[0]
+    res = evaluate(model, Batch.from_atoms(alloy, 4.0), stress=True, uncertainty=True)
+    assert float(res.energy_uncertainty.abs().max()) < 1e-12
+    assert float(res.forces_uncertainty.abs().max()) < 1e-12
+    assert float(res.stress_uncertainty.abs().max()) < 1e-14
+    prop = propagate(lambda m: evaluate(m, Batch.from_atoms(alloy, 4.0)).energy.numpy(), model)
+    assert float(prop.std.max()) < 1e-12
+
+
+def test_member_forces_are_finite_differences_of_member_energies(alloy):
+    torch.manual_seed(2)
+    model = PowerSpectrumPotential(["Cu", "Au"], cutoff=4.0, hidden=[8], n_ensemble=3).double().eval()
+    model.uncertainty_scale = 1.7  # calibration scales the members' deviations
+    res = evaluate(model, Batch.from_atoms(alloy, 4.0), uncertainty=True)
+    for m, member in enumerate(members(model)):
+        energy = lambda at: float(evaluate(member, Batch.from_atoms(at, 4.0), forces=False).energy[0])
+        fd = finite_difference_forces(energy, alloy)
+        np.testing.assert_allclose(res.forces_ensemble[m].numpy(), fd, atol=1e-7 * max(1, np.abs(fd).max()))
+        assert float(res.energy_ensemble[0, m]) == pytest.approx(energy(alloy), abs=1e-10)
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """Two independent sets of EMT structures the demo models never saw."""
+    calib = read_frames(emt_dataset(n_trajectories=30, snapshots=2, seed=101))
+    test = read_frames(emt_dataset(n_trajectories=50, snapshots=2, seed=202))
+    return calib, test
+
+
+@pytest.mark.parametrize("name", ["demo", "demo-llpr"])
+def test_shipped_models_are_calibrated_on_held_out_data(name, held_out):
+    """Stated tolerance: energy coverage within ±15 % of 68.3 % at 1σ and ≥ 85 % at 2σ on 100 unseen
+    structures (50 independent MD runs, 2 snapshots each)."""
+    _, test = held_out
+    model = load_model(name)
+    err, sig = errors_and_sigmas(model, test)["energy"]
+    within1, within2 = np.mean(np.abs(err) <= sig), np.mean(np.abs(err) <= 2 * sig)
+    assert 0.53 <= within1 <= 0.83, (within1, within2)
+    assert within2 >= 0.85, (within1, within2)
+
+
+def test_llpr_recalibrated_coverage(held_out):
+    """LLPR added in one call to the base model, calibrated on one held-out set, covers another."""
+    calib, test = held_out
+    base = load_model("demo-llpr").base
+    train = read_frames(emt_dataset(n_trajectories=40, snapshots=2, seed=303))
+    model = add_llpr(base, [Batch.from_atoms(f.atoms, 4.5) for f in train],
+                     [Batch.from_atoms(f.atoms, 4.5) for f in calib], [f.energy for f in calib])
+    err, sig = errors_and_sigmas(model, test)["energy"]
+    assert 0.53 <= np.mean(np.abs(err) <= sig) <= 0.83
+    assert np.mean(np.abs(err) <= 2 * sig) >= 0.85
+
+
+@pytest.mark.parametrize("name", ["demo", "demo-llpr"])
+def test_uncertainty_rises_with_strain_beyond_training(name):
+    calc = AtomfluxCalculator(name)
+    sigmas = []
+    for strain in (0.04, 0.08, 0.16, 0.24, 0.32):  # training cells are strained by up to 4 %
+        atoms = bulk("Cu", "fcc", a=3.6 * (1 + strain), cubic=True)
+        atoms.calc = calc
+        sigmas.append(atoms.calc.get_property("energy_uncertainty", atoms) / len(atoms))
+    assert all(b > a for a, b in zip(sigmas, sigmas[1:])), sigmas
+    assert sigmas[-1] > 10 * sigmas[0]
+
+
+def test_calculator_results_and_round_trip(tmp_path):
+    model = load_model("demo-llpr")
+    path = save_model(model, tmp_path / "m.pt")
+    atoms = bulk("Au", cubic=True) * (2, 1, 1)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = AtomfluxCalculator(path)
+    r = atoms.calc.get_property("forces_uncertainty", atoms)
+    assert r.shape == (8, 3) and (r > 0).all()
+    for key in ("energy_uncertainty", "energies_uncertainty", "stress_uncertainty", "energy_ensemble", "forces_ensemble"):
+        assert key in atoms.calc.results
+    assert load_model(path).metadata["uncertainty"]["method"] == "llpr"
+
+
+def test_guard_stops_md_that_leaves_training_data(tmp_path):
+    atoms = bulk("Cu", "fcc", a=3.6 * 1.3, cubic=True) * (2, 1, 1)  # 30 % strain: far outside
+    atoms.calc = AtomfluxCalculator("demo", uncertainty="energy")
+    guard = UncertaintyGuard(atoms, threshold=0.02, logfile=tmp_path / "unc.log", save=tmp_path / "bad.extxyz")
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.01, fixcm=False)
+    dyn.attach(guard, interval=1)
+    with pytest.raises(ExtrapolationError, match="exceeds threshold"):
+        dyn.run(20)
+    assert (tmp_path / "bad.extxyz").is_file() and guard.triggered
+    # at the training lattice constant the same guard stays quiet
+    ok = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1)
+    ok.calc = AtomfluxCalculator("demo", uncertainty="energy")
+    quiet = UncertaintyGuard(ok, threshold=0.02, save=tmp_path / "none.extxyz")
+    dyn = Langevin(ok, 2 * units.fs, temperature_K=300, friction=0.01, fixcm=False)
+    dyn.attach(quiet, interval=1)
+    dyn.run(20)
+    assert not quiet.triggered and not (tmp_path / "none.extxyz").exists()
+
+
+def test_model_without_uncertainty_says_so(alloy, random_model):
+    with pytest.raises(ValueError, match="no uncertainty"):
+        evaluate(random_model, Batch.from_atoms(alloy, random_model.cutoff), uncertainty=True)
