@@ -29,15 +29,15 @@ def demo_system(repeat: int = 3):
 
 
 def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str = "demo") -> dict:
-    """Load the shipped model, check it against fresh EMT data, run a short MD.
+    """Load the shipped model, check it against fresh EMT data, run a short MD, compute lattice κ.
 
-    Writes ``metrics.json``, ``parity.png``, ``md.traj`` and ``md.log`` into
-    ``output`` and returns the summary dictionary.
+    Writes ``summary.json``, ``parity.png``, ``md.traj``, ``md.log``,
+    ``kappa.json`` and ``kappa.png`` into ``output`` and returns the summary.
     """
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     potential = load_model(model)
-    print(f"[1/3] loaded model {model!r}: {potential.architecture}, species {potential.species}, "
+    print(f"[1/4] loaded model {model!r}: {potential.architecture}, species {potential.species}, "
           f"cutoff {potential.cutoff} Å")
     print("      " + potential.metadata.get("description", ""))
     frames = read_frames(emt_dataset(n_trajectories=4 if quick else 12, snapshots=4, seed=12345))
@@ -45,16 +45,29 @@ def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str
     metrics = predictions.metrics()
     parity_plot(predictions.reference, predictions.predicted, out / "parity.png",
                 title=f"{model} model vs EMT, {len(frames)} fresh structures")
-    print(f"[2/3] errors against EMT on {len(frames)} unseen structures (parity plot: {out / 'parity.png'}):")
+    print(f"[2/4] errors against EMT on {len(frames)} unseen structures (parity plot: {out / 'parity.png'}):")
     print(format_metrics(metrics))
     atoms = demo_system(2 if quick else 3)
     steps = 100 if quick else 1000
-    md = run_md(atoms, AtomfluxCalculator(potential), temperature=600.0, steps=steps, timestep=2.0,
+    md = run_md(atoms, AtomfluxCalculator(potential, uncertainty="energy"), temperature=600.0, steps=steps, timestep=2.0,
                 ensemble="nve", trajectory=out / "md.traj", logfile=out / "md.log", interval=10)
-    print(f"[3/3] NVE MD of {atoms.get_chemical_formula()} ({len(atoms)} atoms) from 600 K, {steps} × 2 fs: "
+    print(f"[3/4] NVE MD of {atoms.get_chemical_formula()} ({len(atoms)} atoms) from 600 K, {steps} × 2 fs: "
           f"mean T {md['mean_temperature_K']:.0f} K, energy drift {1000 * md['energy_drift_eV_per_atom']:.3f} meV/atom, "
           f"{1000 * md['seconds_per_step']:.1f} ms/step (trajectory: {out / 'md.traj'})")
-    summary = {"model": model, "test_metrics_vs_emt": metrics, "md": md}
+    from .lattice import thermal_conductivity
+
+    copper = bulk("Cu", "fcc", a=3.6)
+    kappa = thermal_conductivity(copper, AtomfluxCalculator(potential), supercell=(3, 3, 3),
+                                 mesh=(7, 7, 7) if quick else (11, 11, 11), temperatures=(100, 300, 600),
+                                 relax=True, workdir=out / "kappa")
+    kappa.to_json(out / "kappa.json")
+    kappa.plot(out / "kappa.png")
+    print(f"[4/4] lattice thermal conductivity of fcc Cu (phonons only, phono3py RTA, model ± 1σ; plot {out / 'kappa.png'}):")
+    print(kappa.table())
+    iso, iso_std = kappa.isotropic()
+    summary = {"model": model, "test_metrics_vs_emt": metrics, "md": md,
+               "kappa_W_per_mK": {"temperatures_K": kappa.temperatures.tolist(), "mean": iso.tolist(),
+                                  "std": None if iso_std is None else iso_std.tolist()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"summary written to {out / 'summary.json'}")
     return summary

@@ -79,7 +79,7 @@ def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 10
         etot.append(atoms.get_potential_energy() + atoms.get_kinetic_energy())
 
     dyn.attach(record, interval=1)
-    bar = tqdm(total=steps, desc=f"MD {ensemble} {temperature:g} K", unit="step", disable=not progress)
+    bar = tqdm(total=steps, desc=f"MD {ensemble} {temperature:g} K", unit="step", disable=None if progress else True)
     dyn.attach(lambda: bar.update(1) if dyn.nsteps > 0 else None, interval=1)
     start = time.perf_counter()
     try:

@@ -103,7 +103,7 @@ def compute_forces(supercells: Sequence[Atoms | None], calculator, cache: str | 
     store = _Cache(Path(cache) if cache else None, _fingerprint(supercells), len(supercells), n_atoms, n_mem)
     todo = [k for k in present if not store.done[k]]
     bar = tqdm(total=len(present), initial=len(present) - len(todo), desc=label, unit="supercell",
-               disable=not progress)
+               disable=None if progress else True)
     if ours:
         per_chunk = max(1, atoms_per_chunk // n_atoms)
         potential = calculator.potential

@@ -183,8 +183,8 @@ def _solve(ph3, forces: np.ndarray, phonon_forces: np.ndarray | None, mesh, temp
     ph3.forces = forces
     if phonon_forces is not None:
         ph3.phonon_forces = phonon_forces
-    ph3.produce_fc3(symmetrize_fc3r=True)
-    ph3.produce_fc2(symmetrize_fc2=True)
+    ph3.produce_fc3()
+    ph3.produce_fc2()
     ph3.mesh_numbers = list(mesh)
     ph3.init_phph_interaction()
     temps = np.asarray(temperatures, dtype=float)
@@ -283,7 +283,7 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
         members = np.array([
             _solve(ph3, fc3_set.members[m], None if fc2_set is None else fc2_set.members[m], mesh, temperatures,
                    method, statistics)[0]
-            for m in tqdm(range(n_mem), desc="κ per ensemble member", disable=not progress)])
+            for m in tqdm(range(n_mem), desc="κ per ensemble member", disable=None if progress else True)])
     return KappaResult(temperatures=temperatures, kappa=kappa, kappa_std=None if members is None else members.std(0),
                        method=method, statistics=statistics, supercell=np.asarray(supercell).tolist(),
                        mesh=list(mesh), kappa_members=members, frequencies=frequencies, lifetimes=lifetimes,

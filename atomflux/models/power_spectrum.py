@@ -96,7 +96,9 @@ class PowerSpectrumPotential(Potential):
         self.radial_weights = torch.nn.Parameter(torch.randn(S, K, C) / math.sqrt(K))
         self.centre_weights = torch.nn.Parameter(torch.ones(S, C))
         recipes, weights = _monomial_tables(self.max_angular)
-        self._recipes = recipes
+        for l, rec in enumerate(recipes[1:], start=1):  # how to build degree-l monomials from degree l-1
+            self.register_buffer(f"parents_{l}", torch.tensor([p for p, _ in rec], dtype=torch.long), persistent=False)
+            self.register_buffer(f"axes_{l}", torch.tensor([a for _, a in rec], dtype=torch.long), persistent=False)
         for l, w in enumerate(weights):
             self.register_buffer(f"moment_weights_{l}", w.to(torch.get_default_dtype()))
         triu = torch.triu_indices(C, C)
@@ -141,20 +143,25 @@ class PowerSpectrumPotential(Potential):
         g = mixed.gather(1, species[j].view(-1, 1, 1).expand(-1, 1, self.n_channels)).squeeze(1)
         g = g * self.centre_weights[species[i]] * self.inv_neighbours                 # [P, C]
         blocks = [torch.zeros(n_atoms, self.n_channels, dtype=r.dtype, device=r.device).index_add(0, i, g)]
-        moments = torch.ones_like(r)[:, None]
-        power = []
         a0 = blocks[0]
-        power.append((a0[:, :, None] * a0[:, None, :])[:, self.triu[0], self.triu[1]])
+        power = [(a0[:, :, None] * a0[:, None, :])[:, self.triu[0], self.triu[1]]]
+        moments, degree_moments = torch.ones_like(r)[:, None], []
         for l in range(1, self.max_angular + 1):
-            parents = torch.tensor([p for p, _ in self._recipes[l]], device=r.device)
-            axes = torch.tensor([a for _, a in self._recipes[l]], device=r.device)
-            moments = moments[:, parents] * unit[:, axes]                              # [P, n_l]
-            density = torch.zeros(n_atoms, self.n_channels * moments.shape[1], dtype=r.dtype, device=r.device)
-            density = density.index_add(0, i, (g[:, :, None] * moments[:, None, :]).reshape(len(r), -1))
+            moments = moments[:, getattr(self, f"parents_{l}")] * unit[:, getattr(self, f"axes_{l}")]  # [P, n_l]
+            degree_moments.append(moments)
+        if degree_moments:
+            all_moments = torch.cat(degree_moments, dim=1)                                  # [P, Σ n_l]
+            # outer products as a batched matmul: its backward is a bmm too (fast), unlike broadcasting
+            outer = torch.bmm(g[:, :, None], all_moments[:, None, :]).reshape(len(r), -1)
+            density = torch.zeros(n_atoms, outer.shape[1], dtype=r.dtype, device=r.device).index_add(0, i, outer)
             density = density.view(n_atoms, self.n_channels, -1)
-            w = getattr(self, f"moment_weights_{l}").to(r.dtype)
-            p = torch.einsum("ica,ida,a->icd", density, density, w)
-            power.append(p[:, self.triu[0], self.triu[1]])
+            start = 0
+            for l, m in enumerate(degree_moments, start=1):
+                block = density[:, :, start:start + m.shape[1]]
+                start += m.shape[1]
+                w = getattr(self, f"moment_weights_{l}").to(r.dtype)
+                p = torch.bmm(block * w, block.transpose(1, 2))                              # [N, C, C]
+                power.append(p[:, self.triu[0], self.triu[1]])
         return torch.cat(blocks + power, dim=1)
 
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -138,7 +138,7 @@ def train(frames: Sequence[Frame], config: TrainConfig | None = None,
     rng = np.random.default_rng(cfg.seed)
     best = (math.inf, copy.deepcopy(potential.state_dict()), 0)
     history: list[dict[str, float]] = []
-    bar = tqdm(range(cfg.epochs), desc="training", disable=not cfg.progress, unit="epoch")
+    bar = tqdm(range(cfg.epochs), desc="training", disable=None if cfg.progress else True, unit="epoch")
     for epoch in bar:
         potential.train()
         order = rng.permutation(len(train_frames))
