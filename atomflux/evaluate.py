@@ -10,6 +10,19 @@ gradient of the total energy with respect to pair vector ``r_p = r_j - r_i
 - stress (ASE):    σ = -W / V = (1/V) ∂E/∂ε                              (eV/Å³)
 - per-atom virial: W_i = -½ Σ_{p ∋ i} g_p ⊗ r_p, so Σ_i W_i = W          (eV)
 
+Heat flux (``velocities=...``, Å/fs): for potentials whose atomic energy e_i
+depends only on the pairs that start at i (``strictly_local = True``: all
+atomflux models), the potential part of J = d/dt Σ_i r_i e_i is
+
+    J_pot = -Σ_p r_p (g_p · v_{j_p})                                     (eV·Å/fs)
+
+= Σ_j W̃_j v_j with the "receiver" per-atom virials W̃_j = -Σ_{p: j_p = j}
+r_p ⊗ g_p (``flux_virials``, eV), which needs no absolute positions, so it holds in periodic cells with any
+number of images (it is the unfolded-system formula of Langer et al., PRB
+108, L100302 (2023), specialised to pair-vector locality); the convective
+part is Σ_i e_i v_i with e_i = U_i + ½ m_i v_i².  For a pair potential this
+is exactly the pairwise Irving–Kirkwood/Hardy flux.
+
 Uncertainty (``uncertainty=True``) goes through the same path: a potential
 that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
 posterior samples of the last layer) gets each member's forces and stress
@@ -62,6 +75,12 @@ class Results:
         Members' total energies, eV (spread scaled by the calibration).
     forces_ensemble : Tensor [M, N, 3] or None
     stress_ensemble : Tensor [M, S, 3, 3] or None
+    flux_virials : Tensor [N, 3, 3] or None
+        W̃_j = -Σ_{p: j_p = j} r_p ⊗ g_p (eV): J_pot = Σ_j W̃_j v_j for any velocities.
+    heat_flux : Tensor [S, 3] or None
+        Total heat flux Σ_i e_i v_i + J_pot, eV·Å/fs (not divided by volume).
+    heat_flux_potential : Tensor [S, 3] or None
+        The potential part J_pot alone.
     """
 
     energy: torch.Tensor
@@ -78,6 +97,9 @@ class Results:
     energy_ensemble: torch.Tensor | None = None
     forces_ensemble: torch.Tensor | None = None
     stress_ensemble: torch.Tensor | None = None
+    flux_virials: torch.Tensor | None = None
+    heat_flux: torch.Tensor | None = None
+    heat_flux_potential: torch.Tensor | None = None
 
 
 def sum_per_system(values: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -101,6 +123,9 @@ def evaluate(
     energies: bool = False,
     virials: bool = False,
     uncertainty: bool | str = False,
+    velocities: torch.Tensor | None = None,
+    masses: torch.Tensor | None = None,
+    flux_virials: bool = False,
     create_graph: bool = False,
 ) -> Results:
     """Evaluate a potential on a batch; compute only what is asked for.
@@ -119,6 +144,9 @@ def evaluate(
         for (one batched backward pass over the members).  ``"energy"``:
         energy uncertainties only (no extra backward pass).  Needs a
         potential with ``energy_ensemble`` output (shallow ensemble or LLPR).
+    velocities, masses
+        Velocities [N, 3] in Å/fs and masses [N] in amu: also return the heat
+        flux (eV·Å/fs).  Needs a potential with ``strictly_local = True``.
     create_graph
         Keep the graph of the derivatives (for training on forces/stress).
 
@@ -131,7 +159,15 @@ def evaluate(
         raise ValueError(f"batch built with cutoff {batch.cutoff} Å < potential cutoff {cutoff} Å")
     if uncertainty not in (False, True, "full", "energy"):
         raise ValueError(f"uncertainty must be False, True, 'full' or 'energy', got {uncertainty!r}")
-    need_grad = forces or stress or virials
+    flux_virials = flux_virials or velocities is not None
+    if flux_virials:
+        if not getattr(potential, "strictly_local", False):
+            raise ValueError(f"heat flux needs a potential whose atomic energies depend only on their own pairs "
+                             f"(strictly_local = True); {type(potential).__name__} does not declare it")
+    if velocities is not None:
+        if masses is None or velocities.shape != batch.positions.shape:
+            raise ValueError("heat flux needs velocities [N, 3] (Å/fs) and masses [N] (amu)")
+    need_grad = forces or stress or virials or flux_virials
     vectors = batch.pair_vectors()
     if need_grad and not vectors.requires_grad:
         vectors = vectors.detach().requires_grad_(True)
@@ -139,7 +175,7 @@ def evaluate(
         outputs = dict(potential(batch, vectors))
         atom_energy = outputs.pop("energy")
         results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
-        if energies:
+        if energies or velocities is not None:
             results.energies = atom_energy
         members = outputs.get("energy_ensemble") if uncertainty else None
         if uncertainty and members is None:
@@ -167,7 +203,29 @@ def evaluate(
             results.virials = per_atom.index_add(0, batch.pairs[:, 0], half).index_add(0, batch.pairs[:, 1], half)
     if members is not None:
         _add_uncertainty(results, potential, batch, members, member_grads, vectors, forces, stress)
+    if flux_virials:
+        receiver = -vectors.detach()[:, :, None] * grad.detach()[:, None, :]       # r_p ⊗ g_p, [P, 3, 3]
+        results.flux_virials = torch.zeros((len(batch.numbers), 3, 3), dtype=grad.dtype,
+                                           device=grad.device).index_add(0, batch.pairs[:, 1], receiver)
+    if velocities is not None:
+        results.heat_flux, results.heat_flux_potential = heat_flux(
+            results.energies.detach(), results.flux_virials, velocities, masses, batch)
     return results if create_graph else _detached(results)
+
+
+#: ½ m v² with m in amu and v in Å/fs, in eV
+AMU_A2_PER_FS2_IN_EV = 103.642696
+
+
+def heat_flux(energies: torch.Tensor, flux_virials: torch.Tensor, velocities: torch.Tensor, masses: torch.Tensor,
+              batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Total and potential heat flux [S, 3] (eV·Å/fs) from potential energies [N] (eV),
+    receiver virials [N, 3, 3] (eV), velocities [N, 3] (Å/fs) and masses [N] (amu)."""
+    v = velocities.to(flux_virials.dtype)
+    potential_part = sum_per_system(torch.einsum("nab,nb->na", flux_virials, v), batch)
+    kinetic = 0.5 * AMU_A2_PER_FS2_IN_EV * masses.to(v.dtype) * (v**2).sum(1)
+    convective = sum_per_system((energies + kinetic)[:, None] * v, batch)
+    return convective + potential_part, potential_part
 
 
 def _member_gradients(members: torch.Tensor, vectors: torch.Tensor, create_graph: bool) -> torch.Tensor:
@@ -227,7 +285,7 @@ def _detached(results: Results) -> Results:
     """Results cut from the autograd graph (the default outside training)."""
     for name in ("energy", "energies", "forces", "virial", "stress", "virials", "energy_uncertainty",
                  "energies_uncertainty", "forces_uncertainty", "stress_uncertainty", "energy_ensemble",
-                 "forces_ensemble", "stress_ensemble"):
+                 "forces_ensemble", "stress_ensemble", "heat_flux", "heat_flux_potential", "flux_virials"):
         value = getattr(results, name)
         if value is not None:
             setattr(results, name, value.detach())

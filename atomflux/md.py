@@ -92,3 +92,105 @@ def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 10
     return {"mean_temperature_K": float(np.mean(temps)), "energy_drift_eV_per_atom": float((etot[-1] - etot[0]) / len(atoms)),
             "final_potential_energy_eV": float(atoms.get_potential_energy()),
             "seconds_per_step": elapsed / max(steps, 1)}
+
+
+def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: float = 300.0,
+                     equilibration_steps: int = 1000, production_steps: int = 10000, timestep: float = 2.0,
+                     friction: float = 0.02, stride: int = 10, checkpoint_interval: int = 1000, seed: int = 0,
+                     progress: bool = True) -> Path:
+    """NVT (Langevin) equilibration, then NVE production recording the heat flux every step.
+
+    Written into ``output`` (a folder):
+
+    - ``flux.npz``: ``time`` (fs), ``heat_flux`` [n, 3] (eV·Å/fs, not divided by
+      volume), ``species_velocity`` [n, n_species, 3] (Σ of velocities per
+      species, Å/fs: the coupled mass fluxes for multicomponent Green–Kubo),
+      ``species``, ``volume`` (Å³), ``temperature`` (K, target),
+      ``mean_temperature`` (K, production), ``timestep`` (fs);
+    - ``production.traj``: positions and velocities every ``stride`` steps;
+    - ``checkpoint.traj`` + ``checkpoint.json``: state every
+      ``checkpoint_interval`` steps; calling again with the same ``output``
+      resumes from there (the finished phases are not redone).
+
+    Returns the path of ``flux.npz``.
+    """
+    import json
+
+    from ase.io import read
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    state_file, checkpoint = out / "checkpoint.json", out / "checkpoint.traj"
+    state = {"phase": "equilibration", "step": 0}
+    species = sorted(set(atoms.get_chemical_symbols()))
+    time_fs, fluxes, species_velocity = [], [], []
+    if state_file.is_file() and checkpoint.is_file():
+        state = json.loads(state_file.read_text())
+        atoms = read(checkpoint)
+        if (out / "flux.npz").is_file():
+            with np.load(out / "flux.npz") as data:
+                time_fs, fluxes = list(data["time"]), list(data["heat_flux"])
+                species_velocity = list(data["species_velocity"])
+    atoms.calc = calculator
+    rng = np.random.default_rng(seed + state["step"])
+    if state["phase"] == "equilibration" and state["step"] == 0:
+        thermalize(atoms, temperature, rng)
+    symbols = np.array(atoms.get_chemical_symbols())
+    masks = [symbols == s for s in species]
+
+    def save(phase: str, step: int) -> None:
+        atoms.write(checkpoint)
+        np.savez(out / "flux.npz", time=np.array(time_fs), heat_flux=np.array(fluxes).reshape(-1, 3),
+                 species_velocity=np.array(species_velocity).reshape(-1, len(species), 3), species=np.array(species),
+                 volume=atoms.get_volume(), temperature=temperature, timestep=timestep,
+                 mean_temperature=float(np.mean(temps)) if temps else float("nan"))
+        state_file.write_text(json.dumps({"phase": phase, "step": step}))
+
+    temps: list[float] = []
+    if state["phase"] == "equilibration":
+        dyn = Langevin(atoms, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
+                       fixcm=False, rng=rng)
+        done = state["step"]
+        with tqdm(total=equilibration_steps, initial=done, desc=f"NVT {temperature:g} K",
+                  unit="step", disable=None if progress else True) as bar:
+            while done < equilibration_steps:
+                chunk = min(checkpoint_interval, equilibration_steps - done)
+                dyn.run(chunk)
+                done += chunk
+                bar.update(chunk)
+                save("equilibration", done)
+        state = {"phase": "production", "step": 0}
+        save("production", 0)
+    if state["phase"] == "production":
+        Stationary(atoms)
+        dyn = VelocityVerlet(atoms, timestep * units.fs)
+        start = state["step"]
+        traj = Trajectory(str(out / "production.traj"), "a" if start else "w", atoms)
+        last = [start if start else -1]  # on resume, step `start` is already recorded
+
+        def record() -> None:
+            step = start + dyn.nsteps
+            if step <= last[0]:
+                return
+            last[0] = step
+            time_fs.append(step * timestep)
+            fluxes.append(calculator.heat_flux(atoms))
+            v = atoms.get_velocities() * units.fs
+            species_velocity.append([v[m].sum(0) for m in masks])
+            temps.append(atoms.get_temperature())
+            if step % stride == 0:
+                traj.write()
+
+        dyn.attach(record, interval=1)
+        done = start
+        with tqdm(total=production_steps, initial=start, desc="NVE production", unit="step",
+                  disable=None if progress else True) as bar:
+            while done < production_steps:
+                chunk = min(checkpoint_interval, production_steps - done)
+                dyn.run(chunk)
+                done += chunk
+                bar.update(chunk)
+                save("production", done)
+        traj.close()
+        save("done", done)
+    return out / "flux.npz"

@@ -38,3 +38,22 @@ def test_demo_quick_runs_as_a_subprocess(tmp_path):
     assert summary["test_metrics_vs_emt"]["forces_mae"] < 0.1
     assert abs(summary["md"]["energy_drift_eV_per_atom"]) < 1e-3
     assert (out / "parity.png").is_file() and (out / "md.traj").is_file()
+
+
+def test_kappa_command(tmp_path, capsys):
+    from ase.build import bulk
+
+    from atomflux.io import save_model
+    from atomflux.models import LennardJones
+
+    ase.io.write(tmp_path / "ar.cif", bulk("Ar", "fcc", a=5.26))
+    model = save_model(LennardJones(3.405, 0.0103, 8.5), tmp_path / "lj.pt")
+    out = tmp_path / "k"
+    assert main(["kappa", str(tmp_path / "ar.cif"), "--model", str(model), "--mesh", "5", "5", "5",
+                 "--temperatures", "20", "40", "--output-dir", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "W/mK" in text and "40.0" in text
+    data = json.loads((out / "kappa.json").read_text())
+    assert len(data["kappa"]) == 2 and data["kappa"][0][0] > data["kappa"][1][0] > 0  # κ falls with T
+    assert (out / "kappa.png").is_file() and (out / "dispersion.png").is_file()
+    assert (out / "phono3py" / "phono3py_params.yaml").is_file()

@@ -94,7 +94,7 @@ def _as_components(series: np.ndarray) -> np.ndarray:
 def spectral_matrix(fluxes: Sequence[np.ndarray], dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Periodogram matrix of Q fluxes, each [n_steps, ℓ] (ℓ the same for all).
 
-    Returns frequencies [K] and S [K, ℓ, Q, Q] with
+    Returns frequencies [K] and the complex Hermitian S [K, ℓ, Q, Q] with
     S_ab(f) = (dt/n) X_a(f) X_b*(f), so that E[S_aa(0)] → 2 ∫₀^∞ ⟨x_a(0)x_a(t)⟩ dt.
     """
     arrays = [_as_components(f) for f in fluxes]
@@ -102,7 +102,7 @@ def spectral_matrix(fluxes: Sequence[np.ndarray], dt: float) -> tuple[np.ndarray
     if any(a.shape != (n, ell) for a in arrays):
         raise ValueError("all fluxes must have the same shape [n_steps, n_components]")
     ft = np.stack([np.fft.rfft(a, axis=0) for a in arrays], axis=-1)        # [K, ℓ, Q]
-    s = (dt / n) * np.einsum("kla,klb->klab", ft, ft.conj()).real
+    s = (dt / n) * np.einsum("kla,klb->klab", ft, ft.conj())
     return np.fft.rfftfreq(n, dt), s
 
 
@@ -172,12 +172,12 @@ def cepstral_integral(series: np.ndarray, dt: float, *, coupled: Sequence[np.nda
         freqs, s = freqs[keep], s[keep]
     mean_matrix = s.mean(axis=1) if q == 1 else None
     if q == 1:
-        spectrum = mean_matrix[:, 0, 0]
+        spectrum = mean_matrix[:, 0, 0].real
     else:
         # Schur complement per component sample: sum over ℓ of the Q×Q matrices, then reduce
         total = s.sum(axis=1)                                                  # [K, Q, Q]
         spectrum = (total[:, 0, 0] - np.einsum("ka,kab,kb->k", total[:, 0, 1:],
-                                              np.linalg.inv(total[:, 1:, 1:]), total[:, 1:, 0])) / ell
+                                              np.linalg.inv(total[:, 1:, 1:]), total[:, 1:, 0])).real / ell
     if (spectrum <= 0).any():
         raise ValueError("periodogram has non-positive bins (a constant or zero flux?)")
     log_s0, sigma, chosen, filtered, aic = cepstral_from_log_spectrum(np.log(spectrum), ell, ell - q + 1, cutoff)
@@ -204,3 +204,94 @@ def running_integral(series: np.ndarray, dt: float, max_lag: int | None = None) 
     acf = np.fft.irfft(np.abs(padded) ** 2, axis=0)[: max_lag + 1].mean(axis=1) / (n - np.arange(max_lag + 1))
     integral = np.concatenate([[0.0], np.cumsum(0.5 * (acf[1:] + acf[:-1]) * dt)])
     return RunningIntegral(np.arange(max_lag + 1) * dt, acf, integral)
+
+
+#: 1 eV/(Å·fs·K) in W/(m·K)
+EV_PER_ANGSTROM_FS_KELVIN_IN_W_PER_MK = 1.602176634e6
+BOLTZMANN_EV_PER_K = 8.617333262e-5
+
+
+@dataclass
+class GreenKuboKappa:
+    """Thermal conductivity from a heat-flux time series (W/mK, one standard deviation)."""
+
+    value: float
+    error: float
+    temperature: float
+    volume: float
+    multicomponent: bool
+    cepstral: CepstralResult = field(repr=False)
+    running: RunningIntegral = field(repr=False)
+
+    def plot(self, path: str | Path) -> Path:
+        """Periodogram with its cepstral filter, and the running integral against the estimate; a PNG."""
+        from ..plotting import _pyplot
+
+        plt = _pyplot()
+        factor = self.value / self.cepstral.value if self.cepstral.value else 0.0
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        thz = self.cepstral.frequencies * 1000.0
+        ax1.semilogy(thz, self.cepstral.periodogram, lw=0.5, alpha=0.6, label="periodogram")
+        ax1.semilogy(thz, self.cepstral.filtered, "k-", lw=1.5, label=f"cepstral filter (P*={self.cepstral.cutoff})")
+        ax1.set(xlabel="frequency (THz)", ylabel="S(f) (eV²Å²/fs)", title="heat-flux power spectrum")
+        ax1.legend()
+        t_ps = self.running.times / 1000.0
+        ax2.plot(t_ps, self.running.integral * factor, label="running integral (direct)")
+        ax2.axhspan(self.value - self.error, self.value + self.error, color="C3", alpha=0.3,
+                    label=f"cepstral κ = {self.value:.3g} ± {self.error:.2g} W/mK")
+        ax2.set(xlabel="correlation time (ps)", ylabel="κ (W/mK)", title=f"Green–Kubo, {self.temperature:.0f} K")
+        ax2.legend()
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def heat_conductivity(heat_flux: np.ndarray, dt: float, volume: float, temperature: float, *,
+                      coupled: Sequence[np.ndarray] = (), max_frequency: float | None = None,
+                      cutoff: int | None = None) -> GreenKuboKappa:
+    """κ = 1/(V k_B T²) ∫₀^∞ ⟨J(0)·J(t)⟩/3 dt by cepstral analysis.
+
+    Parameters
+    ----------
+    heat_flux : array [n_steps, 3]
+        Total heat flux J (eV·Å/fs, not divided by the volume), as written by
+        :func:`atomflux.md.run_transport_md`.
+    dt : float
+        Sampling interval, fs.
+    volume : float
+        Å³.
+    temperature : float
+        Mean temperature, K.
+    coupled : arrays [n_steps, 3]
+        Other conserved fluxes to project out (multicomponent systems: the
+        mass flux of all species but one).
+    max_frequency : float, optional
+        Highest frequency analysed, 1/fs (THz/1000).
+    """
+    if volume <= 0 or temperature <= 0:
+        raise ValueError("volume and temperature must be positive")
+    result = cepstral_integral(heat_flux, dt, coupled=coupled, max_frequency=max_frequency, cutoff=cutoff)
+    factor = EV_PER_ANGSTROM_FS_KELVIN_IN_W_PER_MK / (volume * BOLTZMANN_EV_PER_K * temperature**2)
+    return GreenKuboKappa(result.value * factor, result.error * factor, float(temperature), float(volume),
+                          bool(len(coupled)), result, running_integral(heat_flux, dt))
+
+
+def kappa_from_flux_file(path: str | Path, multicomponent: bool | None = None,
+                         max_frequency: float | None = None) -> GreenKuboKappa:
+    """κ from a ``flux.npz`` of :func:`atomflux.md.run_transport_md` (W/mK).
+
+    ``multicomponent`` (default: when there are two or more species) projects
+    out the mass fluxes of all species but one.
+    """
+    with np.load(path) as data:
+        flux, species_velocity = data["heat_flux"], data["species_velocity"]
+        dt = float(np.diff(data["time"][:2])[0]) if len(data["time"]) > 1 else float(data["timestep"])
+        volume = float(data["volume"])
+        temperature = float(data["mean_temperature"]) if np.isfinite(data["mean_temperature"]) else float(data["temperature"])
+    n_species = species_velocity.shape[1]
+    if multicomponent is None:
+        multicomponent = n_species > 1
+    coupled = [species_velocity[:, s, :] for s in range(n_species - 1)] if multicomponent else []
+    return heat_conductivity(flux, dt, volume, temperature, coupled=coupled, max_frequency=max_frequency)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ..evaluate import evaluate
+from ..evaluate import evaluate, heat_flux
 from ..io import load_model
 from ..models import Potential
 from ..systems import MIN_DISTANCE, Batch
@@ -49,12 +49,14 @@ class AtomfluxCalculator(Calculator):
     ``energy_uncertainty`` (eV), ``energies_uncertainty`` (eV per atom),
     ``forces_uncertainty`` (eV/Å, [N, 3]), ``stress_uncertainty`` (eV/Å³,
     Voigt), ``energy_ensemble`` (eV, [M]) and ``forces_ensemble`` ([M, N, 3]),
-    all calibrated.
+    all calibrated.  ``heat_flux`` (eV·Å/fs, [3], not divided by the volume:
+    convective plus potential part, from the atoms' velocities) is computed
+    when asked for.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "stresses",
                               "energy_uncertainty", "energies_uncertainty", "forces_uncertainty",
-                              "stress_uncertainty", "energy_ensemble", "forces_ensemble"]
+                              "stress_uncertainty", "energy_ensemble", "forces_ensemble", "heat_flux"]
 
     def __init__(self, model: str | Path | Potential = "demo", dtype: torch.dtype = torch.float64,
                  device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE,
@@ -89,8 +91,11 @@ class AtomfluxCalculator(Calculator):
         if wants_uncertainty and not self.uncertainty:
             raise PropertyNotImplementedError("this model has no uncertainty (or uncertainty=False was chosen); "
                                               "fit a shallow ensemble or LLPR (atomflux llpr)")
-        res = evaluate(self.potential, self.batch(atoms), forces=True, stress=periodic_3d,
-                       energies=True, virials=periodic_3d, uncertainty=self.uncertainty)
+        batch = self.batch(atoms)
+        local = bool(getattr(self.potential, "strictly_local", False))
+        res = evaluate(self.potential, batch, forces=True, stress=periodic_3d, energies=True,
+                       virials=periodic_3d, uncertainty=self.uncertainty, flux_virials=local)
+        self._flux_state = (batch, res.energies, res.flux_virials) if local else None
         energy = float(res.energy[0])
         self.results = {
             "energy": energy, "free_energy": energy,
@@ -104,6 +109,25 @@ class AtomfluxCalculator(Calculator):
                 -res.virials.cpu().numpy().astype(np.float64) / volume)
         if self.uncertainty:
             self._store_uncertainty(res, periodic_3d)
+        if local:
+            self.results["heat_flux"] = self.heat_flux(atoms)
+
+    def heat_flux(self, atoms: Atoms) -> np.ndarray:
+        """Heat flux J (eV·Å/fs, [3], not divided by volume) with the atoms' *current* velocities.
+
+        Reuses the last evaluation when positions are unchanged (J is linear in
+        the velocities), so an MD observer can call it after the velocity
+        update without a second model evaluation.
+        """
+        if self.calculation_required(atoms, ["energy"]) or getattr(self, "_flux_state", None) is None:
+            self.calculate(atoms, ["energy"])
+        if self._flux_state is None:
+            raise PropertyNotImplementedError("heat flux needs a strictly local potential")
+        batch, energies, flux_virials = self._flux_state
+        v = torch.tensor(atoms.get_velocities() * units.fs, dtype=flux_virials.dtype, device=flux_virials.device)
+        m = torch.tensor(atoms.get_masses(), dtype=flux_virials.dtype, device=flux_virials.device)
+        total, _ = heat_flux(energies, flux_virials, v, m, batch)
+        return total[0].cpu().numpy().astype(np.float64)
 
     def _store_uncertainty(self, res, periodic_3d: bool) -> None:
         def array(t):

@@ -32,6 +32,8 @@ class PairPotential(Potential):
     pair term it takes part in.
     """
 
+    strictly_local = True
+
     def __init__(self, cutoff: float, cutoff_mode: str = "shifted", r_on: float | None = None,
                  species: Sequence[str] | None = None) -> None:
         super().__init__(species, cutoff)

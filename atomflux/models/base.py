@@ -36,6 +36,9 @@ class Potential(torch.nn.Module):
 
     #: name used in model files to rebuild the architecture
     architecture: str = ""
+    #: True when atom i's energy depends only on the pairs (i, j) that start at i
+    #: (no message passing): the heat flux then has a closed pair form
+    strictly_local: bool = False
 
     def __init__(self, species: Sequence[str] | None, cutoff: float) -> None:
         super().__init__()

@@ -82,6 +82,7 @@ class PowerSpectrumPotential(Potential):
     """
 
     architecture = "PowerSpectrumPotential"
+    strictly_local = True
 
     def __init__(self, species: Sequence[str], cutoff: float = 4.5, n_radial: int = 8,
                  n_channels: int = 8, max_angular: int = 3, hidden: Sequence[int] = (64, 64),

@@ -58,6 +58,7 @@ class LLPR(Potential):
             base = ARCHITECTURES[base["architecture"]](**base["config"])
         super().__init__(base.species, base.cutoff)
         self.base = base
+        self.strictly_local = getattr(base, "strictly_local", False)
         self.n_features = int(n_features) if n_features is not None else _probe_features(base)
         self.n_samples, self.seed = int(n_samples), int(seed)
         dim = self.n_features + 1

@@ -29,6 +29,7 @@ class EnsembleMember(Potential):
     def __init__(self, potential: Potential, index: int) -> None:
         super().__init__(potential.species, potential.cutoff)
         self.potential, self.index = potential, int(index)
+        self.strictly_local = getattr(potential, "strictly_local", False)
         self.scale = float(getattr(potential, "uncertainty_scale", 1.0))
 
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,0 +1,1 @@
+"""Trajectory analysis: Green–Kubo heat transport, diffusion and ionic conductivity."""
