@@ -53,10 +53,80 @@ def _cmd_md(args: argparse.Namespace) -> None:
     atoms = ase.io.read(args.structure)
     if args.repeat:
         atoms = atoms * tuple(args.repeat)
+    if args.transport:
+        _transport_md(atoms, args)
+        return
     summary = run_md(atoms, AtomfluxCalculator(args.model, uncertainty="energy"), temperature=args.temperature, steps=args.steps,
                      timestep=args.timestep, ensemble=args.ensemble, trajectory=args.trajectory,
                      logfile=args.log, interval=args.interval, seed=args.seed)
     print(json.dumps(summary, indent=2))
+
+
+def _transport_md(atoms, args: argparse.Namespace) -> None:
+    from .calculators import AtomfluxCalculator
+    from .md import run_transport_md
+
+    path = run_transport_md(atoms, AtomfluxCalculator(args.model, uncertainty=False), args.output,
+                            temperature=args.temperature, equilibration_steps=args.equilibration,
+                            production_steps=args.steps, timestep=args.timestep, stride=args.stride,
+                            checkpoint_interval=args.checkpoint, seed=args.seed)
+    print(f"heat flux written to {path}; trajectory {Path(args.output) / 'production.traj'}")
+
+
+def _cmd_transport(args: argparse.Namespace) -> None:
+    from .analysis import diffusion
+    from .analysis.greenkubo import kappa_from_flux_file
+    from .plotting import _pyplot
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {}
+    if args.flux:
+        max_f = None if args.max_frequency is None else args.max_frequency / 1000.0
+        kappa = kappa_from_flux_file(args.flux, max_frequency=max_f)
+        kappa.plot(out / "greenkubo.png")
+        print(f"Green–Kubo κ at {kappa.temperature:.1f} K: {kappa.value:.4g} ± {kappa.error:.2g} W/mK "
+              f"(cepstral, P* = {kappa.cepstral.cutoff}{', multicomponent' if kappa.multicomponent else ''}; "
+              f"plot {out / 'greenkubo.png'})")
+        summary["kappa_W_per_mK"] = {"value": kappa.value, "error": kappa.error, "temperature_K": kappa.temperature}
+    if args.trajectory:
+        traj = diffusion.read_trajectory(args.trajectory, dt=args.dt, format=args.format)
+        diff = diffusion.tracer_diffusion(traj, n_blocks=args.blocks)
+        for s, est in diff.items():
+            print(f"tracer D({s}) = {est.value:.4g} ± {est.error:.2g} cm²/s")
+        summary["diffusion_cm2_per_s"] = {s: {"value": e.value, "error": e.error} for s, e in diff.items()}
+        if args.charges:
+            charges = {k: float(v) for k, v in (item.split("=") for item in args.charges)}
+            sigma = diffusion.ionic_conductivity(traj, charges, args.temperature, n_blocks=args.blocks)
+            print(f"ionic conductivity: collective {sigma.collective.value:.4g} ± {sigma.collective.error:.2g} S/m, "
+                  f"Nernst–Einstein {sigma.nernst_einstein.value:.4g} ± {sigma.nernst_einstein.error:.2g} S/m, "
+                  f"Haven ratio {sigma.haven_ratio:.3g}")
+            summary["conductivity_S_per_m"] = {"collective": sigma.collective.value,
+                                               "collective_error": sigma.collective.error,
+                                               "nernst_einstein": sigma.nernst_einstein.value,
+                                               "haven_ratio": sigma.haven_ratio}
+        plt = _pyplot()
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        r, g = diffusion.radial_distribution(traj, every=max(1, len(traj.positions) // 50))
+        ax1.plot(r, g)
+        ax1.set(xlabel="r (Å)", ylabel="g(r)", title="radial distribution")
+        f, dos = diffusion.vibrational_dos(traj)
+        ax2.plot(f, dos)
+        ax2.set(xlabel="frequency (THz)", ylabel="VDOS (1/THz)", title="vibrational density of states")
+        fig.tight_layout()
+        fig.savefig(out / "structure-dynamics.png", dpi=120)
+        plt.close(fig)
+    (out / "transport.json").write_text(json.dumps(summary, indent=2))
+    print(f"summary written to {out / 'transport.json'}")
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from .analysis.report import compare_report
+
+    max_f = None if args.max_frequency is None else args.max_frequency / 1000.0
+    path = compare_report(args.lattice, args.md, args.output_dir, max_frequency=max_f)
+    print(Path(path).read_text())
+    print(f"report written to {path}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -177,18 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics (eV units) to this JSON file")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("md", help="ASE molecular dynamics with a model")
+    p = sub.add_parser("md", help="ASE molecular dynamics with a model (--transport: heat-flux production run)")
     p.add_argument("structure", help="any ASE-readable structure file")
     p.add_argument("--model", default="demo")
     p.add_argument("--repeat", type=int, nargs=3)
     p.add_argument("--temperature", type=float, default=300.0, help="K")
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=1000, help="MD steps (production steps with --transport)")
     p.add_argument("--timestep", type=float, default=2.0, help="fs")
     p.add_argument("--ensemble", choices=["nve", "langevin"], default="langevin")
     p.add_argument("--trajectory", default="md.traj")
     p.add_argument("--log", default="md.log")
     p.add_argument("--interval", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    transport = p.add_argument_group("transport runs (--transport): NVT equilibration, then NVE recording the heat flux")
+    transport.add_argument("--transport", action="store_true")
+    transport.add_argument("--equilibration", type=int, default=2000, help="NVT steps")
+    transport.add_argument("--stride", type=int, default=10, help="trajectory frame every N production steps")
+    transport.add_argument("--checkpoint", type=int, default=1000, help="checkpoint every N steps (rerun to resume)")
+    transport.add_argument("-o", "--output", default="transport-run", help="output folder")
     p.set_defaults(func=_cmd_md)
 
     p = sub.add_parser("llpr", help="add calibrated LLPR uncertainty to a trained model")
@@ -230,6 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-uncertainty", action="store_true", help="skip the per-member κ")
     p.add_argument("--output-dir", default="kappa-output")
     p.set_defaults(func=_cmd_kappa)
+
+    p = sub.add_parser("transport", help="Green–Kubo κ from a flux file; diffusion/conductivity from a trajectory")
+    p.add_argument("--flux", help="flux.npz written by `atomflux md --transport`")
+    p.add_argument("--trajectory", help="ASE traj, extxyz or LAMMPS dump")
+    p.add_argument("--format", help="ASE format name, e.g. lammps-dump-text")
+    p.add_argument("--dt", type=float, default=20.0, help="time between trajectory frames, fs")
+    p.add_argument("--charges", nargs="+", help="formal charges, e.g. Li=1 S=-2 (enables conductivity)")
+    p.add_argument("--temperature", type=float, default=300.0, help="K, for the conductivity")
+    p.add_argument("--blocks", type=int, default=5, help="blocks for the error bars")
+    p.add_argument("--max-frequency", type=float, help="THz: analyse the flux spectrum below this")
+    p.add_argument("--output-dir", default="transport-output")
+    p.set_defaults(func=_cmd_transport)
+
+    p = sub.add_parser("compare", help="report: lattice κ(T) beside Green–Kubo κ(T)")
+    p.add_argument("--lattice", required=True, help="kappa.json from `atomflux kappa`")
+    p.add_argument("--md", nargs="+", required=True, help="flux.npz files (one per temperature)")
+    p.add_argument("--max-frequency", type=float, help="THz: analyse the flux spectra below this")
+    p.add_argument("--output-dir", default="comparison")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("demo", help="end-to-end demonstration on the shipped model")
     p.add_argument("--output", default="demo-output")

@@ -29,15 +29,16 @@ def demo_system(repeat: int = 3):
 
 
 def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str = "demo") -> dict:
-    """Load the shipped model, check it against fresh EMT data, run a short MD, compute lattice κ.
+    """The main job: check the shipped model, MD, lattice κ, Green–Kubo κ, and the comparison report.
 
-    Writes ``summary.json``, ``parity.png``, ``md.traj``, ``md.log``,
-    ``kappa.json`` and ``kappa.png`` into ``output`` and returns the summary.
+    Writes into ``output``: ``summary.json``, ``parity.png``, ``md.traj``/``md.log``,
+    ``kappa.json``/``kappa.png`` (lattice), ``md-<T>K/flux.npz`` (heat flux) and
+    ``comparison/comparison.{md,png}``; returns the summary.
     """
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     potential = load_model(model)
-    print(f"[1/4] loaded model {model!r}: {potential.architecture}, species {potential.species}, "
+    print(f"[1/5] loaded model {model!r}: {potential.architecture}, species {potential.species}, "
           f"cutoff {potential.cutoff} Å")
     print("      " + potential.metadata.get("description", ""))
     frames = read_frames(emt_dataset(n_trajectories=4 if quick else 12, snapshots=4, seed=12345))
@@ -45,29 +46,44 @@ def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str
     metrics = predictions.metrics()
     parity_plot(predictions.reference, predictions.predicted, out / "parity.png",
                 title=f"{model} model vs EMT, {len(frames)} fresh structures")
-    print(f"[2/4] errors against EMT on {len(frames)} unseen structures (parity plot: {out / 'parity.png'}):")
+    print(f"[2/5] errors against EMT on {len(frames)} unseen structures (parity plot: {out / 'parity.png'}):")
     print(format_metrics(metrics))
     atoms = demo_system(2 if quick else 3)
-    steps = 100 if quick else 1000
+    steps = 100 if quick else 500
     md = run_md(atoms, AtomfluxCalculator(potential, uncertainty="energy"), temperature=600.0, steps=steps, timestep=2.0,
                 ensemble="nve", trajectory=out / "md.traj", logfile=out / "md.log", interval=10)
-    print(f"[3/4] NVE MD of {atoms.get_chemical_formula()} ({len(atoms)} atoms) from 600 K, {steps} × 2 fs: "
+    print(f"[3/5] NVE MD of {atoms.get_chemical_formula()} ({len(atoms)} atoms) from 600 K, {steps} × 2 fs: "
           f"mean T {md['mean_temperature_K']:.0f} K, energy drift {1000 * md['energy_drift_eV_per_atom']:.3f} meV/atom, "
           f"{1000 * md['seconds_per_step']:.1f} ms/step (trajectory: {out / 'md.traj'})")
+    from .analysis.report import compare_report
     from .lattice import thermal_conductivity
+    from .md import run_transport_md
 
+    temperatures = (300.0,) if quick else (300.0, 600.0)
     copper = bulk("Cu", "fcc", a=3.6)
     kappa = thermal_conductivity(copper, AtomfluxCalculator(potential), supercell=(3, 3, 3),
-                                 mesh=(7, 7, 7) if quick else (11, 11, 11), temperatures=(100, 300, 600),
-                                 relax=True, workdir=out / "kappa")
+                                 mesh=(5, 5, 5) if quick else (11, 11, 11), temperatures=temperatures,
+                                 statistics="classical", relax=True, workdir=out / "kappa")
     kappa.to_json(out / "kappa.json")
     kappa.plot(out / "kappa.png")
-    print(f"[4/4] lattice thermal conductivity of fcc Cu (phonons only, phono3py RTA, model ± 1σ; plot {out / 'kappa.png'}):")
+    print(f"[4/5] lattice thermal conductivity of fcc Cu (phonons only, phono3py RTA, classical statistics "
+          f"to match classical MD; model ± 1σ; plot {out / 'kappa.png'}):")
     print(kappa.table())
+    flux_files = []
+    for t in temperatures:
+        cell = bulk("Cu", "fcc", a=3.62 * (1 + 2e-5 * (t - 300)), cubic=True) * ((2, 2, 2) if quick else (3, 3, 3))
+        flux_files.append(run_transport_md(
+            cell, AtomfluxCalculator(potential, uncertainty=False), out / f"md-{t:.0f}K", temperature=t,
+            equilibration_steps=200 if quick else 1000, production_steps=1500 if quick else 6000, timestep=4.0,
+            stride=50, checkpoint_interval=500))
+    report = compare_report(out / "kappa.json", flux_files, out / "comparison", max_frequency=0.015)
+    print(f"[5/5] Green–Kubo κ from NVE MD of Cu with the same model vs the lattice result ({report}):")
+    print("\n".join(line for line in report.read_text().splitlines() if line.startswith("|")))
     iso, iso_std = kappa.isotropic()
     summary = {"model": model, "test_metrics_vs_emt": metrics, "md": md,
-               "kappa_W_per_mK": {"temperatures_K": kappa.temperatures.tolist(), "mean": iso.tolist(),
-                                  "std": None if iso_std is None else iso_std.tolist()}}
+               "kappa_lattice_classical_W_per_mK": {"temperatures_K": kappa.temperatures.tolist(), "mean": iso.tolist(),
+                                                    "std": None if iso_std is None else iso_std.tolist()},
+               "kappa_md": json.loads((out / "comparison" / "comparison.json").read_text())["md"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"summary written to {out / 'summary.json'}")
     return summary
