@@ -90,7 +90,7 @@ def _cmd_transport(args: argparse.Namespace) -> None:
               f"plot {out / 'greenkubo.png'})")
         summary["kappa_W_per_mK"] = {"value": kappa.value, "error": kappa.error, "temperature_K": kappa.temperature}
     if args.trajectory:
-        traj = diffusion.read_trajectory(args.trajectory, dt=args.dt, format=args.format)
+        traj = diffusion.read_trajectory(args.trajectory, dt=args.dt, format=args.format, type_symbols=args.types)
         diff = diffusion.tracer_diffusion(traj, n_blocks=args.blocks)
         for s, est in diff.items():
             print(f"tracer D({s}) = {est.value:.4g} ± {est.error:.2g} cm²/s")
@@ -218,6 +218,17 @@ def _cmd_kappa(args: argparse.Namespace) -> None:
     print(f"written: {out / 'kappa.json'}, {out / 'kappa.png'}, {out / 'dispersion.png'}, force sets in {out / 'phono3py'}")
 
 
+def _uncertainty_fit_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A sub-command taking a trained model, its training data and a calibration set."""
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("model")
+    p.add_argument("data", help="training structures (extxyz)")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--validation", help="structures to calibrate on (default: hold out 20 %% of data)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atomflux", description="ML interatomic potentials with uncertainty.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,23 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     transport.add_argument("-o", "--output", default="transport-run", help="output folder")
     p.set_defaults(func=_cmd_md)
 
-    p = sub.add_parser("llpr", help="add calibrated LLPR uncertainty to a trained model")
-    p.add_argument("model")
-    p.add_argument("data", help="training structures (extxyz)")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--validation", help="structures to calibrate on (default: hold out 20 %% of data)")
+    p = _uncertainty_fit_parser(sub, "llpr", "add calibrated LLPR uncertainty to a trained model")
     p.add_argument("--samples", type=int, default=16, help="posterior samples for force/stress uncertainty")
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_llpr)
 
-    p = sub.add_parser("ensemble", help="make a trained model a calibrated shallow ensemble")
-    p.add_argument("model")
-    p.add_argument("data", help="training structures (extxyz)")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--validation", help="structures to calibrate on (default: hold out 20 %% of data)")
+    p = _uncertainty_fit_parser(sub, "ensemble", "make a trained model a calibrated shallow ensemble")
     p.add_argument("--members", type=int, default=8)
     p.add_argument("--loss", choices=["nll", "crps"], default="nll")
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_ensemble)
 
     p = sub.add_parser("calibrate", help="calibration report of a model's uncertainty on held-out data")
@@ -311,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flux", help="flux.npz written by `atomflux md --transport`")
     p.add_argument("--trajectory", help="ASE traj, extxyz or LAMMPS dump")
     p.add_argument("--format", help="ASE format name, e.g. lammps-dump-text")
+    p.add_argument("--types", nargs="+", help="LAMMPS dumps: chemical symbols of types 1, 2, ...")
     p.add_argument("--dt", type=float, default=20.0, help="time between trajectory frames, fs")
     p.add_argument("--charges", nargs="+", help="formal charges, e.g. Li=1 S=-2 (enables conductivity)")
     p.add_argument("--temperature", type=float, default=300.0, help="K, for the conductivity")

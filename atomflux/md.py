@@ -94,6 +94,17 @@ def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 10
             "seconds_per_step": elapsed / max(steps, 1)}
 
 
+def _run_in_chunks(dyn, done: int, total: int, chunk_size: int, checkpoint, label: str, progress: bool) -> None:
+    """Advance ``dyn`` from step ``done`` to ``total``, calling ``checkpoint(step)`` after every chunk."""
+    with tqdm(total=total, initial=done, desc=label, unit="step", disable=None if progress else True) as bar:
+        while done < total:
+            chunk = min(chunk_size, total - done)
+            dyn.run(chunk)
+            done += chunk
+            bar.update(chunk)
+            checkpoint(done)
+
+
 def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: float = 300.0,
                      equilibration_steps: int = 1000, production_steps: int = 10000, timestep: float = 2.0,
                      friction: float = 0.02, stride: int = 10, checkpoint_interval: int = 1000, seed: int = 0,
@@ -150,15 +161,8 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
     if state["phase"] == "equilibration":
         dyn = Langevin(atoms, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
                        fixcm=False, rng=rng)
-        done = state["step"]
-        with tqdm(total=equilibration_steps, initial=done, desc=f"NVT {temperature:g} K",
-                  unit="step", disable=None if progress else True) as bar:
-            while done < equilibration_steps:
-                chunk = min(checkpoint_interval, equilibration_steps - done)
-                dyn.run(chunk)
-                done += chunk
-                bar.update(chunk)
-                save("equilibration", done)
+        _run_in_chunks(dyn, state["step"], equilibration_steps, checkpoint_interval,
+                       lambda done: save("equilibration", done), f"NVT {temperature:g} K", progress)
         state = {"phase": "production", "step": 0}
         save("production", 0)
     if state["phase"] == "production":
@@ -182,15 +186,8 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
                 traj.write()
 
         dyn.attach(record, interval=1)
-        done = start
-        with tqdm(total=production_steps, initial=start, desc="NVE production", unit="step",
-                  disable=None if progress else True) as bar:
-            while done < production_steps:
-                chunk = min(checkpoint_interval, production_steps - done)
-                dyn.run(chunk)
-                done += chunk
-                bar.update(chunk)
-                save("production", done)
+        _run_in_chunks(dyn, start, production_steps, checkpoint_interval, lambda done: save("production", done),
+                       "NVE production", progress)
         traj.close()
-        save("done", done)
+        save("done", production_steps)
     return out / "flux.npz"

@@ -42,7 +42,7 @@ def calculator(kind: str):
     from atomflux.models import LennardJones
 
     model = LennardJones(2.3, 0.4, 4.5) if kind == "atomflux-lj" else "demo"
-    return AtomfluxCalculator(model)
+    return AtomfluxCalculator(model, uncertainty=False)  # energy + forces only
 
 
 def run_case(kind: str, n_atoms: int, threads: int, queue) -> None:

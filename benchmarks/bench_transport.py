@@ -26,16 +26,9 @@ from atomflux.analysis.greenkubo import cepstral_integral
 from atomflux.md import thermalize
 from atomflux.models import LennardJones
 
+from common import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 OUT = Path(__file__).resolve().parent / "results"
-
-
-def timed(fn, min_seconds: float = 2.0) -> float:
-    fn()
-    count, start = 0, time.perf_counter()
-    while count < 3 or time.perf_counter() - start < min_seconds:
-        fn()
-        count += 1
-    return (time.perf_counter() - start) / count
 
 
 def main() -> None:

@@ -57,3 +57,26 @@ def test_kappa_command(tmp_path, capsys):
     assert len(data["kappa"]) == 2 and data["kappa"][0][0] > data["kappa"][1][0] > 0  # κ falls with T
     assert (out / "kappa.png").is_file() and (out / "dispersion.png").is_file()
     assert (out / "phono3py" / "phono3py_params.yaml").is_file()
+
+
+def test_uncertainty_commands(tmp_path, capsys):
+    from atomflux.io import load_model, save_model
+
+    base = save_model(load_model("demo-llpr").base, tmp_path / "base.pt")
+    train, valid = tmp_path / "train.extxyz", tmp_path / "valid.extxyz"
+    ase.io.write(train, emt_dataset(n_trajectories=6, snapshots=2, seed=41))
+    ase.io.write(valid, emt_dataset(n_trajectories=6, snapshots=2, seed=42))
+    assert main(["llpr", str(base), str(train), "-o", str(tmp_path / "llpr.pt"), "--validation", str(valid)]) == 0
+    assert main(["ensemble", str(base), str(train), "-o", str(tmp_path / "ens.pt"), "--members", "4"]) == 0
+    assert load_model(tmp_path / "ens.pt").metadata["uncertainty"]["n_members"] == 4
+    capsys.readouterr()
+    prefix = tmp_path / "plots" / "cal"
+    assert main(["calibrate", str(tmp_path / "llpr.pt"), str(valid), "--plots", str(prefix),
+                 "--json", str(tmp_path / "cal.json")]) == 0
+    out = capsys.readouterr().out
+    assert "coverage 1σ" in out and "NLL" in out
+    report = json.loads((tmp_path / "cal.json").read_text())
+    assert {r["quantity"] for r in report} == {"energy", "forces"}
+    assert (tmp_path / "plots" / "cal-energy-zscores.png").is_file()
+    assert (tmp_path / "plots" / "cal-forces-error-vs-sigma.png").is_file()
+    assert main(["calibrate", str(base), str(valid)]) == 2  # a model without uncertainty: clear error

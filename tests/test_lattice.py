@@ -160,3 +160,26 @@ def test_json_round_trip_and_bad_input(tmp_path):
     molecule = Atoms("Ar2", positions=[[0, 0, 0], [0, 0, 3.8]])
     with pytest.raises(ValueError, match="periodic"):
         thermal_conductivity(molecule, atomflux_lj(), **SMALL)
+
+
+def test_lbte_at_least_rta_and_mesh_convergence():
+    """The direct LBTE solution includes normal-process repopulation: κ_LBTE ≥ κ_RTA."""
+    from atomflux.lattice import mesh_convergence
+
+    rta = thermal_conductivity(ARGON, atomflux_lj(), temperatures=(40,), method="rta", **SMALL).kappa[0, 0]
+    lbte = thermal_conductivity(ARGON, atomflux_lj(), temperatures=(40,), method="lbte", **SMALL).kappa[0, 0]
+    assert lbte >= rta * 0.999 and lbte < 3 * rta
+    series = mesh_convergence(ARGON, atomflux_lj(), meshes=((5, 5, 5), (7, 7, 7)), temperature=40, progress=False)
+    assert series[1][1] == pytest.approx(
+        thermal_conductivity(ARGON, atomflux_lj(), temperatures=(40,), **SMALL).kappa[0, :3].mean(), rel=1e-10)
+
+
+def test_phonon_dispersion_of_lj_argon():
+    from atomflux.lattice import phonons
+
+    bands = phonons(ARGON, atomflux_lj(), supercell=(3, 3, 3), npoints=60, progress=False)
+    gamma = np.argmin(np.linalg.norm(bands.frequencies, axis=1))
+    assert np.abs(bands.frequencies[gamma]).max() < 0.05  # acoustic modes vanish at Γ (THz)
+    assert bands.frequencies.min() > -0.05  # dynamically stable
+    assert 1.2 < bands.frequencies.max() < 3.0  # LJ argon: ~2 THz
+    assert np.trapezoid(bands.dos, bands.dos_frequencies) == pytest.approx(3.0, rel=0.05)  # 3 modes per atom

@@ -127,3 +127,17 @@ def test_rdf_of_ideal_gas_is_one():
     r, g = radial_distribution(traj, r_max=5.0, bins=10)
     assert np.abs(g[3:] - 1).max() < 0.15
     assert r[0] == pytest.approx(0.25)
+
+
+def test_lammps_dump_is_read_and_unwrapped(tmp_path):
+    from atomflux.analysis.diffusion import read_trajectory
+
+    frame = ("ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n2\nITEM: BOX BOUNDS pp pp pp\n0 5\n0 5\n0 5\n"
+             "ITEM: ATOMS id type x y z\n1 1 {x} 0.5 0.5\n2 2 2.5 2.5 2.5\n")
+    xs = [0.5, 4.9, 4.1, 0.2, 1.0]  # atom 1 moves -0.4, -0.8, +1.1, +0.8 Å across the boundary
+    (tmp_path / "d.dump").write_text("".join(frame.format(step=10 * k, x=x) for k, x in enumerate(xs)))
+    traj = read_trajectory(tmp_path / "d.dump", dt=10.0, format="lammps-dump-text", type_symbols=["Li", "S"])
+    assert traj.symbols.tolist() == ["Li", "S"]
+    np.testing.assert_allclose(unwrap(traj.positions, traj.cell)[:, 0, 0], [0.5, -0.1, -0.9, 0.2, 1.0], atol=1e-12)
+    with pytest.raises(ValueError, match="type"):
+        read_trajectory(tmp_path / "d.dump", dt=10.0, format="lammps-dump-text", type_symbols=["Li"])

@@ -43,13 +43,17 @@ class Trajectory:
         return float(abs(np.linalg.det(self.cell)))
 
 
-def read_trajectory(path: str | Path, dt: float, index: str = ":", format: str | None = None) -> Trajectory:
+def read_trajectory(path: str | Path, dt: float, index: str = ":", format: str | None = None,
+                    type_symbols: Sequence[str] | None = None) -> Trajectory:
     """Read an ASE trajectory, extxyz or LAMMPS dump (``format="lammps-dump-text"``).
 
     Parameters
     ----------
     dt
         Time between stored frames, fs.
+    type_symbols
+        For LAMMPS dumps without an element column: chemical symbols of
+        types 1, 2, ... (ASE otherwise reads type n as atomic number n).
     """
     import ase.io
 
@@ -62,12 +66,19 @@ def read_trajectory(path: str | Path, dt: float, index: str = ":", format: str |
     n = {len(f) for f in frames}
     if len(n) != 1:
         raise ValueError(f"{path}: the number of atoms changes along the trajectory")
+    numbers = frames[0].numbers.copy()
+    if type_symbols is not None:
+        from ase.data import atomic_numbers
+
+        if numbers.max() > len(type_symbols):
+            raise ValueError(f"{path}: atom type {numbers.max()} but only {len(type_symbols)} type symbols given")
+        numbers = np.array([atomic_numbers[type_symbols[t - 1]] for t in numbers])
     velocities = None
     if all(f.has("momenta") for f in frames):
         from ase import units
 
         velocities = np.array([f.get_velocities() for f in frames]) * units.fs
-    return Trajectory(np.array([f.positions for f in frames]), cells[0], frames[0].numbers.copy(), float(dt), velocities)
+    return Trajectory(np.array([f.positions for f in frames]), cells[0], numbers, float(dt), velocities)
 
 
 def unwrap(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:

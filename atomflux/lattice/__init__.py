@@ -1,7 +1,7 @@
 """Lattice dynamics: force sets (batched), phonons, thermal conductivity with phono3py."""
 
 from .forcesets import ForceSet, compute_forces
-from .kappa import KappaResult, thermal_conductivity
+from .kappa import KappaResult, mesh_convergence, thermal_conductivity
 from .phonons import Phonons, phonons
 
-__all__ = ["ForceSet", "KappaResult", "Phonons", "compute_forces", "phonons", "thermal_conductivity"]
+__all__ = ["ForceSet", "KappaResult", "Phonons", "compute_forces", "mesh_convergence", "phonons", "thermal_conductivity"]

@@ -288,3 +288,22 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
                        method=method, statistics=statistics, supercell=np.asarray(supercell).tolist(),
                        mesh=list(mesh), kappa_members=members, frequencies=frequencies, lifetimes=lifetimes,
                        weights=weights)
+
+
+def mesh_convergence(atoms: Atoms, calculator, meshes: Sequence[Sequence[int]] = ((5, 5, 5), (7, 7, 7), (9, 9, 9),
+                                                                                 (11, 11, 11), (13, 13, 13)),
+                     temperature: float = 300.0, supercell=(3, 3, 3), method: str = "rta", statistics: str = "quantum",
+                     displacement: float = 0.03, primitive="auto", progress: bool = True) -> list[tuple[list, float]]:
+    """Isotropic κ (W/mK) at one temperature for a sequence of q meshes, from one set of force constants.
+
+    The displaced supercells are evaluated once; only the Boltzmann solution is
+    repeated per mesh.  Returns ``[(mesh, κ), ...]``.
+    """
+    ph3 = build_phono3py(atoms, supercell, primitive, None, displacement)
+    forces = _supercell_forces(ph3.supercells_with_displacements, calculator, False, None, "forces_fc3", progress,
+                               DEFAULT_ATOMS_PER_CHUNK).forces
+    out = []
+    for mesh in meshes:
+        kappa, _ = _solve(ph3, forces, None, mesh, [temperature], method, statistics)
+        out.append((list(mesh), float(kappa[0, :3].mean())))
+    return out

@@ -58,6 +58,6 @@ def phonons(atoms: Atoms, calculator, supercell=(4, 4, 4), primitive="auto", dis
     x, special_x, labels = bandpath.get_linear_kpoint_axis()
     ph.run_mesh(list(dos_mesh))
     ph.run_total_dos()
-    dos = ph.get_total_dos_dict()
+    dos = ph.total_dos
     return Phonons(np.asarray(x), np.asarray(frequencies), list(zip(map(float, special_x), labels)),
-                   np.asarray(dos["frequency_points"]), np.asarray(dos["total_dos"]))
+                   np.asarray(dos.frequency_points), np.asarray(dos.dos))
