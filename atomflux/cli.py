@@ -82,6 +82,12 @@ def _cmd_transport(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {}
     if args.flux:
+        from .analysis.greenkubo import max_frequency_scan
+
+        print("κ against the analysed bandwidth F* (look for a plateau; none means the run is too short):")
+        for f_star, k in max_frequency_scan(args.flux):
+            label = "whole spectrum" if f_star is None else f"F* = {1000 * f_star:g} THz"
+            print(f"  {label:>16s}: {k.value:.4g} ± {k.error:.2g} W/mK (P* = {k.cepstral.cutoff})")
         max_f = None if args.max_frequency is None else args.max_frequency / 1000.0
         kappa = kappa_from_flux_file(args.flux, max_frequency=max_f)
         kappa.plot(out / "greenkubo.png")

@@ -76,9 +76,13 @@ def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str
             cell, AtomfluxCalculator(potential, uncertainty=False), out / f"md-{t:.0f}K", temperature=t,
             equilibration_steps=200 if quick else 1000, production_steps=1500 if quick else 6000, timestep=4.0,
             stride=50, checkpoint_interval=500))
-    report = compare_report(out / "kappa.json", flux_files, out / "comparison", max_frequency=0.015)
+    # F* = 2 THz: below Cu's phonon peaks, so the narrow zero-frequency peak is resolved as well as
+    # 24 ps allow (see `atomflux transport --flux ...` for the scan over F*)
+    report = compare_report(out / "kappa.json", flux_files, out / "comparison", max_frequency=0.002)
     print(f"[5/5] Green–Kubo κ from NVE MD of Cu with the same model vs the lattice result ({report}):")
     print("\n".join(line for line in report.read_text().splitlines() if line.startswith("|")))
+    print("      (a 108-atom cell and 24 ps of NVE are far from converged for a crystal: the Green–Kubo "
+          "value is a lower bound here; see README, 'Transport from molecular dynamics')")
     iso, iso_std = kappa.isotropic()
     summary = {"model": model, "test_metrics_vs_emt": metrics, "md": md,
                "kappa_lattice_classical_W_per_mK": {"temperatures_K": kappa.temperatures.tolist(), "mean": iso.tolist(),

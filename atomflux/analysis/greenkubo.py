@@ -295,3 +295,24 @@ def kappa_from_flux_file(path: str | Path, multicomponent: bool | None = None,
         multicomponent = n_species > 1
     coupled = [species_velocity[:, s, :] for s in range(n_species - 1)] if multicomponent else []
     return heat_conductivity(flux, dt, volume, temperature, coupled=coupled, max_frequency=max_frequency)
+
+
+def max_frequency_scan(path: str | Path, max_frequencies: Sequence[float | None] = (None, 0.01, 0.005, 0.002, 0.001),
+                       multicomponent: bool | None = None) -> list[tuple[float | None, GreenKuboKappa]]:
+    """κ of one flux file for several analysis bandwidths F* (1/fs; None = the whole spectrum).
+
+    The cepstral filter smooths the log-spectrum on a scale ~ F*/P*: when the
+    zero-frequency peak is narrower than that (long phonon lifetimes, short
+    runs: typical of crystals), κ is underestimated and grows as F* shrinks.
+    A plateau over F* is the sign of a trustworthy estimate; no plateau means
+    the run is too short.  Bandwidths that leave too few frequency bins for
+    this run length are skipped.
+    """
+    scan = []
+    for f in max_frequencies:
+        try:
+            scan.append((f, kappa_from_flux_file(path, multicomponent=multicomponent, max_frequency=f)))
+        except ValueError as err:
+            if "fewer than" not in str(err):
+                raise
+    return scan
