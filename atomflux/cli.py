@@ -56,9 +56,19 @@ def _cmd_md(args: argparse.Namespace) -> None:
     if args.transport:
         _transport_md(atoms, args)
         return
-    summary = run_md(atoms, AtomfluxCalculator(args.model, uncertainty="energy"), temperature=args.temperature, steps=args.steps,
-                     timestep=args.timestep, ensemble=args.ensemble, trajectory=args.trajectory,
-                     logfile=args.log, interval=args.interval, seed=args.seed)
+    calc = AtomfluxCalculator(args.model, uncertainty="energy")
+    observers = ()
+    if args.max_uncertainty is not None:
+        from .uncertainty import UncertaintyGuard
+
+        if not calc.uncertainty:
+            raise ValueError(f"--max-uncertainty needs a model with uncertainty; {args.model} has none")
+        observers = (UncertaintyGuard(atoms, args.max_uncertainty, action=args.on_extrapolation,
+                                      logfile=Path(args.log).with_suffix(".uncertainty.log"),
+                                      save=Path(args.trajectory).with_suffix(".extrapolation.extxyz")),)
+    summary = run_md(atoms, calc, temperature=args.temperature, steps=args.steps, timestep=args.timestep,
+                     ensemble=args.ensemble, trajectory=args.trajectory, logfile=args.log, interval=args.interval,
+                     seed=args.seed, observers=observers)
     print(json.dumps(summary, indent=2))
 
 
@@ -276,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default="md.log")
     p.add_argument("--interval", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-uncertainty", type=float,
+                   help="eV/atom: energy uncertainty above which the run stops (or warns) and saves the frame")
+    p.add_argument("--on-extrapolation", choices=["stop", "warn"], default="stop")
     transport = p.add_argument_group("transport runs (--transport): NVT equilibration, then NVE recording the heat flux")
     transport.add_argument("--transport", action="store_true")
     transport.add_argument("--equilibration", type=int, default=2000, help="NVT steps")
@@ -343,12 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .uncertainty.guard import ExtrapolationError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"atomflux {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ExtrapolationError as err:
+        print(f"atomflux {args.command}: stopped: {err}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -29,7 +29,7 @@ def thermalize(atoms: Atoms, temperature: float, rng: np.random.Generator) -> No
 def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 1000, timestep: float = 2.0,
            ensemble: str = "langevin", friction: float = 0.02, trajectory: str | Path | None = None,
            logfile: str | Path | None = None, interval: int = 10, seed: int = 0,
-           progress: bool = True) -> dict[str, float]:
+           progress: bool = True, observers: tuple = ()) -> dict[str, float]:
     """Run MD on ``atoms`` in place.
 
     Parameters
@@ -45,6 +45,9 @@ def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 10
         Langevin friction, 1/fs.
     trajectory, logfile : path, optional
         ASE trajectory and MD log, written every ``interval`` steps.
+    observers : sequence of callables
+        Also called every ``interval`` steps (e.g. an
+        :class:`~atomflux.uncertainty.UncertaintyGuard`).
 
     Returns
     -------
@@ -72,6 +75,8 @@ def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 10
     if logfile:
         dyn.attach(MDLogger(dyn, atoms, str(logfile), header=True, stress=False, peratom=True, mode="w"),
                    interval=interval)
+    for observer in observers:
+        dyn.attach(observer, interval=interval)
     temps, etot = [], []
 
     def record() -> None:

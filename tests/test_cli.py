@@ -80,3 +80,18 @@ def test_uncertainty_commands(tmp_path, capsys):
     assert (tmp_path / "plots" / "cal-energy-zscores.png").is_file()
     assert (tmp_path / "plots" / "cal-forces-error-vs-sigma.png").is_file()
     assert main(["calibrate", str(base), str(valid)]) == 2  # a model without uncertainty: clear error
+
+
+def test_md_stops_when_the_model_extrapolates(tmp_path, capsys):
+    from ase.build import bulk
+
+    strained = bulk("Cu", "fcc", a=3.6 * 1.3, cubic=True) * (2, 1, 1)
+    ase.io.write(tmp_path / "far.cif", strained)
+    traj, log = tmp_path / "md.traj", tmp_path / "md.log"
+    code = main(["md", str(tmp_path / "far.cif"), "--steps", "20", "--interval", "1", "--max-uncertainty", "0.02",
+                 "--trajectory", str(traj), "--log", str(log)])
+    assert code == 3 and "exceeds threshold" in capsys.readouterr().err
+    assert (tmp_path / "md.extrapolation.extxyz").is_file() and (tmp_path / "md.uncertainty.log").is_file()
+    ase.io.write(tmp_path / "ok.cif", bulk("Cu", "fcc", a=3.6, cubic=True))
+    assert main(["md", str(tmp_path / "ok.cif"), "--steps", "10", "--max-uncertainty", "0.02",
+                 "--trajectory", str(traj), "--log", str(log)]) == 0
