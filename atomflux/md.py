@@ -147,6 +147,9 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
             with np.load(out / "flux.npz") as data:
                 time_fs, fluxes = list(data["time"]), list(data["heat_flux"])
                 species_velocity = list(data["species_velocity"])
+    if not hasattr(calculator, "heat_flux"):
+        raise ValueError("transport MD needs an AtomfluxCalculator (it provides the heat flux)")
+    calculator.track_heat_flux = True  # flux data at every force call: no second model evaluation per step
     atoms.calc = calculator
     rng = np.random.default_rng(seed + state["step"])
     if state["phase"] == "equilibration" and state["step"] == 0:

@@ -42,6 +42,9 @@ class AtomfluxCalculator(Calculator):
         (default) adds energy, per-atom energy, forces and stress
         uncertainties and ensemble members; ``"energy"`` only the energy
         ones (no extra backward pass: fastest for MD); ``False`` none.
+    track_heat_flux
+        Keep what :meth:`heat_flux` needs at every evaluation (set by the
+        transport MD driver), so the flux costs no second model call.
 
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å),
     ``energies`` (eV per atom) and, for cells periodic in 3-D, ``stress``
@@ -60,9 +63,11 @@ class AtomfluxCalculator(Calculator):
 
     def __init__(self, model: str | Path | Potential = "demo", dtype: torch.dtype = torch.float64,
                  device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE,
-                 uncertainty: str | bool = "full", **kwargs) -> None:
+                 uncertainty: str | bool = "full", track_heat_flux: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.dtype, self.device, self.min_distance = dtype, device, float(min_distance)
+        self.track_heat_flux = bool(track_heat_flux)
+        self._flux_state = None
         self.potential = resolve_potential(model, dtype, device).eval()
         if uncertainty not in ("full", "energy", False):
             raise ValueError(f"uncertainty must be 'full', 'energy' or False, got {uncertainty!r}")
@@ -92,10 +97,12 @@ class AtomfluxCalculator(Calculator):
             raise PropertyNotImplementedError("this model has no uncertainty (or uncertainty=False was chosen); "
                                               "fit a shallow ensemble or LLPR (atomflux llpr)")
         batch = self.batch(atoms)
-        local = bool(getattr(self.potential, "strictly_local", False))
+        wants_flux = self.track_heat_flux or "heat_flux" in (properties or [])
+        if wants_flux and not getattr(self.potential, "strictly_local", False):
+            raise PropertyNotImplementedError("heat flux needs a strictly local potential (strictly_local = True)")
         res = evaluate(self.potential, batch, forces=True, stress=periodic_3d, energies=True,
-                       virials=periodic_3d, uncertainty=self.uncertainty, flux_virials=local)
-        self._flux_state = (batch, res.energies, res.flux_virials) if local else None
+                       virials=periodic_3d, uncertainty=self.uncertainty, flux_virials=wants_flux)
+        self._flux_state = (batch, res.energies, res.flux_virials) if wants_flux else None
         energy = float(res.energy[0])
         self.results = {
             "energy": energy, "free_energy": energy,
@@ -109,20 +116,18 @@ class AtomfluxCalculator(Calculator):
                 -res.virials.cpu().numpy().astype(np.float64) / volume)
         if self.uncertainty:
             self._store_uncertainty(res, periodic_3d)
-        if local:
+        if wants_flux:
             self.results["heat_flux"] = self.heat_flux(atoms)
 
     def heat_flux(self, atoms: Atoms) -> np.ndarray:
         """Heat flux J (eV·Å/fs, [3], not divided by volume) with the atoms' *current* velocities.
 
-        Reuses the last evaluation when positions are unchanged (J is linear in
-        the velocities), so an MD observer can call it after the velocity
-        update without a second model evaluation.
+        Reuses the last evaluation when positions are unchanged and it kept the
+        flux data (``track_heat_flux``): J is linear in the velocities, so an
+        MD observer can call it after the velocity update at no extra cost.
         """
-        if self.calculation_required(atoms, ["energy"]) or getattr(self, "_flux_state", None) is None:
-            self.calculate(atoms, ["energy"])
-        if self._flux_state is None:
-            raise PropertyNotImplementedError("heat flux needs a strictly local potential")
+        if self.calculation_required(atoms, ["energy"]) or self._flux_state is None:
+            self.calculate(atoms, ["energy", "heat_flux"])
         batch, energies, flux_virials = self._flux_state
         v = torch.tensor(atoms.get_velocities() * units.fs, dtype=flux_virials.dtype, device=flux_virials.device)
         m = torch.tensor(atoms.get_masses(), dtype=flux_virials.dtype, device=flux_virials.device)
