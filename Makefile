@@ -28,7 +28,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -ra -m slow
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_evaluate.py
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-output build .pytest_cache
