@@ -53,11 +53,15 @@ def compare_report(lattice_json: str | Path, flux_files: Sequence[str | Path], o
     md = md_kappa_points(flux_files, max_frequency, multicomponent)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.plot(lattice.temperatures, iso, "o-", color="C0",
-            label=f"lattice ({lattice.method.upper()}, {lattice.statistics} statistics)")
+    all_t = np.concatenate([lattice.temperatures, [r.temperature for r in md]])
+    grid = np.linspace(all_t.min(), all_t.max(), 100) if lattice.statistics == "classical" else lattice.temperatures
+    curve = np.array([lattice_kappa_at(lattice, t) for t in grid], dtype=object)
+    mean = np.array([c[0] for c in curve], float)
+    ax.plot(grid, mean, "-", color="C0", label=f"lattice ({lattice.method.upper()}, {lattice.statistics} statistics)")
+    ax.plot(lattice.temperatures, iso, "o", color="C0")
     if iso_std is not None:
-        ax.fill_between(lattice.temperatures, iso - iso_std, iso + iso_std, color="C0", alpha=0.25,
-                        label="lattice: model uncertainty (±1σ)")
+        std = np.array([c[1] for c in curve], float)
+        ax.fill_between(grid, mean - std, mean + std, color="C0", alpha=0.25, label="lattice: model uncertainty (±1σ)")
     ax.errorbar([r.temperature for r in md], [r.value for r in md], yerr=[r.error for r in md], fmt="s",
                 color="C3", capsize=4, label="MD Green–Kubo (cepstral, ±1σ statistical)")
     ax.set(xlabel="temperature (K)", ylabel="κ (W/mK)", title="thermal conductivity: lattice vs MD")
