@@ -86,7 +86,7 @@ def _transport_md(atoms, args: argparse.Namespace) -> None:
 def _cmd_transport(args: argparse.Namespace) -> None:
     from .analysis import diffusion
     from .analysis.greenkubo import kappa_from_flux_file
-    from .plotting import _pyplot
+    from .plotting import pyplot, save_figure
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def _cmd_transport(args: argparse.Namespace) -> None:
                                                "collective_error": sigma.collective.error,
                                                "nernst_einstein": sigma.nernst_einstein.value,
                                                "haven_ratio": sigma.haven_ratio}
-        plt = _pyplot()
+        plt = pyplot()
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         r, g = diffusion.radial_distribution(traj, every=max(1, len(traj.positions) // 50))
         ax1.plot(r, g)
@@ -129,9 +129,7 @@ def _cmd_transport(args: argparse.Namespace) -> None:
         f, dos = diffusion.vibrational_dos(traj)
         ax2.plot(f, dos)
         ax2.set(xlabel="frequency (THz)", ylabel="VDOS (1/THz)", title="vibrational density of states")
-        fig.tight_layout()
-        fig.savefig(out / "structure-dynamics.png", dpi=120)
-        plt.close(fig)
+        save_figure(fig, out / "structure-dynamics.png")
     (out / "transport.json").write_text(json.dumps(summary, indent=2))
     print(f"summary written to {out / 'transport.json'}")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,10 +17,20 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (creating the folder), close it, and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+    return path
+
+
 def parity_plot(reference: dict[str, np.ndarray], predicted: dict[str, np.ndarray], path: str | Path,
                 title: str = "") -> Path:
     """Predicted vs reference, one panel per property present (energy per atom, forces, stress)."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = {"energy": "energy (eV/atom)", "forces": "force component (eV/Å)", "stress": "stress (eV/Å³)"}
     keys = [k for k in labels if k in reference and len(reference[k])]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4), squeeze=False)
@@ -32,9 +43,4 @@ def parity_plot(reference: dict[str, np.ndarray], predicted: dict[str, np.ndarra
         ax.set(xlabel=f"reference {labels[key]}", ylabel=f"predicted {labels[key]}", title=f"RMSE {rmse:.3g}")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

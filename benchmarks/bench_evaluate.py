@@ -19,7 +19,6 @@ import resource
 import time
 from pathlib import Path
 
-import numpy as np
 
 OUT = Path(__file__).resolve().parent / "results"
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from ase import Atoms, units
+from ase import units
 from ase.build import bulk, molecule
 from ase.filters import FrechetCellFilter
 from ase.io import read

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from ase import Atoms, units
+from ase import units
 from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 from ase.neighborlist import neighbor_list

@@ -8,7 +8,7 @@ from ase.build import bulk
 from ase.md.langevin import Langevin
 
 from atomflux.calculators import AtomfluxCalculator
-from atomflux.evaluate import evaluate, sum_per_system
+from atomflux.evaluate import evaluate
 from atomflux.io import load_model, save_model
 from atomflux.models import PowerSpectrumPotential
 from atomflux.reference_data import emt_dataset

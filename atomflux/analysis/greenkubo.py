@@ -59,9 +59,9 @@ class CepstralResult:
 
     def plot(self, path: str | Path, label: str = "flux") -> Path:
         """Periodogram with the cepstrally filtered spectrum, and AIC(P); a PNG."""
-        from ..plotting import _pyplot
+        from ..plotting import pyplot, save_figure
 
-        plt = _pyplot()
+        plt = pyplot()
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         ax1.semilogy(self.frequencies, self.periodogram, lw=0.5, alpha=0.6, label="periodogram")
         ax1.semilogy(self.frequencies, self.filtered, "k-", lw=1.5, label=f"cepstral filter, P*={self.cutoff}")
@@ -71,11 +71,7 @@ class CepstralResult:
         ax2.plot(np.arange(1, len(self.aic) + 1), self.aic - self.aic.min())
         ax2.axvline(self.cutoff, color="C3", ls="--")
         ax2.set(xlabel="number of cepstral coefficients P", ylabel="AIC(P) − min", yscale="symlog")
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 def _as_components(series: np.ndarray) -> np.ndarray:
@@ -225,9 +221,9 @@ class GreenKuboKappa:
 
     def plot(self, path: str | Path) -> Path:
         """Periodogram with its cepstral filter, and the running integral against the estimate; a PNG."""
-        from ..plotting import _pyplot
+        from ..plotting import pyplot, save_figure
 
-        plt = _pyplot()
+        plt = pyplot()
         factor = self.value / self.cepstral.value if self.cepstral.value else 0.0
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         thz = self.cepstral.frequencies * 1000.0
@@ -241,11 +237,7 @@ class GreenKuboKappa:
                     label=f"cepstral κ = {self.value:.3g} ± {self.error:.2g} W/mK")
         ax2.set(xlabel="correlation time (ps)", ylabel="κ (W/mK)", title=f"Green–Kubo, {self.temperature:.0f} K")
         ax2.legend()
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 def heat_conductivity(heat_flux: np.ndarray, dt: float, volume: float, temperature: float, *,

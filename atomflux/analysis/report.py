@@ -44,14 +44,14 @@ def compare_report(lattice_json: str | Path, flux_files: Sequence[str | Path], o
     Writes ``comparison.md`` and ``comparison.png`` into ``output``; returns the markdown path.
     """
     from ..lattice.kappa import KappaResult
-    from ..plotting import _pyplot
+    from ..plotting import pyplot, save_figure
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     lattice = KappaResult.from_json(lattice_json)
     iso, iso_std = lattice.isotropic()
     md = md_kappa_points(flux_files, max_frequency, multicomponent)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     all_t = np.concatenate([lattice.temperatures, [r.temperature for r in md]])
     grid = np.linspace(all_t.min(), all_t.max(), 100) if lattice.statistics == "classical" else lattice.temperatures
@@ -66,9 +66,7 @@ def compare_report(lattice_json: str | Path, flux_files: Sequence[str | Path], o
                 color="C3", capsize=4, label="MD Green–Kubo (cepstral, ±1σ statistical)")
     ax.set(xlabel="temperature (K)", ylabel="κ (W/mK)", title="thermal conductivity: lattice vs MD")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "comparison.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "comparison.png")
     lines = ["# Thermal conductivity: lattice dynamics vs molecular dynamics", "",
              f"Lattice: phono3py {lattice.method.upper()}, {lattice.statistics} statistics, supercell "
              f"{lattice.supercell}, mesh {lattice.mesh}; error = std over model ensemble members.",

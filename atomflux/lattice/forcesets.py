@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from ase import Atoms
 from tqdm.auto import tqdm
 

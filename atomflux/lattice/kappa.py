@@ -106,9 +106,9 @@ class KappaResult:
 
     def plot(self, path: str | Path) -> Path:
         """κ(T) with the model-uncertainty band (and lifetimes vs frequency when available); a PNG."""
-        from ..plotting import _pyplot
+        from ..plotting import pyplot, save_figure
 
-        plt = _pyplot()
+        plt = pyplot()
         panels = 2 if self.lifetimes is not None else 1
         fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
         ax = axes[0][0]
@@ -125,11 +125,7 @@ class KappaResult:
                 ax.semilogy(freqs.ravel(), self.lifetimes[k].ravel(), ".", ms=3, label=f"{t:g} K")
             ax.set(xlabel="frequency (THz)", ylabel="lifetime (ps)", title="phonon lifetimes")
             ax.legend()
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 def _to_ase(cell) -> Atoms:

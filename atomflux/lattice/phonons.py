@@ -23,9 +23,9 @@ class Phonons:
     dos: np.ndarray
 
     def plot(self, path: str | Path) -> Path:
-        from ..plotting import _pyplot
+        from ..plotting import pyplot, save_figure
 
-        plt = _pyplot()
+        plt = pyplot()
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
         ax1.plot(self.distances, self.frequencies, "k-", lw=1)
         for x, _ in self.special_points:
@@ -34,11 +34,7 @@ class Phonons:
         ax1.set(xlim=(self.distances[0], self.distances[-1]), ylabel="frequency (THz)", title="phonon dispersion")
         ax2.plot(self.dos, self.dos_frequencies, "k-")
         ax2.set(xlabel="DOS (1/THz)")
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 def phonons(atoms: Atoms, calculator, supercell=(4, 4, 4), primitive="auto", displacement=0.01,

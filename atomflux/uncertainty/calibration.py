@@ -79,9 +79,9 @@ class CalibrationReport:
 
 def calibration_plots(errors: np.ndarray, sigmas: np.ndarray, path_prefix: str, label: str, unit: str) -> list[str]:
     """Error vs predicted σ, and the z-score histogram against N(0, 1); returns the PNG paths."""
-    from ..plotting import _pyplot
+    from ..plotting import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     e, s = _check(errors, sigmas)
     paths = []
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -91,10 +91,7 @@ def calibration_plots(errors: np.ndarray, sigmas: np.ndarray, path_prefix: str, 
         ax.loglog(grid, k * grid, style, lw=0.8, label=f"|error| = {k}σ")
     ax.set(xlabel=f"predicted σ ({unit})", ylabel=f"|error| ({unit})", title=label)
     ax.legend()
-    fig.tight_layout()
-    paths.append(f"{path_prefix}-error-vs-sigma.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(str(save_figure(fig, f"{path_prefix}-error-vs-sigma.png")))
     fig, ax = plt.subplots(figsize=(4.5, 4))
     z = e / s
     ax.hist(np.clip(z, -6, 6), bins=60, density=True, alpha=0.7, label="error / σ")
@@ -102,8 +99,5 @@ def calibration_plots(errors: np.ndarray, sigmas: np.ndarray, path_prefix: str, 
     ax.plot(x, np.exp(-x**2 / 2) / np.sqrt(2 * np.pi), "k-", label="N(0, 1)")
     ax.set(xlabel="z = error / σ", ylabel="density", title=label)
     ax.legend()
-    fig.tight_layout()
-    paths.append(f"{path_prefix}-zscores.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(str(save_figure(fig, f"{path_prefix}-zscores.png")))
     return paths
