@@ -166,9 +166,8 @@ def cepstral_integral(series: np.ndarray, dt: float, *, coupled: Sequence[np.nda
         if keep.sum() < 8:
             raise ValueError("max_frequency leaves fewer than 8 frequency bins")
         freqs, s = freqs[keep], s[keep]
-    mean_matrix = s.mean(axis=1) if q == 1 else None
     if q == 1:
-        spectrum = mean_matrix[:, 0, 0].real
+        spectrum = s[:, :, 0, 0].real.mean(axis=1)
     else:
         # Schur complement per component sample: sum over ℓ of the Q×Q matrices, then reduce
         total = s.sum(axis=1)                                                  # [K, Q, Q]

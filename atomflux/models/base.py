@@ -22,6 +22,14 @@ from ase.data import atomic_numbers, chemical_symbols
 from ..systems import Batch
 
 
+def floating_dtype(module: torch.nn.Module, default: torch.dtype = torch.float64) -> torch.dtype:
+    """Floating dtype of a module's parameters (else buffers); ``default`` if it has neither."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return default
+
+
 class Potential(torch.nn.Module):
     """Base class: species bookkeeping, cutoff and the serialisable config.
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..evaluate import evaluate
 from ..models import Potential
+from ..models.base import floating_dtype
 from ..systems import Batch
 from .dataset import Frame
 
@@ -41,7 +41,7 @@ class Predictions:
 def predict_frames(potential: Potential, frames: Sequence[Frame], batch_size: int = 16,
                    batches: Sequence[Batch] | None = None) -> Predictions:
     """Evaluate ``potential`` on frames and collect reference/predicted pairs."""
-    dtype = next((b.dtype for b in potential.buffers() if b.is_floating_point()), torch.float64)
+    dtype = floating_dtype(potential)
     store: dict[str, tuple[list, list]] = {"energy": ([], []), "forces": ([], []), "stress": ([], [])}
     if batches is None:
         batches = [Batch.from_atoms(f.atoms, potential.cutoff, dtype) for f in frames]

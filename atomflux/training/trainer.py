@@ -62,10 +62,12 @@ def split_frames(frames: Sequence[Frame], fraction: float, seed: int) -> tuple[l
     return [frames[i] for i in order[n_val:]], [frames[i] for i in order[:n_val]]
 
 
-def _loss(potential: Potential, batch: Batch, frames: Sequence[Frame], cfg: TrainConfig) -> torch.Tensor:
+def _loss(potential: Potential, batch: Batch, frames: Sequence[Frame], cfg: TrainConfig,
+          create_graph: bool = True) -> torch.Tensor:
+    """Weighted loss of one mini-batch; ``create_graph=False`` for evaluation only (no parameter gradients)."""
     wants_forces = any(f.forces is not None for f in frames) and cfg.forces_weight > 0
     wants_stress = any(f.stress is not None for f in frames) and cfg.stress_weight > 0
-    res = evaluate(potential, batch, forces=wants_forces, stress=wants_stress, create_graph=True)
+    res = evaluate(potential, batch, forces=wants_forces, stress=wants_stress, create_graph=create_graph)
     dtype = res.energy.dtype
     loss = res.energy.new_zeros(())
     e_mask = [k for k, f in enumerate(frames) if f.energy is not None]
@@ -183,7 +185,7 @@ def _validation_loss(potential: Potential, frames: Sequence[Frame], batches: Seq
     for start in range(0, len(frames), cfg.batch_size):
         chunk = frames[start:start + cfg.batch_size]
         batch = Batch.collate(list(batches[start:start + cfg.batch_size]))
-        total += float(_loss(potential, batch, chunk, cfg).detach()) * len(chunk)
+        total += float(_loss(potential, batch, chunk, cfg, create_graph=False)) * len(chunk)
     return total / len(frames)
 
 

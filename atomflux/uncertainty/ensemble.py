@@ -90,12 +90,13 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_batches: Sequence[
     if model.n_ensemble != 1:
         raise ValueError("model is already an ensemble")
     torch.manual_seed(seed)
+    phi_all, n_all, e0_all = _structure_features(model, train_batches)
     keep = [k for k, e in enumerate(train_energies) if e is not None]
-    phi, n, e0 = (t[keep] for t in _structure_features(model, train_batches))
+    phi, n, e0 = phi_all[keep], n_all[keep], e0_all[keep]
     reference = torch.tensor([train_energies[k] for k in keep], dtype=phi.dtype)
     residual = (reference - e0) / n                                     # eV/atom
     scale = float(model.energy_scale)
-    prior = LLPR(model).fit(train_batches)
+    prior = LLPR(model).fit_features(torch.cat([phi_all, n_all[:, None]], dim=1))  # same φ: no second pass
     prior.calibrate(validation_batches, validation_energies)
     _, chol = prior.posterior()
     draws = (chol @ torch.randn(chol.shape[0], n_members, dtype=chol.dtype)).T / scale   # [M, F+1]

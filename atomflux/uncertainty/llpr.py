@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..models.base import Potential
+from ..models.base import Potential, floating_dtype
 from ..systems import Batch
 
 
@@ -62,7 +62,7 @@ class LLPR(Potential):
         self.n_features = int(n_features) if n_features is not None else _probe_features(base)
         self.n_samples, self.seed = int(n_samples), int(seed)
         dim = self.n_features + 1
-        dtype = next((p.dtype for p in base.parameters()), torch.get_default_dtype())
+        dtype = floating_dtype(base)
         self.register_buffer("covariance", torch.zeros(dim, dim, dtype=dtype))
         self.register_buffer("n_structures", torch.tensor(0, dtype=torch.long))
         self.register_buffer("alpha_squared", torch.tensor(1.0, dtype=dtype))
@@ -114,14 +114,13 @@ class LLPR(Potential):
     @torch.no_grad()
     def fit(self, batches: Sequence[Batch]) -> "LLPR":
         """Accumulate C = Σ_S φ_S φ_Sᵀ over training structures (energies)."""
-        cov = torch.zeros_like(self.covariance)
-        count = 0
-        for batch in batches:
-            phi = self.system_features(batch.to(self.covariance.dtype))
-            cov += phi.T @ phi
-            count += len(phi)
-        self.covariance.copy_(cov)
-        self.n_structures.fill_(count)
+        return self.fit_features(torch.cat([self.system_features(b.to(self.covariance.dtype)) for b in batches]))
+
+    @torch.no_grad()
+    def fit_features(self, phi: torch.Tensor) -> "LLPR":
+        """Set C = φᵀφ from augmented structure features φ [S, F+1] computed elsewhere."""
+        self.covariance.copy_(phi.T @ phi)
+        self.n_structures.fill_(len(phi))
         self._invalidate()
         return self
 
@@ -175,8 +174,7 @@ def _probe_features(base: Potential) -> int:
 
     symbol = base.species[0] if base.species else "H"
     dimer = Atoms([symbol, symbol], positions=[[0, 0, 0], [0, 0, 0.6 * base.cutoff]])
-    dtype = next((p.dtype for p in base.parameters()), torch.get_default_dtype())
-    batch = Batch.from_atoms(dimer, base.cutoff, dtype=dtype)
+    batch = Batch.from_atoms(dimer, base.cutoff, dtype=floating_dtype(base))
     with torch.no_grad():
         out = base(batch, batch.pair_vectors())
     if "features" not in out:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..evaluate import evaluate
+from ..models.base import floating_dtype
 from ..systems import Batch
 from ..training.dataset import Frame
 from .calibration import CalibrationReport, calibration_plots
@@ -15,7 +16,7 @@ from .calibration import CalibrationReport, calibration_plots
 
 def errors_and_sigmas(potential, frames: Sequence[Frame]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Prediction errors and predicted σ for energies (per atom) and force components."""
-    dtype = next((b.dtype for b in potential.buffers() if b.is_floating_point()), None)
+    dtype = floating_dtype(potential)
     out: dict[str, tuple[list, list]] = {"energy": ([], []), "forces": ([], [])}
     for frame in frames:
         batch = Batch.from_atoms(frame.atoms, potential.cutoff, dtype=dtype)
