@@ -262,14 +262,14 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
     system_members = sum_per_system(members, batch).T                      # [M, S]
     ensemble, sigma = _spread(system_members, results.energy, scale)
     results.energy_ensemble = ensemble.T
-    _, results.energies_uncertainty = _spread(members.T, members.mean(1), scale)
     variance = getattr(potential, "energy_variance", None)
-    if variance is not None:
+    if variance is not None:  # LLPR: closed form instead of the sampled spread
         phi = results.outputs["llpr_features"]
         results.energy_uncertainty = variance(sum_per_system(phi, batch)).sqrt()
         results.energies_uncertainty = variance(phi).sqrt()
     else:
         results.energy_uncertainty = sigma
+        _, results.energies_uncertainty = _spread(members.T, members.mean(1), scale)
     if member_grads is None:
         return
     if forces:
