@@ -81,6 +81,8 @@ class Results:
         Total heat flux Σ_i e_i v_i + J_pot, eV·Å/fs (not divided by volume).
     heat_flux_potential : Tensor [S, 3] or None
         The potential part J_pot alone.
+    pair_gradients : Tensor [P, 3] or None
+        ∂E/∂r_p per pair, eV/Å.
     """
 
     energy: torch.Tensor
@@ -100,6 +102,7 @@ class Results:
     flux_virials: torch.Tensor | None = None
     heat_flux: torch.Tensor | None = None
     heat_flux_potential: torch.Tensor | None = None
+    pair_gradients: torch.Tensor | None = None
 
 
 def sum_per_system(values: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -126,6 +129,7 @@ def evaluate(
     velocities: torch.Tensor | None = None,
     masses: torch.Tensor | None = None,
     flux_virials: bool = False,
+    pair_gradients: bool = False,
     create_graph: bool = False,
 ) -> Results:
     """Evaluate a potential on a batch; compute only what is asked for.
@@ -147,6 +151,9 @@ def evaluate(
     velocities, masses
         Velocities [N, 3] in Å/fs and masses [N] in amu: also return the heat
         flux (eV·Å/fs).  Needs a potential with ``strictly_local = True``.
+    pair_gradients
+        Also return ``g_p = ∂E/∂r_p`` [P, 3] (eV/Å), for front ends that
+        accumulate forces themselves (the LAMMPS bridge).
     create_graph
         Keep the graph of the derivatives (for training on forces/stress).
 
@@ -167,7 +174,7 @@ def evaluate(
     if velocities is not None:
         if masses is None or velocities.shape != batch.positions.shape:
             raise ValueError("heat flux needs velocities [N, 3] (Å/fs) and masses [N] (amu)")
-    need_grad = forces or stress or virials or flux_virials
+    need_grad = forces or stress or virials or flux_virials or pair_gradients
     vectors = batch.pair_vectors()
     if need_grad and not vectors.requires_grad:
         vectors = vectors.detach().requires_grad_(True)
@@ -189,6 +196,8 @@ def evaluate(
                 grad = torch.zeros_like(vectors)
             if members is not None and uncertainty in (True, "full"):
                 member_grads = _member_gradients(members, vectors, create_graph)
+    if pair_gradients:
+        results.pair_gradients = grad
     if forces:
         results.forces = forces_from_pair_gradient(grad, batch)
     if stress or virials:
@@ -281,11 +290,42 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
         results.stress_ensemble, results.stress_uncertainty = _spread(member_stress, results.stress, scale)
 
 
+def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],
+                                  atoms: torch.Tensor | slice) -> torch.Tensor:
+    """Vector u [K] of a group of atoms such that the energy uncertainty of any
+    union of disjoint groups is ``|Σ_groups u|`` (eV).
+
+    This lets each MPI rank of the LAMMPS bridge reduce its own atoms: the
+    ranks only need to add their vectors.  For a shallow ensemble u is the
+    centred member energies times ``scale/√M`` (so ``|u|`` is the calibrated
+    population standard deviation, as in :func:`evaluate`); for LLPR it is
+    ``Lᵀφ`` with ``LLᵀ = Σ`` the last-layer posterior, so ``|u|² = φᵀΣφ``.
+
+    Parameters
+    ----------
+    potential
+        A shallow ensemble or an LLPR-wrapped potential.
+    outputs
+        ``Results.outputs`` of :func:`evaluate` on the atoms.
+    atoms
+        Which atoms belong to the group (index tensor, mask or slice).
+    """
+    if getattr(potential, "energy_variance", None) is not None:
+        _, cholesky = potential.posterior()
+        return cholesky.T @ outputs["llpr_features"][atoms].sum(0)
+    if "energy_ensemble" not in outputs:
+        raise ValueError(f"{type(potential).__name__} has no uncertainty: make it a shallow ensemble or "
+                         "add LLPR (atomflux.uncertainty)")
+    members = outputs["energy_ensemble"][atoms].sum(0)
+    scale = float(getattr(potential, "uncertainty_scale", 1.0))
+    return scale * (members - members.mean()) / len(members) ** 0.5
+
+
 def _detached(results: Results) -> Results:
     """Results cut from the autograd graph (the default outside training)."""
     for name in ("energy", "energies", "forces", "virial", "stress", "virials", "energy_uncertainty",
                  "energies_uncertainty", "forces_uncertainty", "stress_uncertainty", "energy_ensemble",
-                 "forces_ensemble", "stress_ensemble", "heat_flux", "heat_flux_potential", "flux_virials"):
+                 "forces_ensemble", "stress_ensemble", "heat_flux", "heat_flux_potential", "flux_virials", "pair_gradients"):
         value = getattr(results, name)
         if value is not None:
             setattr(results, name, value.detach())

@@ -153,7 +153,7 @@ class PowerSpectrumPotential(Potential):
         if degree_moments:
             all_moments = torch.cat(degree_moments, dim=1)                                  # [P, Σ n_l]
             # outer products as a batched matmul: its backward is a bmm too (fast), unlike broadcasting
-            outer = torch.bmm(g[:, :, None], all_moments[:, None, :]).reshape(len(r), -1)
+            outer = torch.bmm(g[:, :, None], all_moments[:, None, :]).reshape(len(r), g.shape[1] * all_moments.shape[1])
             density = torch.zeros(n_atoms, outer.shape[1], dtype=r.dtype, device=r.device).index_add(0, i, outer)
             density = density.view(n_atoms, self.n_channels, -1)
             start = 0

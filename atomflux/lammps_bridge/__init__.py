@@ -1,0 +1,28 @@
+"""LAMMPS bridges for atomflux models.
+
+- ``pair_style atomflux`` (many-body, MPI, per-atom energies and virials) and
+  ``compute atomflux/uncertainty`` (energy uncertainty as a global scalar and
+  per atom): a C++ plugin compiled on first use and cached per LAMMPS
+  version (:mod:`.plugin`), calling the model through Python callbacks
+  (:mod:`.callbacks`).  Start LAMMPS with :func:`start_lammps` or run a
+  script with :func:`run_script` / ``atomflux lammps in.lammps``.
+- ``pair_style python`` and ``pair_style table`` exports for pairwise
+  models (:mod:`.pair_export`).
+
+Input script::
+
+    units metal
+    ...
+    pair_style atomflux                 # [dtype float32] [device cuda] [threads N]
+    pair_coeff * * demo Cu Au           # model file or shipped name, one element per type
+    compute unc all atomflux/uncertainty
+    thermo_style custom step temp pe c_unc
+    variable u equal c_unc
+    fix stop all halt 10 v_u > 0.2 error continue
+"""
+
+from .pair_export import export_pair_python, export_table
+from .plugin import PluginBuildError, build_plugin
+from .session import run_script, start_lammps
+
+__all__ = ["start_lammps", "run_script", "build_plugin", "PluginBuildError", "export_pair_python", "export_table"]
