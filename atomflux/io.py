@@ -32,7 +32,9 @@ UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å³"}
 
 def architectures() -> dict[str, type[Potential]]:
     """Every architecture a model file may name (models and uncertainty wrappers)."""
-    return {**ARCHITECTURES, LLPR.architecture: LLPR}
+    from .hamiltonian.model import HamiltonianModel
+
+    return {**ARCHITECTURES, LLPR.architecture: LLPR, HamiltonianModel.architecture: HamiltonianModel}
 
 
 def shipped_models() -> dict[str, Path]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ase import units
 from ase.build import bulk
 from ase.geometry import cellpar_to_cell
 from ase.io import write
@@ -65,20 +64,6 @@ def bar_per_ev_a3(lmp) -> float:
 
 
 @pytest.fixture
-def small_alloy():
-    """8-atom triclinic Cu/Au cell, far smaller than twice the cutoff: ghost images of the same atom."""
-    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
-    atoms.symbols[[1, 4]] = "Au"
-    cell = atoms.cell.array.copy()
-    cell[1, 0] += 0.5
-    cell[2, 0] -= 0.3
-    cell[2, 1] += 0.4
-    atoms.set_cell(cell, scale_atoms=True)
-    atoms.rattle(0.08, seed=3)
-    return atoms
-
-
-@pytest.fixture
 def big_alloy():
     atoms = bulk("Cu", "fcc", a=3.65, cubic=True) * (3, 3, 3)
     rng = np.random.default_rng(0)
@@ -88,7 +73,7 @@ def big_alloy():
     return atoms
 
 
-@pytest.mark.parametrize("structure", ["small_alloy", "big_alloy"])
+@pytest.mark.parametrize("structure", ["alloy", "big_alloy"])  # alloy: 8 atoms, triclinic, cell < 2 × cutoff
 def test_energy_forces_stress_equal_ase(structure, request, tmp_path):
     elements = ["Cu", "Au", "Ni"]
     atoms, data = lammps_ready(request.getfixturevalue(structure), tmp_path, elements)
@@ -288,6 +273,7 @@ def test_fix_halt_stops_extrapolating_run(tmp_path):
     ("pair_style atomflux\npair_coeff * * no-such-model.pt Cu Au", "no model file"),
     ("newton off|pair_style atomflux\npair_coeff * * demo Cu Au", "needs newton pair on"),
     ("pair_style atomflux dtype float16\npair_coeff * * demo Cu Au", "dtype must be float32 or float64"),
+    ("pair_style atomflux\npair_coeff * * demo-hamiltonian Cu Au", "predicts orbital energies, not the energy"),
     ("pair_style lj/cut 4\npair_coeff * * 1 1\ncompute u all atomflux/uncertainty", "needs pair_style atomflux"),
 ])
 def test_bad_input_gives_clear_lammps_error(lines, message, tmp_path):
@@ -330,3 +316,17 @@ def test_cli_runs_script_and_reports_errors(tmp_path):
     failed = subprocess.run(command + ["-var", "el", "Zr"], capture_output=True, text=True, timeout=300)
     assert failed.returncode == 2
     assert "Zr not known to this model" in failed.stderr
+
+
+def test_plugin_cached_per_version_and_missing_compiler_is_clear(tmp_path, monkeypatch):
+    from atomflux.lammps_bridge import plugin
+
+    monkeypatch.setenv("ATOMFLUX_CACHE", str(tmp_path))
+    version = int(lammps_bridge.session.lammps_module().__version__)
+    first = plugin.build_plugin(version)
+    stamp = first.stat().st_mtime_ns
+    assert plugin.build_plugin(version) == first and first.stat().st_mtime_ns == stamp   # reused, not rebuilt
+    assert plugin.build_plugin(version + 1) != first                                    # one build per version
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(plugin.PluginBuildError, match="needs a C\\+\\+ compiler"):
+        plugin.build_plugin(version + 2)

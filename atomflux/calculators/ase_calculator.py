@@ -18,9 +18,12 @@ from ..systems import MIN_DISTANCE, Batch
 
 def resolve_potential(model: str | Path | Potential, dtype: torch.dtype, device: str | torch.device) -> Potential:
     """A potential from a file path, a shipped model name, or a potential object."""
-    if isinstance(model, torch.nn.Module):
-        return model.to(dtype=dtype, device=device)
-    return load_model(model, dtype=dtype, device=device)
+    potential = (model.to(dtype=dtype, device=device) if isinstance(model, torch.nn.Module)
+                 else load_model(model, dtype=dtype, device=device))
+    if not getattr(potential, "predicts_energy", True):
+        raise ValueError(f"{model} is a {type(potential).__name__}: it predicts orbital energies, not the energy; "
+                         "use atomflux.calculators.HamiltonianCalculator")
+    return potential
 
 
 class AtomfluxCalculator(Calculator):

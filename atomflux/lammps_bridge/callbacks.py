@@ -173,6 +173,9 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
                          "(give one element symbol per atom type, e.g. Cu Ag)")
     dtype, device = parse_options(options, nprocs)
     potential = load_model(model, dtype=dtype, device=device)
+    if not getattr(potential, "predicts_energy", True):
+        raise ValueError(f"pair_coeff * * {model}: a {type(potential).__name__} predicts orbital energies, "
+                         "not the energy; pair_style atomflux needs an energy model")
     numbers = np.array([0] + [atomic_numbers[e] for e in elements], dtype=np.int64)
     try:
         potential.check_species(numbers[1:])

@@ -47,6 +47,8 @@ class Potential(torch.nn.Module):
     #: True when atom i's energy depends only on the pairs (i, j) that start at i
     #: (no message passing): the heat flux then has a closed pair form
     strictly_local: bool = False
+    #: False for heads that predict other quantities than the energy (the Hamiltonian head)
+    predicts_energy: bool = True
 
     def __init__(self, species: Sequence[str] | None, cutoff: float) -> None:
         super().__init__()
