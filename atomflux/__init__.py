@@ -9,6 +9,10 @@ Public API
 ``AtomfluxCalculator(model)``     ASE calculator
 ``models``                        LennardJones, Morse, PowerSpectrumPotential
 
+Further front ends: ``atomflux.calculators.HamiltonianCalculator`` (orbital energies,
+``"demo-hamiltonian"``), ``atomflux.lammps_bridge`` (``pair_style atomflux``,
+``start_lammps``, pair-potential exports).
+
 Units: eV, Å, eV/Å, eV/Å³ (stress, ASE sign convention), fs, K.
 """
 
