@@ -216,23 +216,17 @@ class HamiltonianModel(Potential):
         sums = torch.zeros(self.n_species, N_SITE_OUTPUTS, dtype=torch.float64)
         counts = torch.zeros(self.n_species, 1, dtype=torch.float64)
         for batch, diagonal in zip(batches, fock_diagonals):
-            k = 0
-            for s in self.species_index(batch.numbers).tolist():
-                n = int(self.basis.slot_mask(batch.numbers.new_tensor([self.basis_number(s)])).sum())
-                values = torch.as_tensor(diagonal[k:k + n], dtype=torch.float64)
-                k += n
+            sizes = self.basis.slot_mask(batch.numbers).sum(1).tolist()             # basis functions per atom
+            starts = [0] + list(np.cumsum(sizes)[:-1])
+            for s, start, n in zip(self.species_index(batch.numbers).tolist(), starts, sizes):
+                values = torch.as_tensor(diagonal[start:start + n], dtype=torch.float64)
                 row = torch.zeros(N_SITE_OUTPUTS, dtype=torch.float64)
                 row[0] = values[0]
-                if n == 5:
+                if n == SLOTS:
                     row[1], row[3] = values[1], values[2:].mean()
                 sums[s] += row
                 counts[s] += 1
         self.site_baseline.copy_((sums / counts.clamp(min=1)).to(self.site_baseline.dtype))
-
-    def basis_number(self, species_index: int) -> int:
-        from ase.data import atomic_numbers
-
-        return atomic_numbers[self.species[species_index]]
 
 
 def generalized_eigenvalues(h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
