@@ -178,3 +178,17 @@ def test_cli_data_train_eval(tmp_path):
     assert main(["hamiltonian", "eval", str(model), str(data), "--molecule", "NH3", "--output-dir", str(out)]) == 0
     assert (out / "levels-parity.png").stat().st_size > 10_000 and (out / "levels-NH3.png").stat().st_size > 10_000
     assert main(["hamiltonian", "eval", str(model), str(data), "--molecule", "CH4", "--output-dir", str(out)]) == 2
+
+
+@pytest.mark.slow
+def test_training_recipe_reaches_the_stated_accuracy(tmp_path):
+    """Train from scratch on fresh pyscf data (fewer geometries and epochs than the shipped model)."""
+    from atomflux.hamiltonian.train import train_hamiltonian
+
+    train = generate(TRAINING_MOLECULES, 30, seed=201, cache=tmp_path / "train.json", progress=False)
+    validation = generate(TRAINING_MOLECULES, 4, seed=202, cache=tmp_path / "val.json", progress=False)
+    result = train_hamiltonian(train, validation, epochs=600, progress=False)
+    errors = level_errors(result.model, validation)
+    assert errors["occupied_mae_eV"] < 0.15
+    assert errors["occupied_mae_eV"] < 0.1 * errors["minimal_basis_occupied_mae_eV"]
+    assert result.validation_loss[-1] < 0.05 * result.validation_loss[0]

