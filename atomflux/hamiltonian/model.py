@@ -117,7 +117,7 @@ class HamiltonianModel(Potential):
         dict
             ``hamiltonian`` and ``overlap``: Tensor [S, 5A, 5A] (eV; A = most atoms
             in one molecule); ``slots``: Tensor [S, 5A] (bool, slot holds a basis
-            function); ``n_orbitals``: Tensor [S] (long).
+            function).
         """
         if bool(batch.pbc.any()):
             raise ValueError("the Hamiltonian head handles molecules only (no periodic boundary conditions)")
@@ -174,8 +174,7 @@ class HamiltonianModel(Potential):
         if overlap is None:
             overlap = self.basis.overlap(positions, numbers)
         h = h + self._huckel(overlap, numbers, slots)
-        return {"hamiltonian": h, "overlap": overlap, "slots": slots,
-                "n_orbitals": slots.sum(1)}
+        return {"hamiltonian": h, "overlap": overlap, "slots": slots}
 
     def _huckel(self, overlap: torch.Tensor, numbers: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """Extended-Hückel off-diagonal baseline K S_μν (ε_μ + ε_ν)/2 (eV), zero on the diagonal and for empty slots.
