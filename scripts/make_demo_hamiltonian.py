@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from atomflux.cli import _level_table
+from atomflux.cli.hamiltonian import _level_table
 from atomflux.hamiltonian.data import DEFAULT_REFERENCE, HELD_OUT_MOLECULES, TRAINING_MOLECULES, generate
 from atomflux.hamiltonian.train import alignment_text, level_errors, train_hamiltonian
 from atomflux.io import save_model
