@@ -114,7 +114,7 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
 def native_dtypes(potential: torch.nn.Module) -> tuple[torch.dtype, ...]:
     """Dtypes a potential runs in, its native one first: float64 and float32 for atomflux models;
     third-party models (also inside LLPR) declare theirs."""
-    for module in (potential, getattr(potential, "base", None)):
+    for module in potential.modules():  # a third-party model anywhere inside (an LLPR's base, ...)
         if isinstance(module, ForeignPotential):
             return module.dtypes
     return (torch.float64, torch.float32)

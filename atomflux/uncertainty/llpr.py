@@ -38,6 +38,58 @@ def _augmented(features: torch.Tensor) -> torch.Tensor:
     return torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
 
 
+class HookedFeatures(Potential):
+    """A potential whose ``features`` are the input of one of its linear layers, taken by a forward hook.
+
+    The hook records only while this wrapper evaluates, so the wrapped
+    potential itself is unchanged for every other caller.
+
+    Parameters
+    ----------
+    potential
+        Any potential returning per-atom ``energy``.
+    last_layer
+        Name of the layer (as in ``potential.named_modules()``) whose input,
+        Tensor [N, F] (one row per atom), become the features.
+    """
+
+    def __init__(self, potential: Potential, last_layer: str) -> None:
+        super().__init__(potential.species, potential.cutoff)
+        self.potential, self.last_layer = potential, last_layer
+        self.strictly_local = getattr(potential, "strictly_local", False)
+        try:
+            layer = potential.get_submodule(last_layer)
+        except AttributeError:
+            linear = [n for n, m in potential.named_modules() if "linear" in type(m).__name__.lower()]
+            raise ValueError(f"last_layer {last_layer!r} is not a sub-module of {type(potential).__name__}; "
+                             f"its linear layers include: {', '.join(linear[-5:]) or 'none'}") from None
+        self._recording = False
+        self._captured: torch.Tensor | None = None
+        layer.register_forward_pre_hook(self._capture_input)
+
+    def _capture_input(self, module: torch.nn.Module, args: tuple) -> None:
+        if not self._recording:
+            return
+        features = args[0] if args else None
+        if not isinstance(features, torch.Tensor) or features.dim() != 2:
+            raise ValueError(f"last_layer {self.last_layer!r} takes {type(features).__name__}, not a [N, F] tensor: "
+                             "name the linear layer itself (the module whose input is one feature row per atom)")
+        self._captured = features
+
+    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._recording, self._captured = True, None
+        try:
+            out = dict(self.potential(batch, vectors))
+        finally:
+            self._recording = False
+        features, self._captured = self._captured, None
+        if features is None or features.shape[0] != out["energy"].shape[0]:
+            raise ValueError(f"last_layer {self.last_layer!r} did not see one row per atom in this evaluation; "
+                             "choose the last linear layer of the per-atom energy readout")
+        out["features"] = features
+        return out
+
+
 class LLPR(Potential):
     """A potential wrapped with LLPR uncertainty.
 
@@ -76,7 +128,7 @@ class LLPR(Potential):
             self.interaction_range = base.interaction_range
         self.last_layer = last_layer
         if last_layer is not None:
-            self._hook_last_layer(last_layer)
+            base = self.base = HookedFeatures(base, last_layer)
         self.n_features = int(n_features) if n_features is not None else _probe_features(base)
         self.n_samples, self.seed = int(n_samples), int(seed)
         dim = self.n_features + 1
@@ -90,40 +142,15 @@ class LLPR(Potential):
         self._posterior: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def config(self) -> dict[str, Any]:
-        spec = getattr(self.base, "spec", None)
+        inner = self.base.potential if isinstance(self.base, HookedFeatures) else self.base
+        spec = getattr(inner, "spec", None)
         if spec is not None:
-            self.base.config()  # raises for a third-party model given as an object (nothing to refer to)
-        base = {"spec": spec} if spec else {"architecture": self.base.architecture, "config": self.base.config()}
+            inner.config()  # raises for a third-party model given as an object (nothing to refer to)
+        base = {"spec": spec} if spec else {"architecture": inner.architecture, "config": inner.config()}
         config = {"base": base, "n_features": self.n_features, "n_samples": self.n_samples, "seed": self.seed}
         if self.last_layer is not None:
             config["last_layer"] = self.last_layer
         return config
-
-    # -- features from a forward hook ------------------------------------
-    def _hook_last_layer(self, name: str) -> None:
-        try:
-            layer = self.base.get_submodule(name)
-        except AttributeError:
-            linear = [n for n, m in self.base.named_modules() if "linear" in type(m).__name__.lower()]
-            raise ValueError(f"last_layer {name!r} is not a sub-module of {type(self.base).__name__}; "
-                             f"its linear layers include: {', '.join(linear[-5:]) or 'none'}") from None
-        self._captured: torch.Tensor | None = None
-        layer.register_forward_pre_hook(self._capture_input)
-        self.base.register_forward_hook(self._report_features)
-
-    def _capture_input(self, module: torch.nn.Module, args: tuple) -> None:
-        features = args[0] if args else None
-        if not isinstance(features, torch.Tensor) or features.dim() != 2:
-            raise ValueError(f"last_layer {self.last_layer!r} takes {type(features).__name__}, not a [N, F] tensor: "
-                             "name the linear layer itself (the module whose input is one feature row per atom)")
-        self._captured = features
-
-    def _report_features(self, module: torch.nn.Module, args: tuple, output: dict) -> dict:
-        features, self._captured = self._captured, None
-        if features is None or features.shape[0] != output["energy"].shape[0]:
-            raise ValueError(f"last_layer {self.last_layer!r} did not see one row per atom in this evaluation; "
-                             "choose the last linear layer of the per-atom energy readout")
-        return {**output, "features": features}
 
     # -- posterior -------------------------------------------------------
     def _invalidate(self) -> None:
