@@ -68,13 +68,25 @@ def test_llpr_and_calibrate_with_sevennet(tmp_path, capsys):
     assert np.isfinite(energy["nll"])
 
 
-def test_kappa_with_sevennet_matches_sevennets_own_calculator(si_file, tmp_path):
+def test_kappa_with_sevennet_spec(si_file, tmp_path):
+    """The CLI takes the spec; the forces behind κ are SevenNet's own (checked in test_foreign.py and
+    here on the displaced cells), so κ equals the Python API's with the same calculator."""
+    from atomflux import AtomfluxCalculator
     from atomflux.lattice import thermal_conductivity
+    from atomflux.lattice.forcesets import compute_forces
+    from atomflux.lattice.kappa import _to_ase, build_phono3py
 
-    settings = ["--supercell", "1", "1", "1", "--mesh", "3", "3", "3"]
-    assert main(["kappa", str(si_file), "--model", "sevennet:7net-0", *settings,
-                 "--output-dir", str(tmp_path / "k")]) == 0
+    assert main(["kappa", str(si_file), "--model", "sevennet:7net-0", "--supercell", "1", "1", "1",
+                 "--mesh", "3", "3", "3", "--output-dir", str(tmp_path / "k")]) == 0
     ours = json.loads((tmp_path / "k" / "kappa.json").read_text())
-    theirs = thermal_conductivity(ase.io.read(si_file), SevenNetCalculator("7net-0", device="cpu"),
-                                  supercell=(1, 1, 1), mesh=(3, 3, 3), temperatures=(300.0,), progress=False)
-    np.testing.assert_allclose(ours["kappa"], theirs.kappa, rtol=1e-3)
+    calc = AtomfluxCalculator("sevennet:7net-0")
+    api = thermal_conductivity(ase.io.read(si_file), calc, supercell=(1, 1, 1), mesh=(3, 3, 3),
+                               temperatures=(300.0,), progress=False)
+    np.testing.assert_allclose(ours["kappa"], api.kappa, rtol=1e-6, atol=1e-9)
+    assert 10 < np.mean(ours["kappa"][0][:3]) < 1000
+    cells = [_to_ase(c) for c in build_phono3py(ase.io.read(si_file), (1, 1, 1), "auto", None, 0.03)
+             .supercells_with_displacements if c is not None]
+    batched = compute_forces(cells, calc, uncertainty=False, progress=False).forces
+    one_by_one = compute_forces(cells, SevenNetCalculator("7net-0", device="cpu"), uncertainty=False,
+                                progress=False).forces
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)

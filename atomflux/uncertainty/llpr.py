@@ -161,14 +161,21 @@ class LLPR(Potential):
         return super()._apply(fn, recurse)
 
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior covariance Σ [(F+1), (F+1)] and its Cholesky factor."""
+        """Posterior covariance Σ [(F+1), (F+1)] and a square root L (L Lᵀ = Σ), in the model's dtype."""
+        sigma, root = self._posterior_float64()
+        return sigma.to(self.covariance.dtype), root.to(self.covariance.dtype)
+
+    def _posterior_float64(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # always solved in float64: a float32 base (SevenNet) leaves C too ill-conditioned for float32
         if self._posterior is None:
             if int(self.n_structures) == 0:
                 raise ValueError("LLPR has not been fitted: call fit() on training data first")
-            eye = torch.eye(len(self.covariance), dtype=self.covariance.dtype, device=self.covariance.device)
-            sigma = self.alpha_squared * torch.linalg.inv(self.covariance + self.regulariser * eye)
-            sigma = 0.5 * (sigma + sigma.T)
-            self._posterior = (sigma, torch.linalg.cholesky(sigma + 1e-14 * sigma.diagonal().max() * eye))
+            # C = Σ φφᵀ is positive semi-definite: negative eigenvalues are rounding (float32 features)
+            covariance = self.covariance.double()
+            eigenvalues, vectors = torch.linalg.eigh(0.5 * (covariance + covariance.T))
+            scale = float(self.alpha_squared) / (eigenvalues.clamp(min=0.0) + float(self.regulariser))
+            root = vectors * scale.sqrt()                                   # L with L Lᵀ = Σ
+            self._posterior = (root @ root.T, root)
         return self._posterior
 
     def energy_variance(self, phi: torch.Tensor) -> torch.Tensor:
@@ -176,8 +183,9 @@ class LLPR(Potential):
 
         φ is the ``llpr_features`` output ([f_i, 1] per atom) or its sum over a structure.
         """
-        sigma, _ = self.posterior()
-        return ((phi @ sigma) * phi).sum(-1).clamp(min=0.0)
+        sigma, _ = self._posterior_float64()
+        phi64 = phi.double()
+        return ((phi64 @ sigma) * phi64).sum(-1).clamp(min=0.0).to(phi.dtype)
 
     # -- fitting ---------------------------------------------------------
     @torch.no_grad()
