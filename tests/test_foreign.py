@@ -190,3 +190,10 @@ def test_missing_extra_is_named_in_one_line(monkeypatch):
     assert "pip install 'atomflux[mace]'" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(FileNotFoundError, match="shipped"):
         load_model("sevennet:7net-omat")
+
+
+def test_lammps_pair_coeff_takes_the_spec_and_names_the_missing_locality():
+    from atomflux.lammps_bridge.callbacks import setup_model
+
+    with pytest.raises(ValueError, match="not strictly local \\(message passing reaches 25 Å\\)"):
+        setup_model("sevennet:7net-0", ["Si"], "", "metal", 1)

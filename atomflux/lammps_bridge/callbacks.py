@@ -201,8 +201,10 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
     except ValueError as error:
         raise ValueError(f"pair_coeff * * {model}: {error}") from None
     if not getattr(potential, "strictly_local", False):
-        raise ValueError(f"{type(potential).__name__} is not strictly local (an atom's energy depends on more than "
-                         "its own neighbours), which pair_style atomflux's domain decomposition needs")
+        reach = getattr(potential, "interaction_range", None)
+        reach = f" (message passing reaches {reach:g} Å)" if reach else ""
+        raise ValueError(f"{type(potential).__name__} is not strictly local{reach}: an atom's energy depends on more "
+                         "than its own neighbours, which pair_style atomflux's domain decomposition needs")
     return BridgedModel(potential, numbers, dtype, device)
 
 
