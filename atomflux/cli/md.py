@@ -6,26 +6,30 @@ import argparse
 import json
 from pathlib import Path
 
+from .model_options import DEFAULT_MODEL, add_model_options
+
 
 def _cmd_md(args: argparse.Namespace) -> None:
     import ase.io
 
-    from ..calculators import AtomfluxCalculator
+    from ..calculators import make_calculator
     from ..md import run_md
 
     atoms = ase.io.read(args.structure)
     if args.repeat:
         atoms = atoms * tuple(args.repeat)
+    models = args.model or [DEFAULT_MODEL]
     if args.transport:
-        _transport_md(atoms, args)
+        _transport_md(atoms, models, args)
         return
-    calc = AtomfluxCalculator(args.model, uncertainty="energy")
+    calc = make_calculator(models, uncertainty="energy", trust=args.trust_model)
     observers = ()
     if args.max_uncertainty is not None:
         from ..uncertainty import UncertaintyGuard
 
-        if not calc.uncertainty:
-            raise ValueError(f"--max-uncertainty needs a model with uncertainty; {args.model} has none")
+        if not getattr(calc, "uncertainty", False):
+            raise ValueError(f"--max-uncertainty needs a model with uncertainty; {models[0]} has none "
+                             "(give several --model options for a committee, or add LLPR: atomflux llpr)")
         observers = (UncertaintyGuard(atoms, args.max_uncertainty, action=args.on_extrapolation,
                                       logfile=Path(args.log).with_suffix(".uncertainty.log"),
                                       save=Path(args.trajectory).with_suffix(".extrapolation.extxyz")),)
@@ -35,11 +39,14 @@ def _cmd_md(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
-def _transport_md(atoms, args: argparse.Namespace) -> None:
+def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     from ..calculators import AtomfluxCalculator
     from ..md import run_transport_md
 
-    path = run_transport_md(atoms, AtomfluxCalculator(args.model, uncertainty=False), args.output,
+    if len(models) != 1:
+        raise ValueError("--transport records the heat flux of one model: give a single --model")
+    path = run_transport_md(atoms, AtomfluxCalculator(models[0], uncertainty=False, trust=args.trust_model),
+                            args.output,
                             temperature=args.temperature, equilibration_steps=args.equilibration,
                             production_steps=args.steps, timestep=args.timestep, stride=args.stride,
                             checkpoint_interval=args.checkpoint, seed=args.seed)
@@ -49,7 +56,7 @@ def _transport_md(atoms, args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="ASE molecular dynamics with a model (--transport: heat-flux production run)")
     p.add_argument("structure", help="any ASE-readable structure file")
-    p.add_argument("--model", default="demo", help="model file or shipped name")
+    add_model_options(p, committee=True)
     p.add_argument("--repeat", type=int, nargs=3, help="replicate the structure n1 n2 n3 times")
     p.add_argument("--temperature", type=float, default=300.0, help="K")
     p.add_argument("--steps", type=int, default=1000, help="MD steps (production steps with --transport)")
