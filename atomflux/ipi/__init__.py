@@ -8,5 +8,6 @@ driver together.  See :mod:`atomflux.ipi.protocol` for the wire format and
 """
 
 from .driver import DriverSummary, IPIDriver, run_driver
+from .runner import IPIRun, run_ipi
 
-__all__ = ["DriverSummary", "IPIDriver", "run_driver"]
+__all__ = ["DriverSummary", "IPIDriver", "IPIRun", "run_driver", "run_ipi"]

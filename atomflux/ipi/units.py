@@ -6,9 +6,12 @@ cells whose *rows* are the lattice vectors.
 
 The two conversion factors are i-PI's own (``ipi/utils/units.py``:
 1 Å = 1.8897261 bohr, 1 eV = 0.036749326 Ha).  They differ from ASE's CODATA
-values by ~1e-8 relative; using i-PI's makes the round trip exact: positions
-i-PI read in Å reach the model unchanged, and the energies i-PI prints in eV
-are the model's eV.
+values by 1.4e-8 (length) and 1.0e-7 (energy) relative; using i-PI's makes
+the round trip exact: positions i-PI read in Å (with ``units`` and
+``cell_units`` set to ``angstrom``) reach the model unchanged, and the
+energies i-PI prints in eV are the model's eV.  (i-PI's separate factors for
+eV/Å and eV/Å³ outputs are rounded to 8 digits and are 1e-7 off its own eV
+and Å: forces and stresses printed in those units carry that rounding.)
 """
 
 from __future__ import annotations
