@@ -79,7 +79,7 @@ def ipi_xml(address: str, steps: int, beads: int, batch_size: int) -> str:
 def ipi_seconds_per_step(driver, atoms, steps: int, beads: int = 1, batch_size: int = 1) -> float:
     """Wall time per i-PI MD step with ``driver`` answering, after step 0: the median interval
     between replies for one bead, the mean over the run for path integrals."""
-    from atomflux.ipi.protocol import connect, socket_path
+    from atomflux.ipi.protocol import connect, disconnect, socket_path
 
     address = f"atomflux-bench-{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +92,7 @@ def ipi_seconds_per_step(driver, atoms, steps: int, beads: int = 1, batch_size: 
         try:
             sock = connect(address, timeout=120, abort=lambda: None if process.poll() is None else "i-PI exited")
             driver.serve(sock, on_reply=lambda session: stamps.append((session.structures, time.perf_counter())))
+            disconnect(sock)
             process.wait(timeout=120)
         finally:
             if process.poll() is None:

@@ -240,6 +240,48 @@ def test_committee_factor_maps_population_sigma_to_ipi_sample_std():
     np.testing.assert_allclose(sent.std(axis=1, ddof=1), sigma, rtol=1e-14)
 
 
+def test_cluster_in_a_zero_cell_and_llpr_committee():
+    """No server needed: a cluster (i-PI cell zero) is non-periodic, its virial is the strain derivative of
+    the energy; an LLPR model's committee reproduces its closed-form σ."""
+    from ase.cluster import Icosahedron
+
+    from atomflux.ipi.protocol import Request
+
+    cluster = Icosahedron("Cu", 2)
+    cluster.rattle(0.03, seed=2)
+    reply = IPIDriver("demo", cluster).compute(Request(np.zeros((1, 3, 3)), cluster.positions[None] * BOHR_PER_ANGSTROM))
+    plain = AtomfluxCalculator("demo", uncertainty=False)
+
+    def energy(positions):
+        atoms = cluster.copy()
+        atoms.positions = positions
+        atoms.calc = plain
+        return atoms.get_potential_energy()
+
+    assert reply.energies[0] == pytest.approx(energy(cluster.positions) * HARTREE_PER_EV, rel=1e-12)
+    h, fd = 1e-5, np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            strain = np.zeros((3, 3))
+            strain[a, b] += h / 2
+            strain[b, a] += h / 2
+            fd[a, b] = -(energy(cluster.positions @ (np.eye(3) + strain))
+                         - energy(cluster.positions @ (np.eye(3) - strain))) / (2 * h)     # W = -dE/dε
+    np.testing.assert_allclose(reply.virials[0] / HARTREE_PER_EV, fd, rtol=0, atol=1e-6 * np.abs(fd).max())
+    assert "committee_virial" not in json.loads(reply.extras[0])       # no member stresses without a cell
+
+    atoms = bulk("Cu", "fcc", a=3.66, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    h_cell = atoms.cell.array.T[None] * BOHR_PER_ANGSTROM
+    reply = IPIDriver("demo-llpr", atoms).compute(Request(h_cell, atoms.positions[None] * BOHR_PER_ANGSTROM))
+    extras = json.loads(reply.extras[0])
+    atoms.calc = AtomfluxCalculator("demo-llpr")
+    atoms.get_potential_energy()
+    assert np.std(extras["committee_pot"], ddof=1) == pytest.approx(
+        atoms.calc.results["energy_uncertainty"] * HARTREE_PER_EV, rel=1e-10)
+    assert np.shape(extras["committee_virial"]) == (len(extras["committee_pot"]), 9)
+
+
 # --- with a real i-PI --------------------------------------------------------------------------------
 
 needs_ipi = pytest.mark.skipif(importlib.util.find_spec("ipi") is None,

@@ -33,18 +33,27 @@ def _cmd_driver(args: argparse.Namespace) -> None:
     if args.structure is None:
         raise ValueError("--structure is required: i-PI sends positions only, so give a file with the element "
                          "of each atom (i-PI's starting structure)")
-    summary = run_driver(args.model, args.structure, address=args.address, port=args.port,
-                         socket_prefix=args.socket_prefix, uncertainty=_uncertainty(args), pbc=_pbc(args),
-                         connect_timeout=args.connect_timeout, dtype=_dtype(args), device=args.device)
+    try:
+        summary = run_driver(args.model, args.structure, address=args.address, port=args.port,
+                             socket_prefix=args.socket_prefix, uncertainty=_uncertainty(args), pbc=_pbc(args),
+                             connect_timeout=args.connect_timeout, dtype=_dtype(args), device=args.device)
+    except KeyboardInterrupt:
+        print("atomflux ipi: interrupted; the driver disconnected (i-PI waits for another driver)", file=sys.stderr)
+        raise SystemExit(130) from None
     print(summary.describe(), file=sys.stderr if summary.ended != "exit" else sys.stdout)
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from ..ipi.runner import run_ipi
 
-    run = run_ipi(args.input, args.model, args.structure, output=args.output, forcefield=args.forcefield,
-                  uncertainty=_uncertainty(args), pbc=_pbc(args), dtype=_dtype(args), device=args.device,
-                  restart=args.restart)
+    try:
+        run = run_ipi(args.input, args.model, args.structure, output=args.output, forcefield=args.forcefield,
+                      uncertainty=_uncertainty(args), pbc=_pbc(args), dtype=_dtype(args), device=args.device,
+                      restart=args.restart)
+    except KeyboardInterrupt:
+        print("atomflux ipi run: interrupted; i-PI was stopped and wrote its RESTART: run the same command "
+              "again to continue", file=sys.stderr)
+        raise SystemExit(130) from None
     if run.driver is None:
         print(f"the run in {run.folder} is already complete (--restart starts it over)")
     else:

@@ -24,7 +24,7 @@ from ..evaluate import evaluate
 from ..models import Potential
 from ..systems import MIN_DISTANCE, Batch
 from .committee import committee_extras
-from .protocol import DEFAULT_PREFIX, Connection, Reply, Request, Session, connect, serve
+from .protocol import DEFAULT_PREFIX, Connection, Reply, Request, Session, connect, disconnect, serve
 from .units import cell_to_ase, energy_to_hartree, forces_to_atomic, positions_to_angstrom
 
 #: extras of a model without uncertainty (valid JSON, so i-PI's parser is happy)
@@ -181,13 +181,10 @@ class IPIDriver:
         return atoms
 
     def serve(self, sock: socket.socket, on_reply: Callable[[Session], None] | None = None) -> DriverSummary:
-        """Answer i-PI on a connected socket until EXIT or disconnection; closes the socket."""
+        """Answer i-PI on a connected socket until EXIT or disconnection (the caller closes the socket)."""
         start = time.perf_counter()
         self.model_seconds = 0.0
-        try:
-            session = serve(Connection(sock), self.compute, on_reply)
-        finally:
-            sock.close()
+        session = serve(Connection(sock), self.compute, on_reply)
         return DriverSummary(ended=session.ended, messages=session.messages, structures=session.structures,
                              batch_size=session.batch_size, model_seconds=self.model_seconds,
                              total_seconds=time.perf_counter() - start)
@@ -241,4 +238,7 @@ def run_driver(model: str | Path | Potential, structure: str | Path | Atoms | Se
     driver = IPIDriver(model, structure, uncertainty=uncertainty, pbc=pbc, dtype=dtype, device=device,
                        min_distance=min_distance)
     sock = connect(address, port, socket_prefix, timeout=connect_timeout)
-    return driver.serve(sock)
+    try:
+        return driver.serve(sock)
+    finally:
+        disconnect(sock)

@@ -178,6 +178,27 @@ def connect(address: str, port: int | None = None, prefix: str = DEFAULT_PREFIX,
         time.sleep(0.2)
 
 
+def disconnect(sock: socket.socket) -> None:
+    """Close a connection without a reset: read what the server already sent, then shut down.
+
+    Closing a socket with unread bytes (e.g. the GETFORCE fused to the last
+    POSDATA) makes the kernel send a reset, which i-PI 3.3 does not survive
+    while it waits for a reply; with the bytes read it sees an ordinary
+    disconnection and hands the request to another driver.
+    """
+    try:
+        sock.setblocking(False)
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 class Connection:
     """Exact reads and writes of protocol items over a connected socket."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -29,7 +30,7 @@ from ase import Atoms
 from ..models import Potential
 from ..systems import MIN_DISTANCE
 from .driver import DriverSummary, IPIDriver, read_template
-from .protocol import DEFAULT_PREFIX, connect, socket_path
+from .protocol import DEFAULT_PREFIX, connect, disconnect, socket_path
 
 #: tags whose text names a file, made absolute in the copied input
 FILE_TAGS = ("file", "positions", "velocities", "momenta", "cell", "masses", "labels")
@@ -253,21 +254,28 @@ def run_ipi(input_xml: str | Path, model: str | Path | Potential = "demo", struc
     address = f"{chosen.address}-{uuid.uuid4().hex[:12]}" if chosen.mode == "unix" else chosen.address
     run_input = "input.xml" if base == source else "restart-input.xml"
     write_run_input(base, folder / run_input, chosen, address)
-    socket = socket_path(address, DEFAULT_PREFIX)
+    socket_file = socket_path(address, DEFAULT_PREFIX)
     log = folder / "ipi.log"
     with open(log, "a") as log_handle:
         process = subprocess.Popen([ipi_executable(), "-S", DEFAULT_PREFIX, run_input], cwd=folder,
                                    stdout=log_handle, stderr=subprocess.STDOUT)
+        sock = None
         try:
-            summary = _drive(driver, address, chosen.port, process, log, spec, first_step, progress,
-                             start_timeout)
+            sock = connect(address, chosen.port, DEFAULT_PREFIX, timeout=start_timeout,
+                           abort=lambda: _ended(process, log))
+            summary = _drive(driver, sock, spec, first_step, progress)
             returncode = _wait(process, summary)
         except BaseException:
-            _stop(process)
+            if sock is not None:      # a clean disconnection first: i-PI then stops without waiting for us
+                disconnect(sock)
+                sock = None
+            _stop(process)            # SIGTERM: i-PI writes RESTART
             raise
         finally:
+            if sock is not None:
+                disconnect(sock)
             if chosen.mode == "unix":
-                socket.unlink(missing_ok=True)
+                socket_file.unlink(missing_ok=True)
     if returncode != 0:
         raise ValueError(f"i-PI stopped with exit code {returncode}: {_last_line(log)} (log: {log})")
     return IPIRun(folder=folder, driver=summary, ipi_returncode=returncode, log=log, resumed=resumed,
@@ -279,15 +287,15 @@ def _outputs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in ("run.json", "ipi.log"))
 
 
-def _drive(driver: IPIDriver, address: str, port: int | None, process: subprocess.Popen, log: Path,
-           spec: IPIInput, first_step: int, progress: bool, start_timeout: float) -> DriverSummary:
+def _ended(process: subprocess.Popen, log: Path) -> str | None:
+    """Why i-PI is no longer there to connect to (None while it runs)."""
+    code = process.poll()
+    return None if code is None else f"i-PI exited with code {code} ({_last_line(log)}; log: {log})"
+
+
+def _drive(driver: IPIDriver, sock: socket.socket, spec: IPIInput, first_step: int, progress: bool) -> DriverSummary:
     from tqdm import tqdm
 
-    def ipi_ended() -> str | None:
-        code = process.poll()
-        return None if code is None else f"i-PI exited with code {code} ({_last_line(log)}; log: {log})"
-
-    sock = connect(address, port, DEFAULT_PREFIX, timeout=start_timeout, abort=ipi_ended)
     with tqdm(total=spec.total_steps, initial=first_step, unit="step", desc="i-PI", disable=not progress,
               leave=False) as bar:
         def advance(session) -> None:
