@@ -63,10 +63,15 @@ def posdata(atoms: Atoms) -> bytes:
 class ScriptedServer:
     """A UNIX-socket i-PI stand-in: the test writes the server's messages and reads the driver's bytes."""
 
-    def __init__(self, tmp_path: Path, driver_kwargs: dict) -> None:
-        self.prefix = f"{tmp_path}/"
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(f"{self.prefix}srv")
+    def __init__(self, tmp_path: Path, driver_kwargs: dict, tcp: bool = False) -> None:
+        if tcp:
+            self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.server.bind(("127.0.0.1", 0))
+            driver_kwargs = {**driver_kwargs, "address": "127.0.0.1", "port": self.server.getsockname()[1]}
+        else:
+            self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.server.bind(f"{tmp_path}/srv")
+            driver_kwargs = {**driver_kwargs, "address": "srv", "socket_prefix": f"{tmp_path}/"}
         self.server.listen(1)
         self.result: dict = {}
         self.thread = threading.Thread(target=self._drive, args=(driver_kwargs,), daemon=True)
@@ -77,8 +82,7 @@ class ScriptedServer:
 
     def _drive(self, kwargs: dict) -> None:
         try:
-            self.result["summary"] = run_driver(address="srv", socket_prefix=self.prefix, connect_timeout=30,
-                                                **kwargs)
+            self.result["summary"] = run_driver(connect_timeout=30, **kwargs)
         except Exception as err:  # handed to the test thread
             self.result["error"] = err
 
@@ -161,11 +165,11 @@ def test_protocol_state_machine_and_fused_packets(tmp_path, calc, triclinic):
     assert result["summary"].ended == "exit" and result["summary"].messages == 2
 
 
-def test_protocol_batched_message_with_padding(tmp_path, calc, triclinic, monkeypatch):
+def test_protocol_batched_message_with_padding_over_tcp(tmp_path, calc, triclinic, monkeypatch):
     calls = []
     original = driver_module.evaluate
     monkeypatch.setattr(driver_module, "evaluate", lambda *a, **k: calls.append(a[1].n_systems) or original(*a, **k))
-    srv = ScriptedServer(tmp_path, {"model": "demo", "structure": triclinic, "uncertainty": False})
+    srv = ScriptedServer(tmp_path, {"model": "demo", "structure": triclinic, "uncertainty": False}, tcp=True)
     assert srv.status() == msg("NEEDINIT")
     srv.init(" batch_size:3")                    # as i-PI 3.3 announces it
     assert srv.status() == msg("READY")
