@@ -148,7 +148,7 @@ class IPIDriver:
     def compute(self, request: Request) -> Reply:
         """Energies, forces, virials and extras (atomic units) for the structures of one message."""
         start = time.perf_counter()
-        n_structures, n_atoms = request.positions.shape[:2]
+        n_atoms = request.positions.shape[1]
         if n_atoms != self.n_atoms:
             raise ValueError(f"i-PI sends {n_atoms} atoms but {self.label} has {self.n_atoms}: give the "
                              "structure i-PI was started from (same atoms, same order)")

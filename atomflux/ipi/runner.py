@@ -239,8 +239,8 @@ def run_ipi(input_xml: str | Path, model: str | Path | Potential = "demo", struc
     parameters = {"input": fingerprint(source.read_text()), "structure": fingerprint(template),
                   "forcefield": chosen.name, "uncertainty": driver.uncertainty,
                   "pbc": None if driver.pbc is None else driver.pbc.tolist(), "dtype": str(dtype)}
-    resumed = open_run(folder, "ipi run", parameters, model_record(model if isinstance(model, (str, Path)) else
-                                                                     None, driver.potential),
+    spec_name = model if isinstance(model, (str, Path)) else None
+    resumed = open_run(folder, "ipi run", parameters, model_record(spec_name, driver.potential),
                        info={"input_file": str(source.resolve()), "n_beads": spec.n_beads,
                              "total_steps": spec.total_steps}, restart=restart)
     first_step, base = 0, source
