@@ -5,6 +5,7 @@ and giving the same path-integral run with batched and single-structure messages
 
 import importlib.util
 import json
+import select
 import socket
 import subprocess
 import sys
@@ -113,6 +114,7 @@ class ScriptedServer:
             length = int(np.frombuffer(self.recv(4), "<i4")[0])
             extras.append(json.loads(self.recv(length)))
             size += 4 + length
+        assert not select.select([self.conn], [], [], 0.2)[0], "the driver sent more than its reply"
         return {"energies": energies, "forces": forces, "virials": virials, "extras": extras}, size
 
     def finish(self) -> dict:
@@ -139,7 +141,7 @@ def test_protocol_state_machine_and_fused_packets(tmp_path, calc, triclinic):
     srv.conn.sendall(msg("POSDATA") + posdata(triclinic) + msg("GETFORCE"))
     reply, size = srv.read_reply(n)
     extras = reply["extras"][0]
-    assert size == 12 + 8 + 4 + 24 * n + 72 + 4 + len(json.dumps(extras).encode())
+    assert size == 12 + 8 + 4 + 24 * n + 72 + 4 + len(json.dumps(extras).encode())    # and nothing after it
     energy, forces, virial, results = reference(calc, triclinic)
     assert reply["energies"][0] == pytest.approx(energy * HARTREE_PER_EV, rel=1e-12)
     np.testing.assert_allclose(reply["forces"][0], forces * EV_PER_ANGSTROM, rtol=0, atol=1e-12)
