@@ -1,0 +1,288 @@
+"""Energy changes of trial atom swaps: locally for strictly local potentials, else the whole system.
+
+A *swap* exchanges the species of two atoms ``(a, b)``; positions stay.  The
+engines here keep the energy of one configuration and give the energy
+change ΔE (eV) of many trial swaps at once; :meth:`SwapEnergy.apply`
+commits one of them.
+
+- :class:`LocalSwapEnergy` (atomflux potentials with ``strictly_local``):
+  atom k's energy depends only on its own pairs, so a swap of ``a`` and
+  ``b`` changes the energies of the *affected* atoms {a, b} ∪ N(a) ∪ N(b)
+  (N: neighbours within the cutoff, periodic images included) and nothing
+  else.  Per-atom energies of the current configuration are stored; for K
+  trial swaps one :func:`~atomflux.evaluate` call computes the new energies
+  of the K affected sets, so ΔE = Σ_affected (e'_k − e_k).  The batch holds
+  each trial's affected atoms as centres (their pairs copied from the full
+  neighbour list, the swapped species applied) followed by the neighbour
+  atoms they see, which have no pairs of their own.
+- :class:`FullSwapEnergy` (any atomflux potential): K copies of the whole
+  system with the species swapped, in one batched ``evaluate`` call.
+- :class:`CalculatorSwapEnergy` (any ASE calculator): one energy call per trial.
+
+The neighbour list is built for the positions given to ``reset``; after MD or
+relaxation the engine must be reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from ..evaluate import evaluate
+from ..systems import Batch
+
+#: atoms per evaluate call when whole systems are copied (FullSwapEnergy)
+DEFAULT_ATOMS_PER_CALL = 20000
+
+
+@dataclass
+class Trial:
+    """One trial swap of atoms ``a`` and ``b`` evaluated in the engine's current configuration.
+
+    Attributes
+    ----------
+    a, b : int
+        The atoms whose species are exchanged.
+    delta : float
+        Energy change of the swap, eV.
+    affected : ndarray or None
+        Atoms whose energies the swap changes (``None``: potentially all):
+        a later accepted swap whose affected atoms overlap these makes ``delta`` stale.
+    payload : Any
+        What :meth:`SwapEnergy.apply` needs to commit the swap without recomputing.
+    """
+
+    a: int
+    b: int
+    delta: float
+    affected: np.ndarray | None
+    payload: Any = None
+
+
+class SwapEnergy:
+    """Base class: the configuration (``numbers``, eV ``energy``) and trial swaps on it."""
+
+    numbers: np.ndarray
+    energy: float
+
+    def reset(self, atoms: Atoms) -> None:
+        """Take positions, cell and species from ``atoms`` and compute the energy."""
+        raise NotImplementedError
+
+    def trials(self, swaps: np.ndarray) -> list[Trial]:
+        """Energy changes of the swaps ``[K, 2]`` (atom indices) in the current configuration."""
+        raise NotImplementedError
+
+    def apply(self, trial: Trial) -> None:
+        """Commit a trial swap evaluated in the current configuration."""
+        raise NotImplementedError
+
+    def _swap_numbers(self, a: int, b: int) -> None:
+        self.numbers[[a, b]] = self.numbers[[b, a]]
+
+
+def swap_energy(model, atoms: Atoms, atoms_per_call: int = DEFAULT_ATOMS_PER_CALL) -> SwapEnergy:
+    """The fastest exact engine for ``model`` (a potential, an ``AtomfluxCalculator`` or any ASE calculator).
+
+    Strictly local atomflux potentials get :class:`LocalSwapEnergy`, other
+    atomflux potentials :class:`FullSwapEnergy`, other calculators
+    :class:`CalculatorSwapEnergy`.
+    """
+    potential = model if isinstance(model, torch.nn.Module) else getattr(model, "potential", None)
+    if isinstance(potential, torch.nn.Module):
+        if getattr(potential, "strictly_local", False):
+            return LocalSwapEnergy(potential, atoms)
+        return FullSwapEnergy(potential, atoms, atoms_per_call)
+    if not hasattr(model, "get_potential_energy"):
+        raise ValueError(f"swap Monte Carlo needs an atomflux potential or an ASE calculator, got {type(model).__name__}")
+    return CalculatorSwapEnergy(model, atoms)
+
+
+def _dtype_of(potential: torch.nn.Module) -> torch.dtype:
+    from ..io import native_dtypes
+
+    for tensor in list(potential.parameters()) + list(potential.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return native_dtypes(potential)[0]
+
+
+def _check_species(potential: torch.nn.Module, numbers: np.ndarray) -> None:
+    check = getattr(potential, "check_species", None)
+    if check is not None:
+        check(numbers)
+
+
+class LocalSwapEnergy(SwapEnergy):
+    """ΔE of swaps from the per-atom energies of the affected atoms only (strictly local potentials).
+
+    Parameters
+    ----------
+    potential
+        An atomflux potential with ``strictly_local = True`` (its atomic
+        energy depends only on its own pairs and their species).
+    atoms
+        The configuration (positions, cell, periodicity, species).
+    """
+
+    def __init__(self, potential: torch.nn.Module, atoms: Atoms) -> None:
+        if not getattr(potential, "strictly_local", False):
+            raise ValueError(f"{type(potential).__name__} is not strictly local: use FullSwapEnergy")
+        self.potential = potential
+        self.dtype = _dtype_of(potential)
+        self.device = next((t.device for t in potential.buffers()), torch.device("cpu"))
+        self.reset(atoms)
+
+    def reset(self, atoms: Atoms) -> None:
+        _check_species(self.potential, atoms.numbers)
+        batch = Batch.from_atoms(atoms, self.potential.cutoff, self.dtype, self.device)
+        order = torch.argsort(batch.pairs[:, 0], stable=True)          # pairs grouped by their centre
+        self._batch = replace(batch, pairs=batch.pairs[order], shifts=batch.shifts[order])
+        centres = self._batch.pairs[:, 0].cpu().numpy()
+        self._neighbour = self._batch.pairs[:, 1].cpu().numpy()
+        self._offsets = np.searchsorted(centres, np.arange(len(atoms) + 1))
+        self._affected_by = [np.union1d(self._neighbour[self._offsets[i]:self._offsets[i + 1]], [i])
+                             for i in range(len(atoms))]
+        self.numbers = atoms.numbers.astype(np.int64).copy()
+        with torch.no_grad():
+            res = evaluate(self.potential, self._batch, forces=False, energies=True)
+        self.atom_energies = res.energies.cpu().numpy().astype(np.float64)
+        self.energy = float(self.atom_energies.sum())
+
+    def affected(self, a: int, b: int) -> np.ndarray:
+        """Atoms whose energies change when ``a`` and ``b`` swap species: {a, b} ∪ N(a) ∪ N(b)."""
+        return np.union1d(self._affected_by[a], self._affected_by[b])
+
+    def trials(self, swaps: np.ndarray) -> list[Trial]:
+        swaps = np.asarray(swaps, dtype=np.int64).reshape(-1, 2)
+        if len(swaps) == 0:
+            return []
+        centres = [self.affected(int(a), int(b)) for a, b in swaps]
+        sizes = np.array([len(c) for c in centres])
+        centre_atoms = np.concatenate(centres)                                   # [C] full-system index
+        trial_of_centre = np.repeat(np.arange(len(swaps)), sizes)
+        # pairs of every centre, copied from the full (sorted) list
+        counts = self._offsets[centre_atoms + 1] - self._offsets[centre_atoms]
+        first = np.repeat(self._offsets[centre_atoms] - np.cumsum(counts) + counts, counts)
+        pair_index = first + np.arange(counts.sum())                             # [P] into the full list
+        owner = np.repeat(np.arange(len(centre_atoms)), counts)                  # local centre of each pair
+        neighbour = self._neighbour[pair_index]
+        # neighbours that are the trial's own swapped atoms point to that trial's centre copy
+        # (they are always centres of their trial); every other neighbour to a shared environment atom
+        trial_of_pair = trial_of_centre[owner]
+        start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        local_j = np.full(len(neighbour), -1, dtype=np.int64)
+        for column in range(2):
+            swapped = swaps[trial_of_pair, column]
+            hit = neighbour == swapped
+            position = np.array([np.searchsorted(centres[t], swaps[t, column]) for t in range(len(swaps))])
+            local_j[hit] = start[trial_of_pair[hit]] + position[trial_of_pair[hit]]
+        outside = local_j < 0
+        environment, env_index = np.unique(neighbour[outside], return_inverse=True)
+        local_j[outside] = len(centre_atoms) + env_index
+        numbers = self.numbers[centre_atoms].copy()
+        for column, other in ((0, 1), (1, 0)):
+            is_swapped = centre_atoms == swaps[trial_of_centre, column]
+            numbers[is_swapped] = self.numbers[swaps[trial_of_centre[is_swapped], other]]
+        all_atoms = np.concatenate([centre_atoms, environment])
+        full = self._batch
+        tensor = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
+        batch = Batch(
+            positions=full.positions[tensor(all_atoms)],
+            numbers=tensor(np.concatenate([numbers, self.numbers[environment]])),
+            cell=full.cell, pbc=full.pbc,
+            system=torch.zeros(len(all_atoms), dtype=torch.long, device=self.device),
+            pairs=tensor(np.stack([owner, local_j], axis=1)),
+            shifts=full.shifts[tensor(pair_index)],
+            cutoff=full.cutoff,
+        )
+        with torch.no_grad():
+            res = evaluate(self.potential, batch, forces=False, energies=True)
+        new = res.energies[:len(centre_atoms)].cpu().numpy().astype(np.float64)
+        change = np.bincount(trial_of_centre, weights=new - self.atom_energies[centre_atoms], minlength=len(swaps))
+        pieces = np.split(new, np.cumsum(sizes)[:-1])
+        return [Trial(int(a), int(b), float(change[t]), centres[t], pieces[t]) for t, (a, b) in enumerate(swaps)]
+
+    def apply(self, trial: Trial) -> None:
+        self._swap_numbers(trial.a, trial.b)
+        self.atom_energies[trial.affected] = trial.payload
+        self.energy = float(self.atom_energies.sum())
+
+
+class FullSwapEnergy(SwapEnergy):
+    """ΔE of swaps from whole-system energies: K copies of the system per ``evaluate`` call.
+
+    For atomflux potentials that are not strictly local (message passing).
+    """
+
+    def __init__(self, potential: torch.nn.Module, atoms: Atoms, atoms_per_call: int = DEFAULT_ATOMS_PER_CALL) -> None:
+        self.potential = potential
+        self.dtype = _dtype_of(potential)
+        self.device = next((t.device for t in potential.buffers()), torch.device("cpu"))
+        self.atoms_per_call = int(atoms_per_call)
+        self.reset(atoms)
+
+    def reset(self, atoms: Atoms) -> None:
+        _check_species(self.potential, atoms.numbers)
+        self._batch = Batch.from_atoms(atoms, self.potential.cutoff, self.dtype, self.device)
+        self.numbers = atoms.numbers.astype(np.int64).copy()
+        self.energy = float(self._energies([self.numbers])[0])
+
+    def _energies(self, configurations: list[np.ndarray]) -> np.ndarray:
+        per_call = max(1, self.atoms_per_call // max(len(self.numbers), 1))
+        out = []
+        for first in range(0, len(configurations), per_call):
+            chunk = configurations[first:first + per_call]
+            batch = Batch.collate([replace(self._batch, numbers=torch.as_tensor(n, device=self.device)) for n in chunk])
+            with torch.no_grad():
+                out.append(evaluate(self.potential, batch, forces=False).energy.cpu().numpy().astype(np.float64))
+        return np.concatenate(out)
+
+    def trials(self, swaps: np.ndarray) -> list[Trial]:
+        swaps = np.asarray(swaps, dtype=np.int64).reshape(-1, 2)
+        configurations = []
+        for a, b in swaps:
+            numbers = self.numbers.copy()
+            numbers[[a, b]] = numbers[[b, a]]
+            configurations.append(numbers)
+        if not configurations:
+            return []
+        energies = self._energies(configurations)
+        return [Trial(int(a), int(b), float(e - self.energy), None, float(e)) for (a, b), e in zip(swaps, energies)]
+
+    def apply(self, trial: Trial) -> None:
+        self._swap_numbers(trial.a, trial.b)
+        self.energy = trial.payload
+
+
+class CalculatorSwapEnergy(SwapEnergy):
+    """ΔE of swaps from any ASE calculator: one energy call per trial (the reference path)."""
+
+    def __init__(self, calculator, atoms: Atoms) -> None:
+        self.calculator = calculator
+        self.reset(atoms)
+
+    def reset(self, atoms: Atoms) -> None:
+        self._atoms = atoms.copy()
+        self._atoms.calc = self.calculator
+        self.numbers = atoms.numbers.astype(np.int64).copy()
+        self.energy = float(self._atoms.get_potential_energy())
+
+    def trials(self, swaps: np.ndarray) -> list[Trial]:
+        out = []
+        for a, b in np.asarray(swaps, dtype=np.int64).reshape(-1, 2):
+            numbers = self.numbers.copy()
+            numbers[[a, b]] = numbers[[b, a]]
+            self._atoms.numbers = numbers
+            energy = float(self._atoms.get_potential_energy())
+            out.append(Trial(int(a), int(b), energy - self.energy, None, energy))
+        self._atoms.numbers = self.numbers.copy()
+        return out
+
+    def apply(self, trial: Trial) -> None:
+        self._swap_numbers(trial.a, trial.b)
+        self.energy = trial.payload
