@@ -40,7 +40,8 @@ class AtomfluxSetup(ctypes.Structure):
         ("model", ctypes.c_char_p), ("elements", ctypes.c_char_p), ("options", ctypes.c_char_p),
         ("units", ctypes.c_char_p), ("ntypes", ctypes.c_int), ("rank", ctypes.c_int), ("nprocs", ctypes.c_int),
         ("numbers_of_type", INT64_P), ("cutoff", ctypes.c_double), ("min_distance", ctypes.c_double),
-        ("pairwise", ctypes.c_int), ("n_components", ctypes.c_int), ("handle", ctypes.c_longlong), ("message", ctypes.c_char * MESSAGE_SIZE),
+        ("pairwise", ctypes.c_int), ("n_components", ctypes.c_int), ("handle", ctypes.c_longlong),
+        ("message", ctypes.c_char * MESSAGE_SIZE),
     ]
 
 

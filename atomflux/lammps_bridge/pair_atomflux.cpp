@@ -1,18 +1,19 @@
 // atomflux LAMMPS plugin: `pair_style atomflux` and `compute atomflux/uncertainty`.
 //
-// Each force call, the pair style filters LAMMPS's full neighbour list (local
-// and ghost atoms, cutoff + skin) down to the model cutoff and hands the atomflux
-// model (in Python, through callbacks that atomflux.lammps_bridge registers)
-// the pairs and their vectors r_ij = x_j - x_i, in buffers that stay allocated
-// across steps (Python views them without copying).  The model sees the local
-// atoms and one stand-in atom per type for all ghost neighbours: a strictly local
-// model needs only the pair vectors and the neighbours' species.  Python hands
-// back pointers to the per-atom energies and to dE/dr for every pair; forces,
-// the global virial (F·r over local + ghost atoms) and, only on steps where
-// LAMMPS asks for them, per-atom energies, per-atom virials (two-body split for
-// stress/atom, "receiver" centroid split for centroid/stress/atom and
-// heat/flux) and the energy uncertainty (on the steps a compute
-// atomflux/uncertainty is invoked) are accumulated here; ghost forces are
+// Each force call, the pair style filters LAMMPS's neighbour list (local and ghost
+// atoms, cutoff + skin; a full list, or a half list for a model that is a sum of
+// symmetric pair terms) down to the model cutoff and hands the atomflux model (in
+// Python, through callbacks that atomflux.lammps_bridge registers) the pairs and
+// their vectors r_ij = x_j - x_i, in buffers that stay allocated across steps
+// (Python views them without copying).  The model sees the local atoms and one
+// stand-in atom per type for all ghost neighbours: a strictly local model needs
+// only the pair vectors and the neighbours' species.  Python hands back pointers
+// to the per-atom energies and to dE/dr for every pair.  Forces and the global
+// virial (F·r over local + ghost atoms) are accumulated here every step; per-atom
+// energies, per-atom virials (two-body split for stress/atom, "receiver" centroid
+// split for centroid/stress/atom and heat/flux) and the energy uncertainty only on
+// the steps where LAMMPS asks for them (eflag_atom, vflag_atom, cvflag_atom; the
+// steps a compute atomflux/uncertainty is invoked on).  Ghost forces are
 // reverse-communicated by LAMMPS (newton pair on).
 //
 // Built and cached by atomflux/lammps_bridge/plugin.py; loaded with `plugin load`.
@@ -32,6 +33,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -283,7 +285,7 @@ class PairAtomflux : public Pair {
     reserve_at_least(vectors, 3 * pair_i.size());
 
     int npairs = 0, closest_pair = -1;
-    double closest = min_distance * min_distance;
+    double closest = std::min(min_distance * min_distance, cutsq_model);
     const double *xs = &x[0][0];
     int *first = pair_i.data(), *second = pair_j.data();
     int64_t *model = model_pairs.data();
@@ -304,12 +306,11 @@ class PairAtomflux : public Pair {
         r[3 * npairs] = dx;
         r[3 * npairs + 1] = dy;
         r[3 * npairs + 2] = dz;
-        const bool keep = rsq < cutsq_model;
-        if (keep && rsq < closest) {
+        if (rsq < closest) {    // (rarely true, so well predicted) a kept pair: closest <= cutoff^2
           closest = rsq;
           closest_pair = npairs;
         }
-        npairs += keep;
+        npairs += rsq < cutsq_model;
       }
     }
     if (closest_pair >= 0)
