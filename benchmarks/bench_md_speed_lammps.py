@@ -251,7 +251,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
             continue
         native = find(kind="md", model="lj/cut", atoms=r["atoms"], threads=r["threads"])["after"]
         b, a = r["before"], r["after"]
-        lines.append(f"| {r['atoms']} | {r['threads']} | {native['cpu_ms_per_step']:.2f} [{native['ms_per_step']:.2f}] | "
+        lines.append(f"| {r['atoms']} | {r['threads']} | "
+                     f"{native['cpu_ms_per_step']:.2f} [{native['ms_per_step']:.2f}] | "
                      f"{b['cpu_ms_per_step']:.1f} [{b['ms_per_step']:.1f}] | {a['cpu_ms_per_step']:.2f} "
                      f"[{a['ms_per_step']:.2f}] | {b['cpu_ms_per_step'] / native['cpu_ms_per_step']:.1f}× "
                      f"[{b['ms_per_step'] / native['ms_per_step']:.1f}×] | "
@@ -266,7 +267,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
             continue
         o = r["after"]
         lines.append(f"| {r['model']} | {r['atoms']} | {r['threads']} | {o['raw_cpu_ms']:.2f} [{o['raw_ms']:.2f}] | "
-                     f"{o['bridge_cpu_ms']:.2f} [{o['bridge_ms']:.2f}] | {o['bridge_cpu_ms'] - o['raw_cpu_ms']:+.2f} ms "
+                     f"{o['bridge_cpu_ms']:.2f} [{o['bridge_ms']:.2f}] | "
+                     f"{o['bridge_cpu_ms'] - o['raw_cpu_ms']:+.2f} ms "
                      f"({100 * (o['bridge_cpu_ms'] / o['raw_cpu_ms'] - 1):+.0f} %) |")
     return "\n".join(lines) + "\n"
 
@@ -291,7 +293,8 @@ def main() -> None:
     if args.worker:
         worker()
         return
-    meta = {"before": args.before, "before_commit": git("rev-parse", args.before), "after_commit": git("rev-parse", "HEAD"),
+    meta = {"before": args.before, "before_commit": git("rev-parse", args.before),
+            "after_commit": git("rev-parse", "HEAD"),
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no")), "threads": args.threads,
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "load_start": round(os.getloadavg()[0], 1)}

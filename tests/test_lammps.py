@@ -167,11 +167,13 @@ def lj_argon(tmp_path: Path) -> tuple[Path, Path]:
     return data, model
 
 
-def md_results(lmp) -> dict:
-    """Per-atom arrays (ordered by atom id), pe and heat flux at the current step."""
+def lj_md(data: Path, pair_lines: str) -> dict:
+    """Per-atom arrays (ordered by atom id), pe and heat flux after LJ_MD."""
+    lmp = start(data, pair_lines, LJ_MD)
     out = {name: np.array(lmp.gather(name, 1, width)).reshape(-1, width) for name, width in PER_ATOM.items()}
     out["pe"] = lmp.get_thermo("pe")
     out["flux"] = np.array([lmp.extract_compute("flux", 0, 1)[k] for k in range(6)])
+    lmp.close()
     return out
 
 
@@ -191,8 +193,7 @@ def test_lennard_jones_md_per_atom_equals_lj_cut(tmp_path):
     """20 NVE steps: trajectory, per-atom energies, two-body and centroid virials and heat flux
     of the atomflux LennardJones (a half neighbour list) match lj/cut's."""
     data, model = lj_argon(tmp_path)
-    results = [md_results(start(data, pair, LJ_MD)) for pair in (LJ_CUT, f"pair_style atomflux\npair_coeff * * {model} Ar")]
-    assert_same_md(results[1], results[0])
+    assert_same_md(lj_md(data, f"pair_style atomflux\npair_coeff * * {model} Ar"), lj_md(data, LJ_CUT))
 
 
 @pytest.mark.skipif(shutil.which("lmp") is None,
@@ -285,7 +286,7 @@ def test_mpi_lennard_jones_md_equals_lj_cut(tmp_path):
     """The half neighbour list of a pairwise model across 2 MPI ranks (each pair on one rank;
     per-atom energies of ghosts summed into their owners) gives lj/cut's serial MD."""
     data, model = lj_argon(tmp_path)
-    reference = md_results(start(data, LJ_CUT, LJ_MD))
+    reference = lj_md(data, LJ_CUT)
     script = tmp_path / "in.lj"
     script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
                       f"pair_style atomflux\npair_coeff * * {model} Ar\n{LJ_MD}\n")

@@ -70,9 +70,11 @@ class LammpsBatch(Batch):
     stand-in atom per LAMMPS type, the second atom of every pair whose
     neighbour is a ghost of that type.  A strictly local potential needs only
     the pair vectors and the species at both ends, so this is exact, and the
-    model evaluates no ghost atoms.  Pair vectors come from LAMMPS (ghost
-    positions included: no cell shifts); positions are NaN, since potentials
-    see positions only through the pair vectors.
+    model evaluates no ghost atoms.  (On steps that need per-atom energies of a
+    ``pairwise`` potential, each pair is instead its own atom, followed by the
+    stand-ins: its energy is half the pair term.)  Pair vectors come from LAMMPS
+    (ghost positions included: no cell shifts); positions are NaN, since
+    potentials see positions only through the pair vectors.
     """
 
     vectors: torch.Tensor | None = None
