@@ -115,7 +115,7 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64,
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: invalid atomflux metadata ({err})") from None
     try:
-        potential = cls(**meta["config"])
+        potential = cls(**meta["config"]).to(torch.float64)  # load the stored float64 weights without rounding
         potential.load_state_dict(archive["state_dict"], strict=True)
     except (TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: tensors do not match architecture {meta['architecture']}: {err}") from None
@@ -129,6 +129,10 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64,
 def _read_archive(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no model file {str(path)!r}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # torch.save writes zip archives
+            raise ValueError(f"{path}: not a readable atomflux model file (not a torch archive); model files are written "
+                             "by `atomflux train` or atomflux.save_model")
     try:
         archive = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

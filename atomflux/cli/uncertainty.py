@@ -22,8 +22,10 @@ def _split_for_calibration(train_path: str, validation_path: str | None, seed: i
 def _cmd_llpr(args: argparse.Namespace) -> None:
     from ..io import load_model, save_model
     from ..systems import Batch
+    from ..records import check_output_path
     from ..uncertainty import add_llpr
 
+    check_output_path(args.output)
     base = load_model(args.model)
     train_frames, validation = _split_for_calibration(args.data, args.validation, args.seed)
     batches = [Batch.from_atoms(f.atoms, base.cutoff) for f in train_frames]
@@ -37,8 +39,10 @@ def _cmd_llpr(args: argparse.Namespace) -> None:
 def _cmd_ensemble(args: argparse.Namespace) -> None:
     from ..io import load_model, save_model
     from ..systems import Batch
+    from ..records import check_output_path
     from ..uncertainty import fit_shallow_ensemble
 
+    check_output_path(args.output)
     base = load_model(args.model)
     train_frames, validation = _split_for_calibration(args.data, args.validation, args.seed)
     model = fit_shallow_ensemble(
