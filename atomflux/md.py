@@ -261,9 +261,9 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
 
     from .records import fingerprint
 
-    probe = atoms.copy()
-    probe.calc = calculator
-    probe.get_potential_energy()  # unknown elements, overlapping atoms ...: refused before the folder is touched
+    atoms = atoms.copy()  # the caller's structure stays as given (it identifies the run on resume)
+    atoms.calc = calculator
+    atoms.get_potential_energy()  # unknown elements, overlapping atoms ...: refused before the folder is touched
     out = Path(output)
     parameters = {"structure": fingerprint(atoms), "formula": atoms.get_chemical_formula(), "n_atoms": len(atoms),
                   "temperature_K": float(temperature), "timestep_fs": float(timestep),
@@ -271,8 +271,6 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
                   "stride": int(stride), "seed": int(seed), "dtype": str(getattr(calculator, "dtype", ""))}
     info = {"production_steps": int(production_steps), "checkpoint_interval": int(checkpoint_interval)}
     open_run(out, "md --transport", parameters, model_record(model_spec, calculator), info, restart=restart)
-    update_info(out, **info)
-    provenance = json.dumps(read_run(out))
     state_file, checkpoint, traj_path = out / "checkpoint.json", out / "checkpoint.traj", out / "production.traj"
     species = sorted(set(atoms.get_chemical_symbols()))
     fluxes: list[np.ndarray] = []
@@ -312,6 +310,8 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         if progress:
             print(f"resuming {out}: {state['phase']} step {state['step']} "
                   f"(of {equilibration_steps if state['phase'] == 'equilibration' else production_steps})")
+    update_info(out, **info)
+    provenance = json.dumps(read_run(out))
     calculator.track_heat_flux = True  # flux data at every force call: no second model evaluation per step
     atoms.calc = calculator
     if state["phase"] == "equilibration" and state["step"] == 0:

@@ -20,6 +20,7 @@ inputs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import hashlib
@@ -207,8 +208,15 @@ def open_run(folder: str | Path, command: str, parameters: dict[str, Any], model
     return False
 
 
-#: lock files held by this process, by folder (released when the process ends)
+#: lock files held by this process, by folder (released by :func:`finish_run` or when the process ends)
 _LOCKS: dict[Path, Any] = {}
+
+
+@atexit.register
+def _release_locks() -> None:
+    for handle in _LOCKS.values():
+        handle.close()
+    _LOCKS.clear()
 
 
 def _lock(folder: Path) -> None:
@@ -265,6 +273,9 @@ def finish_run(target: str | Path, summary: dict[str, Any] | None = None) -> Non
     record["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
     record["summary"] = _normalised(summary or {})
     _write_json(path, record)
+    handle = _LOCKS.pop(path.parent.resolve(), None) if path.name == RECORD_FILE else None
+    if handle is not None:
+        handle.close()
 
 
 def check_output_path(path: str | Path) -> None:
@@ -356,23 +367,29 @@ def write_atomically(path: str | Path, write) -> None:
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) until the block ends, so that a checkpoint is never half written.
+    """Hold back Ctrl-C (SIGINT) and SIGTERM until the block ends, so that a checkpoint is never half written.
 
-    A Ctrl-C that arrives inside the block raises ``KeyboardInterrupt`` when
-    it ends.  Outside the main thread (where signals cannot be handled) the
-    block runs unprotected.
+    A signal that arrives inside the block is delivered to its previous
+    handler when the block ends (Ctrl-C: ``KeyboardInterrupt``).  Outside the
+    main thread (where signals cannot be handled) the block runs unprotected.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    received: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
+        for s in held:
+            signal.signal(s, previous[s])
+    for signum in received[:1]:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -13,7 +13,8 @@ How runs end:
   run, a missing optional package (the project's ``ValueError``/``OSError``/
   ``ImportError`` and the file errors of ASE);
 - exit 3: a model that extrapolates past the guard (``--max-uncertainty``);
-- exit 130 after Ctrl-C, with one line saying what was saved and how to resume;
+- exit 130 after Ctrl-C (or SIGTERM, e.g. a batch system's time limit), with one line
+  saying what was saved and how to resume;
 - anything else is a bug in atomflux: the end of its traceback and a line
   saying so (``--debug`` or ``ATOMFLUX_DEBUG=1`` shows full tracebacks, also
   for ordinary mistakes).
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         args.arguments = extra + list(args.arguments)
     debug = bool(args.debug or os.environ.get("ATOMFLUX_DEBUG"))
     command = " ".join(str(word) for word in (args.command, getattr(args, "action", None)) if word)
-    with _one_line_warnings(command, enabled=not debug):
+    with _one_line_warnings(command, enabled=not debug), _terminate_like_ctrl_c():
         try:
             args.func(args)
         except KeyboardInterrupt:
@@ -132,6 +134,23 @@ def _raised_by(err: BaseException, path_part: str) -> bool:
     """True when the innermost frame of ``err``'s traceback is in a file whose path contains ``path_part``."""
     frames = traceback.extract_tb(err.__traceback__)
     return bool(frames) and path_part in frames[-1].filename
+
+
+@contextlib.contextmanager
+def _terminate_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a batch system's time limit, ``kill``) ends a command like Ctrl-C: checkpoints kept, one line."""
+    def stop(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

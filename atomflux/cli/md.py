@@ -62,6 +62,7 @@ def _plain_md(atoms, args: argparse.Namespace) -> None:
         return
     if old is not None:
         print(f"{trajectory} holds this run, interrupted; plain MD has no checkpoints: running it again from step 0")
+        guard_files[1].unlink(missing_ok=True)  # appended to by the guard; the rerun writes the same frames again
     args.on_interrupt = lambda: (f"{trajectory} and {log} hold the steps done so far; plain MD cannot resume: the "
                                  "same command runs it again from the start (use --transport for resumable runs)")
     observers = ()
@@ -70,12 +71,15 @@ def _plain_md(atoms, args: argparse.Namespace) -> None:
 
         observers = (UncertaintyGuard(atoms, args.max_uncertainty, action=args.on_extrapolation,
                                       logfile=guard_files[0], save=guard_files[1]),)
-    summary = run_md(atoms, calc, temperature=args.temperature, steps=args.steps, timestep=args.timestep,
-                     ensemble=args.ensemble, trajectory=trajectory, logfile=log, interval=args.interval,
-                     seed=args.seed, observers=observers)
+    try:
+        summary = run_md(atoms, calc, temperature=args.temperature, steps=args.steps, timestep=args.timestep,
+                         ensemble=args.ensemble, trajectory=trajectory, logfile=log, interval=args.interval,
+                         seed=args.seed, observers=observers)
+    finally:
+        for guard in observers:
+            guard.close()
     for guard in observers:
-        guard.close()
-        summary["extrapolation_warnings"] = guard.n_exceeded
+        summary["checks_above_max_uncertainty"] = guard.n_exceeded
     finish_run(record, summary)
     print(json.dumps(summary, indent=2))
     print(f"trajectory {trajectory}, log {log}, record {record}")
