@@ -39,7 +39,7 @@ def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str
     returns the summary.  ``output`` is a run folder (see :mod:`atomflux.records`): a
     demo of another model or size is refused there unless ``restart``.
     """
-    from .records import model_record, open_run
+    from .records import finish_run, model_record, open_run
 
     out = Path(output)
     potential = load_model(model)
@@ -102,6 +102,7 @@ def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str
                "kappa_md": json.loads((out / "comparison" / "comparison.json").read_text())["md"],
                "lammps": summary_lammps, "orbitals": summary_orbitals}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    finish_run(out, {"summary": "summary.json"})
     print(f"summary written to {out / 'summary.json'}")
     return summary
 

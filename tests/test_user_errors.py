@@ -129,18 +129,17 @@ def test_ctrl_c_during_production_then_resume_gives_the_uninterrupted_files(file
             np.testing.assert_array_equal(x.get_momenta(), y.get_momenta())
 
 
-class Interrupting:
-    """Wraps a calculator's ``calculate``: Ctrl-C at the ``after``-th force call."""
+def ctrl_c_at_call(function, n: int):
+    """``function``, except that its ``n``-th call raises KeyboardInterrupt (as Ctrl-C would there)."""
+    calls = [0]
 
-    def __init__(self, calc, after: int):
-        self.calls, self.after, self.original = 0, after, calc.calculate
-        calc.calculate = self
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.after:
+    def wrapped(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == n:
             raise KeyboardInterrupt
-        return self.original(*args, **kwargs)
+        return function(*args, **kwargs)
+
+    return wrapped
 
 
 def test_interrupted_equilibration_resumes_with_the_same_thermostat_noise(tmp_path):
@@ -152,7 +151,7 @@ def test_interrupted_equilibration_resumes_with_the_same_thermostat_noise(tmp_pa
                     checkpoint_interval=25, stride=5, progress=False)
     straight = np.load(run_transport_md(cell, AtomfluxCalculator(LennardJones(**LJ)), tmp_path / "a", **settings))
     calc = AtomfluxCalculator(LennardJones(**LJ))
-    Interrupting(calc, after=40)  # Langevin step ~38: after the first checkpoint (25), before the second
+    calc.calculate = ctrl_c_at_call(calc.calculate, 40)  # step ~38: after the first checkpoint (25), before the second
     with pytest.raises(KeyboardInterrupt):
         run_transport_md(cell, calc, tmp_path / "b", **settings)
     assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["phase"] == "equilibration"
@@ -226,15 +225,8 @@ def test_interrupted_training_resumes_to_the_same_model(files, tmp_path, capsys,
     command = ["train", files["data"], "--epochs", "4", "--hidden", "4", "--channels", "2", "--max-angular", "1",
                "--batch-size", "2"]
     assert run_cli(command + ["-o", tmp_path / "straight.pt"], capsys)[0] == 0
-    original, calls = trainer._validation_loss, [0]
-
-    def ctrl_c_in_epoch_3(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "_validation_loss", ctrl_c_in_epoch_3)
+    original = trainer._validation_loss
+    monkeypatch.setattr(trainer, "_validation_loss", ctrl_c_at_call(original, 3))  # in epoch 3
     code, _, err = run_cli(command + ["-o", tmp_path / "model.pt"], capsys)
     assert code == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == (f"atomflux train: interrupted; training state in "
@@ -261,15 +253,8 @@ def test_interrupted_orbital_data_generation_resumes(tmp_path, capsys, monkeypat
 
     command = ["hamiltonian", "data", "--molecules", "H2", "LiH", "--per-molecule", "2", "--basis", "sto-3g"]
     assert run_cli(command + ["-o", tmp_path / "straight.json"], capsys)[0] == 0
-    original, calls = hdata.compute_frame, [0]
-
-    def ctrl_c_at_the_third(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(hdata, "compute_frame", ctrl_c_at_the_third)
+    original = hdata.compute_frame
+    monkeypatch.setattr(hdata, "compute_frame", ctrl_c_at_call(original, 3))
     code, _, err = run_cli(command + ["-o", tmp_path / "d.json"], capsys)
     assert code == 130 and "2 of 4 geometries saved" in err and "same command computes the rest" in err
     code, _, err = run_cli(["hamiltonian", "train", tmp_path / "d.json", "--epochs", "1"], capsys)

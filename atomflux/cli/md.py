@@ -17,6 +17,21 @@ from pathlib import Path
 
 from .arguments import DefaultsRawDescriptionFormatter, non_negative, positive
 
+DESCRIPTION = """\
+Plain runs write --trajectory and --log (with --max-uncertainty also
+<trajectory>.uncertainty.log and <trajectory>.extrapolation.extxyz) and the record
+<trajectory>.json (settings, model fingerprint, version, summary). They have no
+checkpoints: interrupted, the same command runs again from the start.
+
+--transport runs write a folder (-o: run.json, flux.npz, production.traj,
+checkpoints); interrupted, the same command resumes from the last checkpoint, and
+more --steps extend a finished run.
+
+Outputs of another run (other structure, model or settings) are never overwritten
+or mixed: the command stops and lists the differences; --restart moves the old
+outputs aside (never deleted). The same command on a finished run reports it.
+"""
+
 
 def _cmd_md(args: argparse.Namespace) -> None:
     from ..md import check_md_settings
@@ -105,7 +120,7 @@ def _transport_md(atoms, args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="ASE molecular dynamics with a model (--transport: heat-flux production run)",
-                       description=__doc__.split("\n\n", 1)[1], formatter_class=DefaultsRawDescriptionFormatter)
+                       description=DESCRIPTION, formatter_class=DefaultsRawDescriptionFormatter)
     p.add_argument("structure", help="any ASE-readable structure file (the last frame of a trajectory)")
     p.add_argument("--model", default="demo", help="model file or shipped name")
     p.add_argument("--repeat", type=positive(int), nargs=3, help="replicate the structure n1 n2 n3 times")
