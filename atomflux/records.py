@@ -45,7 +45,7 @@ def fingerprint(obj: Any) -> str:
     - ``torch.nn.Module``: its class, ``config()`` when it has one, and every
       tensor of its state dict (names, shapes, dtypes and bytes);
     - ``ase.Atoms``: numbers, positions, cell and periodicity;
-    - an ASE calculator: its class and ``parameters``;
+    - an ASE calculator: its potential, the members of a committee, or else its class and ``parameters``;
     - anything else: its canonical JSON text.
     """
     h = hashlib.sha256()
@@ -76,8 +76,13 @@ def _feed(h: "hashlib._Hash", obj: Any) -> None:
         h.update(np.ascontiguousarray(obj.pbc, dtype=bool).tobytes())
     elif hasattr(obj, "get_potential_energy") or hasattr(obj, "calculate"):  # an ASE calculator
         potential = getattr(obj, "potential", None)
+        members = getattr(obj, "calculators", None)  # a Committee: every member
         if potential is not None:
             _feed(h, potential)
+        elif isinstance(members, (list, tuple)):
+            h.update(type(obj).__name__.encode())
+            for member in members:
+                _feed(h, member)
         else:
             h.update(type(obj).__name__.encode())
             h.update(_canonical(getattr(obj, "parameters", {})).encode())

@@ -11,15 +11,32 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..evaluate import evaluate, heat_flux
-from ..io import load_model
+from ..foreign import potential_from_object
+from ..io import load_model, native_dtypes, parse_dtype, place
 from ..models import Potential
 from ..systems import MIN_DISTANCE, Batch
 
 
-def resolve_potential(model: str | Path | Potential, dtype: torch.dtype, device: str | torch.device) -> Potential:
-    """A potential from a file path, a shipped model name, or a potential object."""
-    potential = (model.to(dtype=dtype, device=device) if isinstance(model, torch.nn.Module)
-                 else load_model(model, dtype=dtype, device=device))
+def resolve_potential(model, dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu",
+                      trust: bool = False) -> Potential:
+    """A potential from a file path, a shipped model name, a model spec (``"sevennet:7net-0"``),
+    a potential object, or a third-party torch model or ASE calculator that :mod:`atomflux.foreign` adapts.
+
+    ``dtype`` ``None`` keeps the model's own dtype (float64 for atomflux models,
+    float32 for SevenNet); ``"float32"``/``"float64"`` or torch dtypes choose one.
+    """
+    if isinstance(model, Potential):
+        potential = place(model, dtype, device)
+    elif isinstance(model, (str, Path)):
+        potential = load_model(model, dtype=dtype, device=device, trust=trust)
+    else:
+        adapted = potential_from_object(model)
+        if adapted is None:
+            kind = "ASE calculator" if hasattr(model, "get_potential_energy") else "object"
+            raise ValueError(f"AtomfluxCalculator cannot adapt the {kind} {type(model).__name__} (atomflux adapts "
+                             "SevenNet and MACE models); use it directly as an ASE calculator (atomflux md/kappa and "
+                             "Committee accept any), or wrap its torch model as in the README 'Bring your own model'")
+        potential = place(adapted, dtype, device)
     if not getattr(potential, "predicts_energy", True):
         raise ValueError(f"{model} is a {type(potential).__name__}: it predicts orbital energies, not the energy; "
                          "use atomflux.calculators.HamiltonianCalculator")
@@ -32,10 +49,14 @@ class AtomfluxCalculator(Calculator):
     Parameters
     ----------
     model
-        Path of a model file, name of a shipped model (``"demo"``), or a
-        :class:`~atomflux.models.Potential` object.
+        Path of a model file, name of a shipped model (``"demo"``), a model
+        spec (``"sevennet:7net-0"``, ``"mace:PATH"``), a
+        :class:`~atomflux.models.Potential` object, or a SevenNet/MACE model or
+        ASE calculator (adapted to atomflux).
     dtype
-        ``torch.float64`` (default) or ``torch.float32``.
+        ``None`` (default): the model's own dtype (float64 for atomflux
+        models, float32 for SevenNet); or ``"float32"``/``"float64"`` (or
+        the torch dtypes).
     device
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.
     min_distance
@@ -48,6 +69,9 @@ class AtomfluxCalculator(Calculator):
     track_heat_flux
         Keep what :meth:`heat_flux` needs at every evaluation (set by the
         transport MD driver), so the flux costs no second model call.
+    trust
+        Allow a third-party pickle checkpoint outside its package (see
+        :func:`atomflux.load_model`).
 
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å),
     ``energies`` (eV per atom) and, for cells periodic in 3-D, ``stress``
@@ -64,14 +88,16 @@ class AtomfluxCalculator(Calculator):
                               "energy_uncertainty", "energies_uncertainty", "forces_uncertainty",
                               "stress_uncertainty", "energy_ensemble", "forces_ensemble", "heat_flux"]
 
-    def __init__(self, model: str | Path | Potential = "demo", dtype: torch.dtype = torch.float64,
+    def __init__(self, model: str | Path | Potential = "demo", dtype: torch.dtype | str | None = None,
                  device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE,
-                 uncertainty: str | bool = "full", track_heat_flux: bool = False, **kwargs) -> None:
+                 uncertainty: str | bool = "full", track_heat_flux: bool = False, trust: bool = False,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
-        self.dtype, self.device, self.min_distance = dtype, device, float(min_distance)
+        self.potential = resolve_potential(model, dtype, device, trust).eval()
+        self.dtype = parse_dtype(dtype) or native_dtypes(self.potential)[0]
+        self.device, self.min_distance = device, float(min_distance)
         self.track_heat_flux = bool(track_heat_flux)
         self._flux_state = None
-        self.potential = resolve_potential(model, dtype, device).eval()
         if uncertainty not in ("full", "energy", False):
             raise ValueError(f"uncertainty must be 'full', 'energy' or False, got {uncertainty!r}")
         from ..uncertainty.propagation import n_members

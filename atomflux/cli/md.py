@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from .arguments import DefaultsRawDescriptionFormatter, non_negative, positive
+from .model_options import DEFAULT_MODEL, add_model_options
 
 DESCRIPTION = """\
 Plain runs write --trajectory and --log (with --max-uncertainty also
@@ -42,23 +43,24 @@ def _cmd_md(args: argparse.Namespace) -> None:
     atoms = read_structure(args.structure)
     if args.repeat:
         atoms = atoms * tuple(args.repeat)
+    models = args.model or [DEFAULT_MODEL]
     if args.transport:
-        _transport_md(atoms, args)
+        _transport_md(atoms, models, args)
     else:
-        _plain_md(atoms, args)
+        _plain_md(atoms, models, args)
 
 
-def _plain_md(atoms, args: argparse.Namespace) -> None:
-    from ..calculators import AtomfluxCalculator
+def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
+    from ..calculators import make_calculator
     from ..md import run_md
     from ..records import finish_run, fingerprint, model_record, open_run_files
 
-    calc = AtomfluxCalculator(args.model, uncertainty="energy")
+    calc = make_calculator(models, uncertainty="energy", trust=args.trust_model)
     atoms.calc = calc
     atoms.get_potential_energy()  # unknown elements, overlapping atoms ...: refused before any file is written
-    if args.max_uncertainty is not None and not calc.uncertainty:
-        raise ValueError(f"--max-uncertainty needs a model with uncertainty; {args.model} has none "
-                         "(add it with `atomflux llpr` or `atomflux ensemble`)")
+    if args.max_uncertainty is not None and not getattr(calc, "uncertainty", False):
+        raise ValueError(f"--max-uncertainty needs a model with uncertainty; {models[0]} has none "
+                         "(give several --model options for a committee, or add LLPR: atomflux llpr)")
     trajectory, log = Path(args.trajectory), Path(args.log)
     record = trajectory.with_suffix(".json")
     guard_files = (trajectory.with_suffix(".uncertainty.log"), trajectory.with_suffix(".extrapolation.extxyz"))
@@ -69,7 +71,8 @@ def _plain_md(atoms, args: argparse.Namespace) -> None:
                   "temperature_K": args.temperature, "steps": args.steps, "timestep_fs": args.timestep,
                   "ensemble": args.ensemble, "seed": args.seed, "interval": args.interval,
                   "max_uncertainty": args.max_uncertainty, "on_extrapolation": args.on_extrapolation}
-    old = open_run_files(record, outputs, "md", parameters, model_record(args.model, calc), restart=args.restart)
+    old = open_run_files(record, outputs, "md", parameters, model_record(" ".join(map(str, models)), calc),
+                         restart=args.restart)
     if old is not None and old.get("finished"):
         print(f"{trajectory} already holds this run (same structure, model and settings; finished "
               f"{old['finished']}); pass --restart to run it again. Its summary:")
@@ -100,20 +103,22 @@ def _plain_md(atoms, args: argparse.Namespace) -> None:
     print(f"trajectory {trajectory}, log {log}, record {record}")
 
 
-def _transport_md(atoms, args: argparse.Namespace) -> None:
+def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     from ..calculators import AtomfluxCalculator
     from ..md import run_transport_md, transport_status
 
+    if len(models) != 1:
+        raise ValueError("--transport records the heat flux of one model: give a single --model")
     if args.max_uncertainty is not None:
         raise ValueError("--max-uncertainty applies to plain MD only; transport runs use the model without "
                          "uncertainty (check the structures with `atomflux calibrate` or a plain run first)")
-    calc = AtomfluxCalculator(args.model, uncertainty=False)
+    calc = AtomfluxCalculator(models[0], uncertainty=False, trust=args.trust_model)
     args.on_interrupt = lambda: (f"{transport_status(args.output)}; run the same command again to resume "
                                  "(it continues from the last checkpoint)")
     path = run_transport_md(atoms, calc, args.output, temperature=args.temperature,
                             equilibration_steps=args.equilibration, production_steps=args.steps,
                             timestep=args.timestep, stride=args.stride, checkpoint_interval=args.checkpoint,
-                            seed=args.seed, restart=args.restart, model_spec=args.model)
+                            seed=args.seed, restart=args.restart, model_spec=models[0])
     print(f"heat flux written to {path}; trajectory {Path(args.output) / 'production.traj'}; "
           f"record {Path(args.output) / 'run.json'}")
 
@@ -122,7 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="ASE molecular dynamics with a model (--transport: heat-flux production run)",
                        description=DESCRIPTION, formatter_class=DefaultsRawDescriptionFormatter)
     p.add_argument("structure", help="any ASE-readable structure file (the last frame of a trajectory)")
-    p.add_argument("--model", default="demo", help="model file or shipped name")
+    add_model_options(p, committee=True)
     p.add_argument("--repeat", type=positive(int), nargs=3, help="replicate the structure n1 n2 n3 times")
     p.add_argument("--temperature", type=non_negative(float), default=300.0,
                    help="K: initial temperature and thermostat target (> 0 with a thermostat)")

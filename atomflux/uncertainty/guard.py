@@ -21,7 +21,10 @@ class UncertaintyGuard:
     ----------
     atoms
         The atoms being integrated, with an uncertainty-capable
-        :class:`~atomflux.AtomfluxCalculator`.
+        :class:`~atomflux.AtomfluxCalculator` (shallow ensemble, LLPR) or a
+        :class:`~atomflux.calculators.Committee` of calculators (the members'
+        spread); any calculator reporting ``energy_uncertainty`` /
+        ``forces_uncertainty`` works.
     threshold
         Largest accepted uncertainty: eV/atom for ``quantity="energy"``
         (energy σ divided by the number of atoms), eV/Å for ``"forces"``
@@ -66,6 +69,9 @@ class UncertaintyGuard:
         calc = self.atoms.calc
         if calc is None:
             raise ValueError("atoms have no calculator")
+        if f"{self.quantity}_uncertainty" not in getattr(calc, "implemented_properties", ()):
+            raise ValueError(f"{type(calc).__name__} reports no {self.quantity} uncertainty: use a model with "
+                             "uncertainty (shallow ensemble, LLPR) or a Committee of calculators")
         if self.quantity == "energy":
             return float(calc.get_property("energy_uncertainty", self.atoms)) / len(self.atoms)
         sigma = calc.get_property("forces_uncertainty", self.atoms)
