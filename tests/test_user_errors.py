@@ -403,7 +403,7 @@ def test_ordinary_mistakes_end_with_one_line(files, tmp_path, capsys, argv, mess
 def test_a_real_bug_still_shows_its_traceback(files, capsys, monkeypatch):
     import atomflux.cli.md as md_cli
 
-    def broken(atoms, args):
+    def broken(*args):
         return {}["no such key"]
 
     monkeypatch.setattr(md_cli, "_plain_md", broken)

@@ -99,8 +99,8 @@ def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     for guard in observers:
         summary["checks_above_max_uncertainty"] = guard.n_exceeded
     finish_run(record, summary)
+    summary["outputs"] = {"trajectory": str(trajectory), "log": str(log), "record": str(record)}
     print(json.dumps(summary, indent=2))
-    print(f"trajectory {trajectory}, log {log}, record {record}")
 
 
 def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
