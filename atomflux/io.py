@@ -194,6 +194,8 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
         config["base"] = _foreign_potential(config["base"]["spec"], trust)
     try:
         potential = cls(**config)
+        if not referenced:  # stored float64 weights are loaded as they are, not rounded through float32
+            potential = potential.to(torch.float64)
         missing, unexpected = potential.load_state_dict(archive["state_dict"], strict=False)
         missing = [k for k in missing if not k.startswith(referenced)] if referenced else missing
         if missing or unexpected:
@@ -225,6 +227,10 @@ def _referenced_prefixes(config: dict[str, Any]) -> tuple[str, ...]:
 def _read_archive(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no model file {str(path)!r}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # torch.save writes zip archives
+            raise ValueError(f"{path}: not a readable atomflux model file (not a torch archive); model files are written "
+                             "by `atomflux train` or atomflux.save_model")
     try:
         archive = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
