@@ -112,7 +112,9 @@ class StatusLines:
         if self.n >= self.total:
             self._print(f"{self.desc}: done, {self.n} {self.unit}s in {elapsed}{self.postfix}")
         else:
-            self._print(f"{self.desc}: stopped at {self.n}/{self.total} {self.unit}s after {elapsed}")
+            seconds = time.monotonic() - self.start
+            rate = f" ({(self.n - self.initial) / seconds:.3g} {self.unit}s/s)" if seconds > 0 else ""
+            self._print(f"{self.desc}: stopped at {self.n}/{self.total} {self.unit}s after {elapsed}{rate}")
 
     def __enter__(self) -> "StatusLines":
         return self

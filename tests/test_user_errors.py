@@ -106,7 +106,7 @@ def test_ctrl_c_during_production_then_resume_gives_the_uninterrupted_files(file
     last = err.strip().splitlines()[-1]
     assert last.startswith("atomflux md: interrupted; checkpoint in") and "production step" in last
     assert "same command again to resume" in last
-    assert "NVE production 40 K:" in err and "steps/s" in err  # status lines when stderr is not a terminal
+    assert "NVE production 40 K: stopped at" in err and "steps/s" in err  # status lines when stderr is not a terminal
     stopped_at = json.loads(state.read_text())["step"]
     assert 100 <= stopped_at < 300
 
