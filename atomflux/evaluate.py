@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .models.base import GradientChunk, floating_dtype, no_uncertainty_message
+from .memory import check_evaluation
+from .models.base import GradientChunk, floating_dtype, n_members, no_uncertainty_message
 from .systems import Batch
 
 
@@ -200,18 +201,22 @@ def evaluate(
     if fast_path is not None and not create_graph:
         chunks = fast_path(batch, model_vectors.detach(), gradients=need_grad, members=member_grads,
                            max_bytes=chunk_bytes)
+    check_evaluation(len(batch.numbers), len(vectors), n_members=n_members(potential) if member_grads else 0,
+                     n_features=int(getattr(potential, "n_features", 0)), chunked=chunks is not None,
+                     chunk_bytes=chunk_bytes, itemsize=vectors.element_size())
     if chunks is None:
         chunks = [_autograd_chunk(potential, batch, model_vectors, need_grad, member_grads, create_graph)]
     total = _Totals(batch, vectors.detach() if not create_graph else vectors, stress=stress, virials=virials,
                     flux_virials=flux_virials, pair_gradients=pair_gradients, forces=forces)
     for chunk in chunks:
         total.add(chunk)
-    atom_energy = total.outputs.pop("energy").to(vectors.dtype)
-    results = Results(energy=sum_per_system(atom_energy, batch), outputs=total.outputs)
+    outputs = total.outputs
+    atom_energy = outputs.pop("energy").to(vectors.dtype)
+    results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
     if energies or velocities is not None:
         results.energies = atom_energy
     if uncertainty:
-        members = total.outputs.get("energy_ensemble")
+        members = outputs.get("energy_ensemble")
         if members is None:
             raise ValueError(no_uncertainty_message(potential))
     if need_grad:
@@ -227,6 +232,33 @@ def evaluate(
         results.heat_flux, results.heat_flux_potential = heat_flux(
             results.energies.detach(), results.flux_virials, velocities, masses, batch)
     return results if create_graph else _detached(results)
+
+
+def pair_gradient_sums(batch: Batch, pair_gradients: torch.Tensor, *, stress: bool = False, virials: bool = False,
+                       flux_virials: bool = False) -> Results:
+    """Forces and the requested virials from pair gradients kept from an earlier :func:`evaluate`.
+
+    Parameters
+    ----------
+    batch
+        The batch of that evaluation.
+    pair_gradients
+        Its ``pair_gradients`` [P, 3] (eV/Å).
+
+    Returns
+    -------
+    Results
+        ``forces``, and ``virial``/``stress``, ``virials``, ``flux_virials`` where asked
+        (``energy`` is not known here and is NaN).
+    """
+    total = _Totals(batch, batch.pair_vectors(), forces=True, stress=stress, virials=virials,
+                    flux_virials=flux_virials, pair_gradients=False)
+    total.add(GradientChunk(atoms=slice(None), pairs=slice(None), outputs={}, energy_gradient=pair_gradients))
+    nan = torch.full((batch.n_systems,), float("nan"), dtype=pair_gradients.dtype, device=pair_gradients.device)
+    results = Results(energy=nan, forces=total.forces, virials=total.virials, flux_virials=total.flux_virials)
+    if stress:
+        results.virial, results.stress = total.virial, _stress(total.virial, batch)
+    return results
 
 
 def _autograd_chunk(potential: torch.nn.Module, batch: Batch, vectors: torch.Tensor, need_grad: bool,
@@ -269,10 +301,8 @@ class _Totals:
 
     @property
     def outputs(self) -> dict[str, torch.Tensor]:
-        if self.pieces:
-            self._outputs = {k: v[0] if len(v) == 1 else torch.cat(v) for k, v in self.pieces.items()}
-            self.pieces = {}
-        return self._outputs
+        """Per-atom outputs of all chunks so far, concatenated."""
+        return {k: v[0] if len(v) == 1 else torch.cat(v) for k, v in self.pieces.items()}
 
     def add(self, chunk: GradientChunk) -> None:
         for name, value in chunk.outputs.items():

@@ -33,6 +33,13 @@ def no_uncertainty_message(potential: torch.nn.Module) -> str:
             "add LLPR (atomflux.uncertainty)")
 
 
+def n_members(potential: torch.nn.Module) -> int:
+    """Number of members (shallow ensemble) or posterior samples (LLPR); 0 if none."""
+    if hasattr(potential, "n_samples"):
+        return int(potential.n_samples)
+    return int(getattr(potential, "n_ensemble", 1)) if getattr(potential, "n_ensemble", 1) > 1 else 0
+
+
 def floating_dtype(module: torch.nn.Module, default: torch.dtype = torch.float64) -> torch.dtype:
     """Floating dtype of a module's parameters (else buffers); ``default`` if it has neither."""
     for tensor in list(module.parameters()) + list(module.buffers()):
