@@ -86,6 +86,8 @@ class DescriptorSpec:
         β_k + 1.
     triu : Tensor [2, T]
         Upper triangle (c ≤ c') of the channel pairs.
+    triu_flat : Tensor [T] (long)
+        The same as positions c·C + c' in a flattened C×C matrix.
     full_index : Tensor [C·C] (long)
         Position in the upper triangle of each entry (c, c') of a C×C matrix.
     full_factor : Tensor [C·C]
@@ -103,6 +105,7 @@ class DescriptorSpec:
     raise_index: torch.Tensor
     raise_factor: torch.Tensor
     triu: torch.Tensor
+    triu_flat: torch.Tensor
     full_index: torch.Tensor
     full_factor: torch.Tensor
 
@@ -136,7 +139,7 @@ class DescriptorSpec:
             blocks=list(zip(ends[:-1], ends[1:])),
             raise_index=torch.tensor(raise_index, **long),
             raise_factor=torch.tensor(raise_factor, dtype=dtype, device=device),
-            triu=triu, full_index=position.reshape(-1), full_factor=full_factor.reshape(-1))
+            triu=triu, triu_flat=triu[0] * n_channels + triu[1], full_index=position.reshape(-1), full_factor=full_factor.reshape(-1))
 
     @property
     def n_moments(self) -> int:
@@ -217,8 +220,10 @@ def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: t
     unit = vectors / r[:, None]
     rc = spec.cutoff
     x = torch.clamp(r / rc, max=1.0)
-    switch = 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
-    switch_derivative = (-30.0 / rc) * (x * (1.0 - x)) ** 2
+    x2 = x * x
+    switch = 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2)
+    bump = x - x2
+    switch_derivative = (-30.0 / rc) * bump * bump
     k = torch.arange(1, spec.n_radial + 1, dtype=r.dtype, device=r.device) * (math.pi / rc)
     phase = k * r[:, None]
     sin, cos = torch.sin(phase), torch.cos(phase)
@@ -264,11 +269,12 @@ def density(terms: PairTerms) -> torch.Tensor:
 
 def power_spectrum(spec: DescriptorSpec, a: torch.Tensor) -> torch.Tensor:
     """Stage 3: descriptors [n, D] = [A_c0, p_0, p_1, ..., p_L] from the density [n, C, A]."""
-    i, j = spec.triu
+    n, c, _ = a.shape
     parts = [a[:, :, 0]]
     for start, end in spec.blocks:
         block = a[:, :, start:end]
-        parts.append(torch.bmm(block * spec.weights[start:end], block.transpose(1, 2))[:, i, j])
+        square = torch.bmm(block * spec.weights[start:end], block.transpose(1, 2))
+        parts.append(square.view(n, c * c).index_select(1, spec.triu_flat))
     return torch.cat(parts, 1)
 
 
