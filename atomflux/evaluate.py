@@ -122,7 +122,7 @@ def forces_from_pair_gradient(grad: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 #: working memory of one chunk of centre atoms on the hand-derived path (bytes): small enough for the
 #: per-pair arrays to stay in cache, see benchmarks/bench_evaluate.py
-CHUNK_BYTES = 2**24
+CHUNK_BYTES = 2**27
 
 
 def evaluate(

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from atomflux.evaluate import CHUNK_BYTES
 from atomflux.memory import evaluation_bytes
 
 BOUND_20K = 2**30  # bytes: 1 GiB for 20 000 Cu atoms with full uncertainty (shallow ensemble, M = 8)
@@ -51,7 +52,7 @@ def test_full_uncertainty_memory_is_linear_and_bounded():
     # the planner's estimate (used for the warning) is an upper bound of what was measured
     pairs_per_atom = large["pairs"] / large["atoms"]
     estimate = evaluation_bytes(large["atoms"], large["pairs"], n_members=8, n_features=64, chunked=True,
-                                chunk_bytes=2**24)
+                                chunk_bytes=CHUNK_BYTES)
     assert estimate >= large["growth"], (estimate, large)
     assert evaluation_bytes(20_000, int(20_000 * pairs_per_atom), n_members=8, n_features=64, chunked=True,
-                            chunk_bytes=2**24) < BOUND_20K
+                            chunk_bytes=CHUNK_BYTES) < BOUND_20K

@@ -144,7 +144,7 @@ class Potential(torch.nn.Module):
         raise NotImplementedError
 
     def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
-                        max_bytes: int = 2**24) -> Iterator[GradientChunk] | None:
+                        max_bytes: int = 2**27) -> Iterator[GradientChunk] | None:
         """Outputs and pair gradients without autograd, a range of centre atoms at a time.
 
         Only for strictly local potentials, whose atomic energies depend on their

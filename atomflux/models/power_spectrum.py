@@ -158,7 +158,7 @@ class PowerSpectrumPotential(Potential):
 
     @torch.no_grad()
     def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
-                        max_bytes: int = 2**24, feature_directions: torch.Tensor | None = None
+                        max_bytes: int = 2**27, feature_directions: torch.Tensor | None = None
                         ) -> Iterator[GradientChunk] | None:
         """Outputs and hand-derived pair gradients, a range of centre atoms at a time.
 
@@ -276,13 +276,21 @@ class PowerSpectrumPotential(Potential):
             self.energy_scale.fill_(forces_rms)
 
 
-def chunk_rows(width: int, n_cotangents: int, itemsize: int, max_bytes: int) -> int:
-    """Centre atoms per chunk so that one chunk's working memory stays below ``max_bytes``.
+#: numbers per slot of the centre table in one chunk: fixed (pair terms) and per cotangent row
+SLOT_NUMBERS, SLOT_NUMBERS_PER_COTANGENT = 100, 60
+#: numbers per atom in one chunk: fixed and per cotangent row (density, descriptors, network)
+ATOM_NUMBERS, ATOM_NUMBERS_PER_COTANGENT = 600, 800
+#: bytes of the cotangent-dependent arrays of one chunk that keep the batched backward pass in cache
+CACHE_BYTES = 2**25
 
-    Per slot about 450 + 35 B numbers (pair terms, cotangents of the B
-    cotangent rows), per atom about 600 + 800 B (density, descriptors,
-    network activations and their cotangents); measured in
-    ``tests/test_memory.py``.
-    """
-    per_atom = itemsize * (width * (450 + 35 * n_cotangents) + 600 + 800 * n_cotangents)
-    return max(1, int(max_bytes // per_atom))
+
+def chunk_rows(width: int, n_cotangents: int, itemsize: int, max_bytes: int) -> int:
+    """Centre atoms per chunk: one chunk's working memory stays below ``max_bytes``, and its
+    cotangent-dependent part near the cache size (measured: ~1.2 kB per slot for the energy
+    alone, ~5 kB with 8 members, float64; ``tests/test_memory.py``)."""
+    per_cotangent = itemsize * (width * SLOT_NUMBERS_PER_COTANGENT + ATOM_NUMBERS_PER_COTANGENT) * n_cotangents
+    per_atom = itemsize * (width * SLOT_NUMBERS + ATOM_NUMBERS) + per_cotangent
+    rows = max_bytes // per_atom
+    if n_cotangents:
+        rows = min(rows, max(CACHE_BYTES // per_cotangent, 32))
+    return max(1, int(rows))

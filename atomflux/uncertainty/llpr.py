@@ -172,7 +172,7 @@ class LLPR(Potential):
         return out
 
     def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
-                        max_bytes: int = 2**24):
+                        max_bytes: int = 2**27):
         """The base model's hand-derived chunks, with the K posterior samples as members.
 
         Sample k has atomic energies e_i + [f_i, 1]·δw_k, so its pair gradients are
