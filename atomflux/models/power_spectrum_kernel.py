@@ -73,9 +73,9 @@ class DescriptorSpec:
         Cutoff radius, Å.
     n_radial, n_channels, max_angular : int
         K, C and L.
-    parents, axes : list of Tensor
-        For each degree l ≥ 1, the parent monomial (in degree l-1) and the axis
-        that build each monomial of degree l.
+    recipe : list of (int, int)
+        For every monomial after the constant one, its parent monomial (one degree
+        lower) and the axis it is multiplied by.
     weights : Tensor [A]
         Multinomial weight of every monomial, degree 0 first (A = Σ_l n_l).
     blocks : list of (int, int)
@@ -98,8 +98,7 @@ class DescriptorSpec:
     n_radial: int
     n_channels: int
     max_angular: int
-    parents: list[torch.Tensor]
-    axes: list[torch.Tensor]
+    recipe: list[tuple[int, int]]
     weights: torch.Tensor
     blocks: list[tuple[int, int]]
     raise_index: torch.Tensor
@@ -131,10 +130,11 @@ class DescriptorSpec:
         position[triu[1], triu[0]] = torch.arange(triu.shape[1], device=device)
         full_factor = 1.0 + torch.eye(n_channels, dtype=dtype, device=device)
         long = dict(dtype=torch.long, device=device)
+        recipe = [(ends[degree - 1] + parent, axis) for degree in range(1, len(recipes))
+                  for parent, axis in recipes[degree]]
         return cls(
             cutoff=float(cutoff), n_radial=int(n_radial), n_channels=int(n_channels), max_angular=int(max_angular),
-            parents=[torch.tensor([p for p, _ in r], **long) for r in recipes[1:]],
-            axes=[torch.tensor([a for _, a in r], **long) for r in recipes[1:]],
+            recipe=recipe,
             weights=torch.cat(weights).to(dtype=dtype, device=device),
             blocks=list(zip(ends[:-1], ends[1:])),
             raise_index=torch.tensor(raise_index, **long),
@@ -164,8 +164,8 @@ class PairTerms:
         r̂.
     channels, channel_derivatives : Tensor [n, w, C]
         g_c(r) (eV-free mixing of the radial basis, with centre weights) and dg_c/dr.
-    moments : Tensor [A, Q]
-        Monomials m_α(r̂), degree 0 first (moment-major).
+    moments : Tensor [Q, A]
+        Monomials m_α(r̂), degree 0 first.
     basis : Tensor [Q, K]
         Radial basis b_k(r) (for the weight gradients).
     mixed : Tensor [Q, C]
@@ -191,10 +191,10 @@ class PairTerms:
         return int(self.channels.shape[1])
 
     def moment_table(self, count: int | None = None) -> torch.Tensor:
-        """The first ``count`` monomials as a [n, w, count] view of the moment-major storage."""
+        """The first ``count`` monomials of each slot, a [n, w, count] view."""
         n, w, _ = self.channels.shape
-        moments = self.moments if count is None else self.moments[:count]
-        return moments.view(-1, n, w).permute(1, 2, 0)
+        table = self.moments.view(n, w, -1)
+        return table if count is None else table[:, :, :count]
 
 
 def padded_vectors(vectors: torch.Tensor, slots: torch.Tensor, n_slots: int, cutoff: float) -> torch.Tensor:
@@ -252,14 +252,12 @@ def _mix(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tenso
 
 
 def _monomials(spec: DescriptorSpec, unit: torch.Tensor) -> torch.Tensor:
-    """Monomials m_α(u) of degree 0..L, moment-major [A, Q]."""
+    """Monomials m_α(u) of degree 0..L, [Q, A] (one product of contiguous columns each)."""
     axes = unit.T.contiguous()
-    level = torch.ones_like(axes[:1])
-    values = [level]
-    for parents, axis in zip(spec.parents, spec.axes):
-        level = level.index_select(0, parents) * axes.index_select(0, axis)
-        values.append(level)
-    return torch.cat(values, 0)
+    columns = [torch.ones_like(axes[0])]
+    for parent, axis in spec.recipe:
+        columns.append(columns[parent] * axes[axis])
+    return torch.stack(columns, 1)
 
 
 def density(terms: PairTerms) -> torch.Tensor:
