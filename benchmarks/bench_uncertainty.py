@@ -7,7 +7,8 @@ stress σ too: every member's forces).  Fcc Cu with every fifth atom Au, rattled
 ``evaluate`` with forces and stress on a prebuilt batch.
 
 Times: one process per size and version, three interleaved rounds, best time
-per case.  Memory: one fresh process per case, growth of the peak resident set
+per case, in CPU time of the process (steadier than wall time on a shared
+machine; with more than one thread it counts all of them).  Memory: one fresh process per case, growth of the peak resident set
 during one evaluation.  "Before" (``--before``, a git ref checked out in a
 temporary worktree) is measured in the same run, at the sizes in
 ``--before-sizes`` (its full-uncertainty path needs ~1 GB per 1 000 atoms).
@@ -22,6 +23,7 @@ import argparse
 import json
 import resource
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,7 +65,8 @@ def time_cases(n_atoms: int, threads: int) -> dict:
     for _ in range(3):  # interleaved rounds, best time per case: robust against drifts of machine load
         for label, (name, unc) in CASES.items():
             best[label] = min(best[label], timed(lambda: evaluate(models[name], batch, forces=True, stress=True,
-                                                                  uncertainty=unc), min_seconds=1.0))
+                                                                  uncertainty=unc), min_seconds=1.0,
+                                                 clock=time.process_time))
     return {"atoms": len(atoms), "seconds": best}
 
 
@@ -117,7 +120,7 @@ def main() -> None:
     (OUT / "bench_uncertainty.json").write_text(json.dumps({"threads": args.threads, "before": args.before,
                                                             "rows": rows}, indent=2))
     lines = [f"{args.threads} thread(s); before = {args.before}", "",
-             "| version | atoms | case | ms | × base | peak growth (MiB) |", "|---|---|---|---|---|---|"]
+             "| version | atoms | case | CPU ms | × base | peak growth (MiB) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['version']} | {r['atoms']} | {r['case']} | {1000 * r['seconds']:.1f} | {r['ratio_vs_base']:.2f} | "
               f"{r['peak_growth_MiB']:.0f} |" for r in rows]
     (OUT / "bench_uncertainty.md").write_text("\n".join(lines) + "\n")

@@ -210,10 +210,10 @@ class PowerSpectrumPotential(Potential):
         input_cot = self._backbone_vjp(pre_activations, feature_cot)
         descriptor_cot = input_cot[:, :, :self.n_descriptors] / self.descriptor_std
         slot_grad, _ = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, descriptor_cot))
-        pair_grad = slot_grad.index_select(0, slots)                                            # [p, B, 3]
-        chunk.energy_gradient = pair_grad[:, 0]
-        if pair_grad.shape[1] > 1:
-            chunk.member_gradients = (pair_grad[:, 1:] + pair_grad[:, :1]).permute(1, 0, 2)
+        pair_grad = slot_grad.index_select(0, slots)                                            # [p, 3, B]
+        chunk.energy_gradient = pair_grad[:, :, 0]
+        if pair_grad.shape[2] > 1:
+            chunk.member_gradients = (pair_grad[:, :, 1:] + pair_grad[:, :, :1]).permute(2, 0, 1)
         return chunk
 
     def _backbone_with_pre_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

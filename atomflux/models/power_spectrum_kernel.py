@@ -281,21 +281,35 @@ def power_spectrum_vjp(spec: DescriptorSpec, a: torch.Tensor, cotangent: torch.T
 
     With P_l = A_l W_l A_lᵀ and G the cotangent of P_l: ∂/∂A_l = (G + Gᵀ) A_l W_l.
     """
-    n, n_cot, _ = cotangent.shape
+    n, n_cot, n_desc = cotangent.shape
     c = spec.n_channels
-    n_blocks, n_pairs = len(spec.blocks), spec.triu.shape[1]
-    triangle = cotangent[:, :, c:].reshape(n, n_cot, n_blocks, n_pairs)
-    sym = triangle.index_select(3, spec.full_index) * spec.full_factor                   # [n, B, L+1, C·C]
-    # (G + Gᵀ) is symmetric, so its rows can be read as columns: [n, C, B·C] per degree
-    sym = sym.view(n, n_cot, n_blocks, c, c).permute(0, 2, 3, 1, 4).reshape(n, n_blocks, c, n_cot * c)
+    # (G + Gᵀ) of every degree, gathered straight into the layout [n, L+1, C, B·C] of the products
+    # below (it is symmetric, so its rows serve as columns)
+    sym = cotangent.reshape(n, n_cot * n_desc).index_select(1, _symmetric_index(spec, n_cot, n_desc))
+    sym = (sym.view(n, len(spec.blocks), c, n_cot, c) * spec.full_factor.view(1, 1, c, 1, c)).view(
+        n, len(spec.blocks), c, n_cot * c)
     parts = [torch.bmm(a[:, :, start:end].transpose(1, 2), sym[:, l]) * spec.weights[start:end, None]
              for l, (start, end) in enumerate(spec.blocks)]
     parts[0] = parts[0] + cotangent[:, :, :c].reshape(n, 1, n_cot * c)
     return torch.cat(parts, 1)
 
 
+def _symmetric_index(spec: DescriptorSpec, n_cot: int, n_desc: int) -> torch.Tensor:
+    """Flat positions in a [B, D] cotangent of the entries (l, d, b, e) of (G_l + G_lᵀ)."""
+    c, n_pairs = spec.n_channels, spec.triu.shape[1]
+    device = spec.full_index.device
+    blocks = torch.arange(len(spec.blocks), device=device).view(-1, 1, 1, 1) * n_pairs
+    rows = torch.arange(n_cot, device=device).view(1, 1, -1, 1) * n_desc
+    triangle = spec.full_index.view(c, c)[:, None, :]                    # [d, 1, e]
+    return (c + blocks + rows + triangle[None]).reshape(-1)
+
+
+#: from this many cotangents on, the angular VJP goes through per-slot outer products m ⊗ g
+OUTER_PRODUCT_COTANGENTS = 8
+
+
 def pair_vjp(spec: DescriptorSpec, terms: PairTerms, density_cot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """VJP of stages 1–2: density cotangents [n, A, B·C] → slot vectors [Q, B, 3], and the
+    """VJP of stages 1–2: density cotangents [n, A, B·C] → slot vectors [Q, 3, B], and the
     cotangents of the channels g [n, w, B, C] (for the weight gradients)."""
     n, w, c = terms.channels.shape
     n_cot = density_cot.shape[2] // c
@@ -304,12 +318,19 @@ def pair_vjp(spec: DescriptorSpec, terms: PairTerms, density_cot: torch.Tensor) 
     channel_cot = torch.bmm(terms.moment_table(), density_cot)                          # [n, w, B·C]
     radial = torch.bmm(channel_cot.view(q, n_cot, c), terms.channel_derivatives.reshape(q, c, 1))   # [Q, B, 1]
     raised = density_cot.index_select(1, spec.raise_index) * spec.raise_factor[:, None]  # [n, 3A', B·C]
-    raised = torch.bmm(terms.moment_table(lower), raised.view(n, lower, 3 * n_cot * c))  # [n, w, 3·B·C]
-    tangent = torch.bmm(raised.view(q, 3 * n_cot, c), terms.channels.reshape(q, c, 1))   # [Q, 3B, 1]
-    tangent = tangent.view(q, 3, n_cot).transpose(1, 2)                                 # ∇_u, [Q, B, 3]
-    unit = terms.unit[:, None, :]
-    along = (tangent * unit).sum(-1, keepdim=True)
-    grad = radial * unit + (tangent - along * unit) / terms.distance[:, None, None]
+    if n_cot < OUTER_PRODUCT_COTANGENTS:  # contract the monomials, then the channels of each slot
+        raised = torch.bmm(terms.moment_table(lower), raised.view(n, lower, 3 * n_cot * c))  # [n, w, 3·B·C]
+        tangent = torch.bmm(raised.view(q, 3 * n_cot, c), terms.channels.reshape(q, c, 1))
+    else:  # many cotangents: one product with the slots' m ⊗ g, shared by all of them
+        outer = (terms.moment_table(lower)[:, :, :, None] * terms.channels[:, :, None, :]).reshape(n, w, lower * c)
+        raised = raised.view(n, lower, 3, n_cot, c).permute(0, 1, 4, 2, 3).reshape(n, lower * c, 3 * n_cot)
+        tangent = torch.bmm(outer, raised)
+    tangent = tangent.view(q, 3, n_cot)                                                 # ∇_u
+    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r
+    inv_r = 1.0 / terms.distance[:, None]
+    unit = terms.unit[:, :, None]
+    along = (tangent * unit).sum(1)                                                     # [Q, B]
+    grad = unit * (radial.view(q, n_cot) - along * inv_r)[:, None, :] + tangent * inv_r[:, :, None]
     return grad, channel_cot.view(n, w, n_cot, c)
 
 
@@ -359,7 +380,7 @@ class PowerSpectrumDescriptor(torch.autograd.Function):
         else:
             terms, a = ctx.terms, ctx.density
         slot_grad, channel_cot = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, cotangent[:, None, :]))
-        grad_vectors = slot_grad[:, 0, :].index_select(0, table.slots)
+        grad_vectors = slot_grad[:, :, 0].index_select(0, table.slots)
         if table.order is not None:
             grad_vectors = torch.zeros_like(grad_vectors).index_copy(0, table.order, grad_vectors)
         radial_cot = centre_cot = None
