@@ -135,3 +135,20 @@ def test_float32_model_accumulates_in_float64(cell):
     assert float((mixed.forces - exact.forces).abs().max()) < 1e-4             # eV/Å
     assert float((mixed.stress - exact.stress).abs().max()) < 1e-6             # eV/Å³
     assert float((mixed.energy_uncertainty - exact.energy_uncertainty).abs().max()) < 1e-4
+
+
+def test_atoms_without_pairs_after_the_centres(cell):
+    """The LAMMPS bridge's batches end with ghost atoms that start no pair: the chunked path
+    skips their pair stage and still matches autograd (and the centres match the plain cell)."""
+    model = load_model("demo")
+    plain = Batch.from_atoms(cell, model.cutoff)
+    n, ghosts = len(cell), 7
+    batch = Batch(positions=torch.cat([plain.positions, 30 + torch.rand(ghosts, 3, dtype=torch.float64)]),
+                  numbers=torch.cat([plain.numbers, torch.full((ghosts,), 79)]), cell=plain.cell, pbc=plain.pbc,
+                  system=torch.zeros(n + ghosts, dtype=torch.long), pairs=plain.pairs, shifts=plain.shifts,
+                  cutoff=plain.cutoff)
+    fast = evaluate(model, batch, energies=True, pair_gradients=True, uncertainty=True)
+    slow = evaluate(model, batch, energies=True, pair_gradients=True, uncertainty=True, create_graph=True)
+    for key in ("energies", "pair_gradients", "forces_ensemble", "energies_uncertainty"):
+        torch.testing.assert_close(getattr(fast, key), getattr(slow, key).detach(), atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(fast.energies[:n], evaluate(model, plain, energies=True).energies, atol=1e-12, rtol=0)

@@ -58,6 +58,12 @@ class CentreTable:
         pairs = slice(begin, end) if self.order is None else self.order[begin:end]
         return pairs, self.slots[begin:end] - first * self.width
 
+    def last_centre(self) -> int:
+        """Index of the last atom that has pairs (-1 if none)."""
+        counts = self.starts[1:] - self.starts[:-1]
+        nonzero = torch.nonzero(counts)
+        return int(nonzero[-1]) if len(nonzero) else -1
+
     def max_pairs(self, first: int, last: int) -> int:
         """Slots of rows ``first..last-1`` (padded size of that part of the table)."""
         return (last - first) * self.width

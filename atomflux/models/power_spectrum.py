@@ -182,19 +182,28 @@ class PowerSpectrumPotential(Potential):
         cotangents = energy_direction if directions is None else torch.cat([energy_direction, directions.to(vectors.dtype)])
         n_cot = len(cotangents) if gradients else 0
         rows = chunk_rows(table.width, n_cot, vectors.element_size(), max_bytes)
-        return (self._chunk(batch, vectors, species, table, spec, centre, first, min(first + rows, table.n_atoms),
-                            cotangents if gradients else None) for first in range(0, table.n_atoms, rows))
+        # atoms after the last one with pairs (ghost atoms of the LAMMPS bridge) skip the pair stage
+        with_pairs = table.last_centre() + 1
+        ranges = [(first, min(first + rows, with_pairs)) for first in range(0, with_pairs, rows)]
+        ranges += [(first, min(first + 4 * rows, table.n_atoms)) for first in range(with_pairs, table.n_atoms, 4 * rows)]
+        return (self._chunk(batch, vectors, species, table, spec, centre, first, last, cotangents if gradients else None)
+                for first, last in ranges)
 
     @torch.no_grad()
     def _chunk(self, batch: Batch, vectors: torch.Tensor, species: torch.Tensor, table: CentreTable,
                spec: DescriptorSpec, centre: torch.Tensor, first: int, last: int,
                cotangents: torch.Tensor | None) -> GradientChunk:
         pairs, slots = table.pair_range(first, last)
-        n_slots = table.max_pairs(first, last)
-        slot_vectors = padded_vectors(vectors[pairs], slots, n_slots, self.cutoff)
-        radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, pairs, slots, n_slots)
-        terms = pair_terms(spec, slot_vectors, neighbours, radial_weights, centre[first:last])
-        a = density(terms)
+        terms = None
+        if len(slots):
+            n_slots = table.max_pairs(first, last)
+            slot_vectors = padded_vectors(vectors[pairs], slots, n_slots, self.cutoff)
+            radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, pairs, slots,
+                                                                 n_slots)
+            terms = pair_terms(spec, slot_vectors, neighbours, radial_weights, centre[first:last])
+            a = density(terms)
+        else:  # atoms without neighbours: zero density
+            a = torch.zeros((last - first, spec.n_channels, spec.n_moments), dtype=vectors.dtype, device=vectors.device)
         own = species[first:last]
         x = (power_spectrum(spec, a) - self.descriptor_mean) / self.descriptor_std
         onehot = torch.nn.functional.one_hot(own, self.n_species).to(x.dtype)
@@ -205,6 +214,11 @@ class PowerSpectrumPotential(Potential):
             outputs["energy_ensemble"] = member_energies
         chunk = GradientChunk(atoms=slice(first, last), pairs=pairs, outputs=outputs)
         if cotangents is None:
+            return chunk
+        if terms is None:
+            chunk.energy_gradient = vectors.new_zeros((0, 3))
+            if len(cotangents) > 1:
+                chunk.member_gradients = vectors.new_zeros((len(cotangents) - 1, 0, 3))
             return chunk
         feature_cot = cotangents.expand(last - first, -1, -1)                                   # [n, B, F]
         input_cot = self._backbone_vjp(pre_activations, feature_cot)
