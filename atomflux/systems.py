@@ -82,7 +82,7 @@ class Batch:
             offsets = self.shifts @ self.cell[0]
         else:
             offsets = torch.einsum("pa,pab->pb", self.shifts, self.cell[self.system[i]])
-        return pos[j] - pos[i] + offsets
+        return pos.index_select(0, j) - pos.index_select(0, i) + offsets
 
     def volumes(self) -> torch.Tensor:
         """Cell volumes in Å³, Tensor [S] (0 for non-periodic systems)."""
@@ -199,6 +199,7 @@ class VerletList:
         self.min_distance = float(min_distance)
         self.searches = 0
         self._stored: Batch | None = None
+        self._offsets: torch.Tensor | None = None
         self._reference: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def batch(self, atoms: Atoms) -> Batch:
@@ -208,23 +209,26 @@ class VerletList:
             return Batch.from_atoms(atoms, self.cutoff, self.dtype, self.device, self.min_distance)
         check_atoms(atoms)
         if self._search_needed(atoms):
-            self._stored = Batch.from_atoms(atoms, self.cutoff + self.skin, self.dtype, self.device, self.min_distance)
+            stored = Batch.from_atoms(atoms, self.cutoff + self.skin, self.dtype, self.device, self.min_distance)
+            self._stored = stored
+            self._offsets = stored.shifts @ stored.cell[0]       # constant until the next search
             self._reference = (atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy())
             self.searches += 1
         stored = self._stored
         positions = torch.tensor(atoms.positions, dtype=self.dtype, device=self.device)
-        vectors = stored.pair_vectors(positions)
+        first, second = stored.pairs[:, 0], stored.pairs[:, 1]
+        vectors = positions.index_select(0, second) - positions.index_select(0, first) + self._offsets
         distances = torch.linalg.norm(vectors, dim=1)
-        inside = distances < self.cutoff
-        pairs = stored.pairs[inside]
-        if len(pairs):
+        inside = torch.nonzero(distances < self.cutoff).squeeze(1)
+        if len(inside):
             k = int(torch.argmin(distances))
             if float(distances[k]) < self.min_distance:
                 a, b = (int(x) for x in stored.pairs[k])
                 raise ValueError(
                     f"atoms {a} ({chemical_symbols[atoms.numbers[a]]}) and {b} ({chemical_symbols[atoms.numbers[b]]}) "
                     f"overlap in system 0: distance {float(distances[k]):.3g} Å < {self.min_distance} Å")
-        return replace(stored, positions=positions, pairs=pairs, shifts=stored.shifts[inside], cutoff=self.cutoff)
+        return replace(stored, positions=positions, pairs=stored.pairs.index_select(0, inside),
+                       shifts=stored.shifts.index_select(0, inside), cutoff=self.cutoff)
 
     def _search_needed(self, atoms: Atoms) -> bool:
         if self._reference is None:
