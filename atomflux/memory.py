@@ -59,14 +59,19 @@ def evaluation_bytes(n_atoms: int, n_pairs: int, *, n_members: int, n_features: 
     return total + itemsize * PER_PAIR_AUTOGRAD * n_pairs * (1 + n_members)
 
 
+_warned: set[tuple[int, int]] = set()
+
+
 def check_evaluation(n_atoms: int, n_pairs: int, *, n_members: int, n_features: int, chunked: bool,
                      chunk_bytes: int, itemsize: int = 8) -> int:
-    """Estimate an evaluation and warn (``RuntimeWarning``) when it would not fit in the
-    available memory, naming ``uncertainty='energy'`` when that would fit.  Returns the estimate."""
+    """Estimate an evaluation and warn (``RuntimeWarning``, once per system size and request)
+    when it would not fit in the available memory, naming ``uncertainty='energy'`` when that
+    would fit.  Returns the estimate."""
     need = evaluation_bytes(n_atoms, n_pairs, n_members=n_members, n_features=n_features, chunked=chunked,
                             chunk_bytes=chunk_bytes, itemsize=itemsize)
     free = available_bytes()
-    if free is not None and need > free:
+    if free is not None and need > free and (n_atoms, n_members) not in _warned:
+        _warned.add((n_atoms, n_members))
         gib = 2**30
         advice = "split the system or use a machine with more memory"
         if n_members:

@@ -56,3 +56,17 @@ def test_full_uncertainty_memory_is_linear_and_bounded():
     assert estimate >= large["growth"], (estimate, large)
     assert evaluation_bytes(20_000, int(20_000 * pairs_per_atom), n_members=8, n_features=64, chunked=True,
                             chunk_bytes=CHUNK_BYTES) < BOUND_20K
+
+
+def test_warning_names_the_request_that_fits(monkeypatch, recwarn):
+    """When the available memory is below the estimate, one warning says so and names
+    uncertainty='energy' if that fits."""
+    import atomflux.memory as memory
+
+    full = evaluation_bytes(50_000, 2_000_000, n_members=16, n_features=64, chunked=False, chunk_bytes=2**27)
+    energy = evaluation_bytes(50_000, 2_000_000, n_members=0, n_features=64, chunked=False, chunk_bytes=2**27)
+    monkeypatch.setattr(memory, "available_bytes", lambda: (full + energy) // 2)
+    with pytest.warns(RuntimeWarning, match=r"uncertainty='energy' .* would fit"):
+        memory.check_evaluation(50_000, 2_000_000, n_members=16, n_features=64, chunked=False, chunk_bytes=2**27)
+    memory.check_evaluation(50_000, 2_000_000, n_members=0, n_features=64, chunked=False, chunk_bytes=2**27)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
