@@ -314,13 +314,11 @@ class _Totals:
         r = self.vectors[chunk.pairs]
         grad = chunk.energy_gradient.to(r.dtype)
         self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
-        if self.want_stress or self.want_virials:
-            pair_virial = -grad[:, :, None] * r[:, None, :]                                   # [p, 3, 3]
-            if self.want_stress:
-                self.virial = self.virial.index_add(0, self.batch.system[i], pair_virial)
-            if self.want_virials:
-                half = 0.5 * pair_virial
-                self.virials = self.virials.index_add(0, i, half).index_add(0, j, half)
+        if self.want_stress:
+            self.virial = self.virial + self._system_sums(-grad[None], r, i)[0]
+        if self.want_virials:
+            half = -0.5 * grad[:, :, None] * r[:, None, :]                                   # [p, 3, 3]
+            self.virials = self.virials.index_add(0, i, half).index_add(0, j, half)
         if self.want_flux:  # receiver virials -r_p ⊗ g_p
             self.flux_virials = self.flux_virials.index_add(0, j, -r.detach()[:, :, None] * grad.detach()[:, None, :])
         if self.want_pair_gradients:
@@ -337,8 +335,15 @@ class _Totals:
                                                  device=r.device)
             self.member_forces = self.member_forces.index_add(1, i, member).index_add(1, j, -member)
             if self.want_stress:
-                self.member_virial = self.member_virial.index_add(
-                    1, self.batch.system[i], -member[:, :, :, None] * r[None, :, None, :])
+                self.member_virial = self.member_virial + self._system_sums(-member, r, i)
+
+    def _system_sums(self, grads: torch.Tensor, r: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """Σ_p g_p ⊗ r_p per system, [B, S, 3, 3], for gradients [B, p, 3] of pairs starting at atoms i."""
+        if self.batch.n_systems == 1:
+            return torch.einsum("bpa,pc->bac", grads, r)[:, None]
+        outer = grads[:, :, :, None] * r[None, :, None, :]
+        zeros = torch.zeros((len(grads), self.batch.n_systems, 3, 3), dtype=r.dtype, device=r.device)
+        return zeros.index_add(1, self.batch.system[i], outer)
 
 
 def _member_gradients(members: torch.Tensor, vectors: torch.Tensor, create_graph: bool) -> torch.Tensor:

@@ -151,11 +151,6 @@ class PowerSpectrumPotential(Potential):
         return out
 
     # -- hand-derived gradients, chunked over centre atoms ------------------
-    def member_directions(self) -> torch.Tensor:
-        """Feature directions d_m [M, F] with e_i,m − e_i = f_i · d_m + const (shallow ensemble)."""
-        weight = self.last_layer.weight
-        return (weight - weight.mean(0)) * self.energy_scale
-
     @torch.no_grad()
     def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
                         max_bytes: int = 2**27, feature_directions: torch.Tensor | None = None
@@ -165,34 +160,41 @@ class PowerSpectrumPotential(Potential):
         See :meth:`Potential.gradient_chunks`.  ``feature_directions`` [M, F]:
         members whose atomic energies are ``e_i + f_i · d_m`` (LLPR samples)
         instead of this model's own ensemble members.  The energy and all
-        members share the pair terms and go through one batched backward pass.
+        members share the pair terms and go through one batched backward pass
+        (for the model's own ensemble the energy is the members' mean, so its
+        gradient is theirs averaged: M cotangents, not M + 1).
         """
         if len(batch.numbers) == 0:
             return None
-        directions = feature_directions
-        if directions is None and members:
+        weight = self.last_layer.weight * self.energy_scale                                    # [M_own, F]
+        if feature_directions is not None:
+            cotangents, plan = torch.cat([weight.mean(0, keepdim=True), feature_directions.to(vectors.dtype)]), "offsets"
+        elif members:
             if self.n_ensemble < 2:
                 raise ValueError(no_uncertainty_message(self))
-            directions = self.member_directions()
+            cotangents, plan = weight, "members"
+        else:
+            cotangents, plan = weight.mean(0, keepdim=True), "energy"
         species = self.species_index(batch.numbers)
         table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
         spec = self.descriptor_spec(vectors.dtype, vectors.device)
         centre = self.centre_weights[species] * self.inv_neighbours
-        energy_direction = self.last_layer.weight.mean(0, keepdim=True) * self.energy_scale      # [1, F]
-        cotangents = energy_direction if directions is None else torch.cat([energy_direction, directions.to(vectors.dtype)])
-        n_cot = len(cotangents) if gradients else 0
-        rows = chunk_rows(table.width, n_cot, vectors.element_size(), max_bytes)
+        rows = chunk_rows(table.width, len(cotangents) if gradients else 0, vectors.element_size(), max_bytes)
         # atoms after the last one with pairs (ghost atoms of the LAMMPS bridge) skip the pair stage
         with_pairs = table.last_centre() + 1
         ranges = [(first, min(first + rows, with_pairs)) for first in range(0, with_pairs, rows)]
         ranges += [(first, min(first + 4 * rows, table.n_atoms)) for first in range(with_pairs, table.n_atoms, 4 * rows)]
-        return (self._chunk(batch, vectors, species, table, spec, centre, first, last, cotangents if gradients else None)
-                for first, last in ranges)
+        return (self._chunk(batch, vectors, species, table, spec, centre, first, last,
+                            (cotangents, plan) if gradients else None) for first, last in ranges)
 
     @torch.no_grad()
     def _chunk(self, batch: Batch, vectors: torch.Tensor, species: torch.Tensor, table: CentreTable,
                spec: DescriptorSpec, centre: torch.Tensor, first: int, last: int,
-               cotangents: torch.Tensor | None) -> GradientChunk:
+               backward: tuple[torch.Tensor, str] | None) -> GradientChunk:
+        """Outputs of atoms first..last-1 and, with ``backward`` = (cotangents [B, F] of the
+        features, plan), the gradients of their pairs: ``plan`` "energy" (one row: the energy),
+        "members" (rows: the members; energy = their mean) or "offsets" (row 0: the energy;
+        members = energy + each further row)."""
         pairs, slots = table.pair_range(first, last)
         terms = None
         if len(slots):
@@ -213,21 +215,24 @@ class PowerSpectrumPotential(Potential):
         if self.n_ensemble > 1:
             outputs["energy_ensemble"] = member_energies
         chunk = GradientChunk(atoms=slice(first, last), pairs=pairs, outputs=outputs)
-        if cotangents is None:
+        if backward is None:
             return chunk
+        cotangents, plan = backward
         if terms is None:
-            chunk.energy_gradient = vectors.new_zeros((0, 3))
-            if len(cotangents) > 1:
-                chunk.member_gradients = vectors.new_zeros((len(cotangents) - 1, 0, 3))
-            return chunk
-        feature_cot = cotangents.expand(last - first, -1, -1)                                   # [n, B, F]
-        input_cot = self._backbone_vjp(pre_activations, feature_cot)
-        descriptor_cot = input_cot[:, :, :self.n_descriptors] / self.descriptor_std
-        slot_grad, _ = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, descriptor_cot))
-        pair_grad = slot_grad.index_select(0, slots)                                            # [p, 3, B]
-        chunk.energy_gradient = pair_grad[:, :, 0]
-        if pair_grad.shape[2] > 1:
-            chunk.member_gradients = (pair_grad[:, :, 1:] + pair_grad[:, :, :1]).permute(2, 0, 1)
+            pair_grad = vectors.new_zeros((0, 3, len(cotangents)))
+        else:
+            feature_cot = cotangents.expand(last - first, -1, -1)                               # [n, B, F]
+            input_cot = self._backbone_vjp(pre_activations, feature_cot)
+            descriptor_cot = input_cot[:, :, :self.n_descriptors] / self.descriptor_std
+            slot_grad, _ = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, descriptor_cot))
+            pair_grad = slot_grad.index_select(0, slots)                                        # [p, 3, B]
+        if plan == "members":
+            chunk.energy_gradient = pair_grad.mean(2)
+            chunk.member_gradients = pair_grad.permute(2, 0, 1)
+        else:
+            chunk.energy_gradient = pair_grad[:, :, 0]
+            if plan == "offsets":
+                chunk.member_gradients = (pair_grad[:, :, 1:] + pair_grad[:, :, :1]).permute(2, 0, 1)
         return chunk
 
     def _backbone_with_pre_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
