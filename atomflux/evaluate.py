@@ -195,17 +195,19 @@ def evaluate(
     need_grad = forces or stress or virials or flux_virials or pair_gradients
     member_grads = bool(uncertainty in (True, "full") and (forces or stress))
     vectors = batch.pair_vectors()
-    model_vectors = vectors.to(floating_dtype(potential, vectors.dtype))
+    model_dtype = floating_dtype(potential, vectors.dtype)
+    model_vectors = vectors.to(model_dtype)
+    model_batch = batch if model_dtype == batch.dtype else batch.to(model_dtype)  # what the potential sees
     chunks = None
     fast_path = getattr(potential, "gradient_chunks", None)
     if fast_path is not None and not create_graph:
-        chunks = fast_path(batch, model_vectors.detach(), gradients=need_grad, members=member_grads,
+        chunks = fast_path(model_batch, model_vectors.detach(), gradients=need_grad, members=member_grads,
                            max_bytes=chunk_bytes)
     check_evaluation(len(batch.numbers), len(vectors), n_members=n_members(potential) if member_grads else 0,
                      n_features=int(getattr(potential, "n_features", 0)), chunked=chunks is not None,
                      chunk_bytes=chunk_bytes, itemsize=vectors.element_size())
     if chunks is None:
-        chunks = [_autograd_chunk(potential, batch, model_vectors, need_grad, member_grads, create_graph)]
+        chunks = [_autograd_chunk(potential, model_batch, model_vectors, need_grad, member_grads, create_graph)]
     total = _Totals(batch, vectors.detach() if not create_graph else vectors, stress=stress, virials=virials,
                     flux_virials=flux_virials, pair_gradients=pair_gradients, forces=forces)
     for chunk in chunks:

@@ -148,12 +148,15 @@ class Batch:
         Raises
         ------
         ValueError
-            On NaN/inf positions or cell, a periodic direction with a zero
-            (or degenerate) cell vector, or overlapping atoms.
+            On a non-positive cutoff, a system without atoms, NaN/inf positions
+            or cell, a periodic direction with a zero (or degenerate) cell
+            vector, or overlapping atoms.
         """
         systems = [atoms] if isinstance(atoms, Atoms) else list(atoms)
         if not systems:
             raise ValueError("cannot build a Batch from an empty list of systems")
+        if not (np.isfinite(cutoff) and cutoff > 0):
+            raise ValueError(f"the cutoff must be a positive distance in Å, got {cutoff}")
         pieces = [_neighbours(a, cutoff, min_distance, k) for k, a in enumerate(systems)]
         offsets = np.cumsum([0] + [len(a) for a in systems])[:-1]
         pairs = np.concatenate([p + off for (p, _), off in zip(pieces, offsets)])
@@ -249,10 +252,12 @@ def _cell_array(atoms: Atoms) -> np.ndarray:
 def check_atoms(atoms: Atoms, label: str = "") -> None:
     """Raise ``ValueError`` for positions or cells that cannot be evaluated.
 
-    Checks for NaN or infinite positions and cell entries, and for periodic
+    Checks for a structure without atoms, for NaN or infinite positions and cell entries, and for periodic
     directions whose cell vector is zero or linearly dependent on the others.
     """
     where = f" in system {label}" if label else ""
+    if len(atoms) == 0:
+        raise ValueError(f"no atoms{where}: the structure is empty (an Atoms() with nothing in it?)")
     positions = np.asarray(atoms.positions)
     bad = ~np.isfinite(positions).all(axis=1)
     if bad.any():

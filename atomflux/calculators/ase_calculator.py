@@ -11,15 +11,32 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ..evaluate import Results, evaluate, heat_flux, pair_gradient_sums
-from ..io import load_model
+from ..foreign import potential_from_object
+from ..io import load_model, native_dtypes, parse_dtype, place
 from ..models import Potential
 from ..systems import MIN_DISTANCE, Batch, VerletList
 
 
-def resolve_potential(model: str | Path | Potential, dtype: torch.dtype, device: str | torch.device) -> Potential:
-    """A potential from a file path, a shipped model name, or a potential object."""
-    potential = (model.to(dtype=dtype, device=device) if isinstance(model, torch.nn.Module)
-                 else load_model(model, dtype=dtype, device=device))
+def resolve_potential(model, dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu",
+                      trust: bool = False) -> Potential:
+    """A potential from a file path, a shipped model name, a model spec (``"sevennet:7net-0"``),
+    a potential object, or a third-party torch model or ASE calculator that :mod:`atomflux.foreign` adapts.
+
+    ``dtype`` ``None`` keeps the model's own dtype (float64 for atomflux models,
+    float32 for SevenNet); ``"float32"``/``"float64"`` or torch dtypes choose one.
+    """
+    if isinstance(model, Potential):
+        potential = place(model, dtype, device)
+    elif isinstance(model, (str, Path)):
+        potential = load_model(model, dtype=dtype, device=device, trust=trust)
+    else:
+        adapted = potential_from_object(model)
+        if adapted is None:
+            kind = "ASE calculator" if hasattr(model, "get_potential_energy") else "object"
+            raise ValueError(f"AtomfluxCalculator cannot adapt the {kind} {type(model).__name__} (atomflux adapts "
+                             "SevenNet and MACE models); use it directly as an ASE calculator (atomflux md/kappa and "
+                             "Committee accept any), or wrap its torch model as in the README 'Bring your own model'")
+        potential = place(adapted, dtype, device)
     if not getattr(potential, "predicts_energy", True):
         raise ValueError(f"{model} is a {type(potential).__name__}: it predicts orbital energies, not the energy; "
                          "use atomflux.calculators.HamiltonianCalculator")
@@ -28,7 +45,6 @@ def resolve_potential(model: str | Path | Potential, dtype: torch.dtype, device:
 
 #: results that need every ensemble member's forces (one extra batched backward pass)
 MEMBER_PROPERTIES = frozenset({"forces_uncertainty", "forces_ensemble", "stress_uncertainty"})
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class AtomfluxCalculator(Calculator):
@@ -45,12 +61,16 @@ class AtomfluxCalculator(Calculator):
     Parameters
     ----------
     model
-        Path of a model file, name of a shipped model (``"demo"``), or a
-        :class:`~atomflux.models.Potential` object.
+        Path of a model file, name of a shipped model (``"demo"``), a model
+        spec (``"sevennet:7net-0"``, ``"mace:PATH"``), a
+        :class:`~atomflux.models.Potential` object, or a SevenNet/MACE model or
+        ASE calculator (adapted to atomflux).
     dtype
-        ``torch.float64`` (default) or ``torch.float32`` (or ``"float32"``):
-        the type the model computes in.  Positions, pair vectors, energies,
-        forces and stress are always formed and summed in float64.
+        The type the model computes in: ``None`` (default): the model's own
+        (float64 for atomflux models, float32 for SevenNet); or
+        ``"float32"``/``"float64"`` (or the torch dtypes).  Positions, pair
+        vectors, energies, forces and stress are always formed and summed in
+        float64 (``"float32"`` is float32 compute with float64 accumulation).
     device
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.
     min_distance
@@ -68,6 +88,9 @@ class AtomfluxCalculator(Calculator):
         cutoff + skin and searched again only when an atom has moved more
         than skin/2 or the cell changed; results are exact (the pairs are
         filtered to the cutoff at every call).  0 searches at every call.
+    trust
+        Allow a third-party pickle checkpoint outside its package (see
+        :func:`atomflux.load_model`).
 
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å),
     ``energies`` (eV per atom) and, for cells periodic in 3-D, ``stress``
@@ -84,18 +107,15 @@ class AtomfluxCalculator(Calculator):
                               "energy_uncertainty", "energies_uncertainty", "forces_uncertainty",
                               "stress_uncertainty", "energy_ensemble", "forces_ensemble", "heat_flux"]
 
-    def __init__(self, model: str | Path | Potential = "demo", dtype: torch.dtype | str = torch.float64,
+    def __init__(self, model: str | Path | Potential = "demo", dtype: torch.dtype | str | None = None,
                  device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE,
                  uncertainty: str | bool = "full", track_heat_flux: bool = False, skin: float = 1.0,
-                 **kwargs) -> None:
+                 trust: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        if isinstance(dtype, str):
-            if dtype not in DTYPES:
-                raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-            dtype = DTYPES[dtype]
-        self.dtype, self.device, self.min_distance = dtype, device, float(min_distance)
+        self.potential = resolve_potential(model, dtype, device, trust).eval()
+        self.dtype = parse_dtype(dtype) or native_dtypes(self.potential)[0]
+        self.device, self.min_distance = device, float(min_distance)
         self.track_heat_flux = bool(track_heat_flux)
-        self.potential = resolve_potential(model, dtype, device).eval()
         if uncertainty not in ("full", "energy", False):
             raise ValueError(f"uncertainty must be 'full', 'energy' or False, got {uncertainty!r}")
         from ..uncertainty.propagation import n_members
