@@ -23,7 +23,7 @@ import json
 import pickle
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -109,6 +109,27 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPES:
         return DTYPES[dtype.removeprefix("torch.")]
     raise ValueError(f"dtype must be float32 or float64 (or None for the model's own dtype), got {dtype!r}")
+
+
+#: the MD precision choices (``atomflux md --precision``, ``pair_style atomflux precision``)
+PRECISIONS = ("auto", "float32", "float64", "native")
+
+
+def md_dtype(precision: str, models: Sequence[str | Path]) -> str | None:
+    """The dtype MD runs ``models`` in for a precision choice (energies, forces and
+    virials are summed in float64 either way).
+
+    ``"auto"``: float32 for atomflux models (validated against float64: the
+    deviation is 10^4x below the demo models' own error and the NVE drift is
+    the same, docs/benchmarks.md), the model's own for third-party model
+    specs; ``"native"``: the model's own (``None``); ``"float32"`` /
+    ``"float64"``: that one.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return None if precision == "native" else precision
+    return None if any(is_spec(str(m)) for m in models) else "float32"
 
 
 def native_dtypes(potential: torch.nn.Module) -> tuple[torch.dtype, ...]:

@@ -71,11 +71,14 @@ def data_file(n_atoms: int, folder: Path) -> Path:
     return path
 
 
-def pair_lines(model: str, threads: int, folder: Path) -> str:
+def pair_lines(model: str, threads: int, folder: Path, dtype: str | None = None) -> str:
+    """The pair style lines; ``dtype`` float32/float64 (a keyword both old and new trees know) or
+    ``None`` for the tree's default (old: float64; new: precision auto, float32 compute)."""
     if model == "lj/cut":
         return f"pair_style lj/cut {LJ['cutoff']}\npair_coeff * * {LJ['epsilon']} {LJ['sigma']}\npair_modify shift yes"
     path = "demo" if model == "demo" else folder / "lj.pt"
-    return f"pair_style atomflux threads {threads}\npair_coeff * * {path} Cu"
+    option = f" dtype {dtype}" if dtype else ""
+    return f"pair_style atomflux threads {threads}{option}\npair_coeff * * {path} Cu"
 
 
 def start(case: dict, folder: Path):
@@ -88,7 +91,7 @@ def start(case: dict, folder: Path):
     lmp = start_lammps(["-log", "none", "-screen", "none"])
     lmp.commands_string(
         f"units metal\natom_style atomic\nread_data {data_file(case['atoms'], folder)}\n"
-        f"{pair_lines(case['model'], case['threads'], folder)}\n{EXTRA[case['variant']]}"
+        f"{pair_lines(case['model'], case['threads'], folder, case.get('dtype'))}\n{EXTRA[case['variant']]}"
         "velocity all create 300 1 mom yes\nfix nve all nve\ntimestep 0.001\nthermo 100\nrun 1")
     return lmp
 
@@ -195,8 +198,13 @@ def cases(threads: int, args: argparse.Namespace) -> list[dict]:
     common = {"threads": threads, "seconds": args.seconds}
     out = [{"kind": "md", "model": "demo", "atoms": n, "variant": v, **common}
            for n in args.demo_sizes for v in DEMO_VARIANTS]
+    # the new tree's float64 on the issue's target case and on LJ: what float32 contributes
+    out += [{"kind": "md", "model": "demo", "atoms": n, "variant": "uncertainty", "dtype": "float64", **common}
+            for n in args.demo_sizes if n == 864]
     out += [{"kind": "md", "model": m, "atoms": n, "variant": "plain", **common}
             for n in args.lj_sizes for m in ("lj", "lj/cut")]
+    out += [{"kind": "md", "model": "lj", "atoms": n, "variant": "plain", "dtype": "float64", **common}
+            for n in args.lj_sizes[-1:]]
     out += [{"kind": "overhead", "model": m, "atoms": n, "variant": "plain", **common}
             for m, sizes in (("demo", args.demo_sizes), ("lj", args.lj_sizes)) for n in sizes]
     return out
@@ -210,9 +218,11 @@ def measure(args: argparse.Namespace, folder: Path) -> list[dict]:
         for threads in args.threads:
             for case in cases(threads, args):
                 row = dict(case)
+                row["load_before_case"] = round(os.getloadavg()[0], 2)     # 1-min load average of the machine
                 row["after"] = after.run(case)
-                if case["kind"] == "md" and case["model"] != "lj/cut":
+                if case["kind"] == "md" and case["model"] != "lj/cut" and "dtype" not in case:
                     row["before"] = before.run(case)
+                row["load_after_case"] = round(os.getloadavg()[0], 2)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:
@@ -234,20 +244,36 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"Before: `{meta['before']}` ({meta['before_commit'][:9]}); after: {meta['after_commit'][:9]}"
              f"{' + uncommitted changes' if meta['dirty'] else ''}. Load average at start/end: "
              f"{meta['load_start']} / {meta['load_end']} on {meta['cpus']} CPUs.", "",
-             "Atom-steps/s (CPU time; wall clock in brackets):", "",
-             "| model | atoms | case | threads | before | after | speed-up |", "|---|---|---|---|---|---|---|"]
+             "Atom-steps/s (CPU time; wall clock in brackets), each tree with its default precision (before: "
+             "float64; after: float32 compute, float64 accumulation), and the machine's 1-minute load average "
+             "when the case started / ended:", "",
+             "| model | atoms | case | threads | before | after | speed-up | load |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "before" not in r:
             continue
         b, a = r["before"], r["after"]
         lines.append(f"| {r['model']} | {r['atoms']} | {r['variant']} | {r['threads']} | "
                      f"{k(b['cpu_rate'])} ({k(b['wall_rate'])}) | {k(a['cpu_rate'])} ({k(a['wall_rate'])}) | "
-                     f"{a['cpu_rate'] / b['cpu_rate']:.2f}× ({a['wall_rate'] / b['wall_rate']:.2f}×) |")
+                     f"{a['cpu_rate'] / b['cpu_rate']:.2f}× ({a['wall_rate'] / b['wall_rate']:.2f}×) | "
+                     f"{r['load_before_case']} / {r['load_after_case']} |")
+    lines += ["", "After, float64 compute (`dtype float64`), atom-steps/s, CPU (wall):", "",
+              "| model | atoms | case | threads | after, float64 | ÷ lj/cut (CPU) | load |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("dtype") == "float64":
+            a = r["after"]
+            native = (find(kind="md", model="lj/cut", atoms=r["atoms"], threads=r["threads"])["after"]
+                      if r["model"] == "lj" else None)
+            ratio = f"{a['cpu_ms_per_step'] / native['cpu_ms_per_step']:.1f}×" if native else ""
+            lines.append(f"| {r['model']} | {r['atoms']} | {r['variant']} | {r['threads']} | "
+                         f"{k(a['cpu_rate'])} ({k(a['wall_rate'])}) | {ratio} | {r['load_before_case']} / "
+                         f"{r['load_after_case']} |")
     lines += ["", "`LennardJones` through the bridge vs native `lj/cut` (time per step, CPU [wall]):", "",
               "| atoms | threads | lj/cut (ms) | before (ms) | after (ms) | before ÷ lj/cut | after ÷ lj/cut |",
               "|---|---|---|---|---|---|---|"]
     for r in rows:
-        if r["model"] != "lj" or r["kind"] != "md":
+        if r["model"] != "lj" or r["kind"] != "md" or "before" not in r:
             continue
         native = find(kind="md", model="lj/cut", atoms=r["atoms"], threads=r["threads"])["after"]
         b, a = r["before"], r["after"]

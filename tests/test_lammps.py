@@ -77,7 +77,7 @@ def big_alloy():
 def test_energy_forces_stress_equal_ase(structure, request, tmp_path):
     elements = ["Cu", "Au", "Ni"]
     atoms, data = lammps_ready(request.getfixturevalue(structure), tmp_path, elements)
-    lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au Ni",
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni",
                 "compute pe all pe/atom\ncompute s all stress/atom NULL virial")
     atoms.calc = AtomfluxCalculator("demo")
     energy = atoms.get_potential_energy()
@@ -102,9 +102,27 @@ def test_energy_forces_stress_equal_ase(structure, request, tmp_path):
     lmp.close()
 
 
-def test_heat_flux_compute_equals_atomflux(big_alloy, tmp_path):
+def test_default_precision_is_float32_compute_with_float64_accumulation(big_alloy, tmp_path):
+    """pair_style atomflux without options runs an atomflux model as `atomflux md` does (precision auto:
+    float32 arithmetic, float64 sums): energy, forces, stress and energy σ within float32 rounding of the
+    float64 reference (here 1e-7 eV/atom and 4e-6 eV/Å; test_precision.py: 10^4x below the demo model's
+    error), and not bit-equal to it."""
     atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
     lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au Ni",
+                "compute u all atomflux/uncertainty\nthermo_style custom step pe pxx pyy pzz pxy pxz pyz c_u")
+    atoms.calc = AtomfluxCalculator("demo", uncertainty="energy")                  # float64 reference
+    energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    assert 1e-12 < abs(lmp.get_thermo("pe") - energy) / len(atoms) < 1e-6      # eV/atom
+    force_error = np.abs(gathered(lmp, "f", 3) - forces).max()
+    assert 1e-12 < force_error < 1e-5 * np.abs(forces).max()
+    assert np.abs(stress_from_lammps(lmp) - stress).max() < 1e-5 * np.abs(stress).max()
+    assert lmp.extract_compute("u", 0, 0) == pytest.approx(atoms.calc.results["energy_uncertainty"], rel=1e-5)
+    lmp.close()
+
+
+def test_heat_flux_compute_equals_atomflux(big_alloy, tmp_path):
+    atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni",
                 "velocity all create 800 4 mom yes dist gaussian\ncompute ke all ke/atom\ncompute pe all pe/atom\n"
                 "compute st all centroid/stress/atom NULL virial\ncompute flux all heat/flux ke pe st\n"
                 "variable j1 equal c_flux[1]\nthermo_style custom step pe v_j1")
@@ -131,7 +149,7 @@ def test_lennard_jones_equals_lj_cut(tmp_path):
     model = tmp_path / "lj.pt"
     save_model(LennardJones(sigma=3.4, epsilon=0.0104, cutoff=8.5), model)
     reference = start(data, "pair_style lj/cut 8.5\npair_coeff * * 0.0104 3.4\npair_modify shift yes")
-    bridged = start(data, f"pair_style atomflux\npair_coeff * * {model} Ar")
+    bridged = start(data, f"pair_style atomflux precision float64\npair_coeff * * {model} Ar")
     lammps_bridge.export_table(model, tmp_path / "lj.table", n_points=20000)
     tabulated = start(data, f"pair_style table spline 20000\npair_coeff * * {tmp_path / 'lj.table'} ATOMFLUX 8.5")
     e_ref, f_ref, s_ref = reference.get_thermo("pe"), gathered(reference, "f", 3), stress_from_lammps(reference)
@@ -193,7 +211,8 @@ def test_lennard_jones_md_per_atom_equals_lj_cut(tmp_path):
     """20 NVE steps: trajectory, per-atom energies, two-body and centroid virials and heat flux
     of the atomflux LennardJones (a half neighbour list) match lj/cut's."""
     data, model = lj_argon(tmp_path)
-    assert_same_md(lj_md(data, f"pair_style atomflux\npair_coeff * * {model} Ar"), lj_md(data, LJ_CUT))
+    assert_same_md(lj_md(data, f"pair_style atomflux precision float64\npair_coeff * * {model} Ar"),
+                   lj_md(data, LJ_CUT))
 
 
 @pytest.mark.skipif(shutil.which("lmp") is None,
@@ -243,7 +262,8 @@ def serial_and_two_ranks(data: Path, body: str, tmp_path: Path, timeout: int) ->
     """Run the same input (``read_data`` + ``body``) on 1 and on 2 MPI ranks; WORKER's JSON of each."""
     script = tmp_path / "in.lammps"
     script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
-                      "pair_style atomflux\npair_coeff * * demo Cu Au Ni\ncompute u all atomflux/uncertainty\n"
+                      "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni\n"
+                      "compute u all atomflux/uncertainty\n"
                       f"{body}\n")
     return on_ranks(script, 1, tmp_path, timeout), on_ranks(script, 2, tmp_path, timeout)
 
@@ -289,7 +309,7 @@ def test_mpi_lennard_jones_md_equals_lj_cut(tmp_path):
     reference = lj_md(data, LJ_CUT)
     script = tmp_path / "in.lj"
     script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
-                      f"pair_style atomflux\npair_coeff * * {model} Ar\n{LJ_MD}\n")
+                      f"pair_style atomflux precision float64\npair_coeff * * {model} Ar\n{LJ_MD}\n")
     parallel = on_ranks(script, 2, tmp_path, timeout=600)
     assert parallel["ranks"] == 2
     result = {name: np.array(parallel["per_atom"][name]).reshape(-1, width) for name, width in PER_ATOM.items()}
@@ -299,7 +319,7 @@ def test_mpi_lennard_jones_md_equals_lj_cut(tmp_path):
 def test_uncertainty_compute_matches_calculator(big_alloy, tmp_path):
     atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
     for model in ("demo", "demo-llpr"):
-        lmp = start(data, f"pair_style atomflux\npair_coeff * * {model} Cu Au Ni",
+        lmp = start(data, f"pair_style atomflux precision float64\npair_coeff * * {model} Cu Au Ni",
                     "compute u all atomflux/uncertainty\nvariable u equal c_u\nthermo_style custom step pe c_u")
         atoms.calc = AtomfluxCalculator(model, uncertainty="energy")
         atoms.get_potential_energy()
@@ -322,7 +342,7 @@ def test_uncertainty_computed_only_on_steps_that_use_it(big_alloy, tmp_path, mon
 
     monkeypatch.setattr(lammps_bridge.callbacks, "evaluate", recording)
     atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
-    lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au Ni",
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni",
                 "compute u all atomflux/uncertainty\nvariable u equal c_u\nvelocity all create 600 7 mom yes\n"
                 "timestep 0.002\nfix nve all nve\nfix guard all halt 15 v_u > 100.0 error continue\n"
                 "thermo_style custom step pe c_u\nthermo 10")
@@ -339,7 +359,7 @@ def test_uncertainty_computed_only_on_steps_that_use_it(big_alloy, tmp_path, mon
 
 def test_nve_conserves_energy(big_alloy, tmp_path):
     _, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
-    lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au Ni",
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni",
                 "velocity all create 600 7 mom yes dist gaussian\ntimestep 0.002\nfix nve all nve\n"
                 "thermo_style custom step pe etotal")
     totals = []
@@ -358,7 +378,7 @@ def test_fix_halt_stops_extrapolating_run(tmp_path):
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
     atoms.symbols[::3] = "Au"
     _, data = lammps_ready(atoms, tmp_path, ["Cu", "Au"])
-    lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au",
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au",
                 "compute u all atomflux/uncertainty\nvariable u equal c_u/atoms\nthermo_style custom step pe c_u")
     start_sigma = lmp.extract_variable("u")
     lmp.commands_string("velocity all create 300 1\nfix nve all nve\n"
@@ -378,6 +398,8 @@ def test_fix_halt_stops_extrapolating_run(tmp_path):
     ("pair_style atomflux\npair_coeff * * no-such-model.pt Cu Au", "no model file"),
     ("newton off|pair_style atomflux\npair_coeff * * demo Cu Au", "needs newton pair on"),
     ("pair_style atomflux dtype float16\npair_coeff * * demo Cu Au", "dtype must be float32 or float64"),
+    ("pair_style atomflux precision half\npair_coeff * * demo Cu Au",
+     "precision must be auto, float32, float64 or native, got 'half'"),
     ("pair_style atomflux\npair_coeff * * demo-hamiltonian Cu Au", "predicts orbital energies, not the energy"),
     ("pair_style lj/cut 4\npair_coeff * * 1 1\ncompute u all atomflux/uncertainty", "needs pair_style atomflux"),
 ])
@@ -420,7 +442,7 @@ def test_cli_runs_script_and_reports_errors(tmp_path):
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
     _, data = lammps_ready(atoms, tmp_path, ["Cu"])
     script = tmp_path / "in.lammps"
-    script.write_text(f"units metal\natom_style atomic\nread_data {data}\npair_style atomflux\n"
+    script.write_text(f"units metal\natom_style atomic\nread_data {data}\npair_style atomflux precision float64\n"
                       "pair_coeff * * demo ${el}\nthermo_style custom step pe\nrun 0\n"
                       "print \"ENERGY $(pe:%.10f)\"\n")
     command = [sys.executable, "-m", "atomflux.cli", "lammps", str(script), "-log", "none"]

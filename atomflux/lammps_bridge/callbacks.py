@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +85,16 @@ class LammpsBatch(Batch):
             raise ValueError("a LammpsBatch has its pair vectors from LAMMPS; other positions cannot be applied")
         return self.vectors
 
+    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> "LammpsBatch":
+        """Copy in ``dtype`` on ``device``; the NaN positions and zero shifts stay broadcast views."""
+        dtype = dtype or self.dtype
+        def broadcast(t: torch.Tensor) -> torch.Tensor:
+            return t[:1].to(device=device, dtype=dtype).expand_as(t)
+        return replace(self, positions=broadcast(self.positions), shifts=broadcast(self.shifts),
+                       cell=self.cell.to(device=device, dtype=dtype), numbers=self.numbers.to(device=device),
+                       pbc=self.pbc.to(device=device), system=self.system.to(device=device),
+                       pairs=self.pairs.to(device=device), vectors=self.vectors.to(device=device, dtype=dtype))
+
 
 def _as_tensor(pointer, shape: tuple[int, ...]) -> torch.Tensor:
     """A tensor viewing ``shape`` items of C++ memory (no copy)."""
@@ -117,13 +127,13 @@ class BridgedModel:
         The atomflux potential.
     numbers_of_type : np.ndarray [ntypes + 1]
         Atomic number of each LAMMPS type (index 0 unused).
-    dtype, device
-        Where the model runs.
+    device
+        Where the model runs (in its own dtype; pair vectors, energies and
+        gradients stay float64, as LAMMPS gives and takes them).
     """
 
     potential: torch.nn.Module
     numbers_of_type: np.ndarray
-    dtype: torch.dtype
     device: torch.device
     _views: dict[str, _View] = field(
         default_factory=lambda: {"numbers": _View(1), "pairs": _View(2), "vectors": _View(3)}, repr=False)
@@ -138,20 +148,21 @@ class BridgedModel:
         return n_members(self.potential)
 
     def batch(self, numbers: torch.Tensor, pairs: torch.Tensor, vectors: torch.Tensor) -> LammpsBatch:
-        """The :class:`LammpsBatch` of atomic numbers [N], pairs [P, 2] and pair vectors [P, 3] (Å)."""
+        """The :class:`LammpsBatch` of atomic numbers [N], pairs [P, 2] and pair vectors [P, 3] (Å, float64:
+        a float32 model computes in float32 and :func:`~atomflux.evaluate` accumulates in float64)."""
         n, n_pairs = len(numbers), len(pairs)
         if self._constants.get("system") is None or len(self._constants["system"]) < n:
             self._constants.update(
                 system=torch.zeros(2 * n, dtype=torch.long, device=self.device),
-                nan=torch.full((1, 3), float("nan"), dtype=self.dtype, device=self.device),
-                zero=torch.zeros((1, 3), dtype=self.dtype, device=self.device),
-                cell=torch.zeros((1, 3, 3), dtype=self.dtype, device=self.device),
+                nan=torch.full((1, 3), float("nan"), dtype=torch.float64, device=self.device),
+                zero=torch.zeros((1, 3), dtype=torch.float64, device=self.device),
+                cell=torch.zeros((1, 3, 3), dtype=torch.float64, device=self.device),
                 pbc=torch.zeros((1, 3), dtype=torch.bool, device=self.device))
         c = self._constants
         return LammpsBatch(
             positions=c["nan"].expand(n, 3), numbers=numbers.to(self.device), cell=c["cell"], pbc=c["pbc"],
             system=c["system"][:n], pairs=pairs.to(self.device), shifts=c["zero"].expand(n_pairs, 3),
-            cutoff=float(self.potential.cutoff), vectors=vectors.to(device=self.device, dtype=self.dtype))
+            cutoff=float(self.potential.cutoff), vectors=vectors.to(device=self.device))
 
     def compute(self, call: AtomfluxCompute) -> None:
         """Evaluate the model on one force call's atoms and pairs; point ``call`` at the results.
@@ -193,35 +204,39 @@ def _write_message(structure: ctypes.Structure, text: str) -> None:
     ctypes.memmove(address, data + b"\0", len(data) + 1)
 
 
-def parse_options(options: str, nprocs: int) -> tuple[torch.dtype, torch.device]:
-    """``pair_style atomflux [dtype float32|float64] [device cpu|cuda] [threads N]``."""
+def parse_options(options: str, nprocs: int) -> tuple[str, torch.device]:
+    """``pair_style atomflux [precision auto|float32|float64|native] [device cpu|cuda] [threads N]``:
+    the precision choice (``dtype float32|float64`` is the same as ``precision``) and the device."""
+    from ..io import PRECISIONS
+
     words = options.split()
     if len(words) % 2:
         raise ValueError(f"pair_style atomflux options come in 'keyword value' pairs, got '{options}'")
-    dtype, device, threads = torch.float64, torch.device("cpu"), None
+    precision, device, threads = "auto", torch.device("cpu"), None
     for key, value in zip(words[::2], words[1::2]):
-        if key == "dtype":
-            if value not in ("float32", "float64"):
-                raise ValueError(f"pair_style atomflux dtype must be float32 or float64, got '{value}'")
-            dtype = getattr(torch, value)
+        if key in ("precision", "dtype"):
+            allowed = PRECISIONS if key == "precision" else ("float32", "float64")
+            if value not in allowed:
+                raise ValueError(f"pair_style atomflux {key} must be {', '.join(allowed[:-1])} or {allowed[-1]}, "
+                                 f"got '{value}'")
+            precision = value
         elif key == "device":
             device = torch.device(value)
         elif key == "threads":
             threads = int(value)
         else:
-            raise ValueError(f"unknown pair_style atomflux keyword '{key}' (known: dtype, device, threads)")
+            raise ValueError(f"unknown pair_style atomflux keyword '{key}' (known: precision, device, threads)")
     if threads is None and nprocs > 1:  # one process per core is the MPI default: do not oversubscribe
         threads = max(1, (os.cpu_count() or 1) // nprocs)
     if threads is not None:
         torch.set_num_threads(threads)
-    return dtype, device
+    return precision, device
 
 
 def setup_model(model: str, elements: list[str], options: str, units: str, ntypes: int,
                 nprocs: int = 1) -> BridgedModel:
     """Load ``model`` for LAMMPS types mapped to ``elements``; raise ``ValueError`` with a clear message."""
-    from ..io import load_model
-    from ..models.base import floating_dtype
+    from ..io import load_model, md_dtype
 
     if units != "metal":
         raise ValueError(f"pair_style atomflux needs 'units metal' (eV, Å, ps); this input uses units {units}")
@@ -232,12 +247,10 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
     if unknown:
         raise ValueError(f"pair_coeff: {', '.join(repr(e) for e in unknown)} is not a chemical element "
                          "(give one element symbol per atom type, e.g. Cu Ag)")
-    dtype, device = parse_options(options, nprocs)
-    # without an explicit 'dtype' option a model runs in its own dtype (float64 for atomflux models,
-    # float32 for SevenNet); model specs (sevennet:7net-0, mace:PATH) are accepted like files
-    explicit_dtype = "dtype" in options.split()[::2]
-    potential = load_model(model, dtype=dtype if explicit_dtype else None, device=device)
-    dtype = floating_dtype(potential) if not explicit_dtype else dtype
+    precision, device = parse_options(options, nprocs)
+    # precision auto (the default, as in `atomflux md`): float32 for atomflux models, the model's own
+    # dtype for model specs (sevennet:7net-0, mace:PATH); float64 accumulation either way
+    potential = load_model(model, dtype=md_dtype(precision, [model]), device=device)
     if not getattr(potential, "predicts_energy", True):
         raise ValueError(f"pair_coeff * * {model}: a {type(potential).__name__} predicts orbital energies, "
                          "not the energy; pair_style atomflux needs an energy model")
@@ -251,7 +264,7 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
         reach = f" (message passing reaches {reach:g} Å)" if reach else ""
         raise ValueError(f"{type(potential).__name__} is not strictly local{reach}: an atom's energy depends on more "
                          "than its own neighbours, which pair_style atomflux's domain decomposition needs")
-    return BridgedModel(potential, numbers, dtype, device)
+    return BridgedModel(potential, numbers, device)
 
 
 def _setup(pointer: ctypes.POINTER(AtomfluxSetup)) -> int:
