@@ -42,6 +42,7 @@ OUT = HERE / "results"
 LJ = {"sigma": 2.3, "epsilon": 0.4, "cutoff": 4.5}
 DEMO_VARIANTS = ("plain", "uncertainty", "heat flux")
 RESULT = "RESULT "
+BRIDGE_DTYPE = "float32"  # pair_style atomflux's default for atomflux models (precision auto), after
 
 # LAMMPS lines of each variant, after the pair style
 EXTRA = {
@@ -120,15 +121,19 @@ def md_rate(case: dict, folder: Path) -> dict:
 
 def overhead(case: dict, folder: Path, repeats: int = 5) -> dict:
     """Time per step of ``pair_style atomflux`` (plain) and of a raw ``evaluate(forces=True)`` of
-    the same model on a prebuilt periodic batch of the same atoms, alternating in one process
+    the same model (float32 compute, as the bridge's default) on a prebuilt periodic float64 batch of
+    the same atoms (float64 accumulation), alternating in one process
     (best of ``repeats``), so that both see the same machine."""
     from atomflux.evaluate import evaluate
     from atomflux.io import load_model
     from atomflux.models import LennardJones
     from atomflux.systems import Batch
 
+    import torch
+
     lmp = start(case, folder)
     model = load_model("demo") if case["model"] == "demo" else LennardJones(**LJ)
+    model = model.to(getattr(torch, BRIDGE_DTYPE))          # the precision the bridge runs the model in (float64 batch)
     batch = Batch.from_atoms(structure(case["atoms"]), model.cutoff)
     per_step, _ = timed_run(lmp, 3)
     steps = max(3, round(case["seconds"] / per_step / (2 * repeats)))
