@@ -222,7 +222,9 @@ def evaluate(
         if members is None:
             raise ValueError(no_uncertainty_message(potential))
     if need_grad:
-        results.pair_gradients = total.pair_gradients
+        if pair_gradients:
+            results.pair_gradients = (total.pair_gradients if total.pair_gradients is not None
+                                      else torch.zeros_like(vectors))
         results.forces = total.forces if forces else None
         if stress:
             results.virial, results.stress = total.virial, _stress(total.virial, batch)
@@ -289,16 +291,16 @@ class _Totals:
     def __init__(self, batch: Batch, vectors: torch.Tensor, *, forces: bool, stress: bool, virials: bool,
                  flux_virials: bool, pair_gradients: bool) -> None:
         self.batch, self.vectors = batch, vectors
-        self.want_stress, self.want_virials, self.want_flux = stress, virials, flux_virials
+        self.want_forces, self.want_stress, self.want_virials, self.want_flux = forces, stress, virials, flux_virials
         self.want_pair_gradients = pair_gradients
         self.pieces: dict[str, list[torch.Tensor]] = {}
         n, dtype, device = len(batch.numbers), vectors.dtype, vectors.device
         zeros = functools.partial(torch.zeros, dtype=dtype, device=device)
-        self.forces = zeros((n, 3))
+        self.forces = zeros((n, 3)) if forces else None
         self.virial = zeros((batch.n_systems, 3, 3)) if stress else None
         self.virials = zeros((n, 3, 3)) if virials else None
         self.flux_virials = zeros((n, 3, 3)) if flux_virials else None
-        self.pair_gradients = zeros(vectors.shape) if pair_gradients else None
+        self.pair_gradients = None  # the whole-batch gradient, or filled chunk by chunk
         self.member_forces = self.member_virial = None
 
     @property
@@ -315,7 +317,8 @@ class _Totals:
         i, j = pairs[:, 0], pairs[:, 1]
         r = self.vectors[chunk.pairs]
         grad = chunk.energy_gradient.to(r.dtype)
-        self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
+        if self.want_forces:
+            self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
         if self.want_stress:
             self.virial = self.virial + self._system_sums(-grad[None], r, i)[0]
         if self.want_virials:
@@ -327,11 +330,13 @@ class _Totals:
             if isinstance(chunk.pairs, slice) and chunk.pairs == slice(None):
                 self.pair_gradients = grad
             else:  # hand-derived chunks carry no graph: fill in place
+                if self.pair_gradients is None:
+                    self.pair_gradients = torch.zeros_like(self.vectors)
                 self.pair_gradients[chunk.pairs] = grad
         if chunk.member_gradients is not None:
             member = chunk.member_gradients.to(r.dtype)                                      # [M, p, 3]
             if self.member_forces is None:
-                shape = (len(member),) + tuple(self.forces.shape)
+                shape = (len(member), len(self.batch.numbers), 3)
                 self.member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
                 self.member_virial = torch.zeros((len(member), self.batch.n_systems, 3, 3), dtype=r.dtype,
                                                  device=r.device)
