@@ -18,7 +18,10 @@ is this tree.  Each tree runs in its own worker process (``PYTHONPATH`` at the
 tree, so its own Python code and its own plugin build); cases alternate between
 the two workers.  The machine may be shared, so both wall-clock and CPU-time
 rates are recorded (CPU time of the process, the steadier of the two on a busy
-machine; with 2 threads it counts both).  Writes
+machine; with 2 threads it counts both), with the machine's 1-minute load average
+at the start and end of every case.  "After" runs at pair_style atomflux's default
+precision (float32 compute for atomflux models); the ``dtype float64`` rows give
+the float64 rate of the target case and of LJ.  Writes
 ``benchmarks/results/bench_md_speed_lammps.json`` and ``.md``.
 
     python benchmarks/bench_md_speed_lammps.py [--before main] [--threads 1 2] [--seconds 3]
