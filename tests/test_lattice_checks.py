@@ -185,3 +185,20 @@ def test_impossible_kappa_refused():
         kappa[1, 2] = bad
         with pytest.raises(ValueError, match=f"κ_zz = {text} at 60 K"):
             check_kappa(kappa, temperatures)
+
+
+def test_cached_projector_equals_phonopys_own():
+    """The symfc basis is computed once per supercell and reused; the projection equals phonopy's routine."""
+    from phonopy.interface.symfc import symmetrize_by_projector
+
+    from atomflux.lattice.forceconstants import _projected
+    from atomflux.lattice.kappa import build_phono3py
+
+    ph3 = build_phono3py(bulk("Ar", "fcc", a=5.26), (3, 3, 3))
+    rng = np.random.default_rng(0)
+    for shape, which, order in (((1, 27, 27, 3, 3, 3), "fc3", 3), ((1, 27, 3, 3), "fc2", 2)):
+        for _ in range(2):                                                  # the second call reuses the basis
+            fc = rng.normal(size=shape)
+            reference = symmetrize_by_projector(ph3.supercell, fc, order, primitive=ph3.primitive,
+                                                symmetry=ph3.symmetry)
+            np.testing.assert_allclose(_projected(ph3, which, fc), reference, atol=1e-12)

@@ -56,7 +56,7 @@ def _convergence(atoms, calc, args: argparse.Namespace, out: Path) -> None:
     from ..lattice.convergence import plot_scans
 
     temperature = args.temperatures[0]
-    meshes = [[m + step for m in args.mesh] for step in (-4, -2, 0, 2, 4) if min(args.mesh) + step >= 1]
+    meshes = [[m + step for m in args.mesh] for step in (-4, -2, 0, 2, 4) if min(args.mesh) + step >= 3]
     supercells = [[s + step for s in args.supercell] for step in (-1, 0, 1) if min(args.supercell) + step >= 1]
     common = dict(temperature=temperature, method=args.method, statistics=args.statistics,
                   displacement=args.displacement, symmetrize=None if args.symmetrize == "none" else args.symmetrize,
@@ -74,7 +74,7 @@ def _cmd_kappa(args: argparse.Namespace) -> None:
     from ..calculators import AtomfluxCalculator
     from ..lattice import phonons, thermal_conductivity
     from ..lattice.checks import validate_settings
-    from ..lattice.kappa import read_structure
+    from ..lattice.kappa import build_phono3py, read_structure, set_mesh
     from ..records import claim_result, model_record, open_run
 
     validate_settings(supercell=args.supercell, mesh=args.mesh, displacement=args.displacement,
@@ -84,6 +84,7 @@ def _cmd_kappa(args: argparse.Namespace) -> None:
 
         parse_budget(args.memory_budget)
     atoms = read_structure(args.structure)
+    set_mesh(build_phono3py(atoms, args.supercell, displacement=args.displacement), args.mesh)  # before any output
     calc = AtomfluxCalculator(args.model)
     out = Path(args.output_dir)
     parameters = _parameters(args, atoms)
@@ -163,7 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="peak memory of one batched force evaluation: a size (4GB, 500MiB) or a fraction of "
                         "the available memory (0.25); default $ATOMFLUX_MEMORY_BUDGET or 0.5")
     p.add_argument("--converge", action="store_true",
-                   help="also scan the mesh (±2, ±4) and the supercell (±1) around the settings at the first "
+                   help="also scan the mesh (±2, ±4; at least 3) and the supercell (±1) around the settings at the first "
                         "temperature: table, convergence-*.json and convergence.png")
     p.add_argument("--restart", action="store_true",
                    help="start over in an output folder that holds another run (it is moved aside, not deleted)")

@@ -11,7 +11,7 @@ says whether the last step changed κ by less than its tolerance.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +19,7 @@ import numpy as np
 from ase import Atoms
 
 from . import checks
-from .kappa import _supercell_forces, build_phono3py, solve_kappa
+from .kappa import _supercell_forces, build_phono3py, kappa_on_mesh, set_force_constants
 
 #: relative change of κ between the last two settings below which a scan counts as converged
 DEFAULT_TOLERANCE = 0.05
@@ -42,6 +42,8 @@ class ConvergenceScan:
     method, statistics : str
     tolerance : float
         Relative change counted as converged.
+    failures : dict
+        Settings that could not be solved (label → reason); their κ is NaN.
     """
 
     parameter: str
@@ -51,17 +53,22 @@ class ConvergenceScan:
     method: str
     statistics: str
     tolerance: float = DEFAULT_TOLERANCE
+    failures: dict = field(default_factory=dict)
 
     @property
     def changes(self) -> list[float | None]:
-        """Relative change of κ from the previous setting (None for the first)."""
-        k = self.kappa
-        return [None] + [(k[i] - k[i - 1]) / k[i - 1] for i in range(1, len(k))]
+        """Relative change of κ from the previous solved setting (None for the first and for failures)."""
+        out, previous = [], None
+        for value in self.kappa:
+            ok = np.isfinite(value)
+            out.append((value - previous) / previous if ok and previous is not None else None)
+            previous = value if ok else previous
+        return out
 
     @property
     def converged(self) -> bool:
         """The last step changed κ by less than ``tolerance``."""
-        return len(self.kappa) > 1 and abs(self.changes[-1]) < self.tolerance
+        return self.changes[-1] is not None and abs(self.changes[-1]) < self.tolerance
 
     def table(self) -> str:
         lines = [f"κ vs {self.parameter} ({self.method.upper()}, {self.statistics}, {self.temperature:g} K)",
@@ -72,6 +79,7 @@ class ConvergenceScan:
             lines.append(f"  {label:>14s}   {value:8.4g}   {delta}")
         verdict = ("converged" if self.converged else "NOT converged") + \
             f" within {100 * self.tolerance:g} % at the last step"
+        lines += [f"  {label}: not solved: {reason}" for label, reason in self.failures.items()]
         lines.append(f"  {verdict}")
         return "\n".join(lines)
 
@@ -86,7 +94,7 @@ class ConvergenceScan:
         """Draw κ vs the setting on a matplotlib axis."""
         x = np.arange(len(self.settings))
         ax.plot(x, self.kappa, "o-")
-        final = self.kappa[-1]
+        final = [k for k in self.kappa if np.isfinite(k)][-1] if np.isfinite(self.kappa).any() else np.nan
         ax.axhspan(final * (1 - self.tolerance), final * (1 + self.tolerance), color="0.85",
                    label=f"±{100 * self.tolerance:g} % of the last")
         ax.set_xticks(x, ["x".join(str(v) for v in np.asarray(s).ravel()[:3]) for s in self.settings])
@@ -106,6 +114,22 @@ def plot_scans(scans: Sequence[ConvergenceScan], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def _solve_point(ph3, forces, mesh, temperature, method, statistics, symmetrize, label, values, failures) -> None:
+    """Append the isotropic κ of one setting to ``values`` (NaN, and the reason in ``failures``, if it fails).
+
+    ``forces`` None: the force constants of ``ph3`` are already set.
+    """
+    try:
+        if forces is not None:
+            set_force_constants(ph3, forces, None, symmetrize)
+        kappa = kappa_on_mesh(ph3, mesh, [temperature], method, statistics)[0]
+        checks.check_kappa(kappa, np.array([temperature]))
+        values.append(float(kappa[0, :3].mean()))
+    except ValueError as err:                        # e.g. fc3 vanishes in a 2x2x2 supercell
+        values.append(float("nan"))
+        failures[label] = str(err)
+
+
 def mesh_convergence(atoms: Atoms, calculator, meshes: Sequence[Sequence[int]] = ((5, 5, 5), (7, 7, 7), (9, 9, 9),
                                                                                  (11, 11, 11), (13, 13, 13)),
                      temperature: float = 300.0, supercell=(3, 3, 3), method: str = "rta", statistics: str = "quantum",
@@ -116,13 +140,18 @@ def mesh_convergence(atoms: Atoms, calculator, meshes: Sequence[Sequence[int]] =
     for mesh in meshes:
         checks.validate_mesh(mesh)
     checks.validate_settings(temperatures=[temperature])
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
     ph3 = build_phono3py(atoms, supercell, primitive, None, displacement)
     forces = _supercell_forces(ph3.supercells_with_displacements, calculator, False, workdir, "forces_fc3", progress,
                                memory_budget).forces
-    values = [float(solve_kappa(ph3, forces, None, mesh, [temperature], method, statistics, symmetrize)[0][0, :3].mean())
-              for mesh in meshes]
+    values, failures = [], {}
+    set_force_constants(ph3, forces, None, symmetrize)
+    for mesh in meshes:
+        _solve_point(ph3, None, mesh, temperature, method, statistics, symmetrize, "x".join(map(str, mesh)),
+                     values, failures)
     return ConvergenceScan("mesh", [list(map(int, m)) for m in meshes], values, float(temperature), method, statistics,
-                           tolerance)
+                           tolerance, failures)
 
 
 def supercell_convergence(atoms: Atoms, calculator, supercells: Sequence = ((2, 2, 2), (3, 3, 3), (4, 4, 4)),
@@ -132,13 +161,14 @@ def supercell_convergence(atoms: Atoms, calculator, supercells: Sequence = ((2, 
                           tolerance: float = DEFAULT_TOLERANCE, progress: bool = True) -> ConvergenceScan:
     """κ for a series of supercells (each its own force sets, cached in ``workdir`` when given)."""
     checks.validate_settings(mesh=mesh, temperatures=[temperature])
-    values = []
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    values, failures = [], {}
     for supercell in supercells:
+        label = "x".join(str(v) for v in np.asarray(supercell).ravel())
         ph3 = build_phono3py(atoms, supercell, primitive, None, displacement)
-        name = "forces_fc3_" + "x".join(str(v) for v in np.asarray(supercell).ravel())
-        forces = _supercell_forces(ph3.supercells_with_displacements, calculator, False, workdir, name, progress,
-                                   memory_budget).forces
-        values.append(float(solve_kappa(ph3, forces, None, mesh, [temperature], method, statistics,
-                                        symmetrize)[0][0, :3].mean()))
+        forces = _supercell_forces(ph3.supercells_with_displacements, calculator, False, workdir,
+                                   f"forces_fc3_{label}", progress, memory_budget).forces
+        _solve_point(ph3, forces, mesh, temperature, method, statistics, symmetrize, label, values, failures)
     return ConvergenceScan("supercell", [np.asarray(s).tolist() for s in supercells], values, float(temperature),
-                           method, statistics, tolerance)
+                           method, statistics, tolerance, failures)

@@ -206,9 +206,9 @@ def quasi_harmonic(atoms: Atoms, calculator, temperature: float, statistics: str
         produce_fc2(phonon, compute_forces(cells, calculator, uncertainty=False, progress=progress,
                                            label=f"fc2 at strain {strain:+.3f}").forces, symmetrize)
         with checks.phonopy_errors("sample the q mesh"):
-            phonon.run_mesh(checks.validate_mesh(mesh))
+            phonon.run_mesh(checks.validate_mesh(mesh), is_gamma_center=True)
         phonon.run_thermal_properties(temperatures=[temperature], classical=statistics == "classical")
-        f_vib = phonon.get_thermal_properties_dict()["free_energy"][0] / ev_to_kjmol     # eV per primitive cell
+        f_vib = phonon.thermal_properties.free_energy[0] / ev_to_kjmol                  # eV per primitive cell
         free.append(static[-1] + f_vib / len(phonon.primitive))
     volumes, static, free = map(np.asarray, (volumes, static, free))
     law = get_eos(eos)

@@ -268,6 +268,37 @@ def build_phono3py(atoms: Atoms, supercell, primitive="auto", phonon_supercell=N
     return ph3
 
 
+def set_mesh(ph3, mesh) -> None:
+    """Set the q mesh, with a one-line error for a mesh that phono3py refuses (cheap: do it before force sets)."""
+    with checks.phonopy_errors("sample the q mesh"):
+        ph3.mesh_numbers = checks.validate_mesh(mesh)
+
+
+def set_force_constants(ph3, forces: np.ndarray, phonon_forces: np.ndarray | None = None,
+                        symmetrize: str | None = "projector", fc2: np.ndarray | None = None) -> str | None:
+    """fc3 and fc2 of ``ph3`` from forces [n, N, 3] (symmetrised; ``fc2`` replaces the harmonic one).
+
+    Returns the symmetrisation scheme applied; refuses an fc3 that vanishes.
+    """
+    scheme = produce_fc2_fc3(ph3, forces, phonon_forces, symmetrize, fc2)
+    checks.check_fc3(ph3.fc3, ph3.fc2)
+    return scheme
+
+
+def kappa_on_mesh(ph3, mesh, temperatures, method: str, statistics: str) -> tuple[np.ndarray, object]:
+    """κ [n_T, 6] (W/mK) from the force constants already set, and phono3py's conductivity object."""
+    set_mesh(ph3, mesh)
+    ph3.init_phph_interaction()
+    temps = np.asarray(temperatures, dtype=float)
+    solve_at = [CLASSICAL_REFERENCE_T] if statistics == "classical" else temps
+    ph3.run_thermal_conductivity(is_LBTE=method == "lbte", temperatures=solve_at)
+    tc = ph3.thermal_conductivity
+    kappa = np.array(tc.kappa)[0]                                        # first sigma (tetrahedron)
+    if statistics == "classical":
+        kappa = kappa[0][None, :] * CLASSICAL_REFERENCE_T / temps[:, None]
+    return kappa, tc
+
+
 def solve_kappa(ph3, forces: np.ndarray, phonon_forces: np.ndarray | None, mesh, temperatures, method: str,
                 statistics: str, symmetrize: str | None = "projector", fc2: np.ndarray | None = None
                 ) -> tuple[np.ndarray, object]:
@@ -275,20 +306,8 @@ def solve_kappa(ph3, forces: np.ndarray, phonon_forces: np.ndarray | None, mesh,
 
     The second value is phono3py's conductivity object, with ``symmetrized_with`` set to the scheme applied.
     """
-    scheme = produce_fc2_fc3(ph3, forces, phonon_forces, symmetrize)
-    if fc2 is not None:
-        ph3.fc2 = fc2
-    checks.check_fc3(ph3.fc3, ph3.fc2)
-    with checks.phonopy_errors("sample the q mesh"):
-        ph3.mesh_numbers = checks.validate_mesh(mesh)
-        ph3.init_phph_interaction()
-    temps = np.asarray(temperatures, dtype=float)
-    solve_at = [CLASSICAL_REFERENCE_T] if statistics == "classical" else temps
-    ph3.run_thermal_conductivity(is_LBTE=method == "lbte", temperatures=solve_at)
-    tc = ph3.thermal_conductivity
-    kappa = np.asarray(tc.kappa)[0]                                       # first sigma (tetrahedron)
-    if statistics == "classical":
-        kappa = kappa[0][None, :] * CLASSICAL_REFERENCE_T / temps[:, None]
+    scheme = set_force_constants(ph3, forces, phonon_forces, symmetrize, fc2)
+    kappa, tc = kappa_on_mesh(ph3, mesh, temperatures, method, statistics)
     tc.symmetrized_with = scheme
     return kappa, tc
 
@@ -342,10 +361,14 @@ def _place(atoms: Atoms, calculator, cell, temperatures: np.ndarray, statistics:
         source = "given cell"
     if renormalise is not None:
         from .expansion import read_frames, supercell_of
+        from .renormalise import EffectiveForceConstants
 
-        frames = read_frames(renormalise)
-        snapshot_cell = frames[0].cell.array
-        unit = np.linalg.inv(supercell_of(atoms, snapshot_cell, len(frames[0]))) @ snapshot_cell
+        if isinstance(renormalise, EffectiveForceConstants):
+            unit = renormalise.unit_cell.cell.array
+        else:
+            frames = read_frames(renormalise)
+            snapshot_cell = frames[0].cell.array
+            unit = np.linalg.inv(supercell_of(atoms, snapshot_cell, len(frames[0]))) @ snapshot_cell
         if cell is None:
             atoms = atoms.copy()
             atoms.set_cell(unit, scale_atoms=True)
@@ -399,10 +422,11 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
         ``"quasi-harmonic"`` (at the single temperature, with the free
         energy of ``statistics``), or a 3x3 array (Å).
     renormalise
-        MD snapshots (file or frames) at the temperature of interest: fc2 is
-        replaced by effective force constants fitted to their forces
+        MD snapshots (file or frames) at the temperature of interest, or an
+        :class:`~atomflux.lattice.EffectiveForceConstants`: fc2 is replaced
+        by effective force constants fitted to their forces
         (:func:`~atomflux.lattice.effective_force_constants`), in the
-        snapshots' supercell.  One temperature only.
+        snapshots' supercell (and at their cell).  One temperature only.
     symmetrize
         ``"projector"`` (as ``phono3py.load``), ``"traditional"`` (as the
         phono3py command line) or ``None``.
@@ -464,14 +488,16 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
         Path(workdir).mkdir(parents=True, exist_ok=True)
     effective = None
     if renormalise is not None:
-        from .renormalise import effective_force_constants
+        from .renormalise import EffectiveForceConstants, effective_force_constants
 
         if phonon_supercell is not None:
             raise ValueError("with renormalise, fc2 lives in the snapshots' supercell: leave phonon_supercell unset")
-        effective = effective_force_constants(atoms, calculator, renormalise, primitive, uncertainty,
-                                              memory_budget, progress)
+        effective = (renormalise if isinstance(renormalise, EffectiveForceConstants) else
+                     effective_force_constants(atoms, calculator, renormalise, primitive, uncertainty,
+                                               memory_budget, progress))
         phonon_supercell = effective.supercell_matrix
     ph3 = build_phono3py(atoms, supercell, primitive, phonon_supercell, displacement, cutoff_pair_distance)
+    set_mesh(ph3, mesh)
     fc3_set = _supercell_forces(ph3.supercells_with_displacements, calculator, uncertainty, workdir,
                                 "forces_fc3", progress, memory_budget)
     fc2_set = None

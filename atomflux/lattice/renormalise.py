@@ -65,9 +65,11 @@ class EffectiveForceConstants:
 
 def snapshot_displacements(phonon_supercell_positions: np.ndarray, phonon_supercell_numbers: np.ndarray,
                            cell: np.ndarray, frames: Sequence[Atoms]) -> tuple[np.ndarray, np.ndarray]:
-    """Displacements [n, N, 3] (Å, minimum image) of the frames' atoms from the ideal sites, in phonopy's atom order.
+    """Displacements [n, N, 3] (Å) of the frames' atoms from the ideal sites, in phonopy's atom order.
 
-    Returns ``(displacements, order)``: ``order[j]`` is the frame atom at ideal site j.
+    Each frame's rigid translation (a drifting centre of mass, e.g. under a
+    Langevin thermostat) is removed: it changes no force.  Returns
+    ``(displacements, order)``: ``order[j]`` is the frame atom at ideal site j.
     """
     inverse = np.linalg.inv(cell)
     ideal = phonon_supercell_positions @ inverse
@@ -82,8 +84,9 @@ def snapshot_displacements(phonon_supercell_positions: np.ndarray, phonon_superc
     displacements = []
     for frame in frames:
         frac = frame.positions[order] @ inverse - ideal
-        frac -= np.rint(frac)
-        displacements.append(frac @ cell)
+        frac -= frac[0]                              # drift, up to a lattice vector: relative to atom 0 ...
+        u = (frac - np.rint(frac)) @ cell
+        displacements.append(u - u.mean(axis=0))     # ... then the mean: no rigid translation left
     return np.array(displacements), order
 
 
