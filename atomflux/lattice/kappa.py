@@ -469,21 +469,7 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
                                 renormalise, progress)
     notes: list[str] = []
     report: dict = {}
-    shells, text = checks.cutoff_crossings(atoms, calculator, displacement, pairs=True)
-    if text is not None:
-        report["cutoff_shells"] = [asdict(s) for s in shells]
-        if on_cutoff_crossing == "error":
-            raise ValueError(text)
-        adapted = (checks.adapted_displacement(shells, displacement, True, checks.calculator_dtype(calculator))
-                   if on_cutoff_crossing == "adapt" else None)
-        if adapted is not None:
-            notes.append(f"displacement reduced from {displacement:g} to {adapted:.3g} Å so that no displaced "
-                         f"pair crosses the cutoff (closest shell {min(abs(s.gap) for s in shells):.4f} Å from it)")
-            displacement = adapted
-        else:
-            notes.append(text if on_cutoff_crossing == "warn" else
-                         text + " (cannot adapt: the safe displacement is below the precision floor)")
-            checks.warn(notes[-1], checks.CutoffCrossingWarning)
+    displacement = _safe_displacement(atoms, calculator, displacement, on_cutoff_crossing, notes, report)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     effective = None
@@ -528,16 +514,8 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
     checks.check_kappa(kappa, temperatures)
     members = None
     if fc3_set.members is not None:
-        n_mem = len(fc3_set.members)
-        members = np.array([
-            solve_kappa(ph3, fc3_set.members[m], None if fc2_set is None else fc2_set.members[m], mesh,
-                        temperatures, method, statistics, symmetrize,
-                        None if effective is None or effective.members is None else effective.members[m])[0]
-            for m in tqdm(range(n_mem), desc="κ per member", disable=None if progress else True)])
-        bad = [m for m in range(n_mem) if not _physical(members[m])]
-        if bad:
-            notes.append(f"members {bad} give a κ that is zero, negative or NaN: their force constants are broken")
-            checks.warn(notes[-1])
+        members = _member_kappas(ph3, fc3_set, fc2_set, effective, mesh, temperatures, method, statistics,
+                                 symmetrize, progress, notes)
     if probe_displacement:
         probe = displacement_probe(atoms, calculator, supercell, mesh, float(temperatures[0]), displacement,
                                    primitive=primitive, statistics=statistics, symmetrize=symmetrize,
@@ -566,6 +544,45 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
                        cell=atoms.cell.array.tolist(), volume_per_atom=float(atoms.get_volume() / len(atoms)),
                        cell_source=cell_source, fc2_source=fc2_source, displacement=float(displacement),
                        symmetrize=symmetrize, warnings=notes, checks=report)
+
+
+def _safe_displacement(atoms: Atoms, calculator, displacement: float, on_cutoff_crossing: str, notes: list,
+                       report: dict) -> float:
+    """The displacement to use after the cutoff-crossing check (warn / adapt / error); notes and report filled."""
+    shells, text = checks.cutoff_crossings(atoms, calculator, displacement, pairs=True)
+    if text is None:
+        return displacement
+    report["cutoff_shells"] = [asdict(s) for s in shells]
+    if on_cutoff_crossing == "error":
+        raise ValueError(text)
+    adapted = (checks.adapted_displacement(shells, displacement, True, checks.calculator_dtype(calculator))
+               if on_cutoff_crossing == "adapt" else None)
+    if adapted is not None:
+        notes.append(f"displacement reduced from {displacement:g} to {adapted:.3g} Å so that no displaced "
+                     f"pair crosses the cutoff (closest shell {min(abs(s.gap) for s in shells):.4f} Å from it)")
+        return adapted
+    notes.append(text if on_cutoff_crossing == "warn" else
+                 text + " (cannot adapt: the safe displacement is below the precision floor)")
+    checks.warn(notes[-1], checks.CutoffCrossingWarning)
+    return displacement
+
+
+def _member_kappas(ph3, fc3_set: ForceSet, fc2_set: ForceSet | None, effective, mesh, temperatures, method: str,
+                   statistics: str, symmetrize: str | None, progress: bool, notes: list) -> np.ndarray:
+    """κ [M, n_T, 6] of every member, from the members' forces (and renormalised fc2)."""
+    n_mem = len(fc3_set.members)
+    fitted = None if effective is None else effective.members
+    if fitted is not None and len(fitted) != n_mem:
+        raise ValueError(f"the renormalised force constants have {len(fitted)} members, the model {n_mem}")
+    members = np.array([
+        solve_kappa(ph3, fc3_set.members[m], None if fc2_set is None else fc2_set.members[m], mesh, temperatures,
+                    method, statistics, symmetrize, None if fitted is None else fitted[m])[0]
+        for m in tqdm(range(n_mem), desc="κ per member", disable=None if progress else True)])
+    bad = [m for m in range(n_mem) if not _physical(members[m])]
+    if bad:
+        notes.append(f"members {bad} give a κ that is zero, negative or NaN: their force constants are broken")
+        checks.warn(notes[-1])
+    return members
 
 
 def _physical(kappa: np.ndarray) -> bool:
