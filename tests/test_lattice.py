@@ -8,7 +8,7 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.lj import LennardJones as AseLJ
 
-from atomflux.calculators import AtomfluxCalculator
+from atomflux.calculators import AtomfluxCalculator, Committee
 from atomflux.lattice import KappaResult, compute_forces, thermal_conductivity
 from atomflux.lattice.kappa import build_phono3py, to_ase
 from atomflux.models import LennardJones, PowerSpectrumPotential
@@ -189,31 +189,16 @@ def test_phonon_dispersion_of_lj_argon():
 
 # ---- committees: κ per member from any calculator that returns forces_ensemble -------------------------------
 
-class _Committee(Calculator):
-    """Stand-in committee: Lennard-Jones models with different ε; mean forces plus every member's forces."""
-
-    implemented_properties = ["energy", "forces", "energy_ensemble", "forces_ensemble"]
-
-    def __init__(self, epsilons):
-        super().__init__()
-        self.members = [AseLJ(sigma=SIGMA, epsilon=e, rc=RC, smooth=True) for e in epsilons]
-        self.member_names = [f"LJ eps={e:g}" for e in epsilons]
-
-    def calculate(self, atoms=None, properties=("forces",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        energies, forces = [], []
-        for calc in self.members:
-            calc.calculate(self.atoms, ["energy", "forces"], all_changes)
-            energies.append(calc.results["energy"])
-            forces.append(calc.results["forces"])
-        self.results = {"energy": float(np.mean(energies)), "forces": np.mean(forces, axis=0),
-                        "energy_ensemble": np.array(energies), "forces_ensemble": np.array(forces)}
+def lj_committee(epsilons):
+    """atomflux's Committee of ASE's own Lennard-Jones calculators with different ε."""
+    return Committee([AseLJ(sigma=SIGMA, epsilon=e, rc=RC, smooth=True) for e in epsilons],
+                     names=[f"LJ eps={e:g}" for e in epsilons])
 
 
 def test_committee_gives_kappa_per_member_equal_to_separate_runs(tmp_path):
     epsilons = (0.0103, 0.0110, 0.0300)
     settings = dict(temperatures=(30, 60), statistics="classical", **SMALL)
-    committee = thermal_conductivity(ARGON, _Committee(epsilons), **settings)
+    committee = thermal_conductivity(ARGON, lj_committee(epsilons), **settings)
     separate = np.array([thermal_conductivity(ARGON, AseLJ(sigma=SIGMA, epsilon=e, rc=RC, smooth=True),
                                               **settings).kappa for e in epsilons])
     np.testing.assert_allclose(committee.kappa_members[..., :3], separate[..., :3], rtol=1e-9)

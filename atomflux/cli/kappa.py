@@ -13,6 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .model_options import DEFAULT_MODEL, add_model_options
+
 OUR_WARNINGS = ("CutoffCrossingWarning", "LatticeWarning", "MemoryBudgetWarning")
 
 
@@ -71,7 +73,7 @@ def _convergence(atoms, calc, args: argparse.Namespace, out: Path) -> None:
 
 
 def _cmd_kappa(args: argparse.Namespace) -> None:
-    from ..calculators import AtomfluxCalculator
+    from ..calculators import make_calculator
     from ..lattice import phonons, thermal_conductivity
     from ..lattice.checks import validate_settings
     from ..lattice.kappa import build_phono3py, read_structure, set_mesh
@@ -85,10 +87,11 @@ def _cmd_kappa(args: argparse.Namespace) -> None:
         parse_budget(args.memory_budget)
     atoms = read_structure(args.structure)
     set_mesh(build_phono3py(atoms, args.supercell, displacement=args.displacement), args.mesh)  # before any output
-    calc = AtomfluxCalculator(args.model)
+    models = args.model or [DEFAULT_MODEL]
+    calc = make_calculator(models, trust=args.trust_model)
     out = Path(args.output_dir)
     parameters = _parameters(args, atoms)
-    if open_run(out, "kappa", parameters, model_record(args.model, calc),
+    if open_run(out, "kappa", parameters, model_record(" ".join(map(str, models)), calc),
                 info={"memory_budget": args.memory_budget, "converge": args.converge}, restart=args.restart):
         print(f"resuming the run in {out} (cached force sets are reused)")
     symmetrize = None if args.symmetrize == "none" else args.symmetrize
@@ -134,7 +137,7 @@ def _at_cell(atoms, cell):
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kappa", help="lattice thermal conductivity with phono3py (κ ± model uncertainty)")
     p.add_argument("structure", help="unit cell, any ASE-readable file")
-    p.add_argument("--model", default="demo", help="model file or shipped name")
+    add_model_options(p, committee=True)
     p.add_argument("--supercell", type=int, nargs=3, default=[3, 3, 3], help="supercell for fc2/fc3 (positive integers)")
     p.add_argument("--mesh", type=int, nargs=3, default=[11, 11, 11], help="q-point mesh (positive integers)")
     p.add_argument("--temperatures", type=float, nargs="+", default=[300.0], help="K")

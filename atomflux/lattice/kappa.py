@@ -529,7 +529,7 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
                          f"({probe['kappa'][0]:.4g} → {probe['kappa'][1]:.4g} W/mK): the finite differences are "
                          "not converged (a non-smooth model, a cutoff crossing, or numerical noise)")
             checks.warn(notes[-1])
-    names = getattr(calculator, "member_names", None)
+    names = member_names(calculator)
     fc2_source = "finite displacements"
     if effective is not None:
         fc2_source = (f"renormalised from {effective.n_snapshots} MD snapshots (rms displacement "
@@ -565,6 +565,12 @@ def _safe_displacement(atoms: Atoms, calculator, displacement: float, on_cutoff_
                  text + " (cannot adapt: the safe displacement is below the precision floor)")
     checks.warn(notes[-1], checks.CutoffCrossingWarning)
     return displacement
+
+
+def member_names(calculator) -> list[str] | None:
+    """Labels of a committee's members (:class:`~atomflux.calculators.Committee`), else None."""
+    names = getattr(calculator, "names", None) if hasattr(calculator, "calculators") else None
+    return None if names is None else [str(name) for name in names]
 
 
 def _member_kappas(ph3, fc3_set: ForceSet, fc2_set: ForceSet | None, effective, mesh, temperatures, method: str,

@@ -25,6 +25,8 @@ import re
 import warnings
 from typing import Callable
 
+from ..memory import available_bytes
+
 #: fraction of the available memory used by default
 DEFAULT_FRACTION = 0.5
 #: environment variable that sets the budget for every run
@@ -46,13 +48,9 @@ class MemoryBudgetWarning(UserWarning):
 
 def available_memory() -> int:
     """Memory available to new allocations (bytes): ``MemAvailable`` on Linux, free physical pages elsewhere."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = available_bytes()
+    if available is not None:
+        return available
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
