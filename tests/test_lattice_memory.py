@@ -58,8 +58,10 @@ def test_chunk_sizes_scale_with_budget_atoms_and_measured_rate():
 
 
 @linux_only
-def test_measured_peak_is_linear_in_atoms_and_grows_with_members(copper_cells):
-    """Peak memory of one batched evaluate: proportional to the atoms in the chunk; more with members."""
+def test_measured_peak_grows_at_most_linearly_with_atoms_and_members_cost_memory(copper_cells):
+    """Peak memory of one batched evaluate grows with the atoms in the chunk, never faster than linearly
+    (``evaluate`` chunks the member pass itself), so planning from the largest measured rate per atom is
+    conservative; members cost memory."""
     calc = AtomfluxCalculator("demo-llpr")
 
     def peak(k, uncertainty, repeats=1):
@@ -69,21 +71,22 @@ def test_measured_peak_is_linear_in_atoms_and_grows_with_members(copper_cells):
 
     peak(1, True)                                                            # one-off allocations
     one, four = peak(1, True, 2), peak(4, True, 2)
-    assert four / one == pytest.approx(4, rel=0.25)
-    assert peak(4, False) < 0.8 * four                                       # members cost memory too
+    assert 1.5 * one < four < 1.1 * 4 * one
+    assert peak(1, False) < 0.8 * one                                        # members cost memory too
 
 
 @linux_only
 def test_large_request_stays_within_the_budget(copper_cells):
-    """24 supercells with LLPR samples need ~1.2 GB in one chunk; with a 160 MB budget every measured chunk
+    """49 supercells with LLPR samples need ~45 MB in one chunk; with a 25 MB budget every measured chunk
     stays within it, and the forces are those of the unbounded evaluation."""
     calc = AtomfluxCalculator("demo-llpr")
-    budget = 160_000_000
-    cells = copper_cells[:24]
+    budget = 25_000_000
+    cells = copper_cells
+    one_chunk = measure_peak(lambda: evaluate(calc.potential, Batch.collate([calc.batch(c) for c in cells]),
+                                              forces=True, uncertainty=True))[1]
+    assert one_chunk > 1.5 * budget                                        # what a single chunk needs
     bounded = compute_forces(cells, calc, memory_budget_bytes=budget, progress=False)
     rate = max(peak / atoms for atoms, peak in bounded.peak_bytes[1:])      # bytes per atom, measured
-    one_chunk = rate * 27 * len(cells)
-    assert one_chunk > 5 * budget                                          # what a single chunk would need
     assert len(bounded.peak_bytes) >= 5
     assert all(peak <= budget for _, peak in bounded.peak_bytes[1:])       # after the one-supercell probe
     sizes = [atoms // 27 for atoms, _ in bounded.peak_bytes]

@@ -320,16 +320,11 @@ def _supercell_forces(cells, calculator, uncertainty, workdir, name, progress, m
 
 
 def read_structure(atoms: Atoms | str | Path) -> Atoms:
+    """A crystal from ``atoms`` or a structure file (one clear error per unreadable file or non-crystal)."""
     if isinstance(atoms, (str, Path)):
-        import ase.io
+        from ..structure_files import read_structure as read_file
 
-        path = Path(atoms)
-        if not path.is_file():
-            raise FileNotFoundError(f"no structure file {path}")
-        try:
-            atoms = ase.io.read(path)
-        except Exception as err:  # ASE raises many types for unreadable files
-            raise ValueError(f"cannot read a structure from {path} ({type(err).__name__}: {err})") from err
+        atoms = read_file(atoms)
     if len(atoms) == 0:
         raise ValueError("the structure has no atoms")
     if not atoms.pbc.all() or atoms.cell.rank != 3:
