@@ -46,6 +46,14 @@ def test_cell_from_an_npt_trajectory(tmp_path):
                                   cell=tmp_path / "npt.extxyz", progress=False)
     assert result.volume_per_atom == pytest.approx(np.linalg.det(mean) / 32, rel=1e-12)
     assert "mean cell of the MD trajectory" in result.cell_source
+    default = thermal_conductivity(unit, lj(), supercell=(3, 3, 3), mesh=(5, 5, 5), temperatures=(30,),
+                                   progress=False)
+    # the report says what each lattice κ leaves out: only the one at the input cell lacks thermal expansion
+    assert any("no thermal expansion" in line for line in default.limitations())
+    assert not any("no thermal expansion" in line for line in result.limitations())
+    for text in ("three-phonon scattering only", "relaxation-time approximation", "quantum (Bose–Einstein)",
+                 "no thermal renormalisation", "finite 3×3×3 supercell"):
+        assert any(text in line for line in result.limitations()) and text in result.table()
     with pytest.raises(ValueError, match="not a supercell of the given unit cell"):
         cell_from_md(unit, frames[0][:31])
 
@@ -119,6 +127,8 @@ def test_renormalisation_of_a_harmonic_model_gives_back_its_own_fc2():
     reference = thermal_conductivity(unit, lj("smooth"), phonon_supercell=(CONVENTIONAL_2), **settings)
     np.testing.assert_allclose(renormalised.kappa[:, :3], reference.kappa[:, :3], rtol=0.02)   # phono3py jitter
     assert "renormalised from 4 MD snapshots" in renormalised.fc2_source
+    assert not any("no thermal renormalisation" in line for line in renormalised.limitations())
+    assert any("no thermal renormalisation" in line for line in reference.limitations())
 
 
 def _langevin_snapshots(atoms, temperature, n_frames, seed):

@@ -115,6 +115,7 @@ class KappaResult:
         data = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
         data["units"] = {"temperatures": "K", "kappa": "W/mK", "frequencies": "THz", "lifetimes": "ps",
                          "cell": "Å", "volume_per_atom": "Å^3", "displacement": "Å", "voigt_order": list(VOIGT)}
+        data["limitations"] = self.limitations()
         if inputs is not None:
             data["inputs"] = inputs
         path = Path(path)
@@ -127,6 +128,7 @@ class KappaResult:
         data = json.loads(Path(path).read_text())
         data.pop("units", None)
         data.pop("inputs", None)
+        data.pop("limitations", None)
         arrays = ("temperatures", "kappa", "kappa_std", "kappa_members", "frequencies", "lifetimes", "weights")
         return cls(**{k: (np.asarray(v, dtype=float) if k in arrays and v is not None else v) for k, v in data.items()})
 
@@ -153,6 +155,42 @@ class KappaResult:
             if (np.abs(iso[m] - others.mean(axis=0)) > MEMBER_FLAG_SIGMAS * spread).any():
                 flagged.append(m)
         return flagged
+
+    def limitations(self) -> list[str]:
+        """What this lattice κ leaves out, one sentence each (for comparing it with Green–Kubo MD).
+
+        Derived from the settings it was computed with: the scattering (three-phonon only), the
+        solution (RTA or LBTE), the statistics, the cell (thermal expansion or not), the force
+        constants (thermal renormalisation or not) and the finite supercell and mesh.
+        """
+        lines = ["three-phonon scattering only: no four-phonon or higher processes, which lower κ as T rises "
+                 "(in LJ argon LBTE exceeds converged Green–Kubo by 1.5× at 20 K and 1.9× at 38 K; Feng & Ruan, "
+                 "PRB 93, 045202 (2016))"]
+        if self.method == "rta":
+            lines.append("relaxation-time approximation: normal processes treated as resistive, a lower bound of "
+                         "the three-phonon κ (LBTE solves the full linearised equation)")
+        if self.statistics == "quantum":
+            lines.append("quantum (Bose–Einstein) occupations: compare with classical MD only at T well above the "
+                         "Debye temperature, or recompute with classical statistics")
+        else:
+            lines.append("classical occupations, as in classical MD: no zero-point motion or quantum freeze-out")
+        source = self.cell_source or "input"
+        if source in ("input", "relaxed (0 K)", "given cell"):
+            lines.append(f"cell: {source}, no thermal expansion (pass an NPT trajectory or 'quasi-harmonic' as "
+                         "the cell for the MD's lattice constant)")
+        elif source.startswith("quasi-harmonic"):
+            lines.append("cell: quasi-harmonic expansion only (no anharmonic expansion beyond the harmonic free "
+                         "energy; an NPT trajectory includes it)")
+        if self.fc2_source == "finite displacements":
+            lines.append("fc2 and fc3 at 0 K (finite displacements): no thermal renormalisation of the phonon "
+                         "frequencies (renormalise= fits effective fc2 to MD snapshots)")
+        else:
+            lines.append("fc3 at 0 K (fc2 renormalised from MD; fc3 is not)")
+        supercell = "×".join(str(int(round(np.asarray(s).max()))) if np.ndim(s) else str(s) for s in self.supercell)
+        mesh = "×".join(str(m) for m in self.mesh)
+        lines.append(f"finite {supercell} supercell (force constants beyond it are cut) and {mesh} q-mesh: check "
+                     "both with --converge; Green–Kubo MD has its own finite-size and run-length errors")
+        return lines
 
     def table(self) -> str:
         """Plain-text table of κ(T), each member's κ, the flags and the warnings."""
@@ -187,6 +225,8 @@ class KappaResult:
                              f"{ratio:.3g} (std {100 * relative[worst]:.0f} % of the mean): the model's κ is "
                              "uncertain far beyond the error bar of any one member")
         lines += [f"warning: {w}" for w in self.warnings]
+        lines.append("what this κ leaves out:")
+        lines += [f"  - {line}" for line in self.limitations()]
         return "\n".join(lines)
 
     def plot(self, path: str | Path) -> Path:
