@@ -63,6 +63,8 @@ def test_runs_are_records(argon, tmp_path, capsys):
     record = json.loads((out / "run.json").read_text())
     assert record["command"] == "kappa" and record["parameters"]["mesh"] == [5, 5, 5]
     assert first["inputs"]["temperatures"] == [30.0] and first["volume_per_atom"] > 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["finished"] and record["summary"]["result"] == "kappa.json"
     cache = out / "phono3py" / "forces_fc3.npz"
     stamp = cache.stat().st_mtime_ns
     capsys.readouterr()

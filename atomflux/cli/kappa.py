@@ -77,7 +77,7 @@ def _cmd_kappa(args: argparse.Namespace) -> None:
     from ..lattice import phonons, thermal_conductivity
     from ..lattice.checks import validate_settings
     from ..lattice.kappa import build_phono3py, read_structure, set_mesh
-    from ..records import claim_result, model_record, open_run
+    from ..records import claim_result, finish_run, model_record, open_run
 
     validate_settings(supercell=args.supercell, mesh=args.mesh, displacement=args.displacement,
                       temperatures=args.temperatures, cutoff_pair_distance=args.pair_cutoff)
@@ -122,6 +122,7 @@ def _cmd_kappa(args: argparse.Namespace) -> None:
               f"force sets in {out / 'phono3py'}")
         if args.converge:
             _convergence(atoms if result.cell is None else _at_cell(atoms, result.cell), calc, args, out)
+        finish_run(out, {"result": f"{stem}.json", "kappa_isotropic_W_per_mK": result.isotropic()[0].tolist()})
     except KeyboardInterrupt:
         print(f"\natomflux kappa: interrupted; the force sets computed so far are cached in {out / 'phono3py'}: "
               "run the same command again to resume", file=sys.stderr)
