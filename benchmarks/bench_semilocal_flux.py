@@ -23,8 +23,10 @@ from common import REPO, load_average, timed
 
 
 def small_mace():
+    from atomflux.foreign.mace import import_mace
+
+    _, modules = import_mace()  # imports e3nn 0.4.4 the way it needs under torch 2.13
     from e3nn import o3
-    from mace import modules
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
@@ -54,7 +56,7 @@ def main() -> None:
     reach = potential.interaction_range
     rows = []
     for repeat in (1, 2, 3, 4):
-        atoms = bulk("SiC", "zincblende", a=4.36, cubic=True) * (repeat,) * 3
+        atoms = bulk("SiC", "zincblende", a=4.36, cubic=True) * ((repeat,) * 3)
         atoms.rattle(0.05, seed=repeat)
         batch = Batch.from_atoms(atoms, potential.cutoff)
         plain = timed(lambda: evaluate(potential, batch, forces=True), min_seconds=3, clock=time.process_time)
