@@ -3,6 +3,7 @@ import pytest
 import torch
 from ase.build import bulk, molecule
 
+from atomflux import Batch, evaluate
 from atomflux.models import PowerSpectrumPotential
 
 
@@ -61,3 +62,38 @@ def finite_difference_stress(energy, atoms, h=1e-6) -> np.ndarray:
             minus.set_cell(atoms.cell.array @ (np.eye(3) - eps), scale_atoms=True)
             out[a, b] = (energy(plus) - energy(minus)) / (2 * h) / atoms.get_volume()
     return out
+
+
+# ------------------------------------------------------------- heat flux of any potential, by finite differences
+
+def moment_and_energy(potential, atoms) -> tuple[np.ndarray, float]:
+    """Σ_i r_i U_i (eV·Å) and U of a non-periodic cluster."""
+    res = evaluate(potential, Batch.from_atoms(atoms, potential.cutoff), forces=False, energies=True)
+    u = res.energies.numpy()
+    return (atoms.positions * u[:, None]).sum(0), float(u.sum())
+
+
+def assert_flux_is_the_time_derivative(potential, atoms, velocities: np.ndarray, h: float, rtol: float):
+    """J_pot + Σ_i v_i U_i + Σ_k r_k (∂U/∂r_k · v_k) = d/dt Σ_i r_i U_i along r(t) = r + v t (non-periodic)."""
+    batch = Batch.from_atoms(atoms, potential.cutoff)
+    v = torch.tensor(velocities)
+    res = evaluate(potential, batch, forces=True, energies=True, velocities=v, masses=torch.ones(len(atoms)))
+    forces = res.forces.numpy()
+    predicted = (res.heat_flux_potential[0].numpy() + (velocities * res.energies.numpy()[:, None]).sum(0)
+                 - (atoms.positions * (forces * velocities).sum(1)[:, None]).sum(0))
+    ahead, behind = atoms.copy(), atoms.copy()
+    ahead.positions += h * velocities
+    behind.positions -= h * velocities
+    derivative = (moment_and_energy(potential, ahead)[0] - moment_and_energy(potential, behind)[0]) / (2 * h)
+    np.testing.assert_allclose(predicted, derivative, rtol=rtol, atol=rtol * np.abs(derivative).max())
+
+
+def random_cluster(n: int, spacing: float, seed: int, symbol: str = "Ar"):
+    """``n`` atoms of a rattled fcc block (non-periodic) and random velocities (Å/fs)."""
+    rng = np.random.default_rng(seed)
+    atoms = bulk(symbol, "fcc", a=spacing, cubic=True) * (2, 2, 2)
+    atoms = atoms[:n]
+    atoms.pbc = False
+    atoms.cell = None
+    atoms.positions += 0.1 * rng.standard_normal(atoms.positions.shape)
+    return atoms, rng.standard_normal((len(atoms), 3)) * 0.01

@@ -94,3 +94,25 @@ def test_mace_features_and_llpr_round_trip(mace_model, tmp_path):
     test = Batch.from_atoms(strained_sic(seed=50), potential.cutoff)
     assert torch.equal(evaluate(llpr, test, uncertainty="energy").energy_uncertainty,
                        evaluate(again, test, uncertainty="energy").energy_uncertainty)
+
+
+def test_mace_heat_flux_through_the_unfolded_system(mace_model, tmp_path):
+    """Two-layer MACE: J = d/dt Σ r_i U_i on a cluster (finite differences); periodic flux = 1/8 of the 2×2×2 cell's."""
+    from conftest import assert_flux_is_the_time_derivative, random_cluster
+
+    path = tmp_path / "small.model"
+    torch.save(mace_model, path)
+    potential = load_model(f"mace:{path}", trust=True)
+    cluster, velocities = random_cluster(14, 4.36, seed=2, symbol="Si")
+    cluster.symbols[::3] = "C"
+    assert_flux_is_the_time_derivative(potential, cluster, velocities, h=1e-3, rtol=1e-6)
+
+    crystal = strained_sic()
+    v = 0.01 * np.random.default_rng(1).standard_normal((len(crystal), 3))
+
+    def flux(atoms, velocities):
+        batch = Batch.from_atoms(atoms, potential.cutoff)
+        return evaluate(potential, batch, forces=False, velocities=torch.tensor(velocities),
+                        masses=torch.ones(len(atoms))).heat_flux[0].numpy()
+
+    np.testing.assert_allclose(flux(crystal * (2, 2, 2), np.tile(v, (8, 1))), 8 * flux(crystal, v), rtol=1e-8)
