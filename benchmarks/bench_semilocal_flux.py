@@ -13,6 +13,7 @@ Writes benchmarks/results/bench_semilocal_flux.{json,md}.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -21,25 +22,8 @@ from ase.build import bulk
 
 from common import REPO, load_average, timed
 
-
-def small_mace():
-    from atomflux.foreign.mace import import_mace
-
-    _, modules = import_mace()  # imports e3nn 0.4.4 the way it needs under torch 2.13
-    from e3nn import o3
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-    model = modules.ScaleShiftMACE(
-        r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
-        interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
-        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.array([-1.5, -3.0]), avg_num_neighbors=10.0,
-        atomic_numbers=[6, 14], correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=1.7,
-        atomic_inter_shift=0.2)
-    torch.set_default_dtype(previous)
-    return model.eval()
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import small_mace_model  # noqa: E402  (the same model as tests/test_foreign_mace.py)
 
 
 def main() -> None:
@@ -51,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/small.model"
-        torch.save(small_mace(), path)
+        torch.save(small_mace_model(), path)
         potential = load_model(f"mace:{path}", trust=True)
     reach = potential.interaction_range
     rows = []

@@ -97,3 +97,26 @@ def random_cluster(n: int, spacing: float, seed: int, symbol: str = "Ar"):
     atoms.cell = None
     atoms.positions += 0.1 * rng.standard_normal(atoms.positions.shape)
     return atoms, rng.standard_normal((len(atoms), 3)) * 0.01
+
+
+# ------------------------------------------------------------- a real third-party architecture (needs mace-torch)
+
+def small_mace_model():
+    """A small two-layer ScaleShiftMACE for C and Si with random weights (float64)."""
+    from atomflux.foreign.mace import import_mace
+
+    _, modules = import_mace()  # e3nn 0.4.4 imported the way it needs under torch 2.13
+    from e3nn import o3
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    model = modules.ScaleShiftMACE(
+        r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
+        interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
+        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.array([-1.5, -3.0]), avg_num_neighbors=10.0,
+        atomic_numbers=[6, 14], correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=1.7,
+        atomic_inter_shift=0.2)
+    torch.set_default_dtype(previous)
+    return model.eval()

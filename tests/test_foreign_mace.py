@@ -18,27 +18,12 @@ from atomflux.uncertainty import LLPR
 pytest.importorskip("mace", reason="mace-torch is not installed in this environment (it cannot share one with "
                                    "sevenn: e3nn pins); `make test` runs this file in .venv-mace")
 warnings.filterwarnings("ignore", module="e3nn")
-from atomflux.foreign.mace import MacePotential, import_mace  # noqa: E402
+from conftest import small_mace_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def mace_model():
-    """A small two-layer ScaleShiftMACE for C and Si with random weights (float64)."""
-    _, modules = import_mace()
-    from e3nn import o3
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-    model = modules.ScaleShiftMACE(
-        r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
-        interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
-        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.array([-1.5, -3.0]), avg_num_neighbors=10.0,
-        atomic_numbers=[6, 14], correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=1.7,
-        atomic_inter_shift=0.2)
-    torch.set_default_dtype(previous)
-    return model.eval()
+    return small_mace_model()
 
 
 def strained_sic(seed=0):
