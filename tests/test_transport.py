@@ -61,14 +61,16 @@ def coverage(results, exact):
     return float(np.mean(values) / exact - 1), float(np.mean(np.abs(values - exact) <= errors))
 
 
-def test_bandwidth_scan_on_ornstein_uhlenbeck():
-    """30 seeds (the 60-seed version is in test_transport_slow.py): mean within 3 % of the exact integral,
-    1σ coverage 50–85 % (68 % expected), at least 27 of 30 runs converged."""
-    runs = [ornstein_uhlenbeck(20_000, 10.0, seed=seed) for seed in range(30)]
+@pytest.mark.parametrize("tau", [3.0, 30.0])
+def test_bandwidth_scan_on_ornstein_uhlenbeck(tau):
+    """30 seeds at two correlation times (60 seeds at four processes in test_transport_slow.py): mean within
+    3 % of the exact integral, 1σ coverage 50–85 % (68 % expected; ± 2 Monte-Carlo σ of 30 seeds around the
+    required 60–75 %), at least 25 of 30 runs headlined as converged."""
+    runs = [ornstein_uhlenbeck(20_000, tau, seed=seed) for seed in range(30)]
     results = [bandwidth_scan(r.series, r.dt) for r in runs]
     bias, covered = coverage(results, runs[0].integral)
     assert abs(bias) < 0.03 and 0.5 <= covered <= 0.85, (bias, covered)
-    assert sum(r.converged for r in results) >= 27
+    assert sum(r.converged for r in results) >= 25
 
 
 def test_bandwidth_scan_resolves_a_narrow_peak_that_a_single_bandwidth_misses():

@@ -183,3 +183,44 @@ def test_compare_report_groups_runs_and_explains_itself(tmp_path, capsys):
     # other inputs into the same folder: the first report stays
     assert main(["compare", "--lattice", str(tmp_path / "rta.json"), "--md", files[0], "--output-dir", str(out)]) == 0
     assert (out / "comparison-2.md").is_file() and (out / "comparison.md").read_text() == report
+
+
+def test_wrong_file_types_and_impossible_settings_exit_2_with_one_line(tmp_path, capsys):
+    """Each file given to the wrong option, and each impossible number, ends with one line naming it."""
+    from ase.build import bulk
+
+    good, _ = flux_file(tmp_path / "flux.npz")
+    traj = tmp_path / "md.traj"
+    write(traj, [bulk("Ar", "fcc", a=5.3)] * 3)
+    xyz = trajectory_file(tmp_path / "md.extxyz", n_frames=3)
+    (tmp_path / "other.json").write_text('{"energy": 1.0}')
+    (tmp_path / "blob.dat").write_bytes(bytes(range(256)) * 4)
+    cases = [
+        (["transport", "--flux", str(traj)], ("ASE trajectory", "--trajectory")),
+        (["transport", "--flux", str(xyz)], ("extended XYZ", "--trajectory")),
+        (["transport", "--flux", str(tmp_path / "other.json")], ("JSON", "--lattice")),
+        (["transport", "--flux", str(tmp_path / "blob.dat")], ("binary file",)),
+        (["transport", "--flux", str(tmp_path)], ("folder",)),
+        (["transport", "--trajectory", str(good)], ("heat-flux", "--flux")),
+        (["compare", "--lattice", str(good), "--md", str(good)], ("not a JSON file", "kappa.json")),
+        (["compare", "--lattice", str(tmp_path / "other.json"), "--md", str(good)], ("not a lattice", "kappa.json")),
+        (["transport", "--flux", str(good), "--cutoff", "0"], ("--cutoff", "> 0")),
+        (["transport", "--flux", str(good), "--max-frequency", "-1"], ("--max-frequency",)),
+        (["transport", "--flux", str(good), "--max-frequency", "300"], ("Nyquist", "250 THz")),
+        (["transport", "--flux", str(good), "--max-frequency", "0.5"], ("1.575 THz", "run longer")),
+        (["transport", "--trajectory", str(xyz), "--dt", "0"], ("--dt",)),
+        (["transport", "--trajectory", str(xyz), "--blocks", "1"], ("--blocks", "≥ 2")),
+        (["transport", "--flux", str(good), "--volume", "-5"], ("--volume",)),
+        (["compare", "--lattice", str(tmp_path / "none.json"), "--md", str(good)], ("none.json",)),
+    ]
+    for argv, words in cases:
+        try:
+            code = main(argv + ["--output-dir", str(tmp_path / "out")])
+        except SystemExit as parser_exit:                                           # argparse refuses the number
+            code = parser_exit.code
+        assert code == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"atomflux {argv[0]}: error:"), (argv, err)
+        for word in words:
+            assert word in err[0], (argv, err[0])
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -7,6 +7,7 @@ import pytest
 from ase.build import bulk
 
 from atomflux.calculators import AtomfluxCalculator
+from atomflux.analysis.flux_io import read_flux
 from atomflux.cli import main
 from atomflux.io import save_model
 from atomflux.md import run_transport_md
@@ -53,6 +54,9 @@ def test_transport_and_compare_commands(tmp_path, capsys):
                  "--equilibration", "50", "--steps", "400", "--timestep", "5", "--stride", "10",
                  "-o", str(tmp_path / "run")]) == 0
     flux = tmp_path / "run" / "flux.npz"
+    run = read_flux(flux)                                        # FLUX_SCHEMA: units and the run record
+    assert run.units["heat_flux"] == "eV*Angstrom/fs" and run.dt == 5.0 and run.n_atoms == len(argon())
+    assert run.provenance["parameters"]["temperature_K"] == 40 and run.provenance["model"]["fingerprint"]
     assert main(["transport", "--flux", str(flux), "--trajectory", str(tmp_path / "run" / "production.traj"),
                  "--dt", "50", "--output-dir", str(tmp_path / "an")]) == 0
     kappa = json.loads((tmp_path / "an" / "greenkubo.json").read_text())["result"]

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .bandwidth import DEFAULT_CUTOFF, BandwidthScan, bandwidth_scan
+from .bandwidth import BINS_PER_COEFFICIENT, DEFAULT_CUTOFF, BandwidthScan, bandwidth_scan
 from .flux_io import FluxRun, read_flux
 from .greenkubo import BOLTZMANN_EV_PER_K, EV_PER_ANGSTROM_FS_KELVIN_IN_W_PER_MK, RunningIntegral, running_integral
 
@@ -140,6 +140,7 @@ def kappa_from_runs(runs: Sequence[FluxRun], multicomponent: bool | None = None,
         scaled.append(r.heat_flux * np.sqrt(prefactor))
         steps.append(r.dt)
         coupled.append(r.mass_fluxes if multicomponent else [])
+    _check_bandwidth(runs, cutoff, max_frequency)
     scan = bandwidth_scan(scaled, steps, coupled=coupled, cutoff=cutoff, max_frequency=max_frequency)
     if not (np.isfinite(scan.value) and scan.value > 0 and np.isfinite(scan.error)):
         raise ValueError(f"Green–Kubo κ came out as {scan.value} ± {scan.error} W/mK, which is not a conductivity; "
@@ -148,6 +149,22 @@ def kappa_from_runs(runs: Sequence[FluxRun], multicomponent: bool | None = None,
                           bool(multicomponent), scan, _mean_running_integral(scaled, steps),
                           [r.source for r in runs], float(sum(r.duration for r in runs)),
                           int(sum(r.heat_flux.size for r in runs)), [r.provenance for r in runs])
+
+
+def _check_bandwidth(runs: Sequence[FluxRun], cutoff: int, max_frequency: float | None) -> None:
+    """Refuse a scan these runs cannot make (THz in the messages: the CLI's unit)."""
+    nyquist = min(0.5 / r.dt for r in runs)
+    finest = BINS_PER_COEFFICIENT * cutoff / max(r.duration for r in runs)
+    top = nyquist if max_frequency is None else max_frequency
+    if max_frequency is not None and max_frequency > nyquist:
+        raise ValueError(f"max frequency {max_frequency * THZ_PER_INVERSE_FS:.4g} THz is above the Nyquist frequency "
+                         f"{nyquist * THZ_PER_INVERSE_FS:.4g} THz of the flux sampling; give at most that")
+    if top <= finest:
+        raise ValueError(f"the scan needs F* above {finest * THZ_PER_INVERSE_FS:.4g} THz "
+                         f"({BINS_PER_COEFFICIENT} frequency bins per cepstral coefficient, P = {cutoff}, "
+                         f"run length {max(r.duration for r in runs) / 1000:.4g} ps); "
+                         + ("raise --max-frequency above it, lower --cutoff, or run longer" if max_frequency
+                            else "lower --cutoff or run longer"))
 
 
 def kappa_from_files(paths: Sequence[str | Path] | str | Path, multicomponent: bool | None = None,

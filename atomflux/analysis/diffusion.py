@@ -55,9 +55,12 @@ def read_trajectory(path: str | Path, dt: float, index: str = ":", format: str |
         For LAMMPS dumps without an element column: chemical symbols of
         types 1, 2, ... (ASE otherwise reads type n as atomic number n).
     """
-    import ase.io
+    from ..structure_files import read_structures
 
-    frames = ase.io.read(path, index=index, format=format)
+    if Path(path).suffix == ".npz":
+        raise ValueError(f"{path} is a numpy archive (a heat-flux file?), not a trajectory; heat-flux files go "
+                         "to --flux, positions to --trajectory (ASE traj, extxyz, LAMMPS dump)")
+    frames = read_structures(path, index=index, format=format)
     if len(frames) < 2:
         raise ValueError(f"{path}: need at least two frames, found {len(frames)}")
     cells = np.array([f.cell.array for f in frames])

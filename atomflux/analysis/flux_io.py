@@ -122,8 +122,13 @@ def read_flux(path: str | Path, **lammps_options: Any) -> FluxRun:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no flux file {path}")
-    if path.suffix == ".npz":
+        raise FileNotFoundError(f"no flux file {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    kind = file_kind(path)
+    if kind != "text" and kind != "npz":
+        raise ValueError(f"{path} is {kind}, not a heat-flux file; --flux/--md take flux.npz from "
+                         "`atomflux md --transport` or LAMMPS compute heat/flux output (fix ave/time, fix print)"
+                         + ("; positions go to `atomflux transport --trajectory`" if "trajectory" in kind else ""))
+    if kind == "npz":
         given = {k: v for k, v in lammps_options.items() if v is not None}
         if given:
             raise ValueError(f"{path}: an atomflux flux.npz carries its own units, timestep, volume and temperature; "
@@ -132,10 +137,47 @@ def read_flux(path: str | Path, **lammps_options: Any) -> FluxRun:
     return read_lammps_flux(path, **lammps_options)
 
 
+def file_kind(path: str | Path) -> str:
+    """What a file looks like from its first bytes: "npz", "text", or a description of another kind of file.
+
+    Recognised: numpy ``.npz`` (a zip archive), ASE ``.traj`` (ULM), extxyz/xyz and LAMMPS dumps
+    (trajectories), JSON documents, and binary files that are none of these.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith(b"PK\x03\x04"):
+        return "npz"
+    if head.startswith(b"- of Ulm"):
+        return "an ASE trajectory"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        try:  # a multi-byte character cut at the end of the block
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return "a binary file"
+    lines = [line.strip() for line in text.splitlines()]
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        return "a JSON document (a lattice kappa.json goes to `atomflux compare --lattice`)"
+    if lines and lines[0].startswith("ITEM:"):
+        return "a LAMMPS dump (a trajectory)"
+    if len(lines) > 1 and lines[0].isdigit() and ("Lattice=" in lines[1] or "Properties=" in lines[1]):
+        return "an extended XYZ file (a trajectory)"
+    return "text"
+
+
 def read_flux_npz(path: str | Path) -> FluxRun:
     """A ``flux.npz`` of :func:`atomflux.md.run_transport_md` (FLUX_SCHEMA: units, provenance, replicas optional)."""
     path = Path(path)
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err}); give flux.npz from `atomflux md --transport`") \
+            from None
+    if not hasattr(archive, "files"):
+        raise ValueError(f"{path}: a single numpy array, not a flux.npz from `atomflux md --transport`")
+    with archive as data:
         keys = set(data.files)
         missing = {"time", "heat_flux", "volume"} - keys
         if missing:
@@ -156,6 +198,9 @@ def read_flux_npz(path: str | Path) -> FluxRun:
                 temperature = float(data[key])
                 break
         n_atoms = int(data["n_atoms"]) if "n_atoms" in keys else None
+    if n_atoms is None and isinstance(provenance, dict):
+        recorded = (provenance.get("parameters") or {}).get("n_atoms")
+        n_atoms = int(recorded) if recorded else None
     dt = check_uniform_time(time, str(path))
     if len(flux) != len(time):
         raise ValueError(f"{path}: heat_flux has {len(flux)} rows but time has {len(time)}")

@@ -87,10 +87,29 @@ def _load_lattice(paths: Sequence[str | Path]) -> list[_Lattice]:
 
     loaded = []
     for path in paths:
-        result = KappaResult.from_json(path)
+        result = _read_lattice_result(Path(path), KappaResult)
         loaded.append(_Lattice(f"{result.method.upper()} ({result.statistics})", result,
                                lattice_volume_per_atom(result)))
     return loaded
+
+
+def _read_lattice_result(path: Path, result_type):
+    """A ``kappa.json`` of ``atomflux kappa``; ValueError naming the file when it is anything else."""
+    advice = "--lattice takes kappa.json from `atomflux kappa` (heat-flux files go to --md)"
+    if not path.is_file():
+        raise FileNotFoundError(f"no lattice result {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{path} is not a JSON file; {advice}") from None
+    required = {"temperatures", "kappa", "method", "statistics"}
+    if not isinstance(data, dict) or not required <= set(data):
+        found = sorted(data)[:6] if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path} is not a lattice κ result (keys {found}); {advice}")
+    try:
+        return result_type.from_json(path)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} is not a lattice κ result of this atomflux version ({err}); {advice}") from None
 
 
 def _lattice_constant_lines(lattices: list[_Lattice], md: list[GreenKuboKappa], md_atoms: dict[float, int | None],

@@ -13,6 +13,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .arguments import positive
+
+
+def at_least(minimum: int):
+    """Type for whole numbers ≥ ``minimum``."""
+    whole = positive(int)
+
+    def parse(text: str) -> int:
+        value = whole(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {text}")
+        return value
+
+    parse.__name__ = f"whole number ≥ {minimum}"
+    return parse
+
 
 def _lammps_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"units": args.lammps_units, "timestep": args.timestep, "volume": args.volume,
@@ -123,17 +139,17 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 def _add_flux_options(p: argparse.ArgumentParser) -> None:
     from ..analysis.bandwidth import DEFAULT_CUTOFF
 
-    p.add_argument("--cutoff", type=int, default=DEFAULT_CUTOFF,
+    p.add_argument("--cutoff", type=positive(int), default=DEFAULT_CUTOFF,
                    help="P: cepstral coefficients kept at every bandwidth F* of the scan")
-    p.add_argument("--max-frequency", type=float,
+    p.add_argument("--max-frequency", type=positive(float),
                    help="THz: largest bandwidth F* of the scan (default: the whole spectrum)")
     lammps = p.add_argument_group("LAMMPS heat/flux files (fix ave/time or fix print of compute heat/flux)")
     lammps.add_argument("--lammps-units", choices=["metal", "real"], help="the run's LAMMPS units (default: metal)")
-    lammps.add_argument("--timestep", type=float,
+    lammps.add_argument("--timestep", type=positive(float),
                         help="the run's timestep in LAMMPS time units (metal: ps, real: fs), "
                              "when the file has step numbers")
-    lammps.add_argument("--volume", type=float, help="Å³, when the file has no volume column")
-    lammps.add_argument("--flux-temperature", type=float, help="K, when the file has no temperature column")
+    lammps.add_argument("--volume", type=positive(float), help="Å³, when the file has no volume column")
+    lammps.add_argument("--flux-temperature", type=positive(float), help="K, when the file has no temperature column")
     lammps.add_argument("--columns", nargs=4, metavar=("STEP", "JX", "JY", "JZ"),
                         help="names or 1-based numbers of the step (or time) and Jx, Jy, Jz columns "
                              "(default: the c_ID[1..3] columns of the header)")
@@ -149,10 +165,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trajectory", help="ASE traj, extxyz or LAMMPS dump")
     p.add_argument("--format", help="ASE format name, e.g. lammps-dump-text")
     p.add_argument("--types", nargs="+", help="LAMMPS dumps: chemical symbols of types 1, 2, ...")
-    p.add_argument("--dt", type=float, default=20.0, help="time between trajectory frames, fs")
+    p.add_argument("--dt", type=positive(float), default=20.0, help="time between trajectory frames, fs")
     p.add_argument("--charges", nargs="+", help="formal charges, e.g. Li=1 S=-2 (enables conductivity)")
-    p.add_argument("--temperature", type=float, help="K, for the conductivity (needed with --charges)")
-    p.add_argument("--blocks", type=int, default=5, help="blocks for the diffusion error bars")
+    p.add_argument("--temperature", type=positive(float), help="K, for the conductivity (needed with --charges)")
+    p.add_argument("--blocks", type=at_least(2), default=5, help="blocks for the diffusion error bars")
     _add_flux_options(p)
     p.add_argument("--output-dir", default="transport-output", help="output folder")
     p.set_defaults(func=_cmd_transport)
@@ -163,7 +179,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--md", nargs="+", required=True,
                    help="heat-flux files (flux.npz or LAMMPS heat/flux output); runs at the same "
                         "temperature are combined")
-    p.add_argument("--atoms", type=int, help="atoms in the MD cell (to check the lattice constant against the "
+    p.add_argument("--atoms", type=positive(int), help="atoms in the MD cell (to check the lattice constant against the "
                                              "lattice result's; read from flux.npz when it records it)")
     _add_flux_options(p)
     p.add_argument("--output-dir", default="comparison", help="output folder")
