@@ -73,7 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--equilibration-ps", type=float, default=20.0,
                    help="equilibration before the NPT window and NVT before NVE (ps each)")
     p.add_argument("--production-ps", type=float, default=4000.0, help="NVE heat-flux run per temperature (ps)")
-    p.add_argument("--seed", type=int, default=12345, help="velocity seed (temperature k uses seed + k)")
+    p.add_argument("--runs", type=int, default=2,
+                   help="independent runs per temperature (own seed, NPT and NVE each), combined by the GK estimator")
+    p.add_argument("--seed", type=int, default=12345,
+                   help="velocity seed (temperature k, run r uses seed + k + 1000 r)")
     p.add_argument("--mesh", type=int, default=11, help="q mesh (n × n × n) of the lattice κ")
     p.add_argument("--supercell", type=int, default=4, help="fc2/fc3 supercell (n × n × n primitive cells)")
     p.add_argument("--atomflux-check-steps", type=int, default=200,
@@ -87,8 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("temperatures must be positive")
     if min(args.timestep_fs, args.npt_ps, args.equilibration_ps, args.production_ps) <= 0 or args.sample_every < 1:
         p.error("timestep, run lengths and --sample-every must be positive")
-    if args.processes < 1:
-        p.error("--processes must be ≥ 1")
+    if args.processes < 1 or args.runs < 1:
+        p.error("--processes and --runs must be ≥ 1")
     if args.mesh < 1 or args.supercell < 3:
         p.error("--mesh must be ≥ 1 and --supercell ≥ 3 (fc3 of fcc vanishes in 2×2×2)")
     return args
@@ -222,6 +225,23 @@ def md_stage(temperature: float, seed: int, args: argparse.Namespace, folder: Pa
     return record
 
 
+def combine_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record for the independent runs of a temperature: mean lattice constant (error of the mean), sums of
+    run lengths and wall times, the largest energy drift; the runs themselves under ``"runs"``."""
+    a = np.array([r["lattice_constant_A"] for r in runs])
+    errors = np.array([r["lattice_constant_error_A"] for r in runs])
+    spread = a.std(ddof=1) / np.sqrt(len(a)) if len(a) > 1 else 0.0
+    first = runs[0]
+    return {**{k: first[k] for k in ("target_temperature_K", "timestep_fs", "flux_sampling_fs", "atoms")},
+            "lattice_constant_A": float(a.mean()),
+            "lattice_constant_error_A": float(max(np.sqrt(np.sum(errors**2)) / len(a), spread)),
+            "nve_energy_drift_meV_per_atom": max((r["nve_energy_drift_meV_per_atom"] for r in runs), key=abs),
+            "n_runs": len(runs),
+            "run_lengths_ps": {k: sum(r["run_lengths_ps"][k] for r in runs) for k in first["run_lengths_ps"]},
+            "wall_s": {k: sum(r["wall_s"][k] for r in runs) for k in first["wall_s"]},
+            "runs": runs}
+
+
 # ------------------------------------------------------------------ the same model through pair_style atomflux
 
 def atomflux_pair_check(data: Path, n_steps: int, folder: Path, timestep_fs: float) -> dict[str, Any]:
@@ -281,15 +301,17 @@ def atomflux_pair_check(data: Path, n_steps: int, folder: Path, timestep_fs: flo
 # -------------------------------------------------------------------------------------------- lattice side
 
 def lattice_stage(temperature: float, a: float, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """RTA and LBTE κ (classical) at lattice constant ``a``; JSON files for ``compare``; the record."""
+    """RTA and LBTE κ (classical) at lattice constant ``a``; JSON files for ``compare``; the record (reused from ``lattice.json``)."""
     from ase.build import bulk
 
     from atomflux.calculators import AtomfluxCalculator
     from atomflux.lattice import thermal_conductivity
-    from atomflux.lattice.kappa import KappaResult
     from atomflux.models import LennardJones
 
     folder.mkdir(parents=True, exist_ok=True)
+    record_path = folder / "lattice.json"
+    if record_path.is_file():
+        return json.loads(record_path.read_text())
     calculator = AtomfluxCalculator(LennardJones(SIGMA, EPSILON, CUTOFF, cutoff_mode="shifted"))
     settings = dict(supercell=(args.supercell,) * 3, mesh=(args.mesh,) * 3, temperatures=(temperature,),
                     statistics="classical", workdir=folder / "work")
@@ -297,12 +319,9 @@ def lattice_stage(temperature: float, a: float, args: argparse.Namespace, folder
     for method in ("rta", "lbte"):
         path = folder / f"kappa-{method}.json"
         start = time.perf_counter()
-        if path.is_file():
-            result = KappaResult.from_json(path)
-        else:
-            result = thermal_conductivity(bulk("Ar", "fcc", a=a), calculator, method=method,
-                                          on_cutoff_crossing="adapt", **settings)
-            result.to_json(path)
+        result = thermal_conductivity(bulk("Ar", "fcc", a=a), calculator, method=method,
+                                      on_cutoff_crossing="adapt", **settings)
+        result.to_json(path)
         record[method] = float(result.isotropic()[0][0])
         record[f"{method}_wall_s"] = time.perf_counter() - start
         record["displacement_A"] = result.displacement
@@ -312,30 +331,28 @@ def lattice_stage(temperature: float, a: float, args: argparse.Namespace, folder
         # what the default displacement would have given (the cutoff crossing the issue found)
         for method in ("rta", "lbte"):
             path = folder / f"kappa-{method}-default-displacement.json"
-            if path.is_file():
-                result = KappaResult.from_json(path)
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    result = thermal_conductivity(bulk("Ar", "fcc", a=a), calculator, method=method,
-                                                  on_cutoff_crossing="warn", **settings)
-                result.to_json(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = thermal_conductivity(bulk("Ar", "fcc", a=a), calculator, method=method,
+                                              on_cutoff_crossing="warn", **settings)
+            result.to_json(path)
             record[f"{method}_default_displacement"] = float(result.isotropic()[0][0])
+    record_path.write_text(json.dumps(record, indent=2))
     return record
 
 
 # ----------------------------------------------------------------------------------------------- Green–Kubo
 
-def green_kubo_stage(flux: Path, lattice_folder: Path, out: Path, timestep_fs: float) -> dict[str, Any]:
+def green_kubo_stage(fluxes: list[Path], lattice_folder: Path, out: Path, timestep_fs: float) -> dict[str, Any]:
     """GK κ of one temperature with atomflux's estimator, and the ``atomflux compare`` report beside RTA/LBTE."""
     from atomflux.analysis.conductivity import THZ_PER_INVERSE_FS, kappa_from_files
     from atomflux.analysis.report import compare_report
 
     start = time.perf_counter()
     lammps_options = dict(units="metal", timestep=timestep_fs / 1000.0)
-    kappa = kappa_from_files(flux, **lammps_options)
+    kappa = kappa_from_files(fluxes, **lammps_options)
     kappa.plot(out / "greenkubo.png")
-    report = compare_report([lattice_folder / "kappa-rta.json", lattice_folder / "kappa-lbte.json"], [flux], out,
+    report = compare_report([lattice_folder / "kappa-rta.json", lattice_folder / "kappa-lbte.json"], fluxes, out,
                             md_atoms=N_ATOMS, **lammps_options)
     record = kappa.to_dict()
     record.pop("sources")
@@ -354,7 +371,7 @@ def issue_row(temperature: float) -> dict[str, Any] | None:
 
 
 def write_results(output: Path, rows: list[dict[str, Any]], pair_check: dict[str, Any] | None,
-                  args: argparse.Namespace, wall_s: float) -> None:
+                  args: argparse.Namespace, wall_s: float, reused: int = 0) -> None:
     from atomflux import __version__
     from atomflux.plotting import pyplot, save_figure
 
@@ -364,7 +381,7 @@ def write_results(output: Path, rows: list[dict[str, Any]], pair_check: dict[str
                   "cutoff_A": CUTOFF, "mass_amu": MASS, "atoms": N_ATOMS},
         "settings": settings, "temperatures": rows, "pair_style_atomflux_check": pair_check,
         "issue_table": {str(k): v for k, v in ISSUE_TABLE.items()},
-        "wall_s_total": wall_s, "atomflux_version": __version__, "python": platform.python_version()},
+        "wall_s_total": wall_s, "md_runs_reused": reused, "atomflux_version": __version__, "python": platform.python_version()},
         indent=2, default=str))
 
     def gk_text(gk: dict) -> str:
@@ -392,18 +409,22 @@ def write_results(output: Path, rows: list[dict[str, Any]], pair_check: dict[str
         lines.append(f"| {gk['temperature_K']:.2f} | {md['lattice_constant_A']:.4f} ± {md['lattice_constant_error_A']:.4f} "
                      f"| {gk_text(gk)} | {gk['plateau_from_THz']:.3g} | {lat['rta']:.3g} | {lat['lbte']:.3g} "
                      f"| {default} | {issue_text} |")
-    lines += ["", "Run lengths and cost per temperature:", "",
-              "| T (K) | NPT (ps, equil. + averaging) | NVT (ps) | NVE (ps) | dt (fs) | flux every (fs) | "
+    lines += ["", "Run lengths and cost per temperature (summed over its independent runs; GK combines the runs "
+              "into one estimate):", "",
+              "| T (K) | runs | NPT (ps, equil. + averaging) | NVT (ps) | NVE (ps) | dt (fs) | flux every (fs) | "
               "energy drift (meV/atom) | wall: MD (s) | GK (s) | lattice RTA + LBTE (s) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         md, gk, lat = row["md"], row["green_kubo"], row["lattice"]
         lengths, wall = md["run_lengths_ps"], md["wall_s"]
-        lines.append(f"| {md['target_temperature_K']:g} | {lengths['npt_equilibration']:g} + {lengths['npt_averaging']:g} "
+        lines.append(f"| {md['target_temperature_K']:g} | {md['n_runs']} | {lengths['npt_equilibration']:g} + {lengths['npt_averaging']:g} "
                      f"| {lengths['nvt']:g} | {lengths['nve_production']:g} | {md['timestep_fs']:g} "
                      f"| {md['flux_sampling_fs']:g} | {md['nve_energy_drift_meV_per_atom']:.2g} "
                      f"| {sum(wall.values()):.0f} | {gk['wall_s']:.0f} | {lat['rta_wall_s'] + lat['lbte_wall_s']:.0f} |")
-    lines += ["", f"Total wall time {wall_s / 60:.1f} min ({platform.node() or 'this machine'}, shared, 2 cores)."]
+    lines += ["", f"Wall time of this invocation {wall_s / 60:.1f} min ({platform.node() or 'this machine'}, shared, "
+              "2 cores, two MD runs in parallel)"
+              + (f"; {reused} MD run(s) were reused from an earlier invocation of the same command (their own wall "
+                 "times are in the MD column)." if reused else ".")]
     if pair_check and "skipped" in pair_check:
         lines += ["", f"`pair_style atomflux` check skipped ({pair_check['skipped']})."]
     elif pair_check:
@@ -452,41 +473,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = output / "work"
     start = time.perf_counter()
     rows, pair_check = [], None
-    jobs = [(t, args.seed + k, args, work / f"md-{t:g}K") for k, t in enumerate(args.temperatures)]
+    jobs = [(t, args.seed + k + 1000 * r, args, work / f"md-{t:g}K-run{r}")
+            for k, t in enumerate(args.temperatures) for r in range(args.runs)]
+    reused = sum((job[3] / "md.json").is_file() for job in jobs)
     if args.processes > 1 and len(jobs) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(args.processes, len(jobs)), multiprocessing.get_context("spawn")) as pool:
-            md_records = list(pool.map(md_stage, *zip(*jobs)))
+            md_runs = list(pool.map(md_stage, *zip(*jobs)))
     else:
-        md_records = [md_stage(*job) for job in jobs]
-    for k, (temperature, md) in enumerate(zip(args.temperatures, md_records)):
+        md_runs = [md_stage(*job) for job in jobs]
+    from atomflux.analysis.flux_io import read_lammps_flux
+
+    for k, temperature in enumerate(args.temperatures):
         label = f"{temperature:g}K"
+        runs = md_runs[k * args.runs:(k + 1) * args.runs]
+        fluxes = [job[3] / "flux.dat" for job in jobs[k * args.runs:(k + 1) * args.runs]]
+        md = combine_runs(runs)
         if k == 0 and args.atomflux_check_steps:
             from atomflux.lammps_bridge import PluginBuildError
 
             try:
-                pair_check = atomflux_pair_check(work / f"md-{label}" / "nve_start.data", args.atomflux_check_steps,
+                pair_check = atomflux_pair_check(jobs[0][3] / "nve_start.data", args.atomflux_check_steps,
                                                  work / "pair-check", args.timestep_fs)
                 pair_check["temperature_K"] = temperature
             except PluginBuildError as error:  # no C++ compiler: the lj/cut study itself does not need the plugin
                 pair_check = {"skipped": f"pair_style atomflux unavailable: {error}"}
                 print(pair_check["skipped"])
         lattice_folder = output / f"lattice-{label}"
-        # lattice at the NVE mean temperature (read from the flux file), at the NPT lattice constant
-        from atomflux.analysis.flux_io import read_lammps_flux
-
-        mean_t = read_lammps_flux(work / f"md-{label}" / "flux.dat", units="metal",
-                                  timestep=args.timestep_fs / 1000.0).temperature
+        # lattice at the NVE mean temperature of the runs (read from the flux files), at the mean NPT lattice constant
+        mean_t = float(np.mean([read_lammps_flux(f, units="metal", timestep=args.timestep_fs / 1000.0).temperature
+                                for f in fluxes]))
         lattice = lattice_stage(round(mean_t, 2), md["lattice_constant_A"], args, lattice_folder)
-        gk = green_kubo_stage(work / f"md-{label}" / "flux.dat", lattice_folder, output / f"compare-{label}",
+        gk = green_kubo_stage(fluxes, lattice_folder, output / f"compare-{label}",
                               args.timestep_fs)
         rows.append({"md": md, "lattice": lattice, "green_kubo": gk})
         print(f"{temperature:g} K: a = {md['lattice_constant_A']:.4f} Å; {gk['summary']}; "
               f"RTA {lattice['rta']:.3g}, LBTE {lattice['lbte']:.3g} W/mK", flush=True)
     wall = time.perf_counter() - start
-    write_results(output, rows, pair_check, args, wall)
+    write_results(output, rows, pair_check, args, wall, reused)
     finish_run(output, {"wall_s": wall})
     print(f"written: {output / 'results.md'}, {output / 'results.json'}, {output / 'kappa_vs_T.png'}")
     return json.loads((output / "results.json").read_text())
