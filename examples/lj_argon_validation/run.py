@@ -301,7 +301,10 @@ def atomflux_pair_check(data: Path, n_steps: int, folder: Path, timestep_fs: flo
 # -------------------------------------------------------------------------------------------- lattice side
 
 def lattice_stage(temperature: float, a: float, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """RTA and LBTE κ (classical) at lattice constant ``a``; JSON files for ``compare``; the record (reused from ``lattice.json``)."""
+    """RTA and LBTE κ (classical) at lattice constant ``a``.
+
+    Writes the ``kappa-*.json`` that ``compare`` reads and the record ``lattice.json`` (reused when present).
+    """
     from ase.build import bulk
 
     from atomflux.calculators import AtomfluxCalculator
@@ -381,7 +384,8 @@ def write_results(output: Path, rows: list[dict[str, Any]], pair_check: dict[str
                   "cutoff_A": CUTOFF, "mass_amu": MASS, "atoms": N_ATOMS},
         "settings": settings, "temperatures": rows, "pair_style_atomflux_check": pair_check,
         "issue_table": {str(k): v for k, v in ISSUE_TABLE.items()},
-        "wall_s_total": wall_s, "md_runs_reused": reused, "atomflux_version": __version__, "python": platform.python_version()},
+        "wall_s_total": wall_s, "md_runs_reused": reused, "atomflux_version": __version__,
+        "python": platform.python_version()},
         indent=2, default=str))
 
     def gk_text(gk: dict) -> str:
@@ -406,7 +410,8 @@ def write_results(output: Path, rows: list[dict[str, Any]], pair_check: dict[str
                       if issue else "—")
         default = (f"{lat['rta_default_displacement']:.3g} / {lat['lbte_default_displacement']:.3g}"
                    if "rta_default_displacement" in lat else "same (no cutoff crossing)")
-        lines.append(f"| {gk['temperature_K']:.2f} | {md['lattice_constant_A']:.4f} ± {md['lattice_constant_error_A']:.4f} "
+        lines.append(f"| {gk['temperature_K']:.2f} "
+                     f"| {md['lattice_constant_A']:.4f} ± {md['lattice_constant_error_A']:.4f} "
                      f"| {gk_text(gk)} | {gk['plateau_from_THz']:.3g} | {lat['rta']:.3g} | {lat['lbte']:.3g} "
                      f"| {default} | {issue_text} |")
     lines += ["", "Run lengths and cost per temperature (summed over its independent runs; GK combines the runs "
@@ -417,7 +422,8 @@ def write_results(output: Path, rows: list[dict[str, Any]], pair_check: dict[str
     for row in rows:
         md, gk, lat = row["md"], row["green_kubo"], row["lattice"]
         lengths, wall = md["run_lengths_ps"], md["wall_s"]
-        lines.append(f"| {md['target_temperature_K']:g} | {md['n_runs']} | {lengths['npt_equilibration']:g} + {lengths['npt_averaging']:g} "
+        lines.append(f"| {md['target_temperature_K']:g} | {md['n_runs']} "
+                     f"| {lengths['npt_equilibration']:g} + {lengths['npt_averaging']:g} "
                      f"| {lengths['nvt']:g} | {lengths['nve_production']:g} | {md['timestep_fs']:g} "
                      f"| {md['flux_sampling_fs']:g} | {md['nve_energy_drift_meV_per_atom']:.2g} "
                      f"| {sum(wall.values()):.0f} | {gk['wall_s']:.0f} | {lat['rta_wall_s'] + lat['lbte_wall_s']:.0f} |")
