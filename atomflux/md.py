@@ -207,7 +207,8 @@ def transport_status(output: str | Path) -> str:
 def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: float = 300.0,
                      equilibration_steps: int = 1000, production_steps: int = 10000, timestep: float = 2.0,
                      friction: float = 0.02, stride: int = 10, checkpoint_interval: int = 1000, seed: int = 0,
-                     progress: bool = True, restart: bool = False, model_spec: str | Path | None = None) -> Path:
+                     progress: bool = True, restart: bool = False, model_spec: str | Path | None = None,
+                     replicas: int = 1) -> Path:
     """NVT (Langevin) equilibration, then NVE production recording the heat flux every step.
 
     Written into ``output`` (a folder):
@@ -223,7 +224,7 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
       ``provenance`` (JSON texts: units of each array; the run record);
     - ``production.traj``: positions, momenta, energy and forces every ``stride``
       production steps (frames at steps 0, stride, 2·stride ...);
-    - ``checkpoint.traj`` + ``checkpoint.json``: state every
+    - ``checkpoint.traj`` (``checkpoint.npz`` with replicas) + ``checkpoint.json``: state every
       ``checkpoint_interval`` steps.  Calling again with the same ``output`` and
       the same settings resumes from there, exactly: the thermostat's random
       state is saved, and flux and trajectory are cut back to the checkpoint, so
@@ -246,6 +247,14 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         Steps between trajectory frames and between checkpoints (≥ 1).
     model_spec : str or Path, optional
         How the model was named (file or shipped name), for the record.
+    replicas : int
+        R ≥ 1 independent replicas of the structure, replica r with seed
+        ``seed + r`` (so replica r is the single run with that seed, to the
+        rounding of the batched model evaluation), advanced together with one
+        batched model evaluation per step (:mod:`atomflux.transport_replicas`).
+        With R > 1, ``heat_flux`` is [n, R, 3], ``species_velocity``
+        [n, R, n_species, 3], ``n_replicas`` = R, ``mean_temperature`` the mean
+        over replicas, and ``production.traj`` holds replica 0.
 
     Returns
     -------
@@ -257,6 +266,8 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         raise ValueError(f"equilibration steps must be a whole number ≥ 0, got {equilibration_steps}")
     if not hasattr(calculator, "heat_flux"):
         raise ValueError("transport MD needs an AtomfluxCalculator (it provides the heat flux)")
+    if int(replicas) != replicas or replicas < 1:
+        raise ValueError(f"replicas must be a whole number ≥ 1, got {replicas}")
     from ase.io import read
 
     from .records import fingerprint
@@ -269,8 +280,18 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
                   "temperature_K": float(temperature), "timestep_fs": float(timestep),
                   "equilibration_steps": int(equilibration_steps), "friction_per_fs": float(friction),
                   "stride": int(stride), "seed": int(seed), "dtype": str(getattr(calculator, "dtype", ""))}
+    if replicas > 1:  # absent for one replica: folders of earlier versions resume
+        parameters["replicas"] = int(replicas)
     info = {"production_steps": int(production_steps), "checkpoint_interval": int(checkpoint_interval)}
     open_run(out, "md --transport", parameters, model_record(model_spec, calculator), info, restart=restart)
+    if replicas > 1:
+        from .transport_replicas import run_replicas
+
+        return run_replicas(atoms, calculator, out, n_replicas=int(replicas), temperature=temperature,
+                            equilibration_steps=equilibration_steps, production_steps=production_steps,
+                            timestep=timestep, friction=friction, stride=stride,
+                            checkpoint_interval=checkpoint_interval, seed=seed, progress=progress,
+                            flux_units=FLUX_UNITS)
     state_file, checkpoint, traj_path = out / "checkpoint.json", out / "checkpoint.traj", out / "production.traj"
     species = sorted(set(atoms.get_chemical_symbols()))
     fluxes: list[np.ndarray] = []
