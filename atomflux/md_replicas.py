@@ -11,7 +11,7 @@ velocities formed as momenta / masses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ class ReplicaForces:
         batches = []
         for atoms, neighbours, x in zip(self._atoms, self._lists, positions):
             atoms.positions = x
-            batches.append(neighbours.batch(atoms))
+            batches.append(canonical_pair_order(neighbours.batch(atoms)))
         self.batch = Batch.collate(batches)
         self.results = evaluate(self.potential, self.batch, forces=True, energies=True, flux_virials=True)
         return self.results.forces.numpy().reshape(positions.shape)
@@ -82,6 +82,23 @@ class ReplicaForces:
         masses = torch.from_numpy(np.tile(self.masses, len(momenta)))
         total, _ = heat_flux(self.results.energies, self.results.flux_virials, velocities, masses, self.batch)
         return total.numpy()
+
+
+def canonical_pair_order(batch: Batch) -> Batch:
+    """``batch`` with its pairs sorted by (i, j, cell shift).
+
+    The order of a reused neighbour list depends on where the atoms were at
+    its last search, and the order of the sums over pairs sets their rounding;
+    in a fixed order the forces depend on the positions alone, so a run
+    resumed from a checkpoint (fresh lists) continues bit for bit.
+    """
+    shifts = batch.shifts.round().long()
+    span = int(shifts.abs().max()) * 2 + 1 if len(shifts) else 1
+    code = ((shifts[:, 0] + span // 2) * span + shifts[:, 1] + span // 2) * span + shifts[:, 2] + span // 2
+    n = len(batch.numbers)
+    key = (batch.pairs[:, 0] * n + batch.pairs[:, 1]) * span**3 + code
+    order = torch.argsort(key)
+    return replace(batch, pairs=batch.pairs.index_select(0, order), shifts=batch.shifts.index_select(0, order))
 
 
 def velocities_per_fs(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
