@@ -43,7 +43,8 @@ class ReplicaForces:
     Parameters
     ----------
     potential
-        A strictly local potential (heat flux).
+        Any potential :func:`~atomflux.evaluate.evaluate` gives the heat flux of
+        (strictly local, or message passing with an ``interaction_range``).
     atoms
         The structure (cell, periodicity, elements; positions are replaced at each call).
     n_replicas
@@ -54,8 +55,6 @@ class ReplicaForces:
 
     def __init__(self, potential: torch.nn.Module, atoms: Atoms, n_replicas: int, skin: float = 1.0,
                  min_distance: float = 0.3) -> None:
-        if not getattr(potential, "strictly_local", False):
-            raise ValueError(f"heat flux needs a strictly local potential; {type(potential).__name__} is not")
         potential.check_species(atoms.numbers)
         self.potential = potential
         self.masses = atoms.get_masses()
