@@ -204,6 +204,45 @@ def transport_status(output: str | Path) -> str:
     return f"checkpoint in {output} at {state['phase']} step {state['step']}"
 
 
+def resume_point(out: Path, state: dict[str, Any], production_steps: int, equilibration_steps: int, stride: int,
+                 progress: bool) -> int | None:
+    """Check a transport run's checkpoint ``state`` against the steps asked for; cut its trajectory back.
+
+    Returns the number of flux steps to keep from ``flux.npz`` (0: none), or
+    ``None`` when the folder already holds the finished run.  A finished run
+    asked for more production steps continues (``state["phase"]`` becomes
+    ``"production"``); fewer steps, or a missing or shortened flux file, are
+    refused with a ``ValueError``.
+    """
+    if state["phase"] == "done":
+        if production_steps == state["step"]:
+            if progress:
+                print(f"{out} already holds this run, finished ({production_steps} production steps)")
+            return None
+        if production_steps < state["step"]:
+            raise ValueError(f"{out} already holds {state['step']} production steps (asked for "
+                             f"{production_steps}); analyse the first {production_steps} steps of its flux.npz, "
+                             "or start a new run in another folder")
+        state["phase"] = "production"
+    elif state["phase"] == "production" and production_steps < state["step"]:
+        raise ValueError(f"{out} is already at production step {state['step']} (asked for {production_steps} "
+                         "steps in all); ask for at least that many, or start a new run in another folder")
+    keep = state["step"] + 1 if state["phase"] == "production" and state["step"] > 0 else 0
+    if (out / "flux.npz").is_file() and keep:
+        with np.load(out / "flux.npz") as data:
+            if len(data["heat_flux"]) < keep:
+                raise ValueError(f"{out / 'flux.npz'} holds {len(data['heat_flux'])} steps but the checkpoint "
+                                 f"needs {keep}: the file was damaged; pass --restart (restart=True)")
+    elif keep:
+        raise ValueError(f"{out / 'flux.npz'} is missing but the checkpoint is at production step "
+                         f"{state['step']}; pass --restart (restart=True) to run again")
+    _keep_frames(out / "production.traj", state["step"] // stride + 1 if keep else 0)
+    if progress:
+        print(f"resuming {out}: {state['phase']} step {state['step']} "
+              f"(of {equilibration_steps if state['phase'] == 'equilibration' else production_steps})")
+    return keep
+
+
 def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: float = 300.0,
                      equilibration_steps: int = 1000, production_steps: int = 10000, timestep: float = 2.0,
                      friction: float = 0.02, stride: int = 10, checkpoint_interval: int = 1000, seed: int = 0,
@@ -290,8 +329,7 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         return run_replicas(atoms, calculator, out, n_replicas=int(replicas), temperature=temperature,
                             equilibration_steps=equilibration_steps, production_steps=production_steps,
                             timestep=timestep, friction=friction, stride=stride,
-                            checkpoint_interval=checkpoint_interval, seed=seed, progress=progress,
-                            flux_units=FLUX_UNITS)
+                            checkpoint_interval=checkpoint_interval, seed=seed, progress=progress)
     state_file, checkpoint, traj_path = out / "checkpoint.json", out / "checkpoint.traj", out / "production.traj"
     species = sorted(set(atoms.get_chemical_symbols()))
     fluxes: list[np.ndarray] = []
@@ -303,34 +341,13 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         atoms = read(checkpoint)
         if state.get("rng"):
             rng.bit_generator.state = state["rng"]
-        if state["phase"] == "done":
-            if production_steps == state["step"]:
-                if progress:
-                    print(f"{out} already holds this run, finished ({production_steps} production steps)")
-                return out / "flux.npz"
-            if production_steps < state["step"]:
-                raise ValueError(f"{out} already holds {state['step']} production steps (asked for "
-                                 f"{production_steps}); analyse the first {production_steps} steps of its flux.npz, "
-                                 "or start a new run in another folder")
-            state["phase"] = "production"
-        elif state["phase"] == "production" and production_steps < state["step"]:
-            raise ValueError(f"{out} is already at production step {state['step']} (asked for {production_steps} "
-                             "steps in all); ask for at least that many, or start a new run in another folder")
-        keep = state["step"] + 1 if state["phase"] == "production" and state["step"] > 0 else 0
-        if (out / "flux.npz").is_file() and keep:
+        keep = resume_point(out, state, production_steps, equilibration_steps, stride, progress)
+        if keep is None:
+            return out / "flux.npz"
+        if keep:
             with np.load(out / "flux.npz") as data:
-                if len(data["heat_flux"]) < keep:
-                    raise ValueError(f"{out / 'flux.npz'} holds {len(data['heat_flux'])} steps but the checkpoint "
-                                     f"needs {keep}: the file was damaged; pass --restart (restart=True)")
                 fluxes = list(data["heat_flux"][:keep])
                 species_velocity = list(data["species_velocity"][:keep])
-        elif keep:
-            raise ValueError(f"{out / 'flux.npz'} is missing but the checkpoint is at production step "
-                             f"{state['step']}; pass --restart (restart=True) to run again")
-        _keep_frames(traj_path, state["step"] // stride + 1 if keep else 0)
-        if progress:
-            print(f"resuming {out}: {state['phase']} step {state['step']} "
-                  f"(of {equilibration_steps if state['phase'] == 'equilibration' else production_steps})")
     update_info(out, **info)
     provenance = json.dumps(read_run(out))
     calculator.track_heat_flux = True  # flux data at every force call: no second model evaluation per step

@@ -19,6 +19,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io.trajectory import Trajectory
 from ase.md.velocitydistribution import Stationary
 
+from .md import FLUX_UNITS, resume_point, thermalize
 from .md_replicas import LangevinCoefficients, ReplicaForces, ReplicaState, langevin_step, temperatures, \
     velocities_per_fs, verlet_step
 from .progress import progress as progress_reporter
@@ -32,7 +33,7 @@ def replica_seeds(seed: int, n_replicas: int) -> list[int]:
 
 def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temperature: float,
                  equilibration_steps: int, production_steps: int, timestep: float, friction: float, stride: int,
-                 checkpoint_interval: int, seed: int, progress: bool, flux_units: dict[str, str]) -> Path:
+                 checkpoint_interval: int, seed: int, progress: bool) -> Path:
     """The replica run in the already opened run folder ``out`` (see :func:`atomflux.md.run_transport_md`).
 
     Files as for one replica, except ``flux.npz``: ``heat_flux`` [n, R, 3],
@@ -40,8 +41,6 @@ def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temper
     ``mean_temperature`` over all replicas; ``production.traj`` holds replica 0;
     ``checkpoint.npz`` the positions and momenta of all replicas.
     """
-    from .md import _keep_frames, thermalize
-
     state_file, checkpoint, traj_path = out / "checkpoint.json", out / "checkpoint.npz", out / "production.traj"
     species = sorted(set(atoms.get_chemical_symbols()))
     symbols = np.array(atoms.get_chemical_symbols())
@@ -57,14 +56,13 @@ def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temper
             state = ReplicaState(saved["positions"].copy(), saved["momenta"].copy())
         for generator, saved_state in zip(generators, status.get("rng") or []):
             generator.bit_generator.state = saved_state
-        keep = _check_resume(out, status, production_steps, equilibration_steps, progress)
+        keep = resume_point(out, status, production_steps, equilibration_steps, stride, progress)
         if keep is None:
             return out / "flux.npz"
         if keep:
             with np.load(out / "flux.npz") as data:
                 fluxes = list(data["heat_flux"][:keep])
                 species_velocity = list(data["species_velocity"][:keep])
-        _keep_frames(traj_path, status["step"] // stride + 1 if keep else 0)
     else:
         momenta = []
         for generator in generators:
@@ -89,7 +87,7 @@ def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temper
                       n_replicas=n_replicas, species=np.array(species), volume=atoms.get_volume(),
                       temperature=float(temperature), timestep=float(timestep),
                       mean_temperature=temperature_sum[0] / n if n else float("nan"),
-                      units=json.dumps(flux_units), provenance=provenance)
+                      units=json.dumps(FLUX_UNITS), provenance=provenance)
         with deferred_interrupts():
             if pending:
                 with Trajectory(str(traj_path), "a") as traj:
@@ -118,6 +116,7 @@ def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temper
             Stationary(replica)
             state.momenta[r] = replica.get_momenta()
         status = {"phase": "production", "step": 0}
+        save("production", 0)  # as one replica: the production checkpoint at step 0 holds no flux yet
 
     def record(step: int) -> None:
         if step < len(fluxes):  # already recorded (the first state of a resumed run)
@@ -136,8 +135,6 @@ def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temper
 
     start = status["step"]
     record(start)
-    if start == 0:
-        save("production", 0)
     with progress_reporter(production_steps, f"NVE production {label}", unit="step", initial=start,
                            enabled=progress) as bar:
         for step in range(start + 1, production_steps + 1):
@@ -159,34 +156,3 @@ def _replica_atoms(atoms: Atoms, state: ReplicaState, r: int) -> Atoms:
     replica.positions = state.positions[r]
     replica.set_momenta(state.momenta[r])
     return replica
-
-
-def _check_resume(out: Path, status: dict[str, Any], production_steps: int, equilibration_steps: int,
-                  progress: bool) -> int | None:
-    """Flux steps to keep from ``flux.npz`` on resume (0: none), or ``None`` when the run is already finished."""
-    if status["phase"] == "done":
-        if production_steps == status["step"]:
-            if progress:
-                print(f"{out} already holds this run, finished ({production_steps} production steps)")
-            return None
-        if production_steps < status["step"]:
-            raise ValueError(f"{out} already holds {status['step']} production steps (asked for "
-                             f"{production_steps}); analyse the first {production_steps} steps of its flux.npz, "
-                             "or start a new run in another folder")
-        status["phase"] = "production"
-    elif status["phase"] == "production" and production_steps < status["step"]:
-        raise ValueError(f"{out} is already at production step {status['step']} (asked for {production_steps} "
-                         "steps in all); ask for at least that many, or start a new run in another folder")
-    keep = status["step"] + 1 if status["phase"] == "production" else 0
-    if keep:
-        if not (out / "flux.npz").is_file():
-            raise ValueError(f"{out / 'flux.npz'} is missing but the checkpoint is at production step "
-                             f"{status['step']}; pass --restart (restart=True) to run again")
-        with np.load(out / "flux.npz") as data:
-            if len(data["heat_flux"]) < keep:
-                raise ValueError(f"{out / 'flux.npz'} holds {len(data['heat_flux'])} steps but the checkpoint "
-                                 f"needs {keep}: the file was damaged; pass --restart (restart=True)")
-    if progress:
-        print(f"resuming {out}: {status['phase']} step {status['step']} "
-              f"(of {equilibration_steps if status['phase'] == 'equilibration' else production_steps})")
-    return keep
