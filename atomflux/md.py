@@ -243,6 +243,26 @@ def resume_point(out: Path, state: dict[str, Any], production_steps: int, equili
     return keep
 
 
+def write_checkpoint(out: Path, frames: list[Atoms], checkpoint: Path, write_positions, flux: dict[str, Any],
+                     state: dict[str, Any]) -> None:
+    """One checkpoint of a transport run in ``out``, with Ctrl-C deferred until all of it is written.
+
+    ``frames`` (trajectory frames since the last checkpoint) are appended to
+    ``production.traj`` and cleared; then ``checkpoint`` (written by
+    ``write_positions(path)``), ``flux.npz`` (the arrays ``flux``) and
+    ``checkpoint.json`` (``state``) are each replaced atomically.
+    """
+    with deferred_interrupts():
+        if frames:
+            with Trajectory(str(out / "production.traj"), "a") as traj:
+                for frame in frames:
+                    traj.write(frame)
+            frames.clear()
+        write_atomically(checkpoint, write_positions)
+        write_atomically(out / "flux.npz", lambda tmp: np.savez(tmp, **flux))
+        write_atomically(out / "checkpoint.json", lambda tmp: tmp.write_text(json.dumps(state)))
+
+
 def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: float = 300.0,
                      equilibration_steps: int = 1000, production_steps: int = 10000, timestep: float = 2.0,
                      friction: float = 0.02, stride: int = 10, checkpoint_interval: int = 1000, seed: int = 0,
@@ -330,7 +350,7 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
                             equilibration_steps=equilibration_steps, production_steps=production_steps,
                             timestep=timestep, friction=friction, stride=stride,
                             checkpoint_interval=checkpoint_interval, seed=seed, progress=progress)
-    state_file, checkpoint, traj_path = out / "checkpoint.json", out / "checkpoint.traj", out / "production.traj"
+    state_file, checkpoint = out / "checkpoint.json", out / "checkpoint.traj"
     species = sorted(set(atoms.get_chemical_symbols()))
     fluxes: list[np.ndarray] = []
     species_velocity: list[list[np.ndarray]] = []
@@ -369,17 +389,9 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
                       timestep=float(timestep),
                       mean_temperature=temperature_sum[0] / n if n else float("nan"),
                       units=json.dumps(FLUX_UNITS), provenance=provenance)
-        with deferred_interrupts():
-            if pending:
-                with Trajectory(str(traj_path), "a") as traj:
-                    for frame in pending:
-                        traj.write(frame)
-                pending.clear()
-            write_atomically(checkpoint, lambda tmp: atoms.write(tmp, format="traj"))
-            write_atomically(out / "flux.npz", lambda tmp: np.savez(tmp, **arrays))
-            new_state = {"phase": phase, "step": step, "temperature_sum": temperature_sum[0],
-                         "rng": rng.bit_generator.state if phase == "equilibration" else None}
-            write_atomically(state_file, lambda tmp: tmp.write_text(json.dumps(new_state)))
+        new_state = {"phase": phase, "step": step, "temperature_sum": temperature_sum[0],
+                     "rng": rng.bit_generator.state if phase == "equilibration" else None}
+        write_checkpoint(out, pending, checkpoint, lambda tmp: atoms.write(tmp, format="traj"), arrays, new_state)
 
     if state["phase"] == "equilibration":
         dyn = Langevin(atoms, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,

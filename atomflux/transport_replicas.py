@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io.trajectory import Trajectory
 from ase.md.velocitydistribution import Stationary
 
-from .md import FLUX_UNITS, resume_point, thermalize
+from .md import FLUX_UNITS, resume_point, thermalize, write_checkpoint
 from .md_replicas import LangevinCoefficients, ReplicaForces, ReplicaState, langevin_step, temperatures, \
     velocities_per_fs, verlet_step
 from .progress import progress as progress_reporter
-from .records import deferred_interrupts, finish_run, read_run, update_info, write_atomically
+from .records import finish_run, read_run, update_info
 
 
 def replica_seeds(seed: int, n_replicas: int) -> list[int]:
@@ -41,7 +40,7 @@ def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temper
     ``mean_temperature`` over all replicas; ``production.traj`` holds replica 0;
     ``checkpoint.npz`` the positions and momenta of all replicas.
     """
-    state_file, checkpoint, traj_path = out / "checkpoint.json", out / "checkpoint.npz", out / "production.traj"
+    state_file, checkpoint = out / "checkpoint.json", out / "checkpoint.npz"
     species = sorted(set(atoms.get_chemical_symbols()))
     symbols = np.array(atoms.get_chemical_symbols())
     masks = [symbols == s for s in species]
@@ -88,18 +87,10 @@ def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temper
                       temperature=float(temperature), timestep=float(timestep),
                       mean_temperature=temperature_sum[0] / n if n else float("nan"),
                       units=json.dumps(FLUX_UNITS), provenance=provenance)
-        with deferred_interrupts():
-            if pending:
-                with Trajectory(str(traj_path), "a") as traj:
-                    for frame in pending:
-                        traj.write(frame)
-                pending.clear()
-            write_atomically(checkpoint, lambda tmp: np.savez(tmp, positions=state.positions,
-                                                              momenta=state.momenta))
-            write_atomically(out / "flux.npz", lambda tmp: np.savez(tmp, **arrays))
-            new = {"phase": phase, "step": step, "temperature_sum": temperature_sum[0],
-                   "rng": [g.bit_generator.state for g in generators] if phase == "equilibration" else None}
-            write_atomically(state_file, lambda tmp: tmp.write_text(json.dumps(new)))
+        new = {"phase": phase, "step": step, "temperature_sum": temperature_sum[0],
+               "rng": [g.bit_generator.state for g in generators] if phase == "equilibration" else None}
+        write_checkpoint(out, pending, checkpoint,
+                         lambda tmp: np.savez(tmp, positions=state.positions, momenta=state.momenta), arrays, new)
 
     label = f"{temperature:g} K, {n_replicas} replicas"
     if status["phase"] == "equilibration":

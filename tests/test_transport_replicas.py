@@ -21,6 +21,7 @@ from atomflux.md import run_transport_md
 from atomflux.md_replicas import ReplicaForces, ReplicaState, verlet_step
 from atomflux.models import LennardJones
 from atomflux.records import RunMismatch
+from test_user_errors import ctrl_c_at_call
 
 LJ = dict(sigma=3.405, epsilon=0.0103, cutoff=6.5, cutoff_mode="smooth", r_on=5.5)
 SETTINGS = dict(temperature=40.0, equilibration_steps=30, production_steps=40, timestep=5.0,
@@ -104,18 +105,6 @@ def test_batched_verlet_conserves_each_replicas_energy():
     drift = np.abs(np.array(energies) - start).max(axis=0)
     assert (drift < 2e-3 * kinetic_scale).all(), drift / kinetic_scale  # each replica on its own
     assert abs(start[1] - start[0]) > 0.1 * kinetic_scale[0]  # two different states, two conserved energies
-
-
-def ctrl_c_at_call(function, n: int):
-    calls = [0]
-
-    def wrapped(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == n:
-            raise KeyboardInterrupt
-        return function(*args, **kwargs)
-
-    return wrapped
 
 
 @pytest.mark.parametrize("interrupt_at_call, phase", [(25, "equilibration"), (60, "production")])
