@@ -205,11 +205,12 @@ def transport_status(output: str | Path) -> str:
 
 
 def resume_point(out: Path, state: dict[str, Any], production_steps: int, equilibration_steps: int, stride: int,
-                 progress: bool) -> int | None:
+                 progress: bool) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
     """Check a transport run's checkpoint ``state`` against the steps asked for; cut its trajectory back.
 
-    Returns the number of flux steps to keep from ``flux.npz`` (0: none), or
-    ``None`` when the folder already holds the finished run.  A finished run
+    Returns the heat fluxes and species velocity sums of ``flux.npz`` up to the
+    checkpoint (lists, one entry per production step; empty before production),
+    or ``None`` when the folder already holds the finished run.  A finished run
     asked for more production steps continues (``state["phase"]`` becomes
     ``"production"``); fewer steps, or a missing or shortened flux file, are
     refused with a ``ValueError``.
@@ -228,11 +229,13 @@ def resume_point(out: Path, state: dict[str, Any], production_steps: int, equili
         raise ValueError(f"{out} is already at production step {state['step']} (asked for {production_steps} "
                          "steps in all); ask for at least that many, or start a new run in another folder")
     keep = state["step"] + 1 if state["phase"] == "production" and state["step"] > 0 else 0
+    fluxes, species_velocity = [], []
     if (out / "flux.npz").is_file() and keep:
         with np.load(out / "flux.npz") as data:
             if len(data["heat_flux"]) < keep:
                 raise ValueError(f"{out / 'flux.npz'} holds {len(data['heat_flux'])} steps but the checkpoint "
                                  f"needs {keep}: the file was damaged; pass --restart (restart=True)")
+            fluxes, species_velocity = list(data["heat_flux"][:keep]), list(data["species_velocity"][:keep])
     elif keep:
         raise ValueError(f"{out / 'flux.npz'} is missing but the checkpoint is at production step "
                          f"{state['step']}; pass --restart (restart=True) to run again")
@@ -240,7 +243,7 @@ def resume_point(out: Path, state: dict[str, Any], production_steps: int, equili
     if progress:
         print(f"resuming {out}: {state['phase']} step {state['step']} "
               f"(of {equilibration_steps if state['phase'] == 'equilibration' else production_steps})")
-    return keep
+    return fluxes, species_velocity
 
 
 def write_checkpoint(out: Path, frames: list[Atoms], checkpoint: Path, write_positions, flux: dict[str, Any],
@@ -361,13 +364,10 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         atoms = read(checkpoint)
         if state.get("rng"):
             rng.bit_generator.state = state["rng"]
-        keep = resume_point(out, state, production_steps, equilibration_steps, stride, progress)
-        if keep is None:
+        kept = resume_point(out, state, production_steps, equilibration_steps, stride, progress)
+        if kept is None:
             return out / "flux.npz"
-        if keep:
-            with np.load(out / "flux.npz") as data:
-                fluxes = list(data["heat_flux"][:keep])
-                species_velocity = list(data["species_velocity"][:keep])
+        fluxes, species_velocity = kept
     update_info(out, **info)
     provenance = json.dumps(read_run(out))
     calculator.track_heat_flux = True  # flux data at every force call: no second model evaluation per step

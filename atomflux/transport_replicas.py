@@ -55,13 +55,10 @@ def run_replicas(atoms: Atoms, calculator, out: Path, *, n_replicas: int, temper
             state = ReplicaState(saved["positions"].copy(), saved["momenta"].copy())
         for generator, saved_state in zip(generators, status.get("rng") or []):
             generator.bit_generator.state = saved_state
-        keep = resume_point(out, status, production_steps, equilibration_steps, stride, progress)
-        if keep is None:
+        kept = resume_point(out, status, production_steps, equilibration_steps, stride, progress)
+        if kept is None:
             return out / "flux.npz"
-        if keep:
-            with np.load(out / "flux.npz") as data:
-                fluxes = list(data["heat_flux"][:keep])
-                species_velocity = list(data["species_velocity"][:keep])
+        fluxes, species_velocity = kept
     else:
         momenta = []
         for generator in generators:
