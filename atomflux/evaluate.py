@@ -283,11 +283,13 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
         return
     if forces:
         member_forces = torch.stack([forces_from_pair_gradient(g, batch) for g in member_grads])
-        results.forces_ensemble, results.forces_uncertainty = _spread(member_forces, results.forces, scale)
+        results.forces_ensemble, results.forces_uncertainty = _spread(
+            member_forces, results.forces, float(getattr(potential, "uncertainty_scale_forces", scale)))
     if stress:
         member_stress = torch.stack([_virial_and_stress(-g[:, :, None] * vectors[:, None, :], batch)[1]
                                      for g in member_grads])
-        results.stress_ensemble, results.stress_uncertainty = _spread(member_stress, results.stress, scale)
+        results.stress_ensemble, results.stress_uncertainty = _spread(
+            member_stress, results.stress, float(getattr(potential, "uncertainty_scale_stress", scale)))
 
 
 def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],
