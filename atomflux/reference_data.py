@@ -133,7 +133,7 @@ def _dimers(elements: list[str], count: int, rng: np.random.Generator) -> list[A
     for _ in range(count):
         pair = list(rng.choice(elements, size=2))
         nearest = np.mean([lattice_constant(s) for s in pair]) / np.sqrt(2)
-        distance = nearest * rng.uniform(0.75, 1.6)
+        distance = nearest * rng.uniform(0.8, 1.6)
         out.append(_in_vacuum(Atoms(pair, positions=[[0, 0, 0], [0, 0, distance]])))
     return out
 
@@ -194,8 +194,8 @@ def _strong_strain(elements: list[str], count: int, rng: np.random.Generator) ->
     out = []
     for _ in range(count):
         atoms = random_alloy(_some(elements, rng), rng)
-        isotropic = rng.choice([-1, 1]) * rng.uniform(0.08, 0.15)
-        shear = rng.uniform(-0.1, 0.1, (3, 3)) * (1 - np.eye(3))
+        isotropic = rng.choice([-1, 1]) * rng.uniform(0.08, 0.12)
+        shear = rng.uniform(-0.08, 0.08, (3, 3)) * (1 - np.eye(3))
         atoms.set_cell(atoms.cell.array @ ((1 + isotropic) * np.eye(3) + shear), scale_atoms=True)
         atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
         out.append(atoms)
@@ -216,7 +216,7 @@ def _melts(elements: list[str], count: int, rng: np.random.Generator) -> list[At
 
 
 def _random_packing(crystal: Atoms, rng: np.random.Generator, expansion: float = 1.05,
-                    closest: float = 0.7) -> Atoms:
+                    closest: float = 0.8) -> Atoms:
     """The atoms of ``crystal`` placed at random in its cell, expanded by ``expansion`` (linear), no two closer
     than ``closest`` × the nearest-neighbour distance (no memory of the lattice)."""
     cell = crystal.cell.array * expansion
@@ -248,12 +248,12 @@ def stress_test_dataset(elements: Sequence[str] = DEMO_ELEMENTS, per_category: i
     """EMT-labelled configurations off a bulk training domain, by category.
 
     Categories (:data:`STRESS_TEST_CATEGORIES`): ``isolated_atom`` (one per
-    element, in vacuum), ``dimer`` (0.75-1.6 × the fcc nearest-neighbour
+    element, in vacuum), ``dimer`` (0.8-1.6 × the fcc nearest-neighbour
     distance), ``cluster`` (3-13 atoms cut from a random alloy, rattled),
     ``surface`` ((111), (100), (110) slabs of 16 atoms, 6 Å vacuum each
     side), ``vacancies`` (2-4 vacancies in a 32-site cell), ``interstitial``
     (an extra atom on an octahedral or tetrahedral site, relaxed for 0-40
-    FIRE steps), ``strong_strain`` (8-15 % isotropic strain plus up to 10 %
+    FIRE steps), ``strong_strain`` (8-12 % isotropic strain plus up to 8 %
     shear), ``melt`` (atoms placed at random in a 5 % expanded cell, then
     80 fs of Langevin MD at 3000-4000 K: no memory of the lattice).  Cells
     with vacuum are not periodic along it and carry no stress.

@@ -2,7 +2,8 @@
 
 1. Generates EMT reference data for fcc Ni, Cu, Ag, Au and their alloys with
    :func:`atomflux.reference_data.emt_dataset` (seeded, no downloads): a
-   training set (seed 0) and a calibration set (seed 1); plus a little
+   training set (seed 0, 48 MD runs × 8 snapshots) and a calibration set
+   (seed 1, 64 independent MD runs × 2 snapshots); plus a little
    off-domain data from :func:`atomflux.reference_data.stress_test_dataset`
    (seed 100; dimers, clusters, surfaces, vacancies, interstitials, strong
    strain, melts — no isolated atoms; about 10 % of the training atoms).
@@ -40,12 +41,13 @@ from atomflux.reference_data import emt_dataset, stress_test_dataset
 from atomflux.training import TrainConfig, read_frames, train
 from atomflux.training.trainer import report
 from atomflux.uncertainty import add_llpr, fit_shallow_ensemble
+from atomflux.uncertainty.lastlayer import last_layer_design
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 DESCRIPTION = ("atomflux demo model: fcc Ni/Cu/Ag/Au and alloys trained on ASE EMT data, bulk plus a little "
                "off-domain data (scripts/make_demo_model.py). A demonstration, not a physical model.")
-TRAIN_CONFIG = TrainConfig(epochs=300, patience=50, learning_rate=5e-3, seed=0,
+TRAIN_CONFIG = TrainConfig(epochs=300, patience=100, learning_rate=2e-3, seed=0,
                            model={"cutoff": 4.5, "n_radial": 8, "n_channels": 8, "max_angular": 3, "hidden": [64, 64]})
 #: off-domain structures per stress-test category added to the training set
 OFF_DOMAIN = {"dimer": 24, "cluster": 16, "surface": 8, "vacancies": 6, "interstitial": 6, "strong_strain": 8,
@@ -53,10 +55,10 @@ OFF_DOMAIN = {"dimer": 24, "cluster": 16, "surface": 8, "vacancies": 6, "interst
 OFF_DOMAIN_SEED = 100
 
 
-def bulk_frames(path: Path, seed: int, n_trajectories: int) -> list:
+def bulk_frames(path: Path, seed: int, n_trajectories: int, snapshots: int) -> list:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        ase.io.write(path, emt_dataset(n_trajectories=n_trajectories, snapshots=8, seed=seed))
+        ase.io.write(path, emt_dataset(n_trajectories=n_trajectories, snapshots=snapshots, seed=seed))
     return read_frames(path)
 
 
@@ -72,12 +74,12 @@ def off_domain_frames(path: Path) -> list:
 
 
 def training_frames() -> list:
-    return bulk_frames(BUILD / "demo-train.extxyz", seed=0, n_trajectories=48) + off_domain_frames(
+    return bulk_frames(BUILD / "demo-train.extxyz", seed=0, n_trajectories=48, snapshots=8) + off_domain_frames(
         BUILD / "demo-offdomain.extxyz")
 
 
 def calibration_frames() -> list:
-    return bulk_frames(BUILD / "demo-calibration.extxyz", seed=1, n_trajectories=16)
+    return bulk_frames(BUILD / "demo-calibration-64x2.extxyz", seed=1, n_trajectories=64, snapshots=2)
 
 
 def base_model():
@@ -93,8 +95,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=ROOT / "atomflux" / "data")
     args = parser.parse_args()
-    frames, calibration = training_frames(), calibration_frames()
     base = base_model()
+    # the last-layer rows (feature gradients) are the same for both models: compute them once
+    frames = last_layer_design(base, training_frames(), progress=True)
+    calibration = last_layer_design(base, calibration_frames(), progress=True)
     ensemble = fit_shallow_ensemble(base, frames, calibration, n_members=8, loss="nll", progress=True)
     save_model(ensemble, args.output_dir / "demo.pt")
     print(f"wrote {args.output_dir / 'demo.pt'}: {ensemble.metadata['uncertainty']}")

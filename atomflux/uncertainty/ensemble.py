@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..models import PowerSpectrumPotential
 from ..training.dataset import Frame
 from .calibration import optimal_scale
-from .lastlayer import QUANTITIES, LastLayerDesign, last_layer_design
+from .lastlayer import QUANTITIES, LastLayerDesign, as_design
 from .llpr import LLPR
 
 LOSSES = ("nll", "crps")
@@ -75,8 +75,8 @@ def _spreads(rows: torch.Tensor, deviations: torch.Tensor) -> torch.Tensor:
     return rows @ (deviations - deviations.mean(0)).T
 
 
-def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[Frame],
-                         validation_frames: Sequence[Frame], n_members: int = 8, loss: str = "nll",
+def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[Frame] | LastLayerDesign,
+                         validation_frames: Sequence[Frame] | LastLayerDesign, n_members: int = 8, loss: str = "nll",
                          quantities: Sequence[str] = QUANTITIES, steps: int = 1000, seed: int = 0,
                          progress: bool = False) -> PowerSpectrumPotential:
     """A copy of ``model`` whose last layer is a calibrated M-member shallow ensemble.
@@ -96,7 +96,9 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
     model
         Trained single-output :class:`PowerSpectrumPotential`.
     train_frames
-        Structures with reference energies (eV), forces (eV/Å) and stress (eV/Å³), any may be missing.
+        Structures with reference energies (eV), forces (eV/Å) and stress (eV/Å³), any may be missing;
+        or their precomputed :func:`~atomflux.uncertainty.lastlayer.last_layer_design` (also for
+        ``validation_frames``).
     validation_frames
         Held-out structures to calibrate the per-quantity scales.
     n_members
@@ -118,9 +120,9 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
         raise ValueError(f"ensemble loss must be one of {LOSSES}, got {loss!r}")
     torch.manual_seed(seed)
     prior = LLPR(model)
-    train = last_layer_design(prior, train_frames, quantities, progress)
+    train = as_design(prior, train_frames, quantities, progress)
     prior.fit_observations(train)
-    validation = last_layer_design(prior, validation_frames, quantities, progress)
+    validation = as_design(prior, validation_frames, quantities, progress)
     prior.calibrate_observations(validation)
     _, chol = prior.posterior()
     scale = float(model.energy_scale)

@@ -198,3 +198,9 @@ def _append(store: tuple[list, list, list], rows: torch.Tensor, residuals: list[
 
 def _observations(rows: list, residuals: list, owners: list, dtype: torch.dtype) -> Observations:
     return Observations(torch.cat(rows), torch.tensor(residuals, dtype=dtype), torch.tensor(owners))
+
+
+def as_design(potential: Potential, data: Sequence[Frame] | LastLayerDesign, quantities: Sequence[str] = QUANTITIES,
+              progress: bool = False) -> LastLayerDesign:
+    """``data`` itself if it is already a :class:`LastLayerDesign` (of the same base), else its design."""
+    return data if isinstance(data, LastLayerDesign) else last_layer_design(potential, data, quantities, progress)

@@ -39,7 +39,7 @@ import torch
 from ..models.base import Potential, floating_dtype
 from ..systems import Batch
 from ..training.dataset import Frame
-from .lastlayer import QUANTITIES, LastLayerDesign, last_layer_design
+from .lastlayer import QUANTITIES, LastLayerDesign, as_design
 
 #: relative ς² grid of the calibration (times the largest eigenvalue of C)
 REGULARISER_GRID = np.logspace(-14, 0, 57)
@@ -217,10 +217,10 @@ class LLPR(Potential):
             setattr(self, f"uncertainty_scale_{q}", result[f"scale_{q}"])
         return result
 
-    def calibrate(self, frames: Sequence[Frame], quantities: Sequence[str] = QUANTITIES,
+    def calibrate(self, frames: Sequence[Frame] | LastLayerDesign, quantities: Sequence[str] = QUANTITIES,
                   progress: bool = False) -> dict[str, Any]:
         """:meth:`calibrate_observations` on validation frames (energies, forces, stress where present)."""
-        return self.calibrate_observations(last_layer_design(self, frames, quantities, progress))
+        return self.calibrate_observations(as_design(self, frames, quantities, progress))
 
     # -- evaluation ------------------------------------------------------
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -245,7 +245,8 @@ def _probe_features(base: Potential) -> int:
     return int(out["features"].shape[1])
 
 
-def add_llpr(potential: Potential, train_frames: Sequence[Frame], validation_frames: Sequence[Frame],
+def add_llpr(potential: Potential, train_frames: Sequence[Frame] | LastLayerDesign,
+             validation_frames: Sequence[Frame] | LastLayerDesign,
              n_samples: int = 16, quantities: Sequence[str] = QUANTITIES, weights: dict[str, float] | None = None,
              progress: bool = False) -> LLPR:
     """Wrap a trained potential with LLPR, fitted on training and calibrated on validation data.
@@ -256,7 +257,9 @@ def add_llpr(potential: Potential, train_frames: Sequence[Frame], validation_fra
         Trained potential with a ``features`` output.
     train_frames
         The training structures; their energies, forces and stress (those in
-        ``quantities``) enter the covariance C.
+        ``quantities``) enter the covariance C.  A precomputed
+        :func:`~atomflux.uncertainty.lastlayer.last_layer_design` of the
+        potential is accepted too (here and for ``validation_frames``).
     validation_frames
         Held-out structures: ς² and the per-quantity α are calibrated on them.
     n_samples
@@ -269,12 +272,13 @@ def add_llpr(potential: Potential, train_frames: Sequence[Frame], validation_fra
         Show progress bars while computing feature gradients.
     """
     model = LLPR(potential, n_samples=n_samples)
-    used = model.fit_observations(last_layer_design(model, train_frames, quantities, progress), weights)
-    calibration = model.calibrate(validation_frames, quantities, progress)
+    used = model.fit_observations(as_design(model, train_frames, quantities, progress), weights)
+    validation = as_design(model, validation_frames, quantities, progress)
+    calibration = model.calibrate_observations(validation)
     model.metadata = dict(getattr(potential, "metadata", {}) or {})
     model.metadata["uncertainty"] = {"method": "llpr", "n_samples": n_samples,
                                      "n_training_structures": int(model.n_structures),
                                      "fit": {"quantities": list(used), "weights": used},
-                                     "n_validation_structures": len(validation_frames),
+                                     "n_validation_structures": len(validation.n_atoms),
                                      "calibration": calibration}
     return model.eval()
