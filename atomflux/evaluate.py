@@ -34,10 +34,13 @@ energy variance in closed form instead of from samples.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
 
+from .memory import check_evaluation
+from .models.base import GradientChunk, floating_dtype, n_members, no_uncertainty_message
 from .systems import Batch
 
 
@@ -117,6 +120,11 @@ def forces_from_pair_gradient(grad: torch.Tensor, batch: Batch) -> torch.Tensor:
     return forces.index_add(0, batch.pairs[:, 0], grad).index_add(0, batch.pairs[:, 1], -grad)
 
 
+#: working memory of one chunk of centre atoms on the hand-derived path (bytes): small enough for the
+#: per-pair arrays to stay in cache, see benchmarks/bench_evaluate.py
+CHUNK_BYTES = 2**27
+
+
 def evaluate(
     potential: torch.nn.Module,
     batch: Batch,
@@ -131,6 +139,7 @@ def evaluate(
     flux_virials: bool = False,
     pair_gradients: bool = False,
     create_graph: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Results:
     """Evaluate a potential on a batch; compute only what is asked for.
 
@@ -138,6 +147,10 @@ def evaluate(
     ----------
     potential
         A :class:`~atomflux.models.Potential` (returns per-atom ``energy``).
+        It runs in its own floating type; pair vectors are formed, and
+        energies, forces, stress and virials are accumulated, in the batch's
+        type (a float32 model on a float64 batch: float32 compute, float64
+        accumulation).
     batch
         The systems, with neighbour pairs built for at least ``potential.cutoff``.
     forces, stress, energies, virials
@@ -155,7 +168,12 @@ def evaluate(
         Also return ``g_p = ∂E/∂r_p`` [P, 3] (eV/Å), for front ends that
         accumulate forces themselves (the LAMMPS bridge).
     create_graph
-        Keep the graph of the derivatives (for training on forces/stress).
+        Keep the graph of the derivatives (for training on forces/stress);
+        always goes through autograd.
+    chunk_bytes
+        Working memory of one chunk of centre atoms for potentials with a
+        hand-derived gradient path (:meth:`~atomflux.models.Potential.gradient_chunks`):
+        peak memory is then the batch, the results and one chunk.
 
     Returns
     -------
@@ -175,51 +193,177 @@ def evaluate(
         if masses is None or velocities.shape != batch.positions.shape:
             raise ValueError("heat flux needs velocities [N, 3] (Å/fs) and masses [N] (amu)")
     need_grad = forces or stress or virials or flux_virials or pair_gradients
+    member_grads = bool(uncertainty in (True, "full") and (forces or stress))
     vectors = batch.pair_vectors()
-    if need_grad and not vectors.requires_grad:
-        vectors = vectors.detach().requires_grad_(True)
-    with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
-        outputs = dict(potential(batch, vectors))
-        atom_energy = outputs.pop("energy")
-        results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
-        if energies or velocities is not None:
-            results.energies = atom_energy
-        members = outputs.get("energy_ensemble") if uncertainty else None
-        if uncertainty and members is None:
-            raise ValueError(f"{type(potential).__name__} has no uncertainty: make it a shallow ensemble or "
-                             "add LLPR (atomflux.uncertainty)")
-        grad = member_grads = None
-        if need_grad:
-            (grad,) = torch.autograd.grad(atom_energy.sum(), vectors, create_graph=create_graph,
-                                          retain_graph=members is not None or create_graph, allow_unused=True)
-            if grad is None:
-                grad = torch.zeros_like(vectors)
-            if members is not None and uncertainty in (True, "full"):
-                member_grads = _member_gradients(members, vectors, create_graph)
-    if pair_gradients:
-        results.pair_gradients = grad
-    if forces:
-        results.forces = forces_from_pair_gradient(grad, batch)
-    if stress or virials:
-        pair_virial = -grad[:, :, None] * vectors[:, None, :]            # [P, 3, 3]
-        if not create_graph:
-            pair_virial = pair_virial.detach()
+    model_dtype = floating_dtype(potential, vectors.dtype)
+    model_vectors = vectors.to(model_dtype)
+    model_batch = batch if model_dtype == batch.dtype else batch.to(model_dtype)  # what the potential sees
+    chunks = None
+    fast_path = getattr(potential, "gradient_chunks", None)
+    if fast_path is not None and not create_graph:
+        chunks = fast_path(model_batch, model_vectors.detach(), gradients=need_grad, members=member_grads,
+                           max_bytes=chunk_bytes)
+    check_evaluation(len(batch.numbers), len(vectors), n_members=n_members(potential) if member_grads else 0,
+                     n_features=int(getattr(potential, "n_features", 0)), chunked=chunks is not None,
+                     chunk_bytes=chunk_bytes, itemsize=vectors.element_size())
+    if chunks is None:
+        chunks = [_autograd_chunk(potential, model_batch, model_vectors, need_grad, member_grads, create_graph)]
+    total = _Totals(batch, vectors.detach() if not create_graph else vectors, stress=stress, virials=virials,
+                    flux_virials=flux_virials, pair_gradients=pair_gradients, forces=forces)
+    for chunk in chunks:
+        total.add(chunk)
+    outputs = total.outputs
+    atom_energy = outputs.pop("energy").to(vectors.dtype)
+    results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
+    if energies or velocities is not None:
+        results.energies = atom_energy
+    if uncertainty:
+        members = outputs.get("energy_ensemble")
+        if members is None:
+            raise ValueError(no_uncertainty_message(potential))
+    if need_grad:
+        results.pair_gradients = total.pair_gradients
+        results.forces = total.forces if forces else None
         if stress:
-            results.virial, results.stress = _virial_and_stress(pair_virial, batch)
-        if virials:
-            half = 0.5 * pair_virial
-            per_atom = torch.zeros((len(batch.numbers), 3, 3), dtype=grad.dtype, device=grad.device)
-            results.virials = per_atom.index_add(0, batch.pairs[:, 0], half).index_add(0, batch.pairs[:, 1], half)
-    if members is not None:
-        _add_uncertainty(results, potential, batch, members, member_grads, vectors, forces, stress)
-    if flux_virials:
-        receiver = -vectors.detach()[:, :, None] * grad.detach()[:, None, :]       # r_p ⊗ g_p, [P, 3, 3]
-        results.flux_virials = torch.zeros((len(batch.numbers), 3, 3), dtype=grad.dtype,
-                                           device=grad.device).index_add(0, batch.pairs[:, 1], receiver)
+            results.virial, results.stress = total.virial, _stress(total.virial, batch)
+        results.virials = total.virials
+        results.flux_virials = total.flux_virials
+    if uncertainty:
+        _add_uncertainty(results, potential, batch, members.to(vectors.dtype), total, forces, stress)
     if velocities is not None:
         results.heat_flux, results.heat_flux_potential = heat_flux(
             results.energies.detach(), results.flux_virials, velocities, masses, batch)
     return results if create_graph else _detached(results)
+
+
+def pair_gradient_sums(batch: Batch, pair_gradients: torch.Tensor, *, stress: bool = False, virials: bool = False,
+                       flux_virials: bool = False) -> Results:
+    """Forces and the requested virials from pair gradients kept from an earlier :func:`evaluate`.
+
+    Parameters
+    ----------
+    batch
+        The batch of that evaluation.
+    pair_gradients
+        Its ``pair_gradients`` [P, 3] (eV/Å).
+
+    Returns
+    -------
+    Results
+        ``forces``, and ``virial``/``stress``, ``virials``, ``flux_virials`` where asked
+        (``energy`` is not known here and is NaN).
+    """
+    total = _Totals(batch, batch.pair_vectors(), forces=True, stress=stress, virials=virials,
+                    flux_virials=flux_virials, pair_gradients=False)
+    total.add(GradientChunk(atoms=slice(None), pairs=slice(None), outputs={}, energy_gradient=pair_gradients))
+    nan = torch.full((batch.n_systems,), float("nan"), dtype=pair_gradients.dtype, device=pair_gradients.device)
+    results = Results(energy=nan, forces=total.forces, virials=total.virials, flux_virials=total.flux_virials)
+    if stress:
+        results.virial, results.stress = total.virial, _stress(total.virial, batch)
+    return results
+
+
+def _autograd_chunk(potential: torch.nn.Module, batch: Batch, vectors: torch.Tensor, need_grad: bool,
+                    member_grads: bool, create_graph: bool) -> GradientChunk:
+    """The whole batch as one chunk, differentiated by autograd."""
+    if need_grad and not vectors.requires_grad:
+        vectors = vectors.detach().requires_grad_(True)
+    with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
+        outputs = dict(potential(batch, vectors))
+        chunk = GradientChunk(atoms=slice(None), pairs=slice(None), outputs=outputs)
+        members = outputs.get("energy_ensemble") if member_grads else None
+        if member_grads and members is None:
+            raise ValueError(no_uncertainty_message(potential))
+        if need_grad:
+            (grad,) = torch.autograd.grad(outputs["energy"].sum(), vectors, create_graph=create_graph,
+                                          retain_graph=members is not None or create_graph, allow_unused=True)
+            chunk.energy_gradient = torch.zeros_like(vectors) if grad is None else grad
+            if members is not None:
+                chunk.member_gradients = _member_gradients(members, vectors, create_graph)
+    return chunk
+
+
+class _Totals:
+    """Per-atom outputs and the sums over pairs (forces, virials, members), chunk by chunk."""
+
+    def __init__(self, batch: Batch, vectors: torch.Tensor, *, forces: bool, stress: bool, virials: bool,
+                 flux_virials: bool, pair_gradients: bool) -> None:
+        self.batch, self.vectors = batch, vectors
+        self.want_stress, self.want_virials, self.want_flux = stress, virials, flux_virials
+        self.want_pair_gradients = pair_gradients
+        self.pieces: dict[str, list[torch.Tensor]] = {}
+        n, dtype, device = len(batch.numbers), vectors.dtype, vectors.device
+        zeros = functools.partial(torch.zeros, dtype=dtype, device=device)
+        self.forces = zeros((n, 3))
+        self.virial = zeros((batch.n_systems, 3, 3)) if stress else None
+        self.virials = zeros((n, 3, 3)) if virials else None
+        self.flux_virials = zeros((n, 3, 3)) if flux_virials else None
+        self.pair_gradients = zeros(vectors.shape) if pair_gradients else None
+        self.member_forces = self.member_virial = None
+
+    @property
+    def outputs(self) -> dict[str, torch.Tensor]:
+        """Per-atom outputs of all chunks so far, concatenated."""
+        return {k: v[0] if len(v) == 1 else torch.cat(v) for k, v in self.pieces.items()}
+
+    def add(self, chunk: GradientChunk) -> None:
+        for name, value in chunk.outputs.items():
+            self.pieces.setdefault(name, []).append(value)
+        if chunk.energy_gradient is None:
+            return
+        pairs = self.batch.pairs[chunk.pairs]
+        i, j = pairs[:, 0], pairs[:, 1]
+        r = self.vectors[chunk.pairs]
+        grad = chunk.energy_gradient.to(r.dtype)
+        self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
+        if self.want_stress:
+            self.virial = self.virial + self._system_sums(-grad[None], r, i)[0]
+        if self.want_virials:
+            half = -0.5 * grad[:, :, None] * r[:, None, :]                                   # [p, 3, 3]
+            self.virials = self.virials.index_add(0, i, half).index_add(0, j, half)
+        if self.want_flux:  # receiver virials -r_p ⊗ g_p
+            self.flux_virials = self.flux_virials.index_add(0, j, -r.detach()[:, :, None] * grad.detach()[:, None, :])
+        if self.want_pair_gradients:
+            if isinstance(chunk.pairs, slice) and chunk.pairs == slice(None):
+                self.pair_gradients = grad
+            else:  # hand-derived chunks carry no graph: fill in place
+                self.pair_gradients[chunk.pairs] = grad
+        if chunk.member_gradients is not None:
+            member = chunk.member_gradients.to(r.dtype)                                      # [M, p, 3]
+            if self.member_forces is None:
+                shape = (len(member),) + tuple(self.forces.shape)
+                self.member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
+                self.member_virial = torch.zeros((len(member), self.batch.n_systems, 3, 3), dtype=r.dtype,
+                                                 device=r.device)
+            self.member_forces = self.member_forces.index_add(1, i, member).index_add(1, j, -member)
+            if self.want_stress:
+                self.member_virial = self.member_virial + self._system_sums(-member, r, i)
+
+    def _system_sums(self, grads: torch.Tensor, r: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """Σ_p g_p ⊗ r_p per system, [B, S, 3, 3], for gradients [B, p, 3] of pairs starting at atoms i."""
+        if self.batch.n_systems == 1:
+            return torch.einsum("bpa,pc->bac", grads, r)[:, None]
+        outer = grads[:, :, :, None] * r[None, :, None, :]
+        zeros = torch.zeros((len(grads), self.batch.n_systems, 3, 3), dtype=r.dtype, device=r.device)
+        return zeros.index_add(1, self.batch.system[i], outer)
+
+
+def _member_gradients(members: torch.Tensor, vectors: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """∂E_m/∂r_p for every member m in one batched backward pass, Tensor [M, P, 3]."""
+    n_members = members.shape[1]
+    totals = members.sum(0)
+    eye = torch.eye(n_members, dtype=totals.dtype, device=totals.device)
+    (grads,) = torch.autograd.grad(totals, vectors, grad_outputs=eye, is_grads_batched=True,
+                                   create_graph=create_graph, allow_unused=True)
+    return torch.zeros((n_members,) + vectors.shape, dtype=vectors.dtype) if grads is None else grads
+
+
+def _stress(virial: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Stress −W/V [..., S, 3, 3] (eV/Å³) from virials [..., S, 3, 3]; NaN without a 3-D periodic cell."""
+    volume = batch.volumes()
+    periodic = batch.pbc.all(dim=1) & (volume > 0)
+    safe = torch.where(periodic, volume, torch.ones_like(volume))
+    return torch.where(periodic[:, None, None], -virial / safe[:, None, None], torch.full_like(virial, float("nan")))
 
 
 #: ½ m v² with m in amu and v in Å/fs, in eV
@@ -237,28 +381,6 @@ def heat_flux(energies: torch.Tensor, flux_virials: torch.Tensor, velocities: to
     return convective + potential_part, potential_part
 
 
-def _member_gradients(members: torch.Tensor, vectors: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    """∂E_m/∂r_p for every member m in one batched backward pass, Tensor [M, P, 3]."""
-    n_members = members.shape[1]
-    totals = members.sum(0)
-    eye = torch.eye(n_members, dtype=totals.dtype, device=totals.device)
-    (grads,) = torch.autograd.grad(totals, vectors, grad_outputs=eye, is_grads_batched=True,
-                                   create_graph=create_graph, allow_unused=True)
-    return torch.zeros((n_members,) + vectors.shape, dtype=vectors.dtype) if grads is None else grads
-
-
-def _virial_and_stress(pair_virial: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-system virial [S, 3, 3] (eV) and stress (eV/Å³, NaN without a 3-D periodic cell)."""
-    owner = batch.system[batch.pairs[:, 0]]
-    total = torch.zeros((batch.n_systems, 3, 3), dtype=pair_virial.dtype, device=pair_virial.device)
-    total = total.index_add(0, owner, pair_virial)
-    volume = batch.volumes()
-    periodic = batch.pbc.all(dim=1) & (volume > 0)
-    safe = torch.where(periodic, volume, torch.ones_like(volume))
-    stress = torch.where(periodic[:, None, None], -total / safe[:, None, None], torch.full_like(total, float("nan")))
-    return total, stress
-
-
 def _spread(members: torch.Tensor, mean: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Members pulled away from ``mean`` by the calibration ``scale``, and their std (member axis 0)."""
     scaled = mean.unsqueeze(0) + scale * (members - members.mean(0, keepdim=True))
@@ -266,7 +388,7 @@ def _spread(members: torch.Tensor, mean: torch.Tensor, scale: float) -> tuple[to
 
 
 def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch, members: torch.Tensor,
-                     member_grads: torch.Tensor | None, vectors: torch.Tensor, forces: bool, stress: bool) -> None:
+                     totals: _Totals, forces: bool, stress: bool) -> None:
     scale = float(getattr(potential, "uncertainty_scale", 1.0))
     system_members = sum_per_system(members, batch).T                      # [M, S]
     ensemble, sigma = _spread(system_members, results.energy, scale)
@@ -279,15 +401,13 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
     else:
         results.energy_uncertainty = sigma
         _, results.energies_uncertainty = _spread(members.T, members.mean(1), scale)
-    if member_grads is None:
+    if totals.member_forces is None:
         return
     if forces:
-        member_forces = torch.stack([forces_from_pair_gradient(g, batch) for g in member_grads])
         results.forces_ensemble, results.forces_uncertainty = _spread(
-            member_forces, results.forces, float(getattr(potential, "uncertainty_scale_forces", scale)))
+            totals.member_forces, results.forces, float(getattr(potential, "uncertainty_scale_forces", scale)))
     if stress:
-        member_stress = torch.stack([_virial_and_stress(-g[:, :, None] * vectors[:, None, :], batch)[1]
-                                     for g in member_grads])
+        member_stress = _stress(totals.member_virial, batch)
         results.stress_ensemble, results.stress_uncertainty = _spread(
             member_stress, results.stress, float(getattr(potential, "uncertainty_scale_stress", scale)))
 
@@ -316,8 +436,7 @@ def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str,
         _, cholesky = potential.posterior()
         return cholesky.T @ outputs["llpr_features"][atoms].sum(0)
     if "energy_ensemble" not in outputs:
-        raise ValueError(f"{type(potential).__name__} has no uncertainty: make it a shallow ensemble or "
-                         "add LLPR (atomflux.uncertainty)")
+        raise ValueError(no_uncertainty_message(potential))
     members = outputs["energy_ensemble"][atoms].sum(0)
     scale = float(getattr(potential, "uncertainty_scale", 1.0))
     return scale * (members - members.mean()) / len(members) ** 0.5

@@ -9,6 +9,12 @@ The metadata names the architecture and its hyper-parameters, species,
 cutoff (Å), units, atomflux version, training-set fingerprint and metrics, and
 (where present) uncertainty calibration.  Loading never unpickles code: a
 file that needs more than tensors, strings and plain containers is refused.
+
+Wherever a model is accepted, a *model spec* may name a third-party model
+instead (``"sevennet:7net-0"``, ``"mace:PATH"``, ``"chgnet:0.3.0"``, see
+:mod:`atomflux.foreign`).  A model file may refer to such a base by its spec
+(an LLPR fitted on SevenNet-0 stores ``{"base": {"spec": "sevennet:7net-0"}}``
+and only its own tensors), so it stays a tensors-and-JSON file.
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ from typing import Any
 import torch
 
 from . import __version__
+from .foreign import ForeignPotential, is_spec, load_spec
 from .models import ARCHITECTURES, Potential
 from .uncertainty.llpr import LLPR
 
 FORMAT = "atomflux-model"
 FORMAT_VERSION = 1
 UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å³"}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def architectures() -> dict[str, type[Potential]]:
@@ -56,19 +64,29 @@ def save_model(potential: Potential, path: str | Path, metadata: dict[str, Any] 
         Extra JSON-serialisable entries (training metrics, uncertainty...);
         merged over the potential's own ``metadata`` attribute, if any.
     """
+    if isinstance(potential, ForeignPotential):
+        raise ValueError(f"{type(potential).__name__} is a third-party model: refer to it by its spec "
+                         f"{potential.spec!r} wherever a model is accepted (there is nothing to save)")
     if potential.architecture not in architectures():
-        raise ValueError(f"cannot save architecture {type(potential).__name__!r}: not registered in atomflux.models")
+        raise ValueError(f"cannot save architecture {type(potential).__name__!r}: not registered in atomflux.models "
+                         "(a third-party model wrapped by hand cannot be saved; load it by spec, e.g. "
+                         "'sevennet:7net-0', or register its class in atomflux.models.ARCHITECTURES)")
+    try:
+        config = potential.config()
+    except NotImplementedError as err:
+        raise ValueError(f"cannot save {type(potential).__name__}: {err}") from None
     meta = dict(getattr(potential, "metadata", {}) or {})
     meta.update(metadata or {})
     meta.update({
         "architecture": potential.architecture,
-        "config": potential.config(),
+        "config": config,
         "species": potential.species,
         "cutoff": potential.cutoff,
         "units": UNITS,
         "atomflux_version": __version__,
     })
-    state = {k: v.detach().cpu().clone() for k, v in potential.state_dict().items()}
+    referenced = _referenced_prefixes(config)
+    state = {k: v.detach().cpu().clone() for k, v in potential.state_dict().items() if not k.startswith(referenced)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -84,21 +102,76 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return json.loads(_read_archive(Path(path))["metadata"])
 
 
-def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64,
-               device: str | torch.device = "cpu") -> Potential:
-    """Load a model file, or a model shipped with the package by name (e.g. ``"demo"``).
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``torch.float32``, ``"float32"``, ``torch.float64``, ``"float64"`` or ``None`` (the model's own dtype)."""
+    if dtype is None or isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPES:
+        return DTYPES[dtype.removeprefix("torch.")]
+    raise ValueError(f"dtype must be float32 or float64 (or None for the model's own dtype), got {dtype!r}")
+
+
+def native_dtypes(potential: torch.nn.Module) -> tuple[torch.dtype, ...]:
+    """Dtypes a potential runs in, its native one first: float64 and float32 for atomflux models;
+    third-party models (also inside LLPR) declare theirs."""
+    for module in potential.modules():  # a third-party model anywhere inside (an LLPR's base, ...)
+        if isinstance(module, ForeignPotential):
+            return module.dtypes
+    return (torch.float64, torch.float32)
+
+
+def place(potential: torch.nn.Module, dtype: torch.dtype | str | None = None,
+          device: str | torch.device = "cpu") -> torch.nn.Module:
+    """``potential`` in ``dtype`` (``None``: its native dtype) on ``device``, in eval mode.
+
+    Raises ``ValueError`` for a dtype the model cannot run in (SevenNet's
+    e3nn code, for example, works only in float32).
+    """
+    allowed = native_dtypes(potential)
+    dtype = parse_dtype(dtype) or allowed[0]
+    if dtype not in allowed:
+        names = " or ".join(str(d).removeprefix("torch.") for d in allowed)
+        raise ValueError(f"{type(potential).__name__} runs only in {names}; "
+                         f"leave dtype unset (its native dtype) or pass dtype='{str(allowed[0]).removeprefix('torch.')}'")
+    return potential.to(dtype=dtype, device=device).eval()
+
+
+def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
+               device: str | torch.device = "cpu", trust: bool = False) -> Potential:
+    """Load a model file, a model shipped with the package by name (e.g. ``"demo"``),
+    or a third-party model by spec (``"sevennet:7net-0"``, ``"mace:PATH"``).
 
     The returned potential has ``.species`` (chemical symbols), ``.cutoff``
     (Å) and ``.metadata`` (dict), and is in eval mode.
+
+    Parameters
+    ----------
+    name_or_path
+        File path, shipped name or model spec (see :mod:`atomflux.foreign`).
+    dtype
+        ``"float32"``/``"float64"`` (or the torch dtypes); ``None``: float64 for
+        atomflux models, the native dtype of a third-party model.
+    device
+        Torch device.
+    trust
+        Load a third-party pickle checkpoint that is not shipped inside its
+        own package (only for files whose origin you trust: unpickling can run code).
 
     Raises
     ------
     FileNotFoundError
         If neither a file nor a shipped model of that name exists.
     ValueError
-        If the file is not a valid atomflux model, or would need to run code
-        to load (pickled objects are refused).
+        If the file is not a valid atomflux model, would need to run code to
+        load (pickled objects are refused unless trusted), names a
+        calculator-level model (CHGNet), or the dtype does not suit the model.
+    ImportError
+        A model spec whose package is not installed (the message names the extra).
     """
+    if is_spec(name_or_path):
+        potential = _foreign_potential(str(name_or_path), trust)
+        potential.metadata = {"spec": str(name_or_path)}
+        return place(potential, dtype, device)
     path = Path(name_or_path)
     if not path.is_file():
         shipped = shipped_models()
@@ -107,16 +180,26 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64,
         else:
             raise FileNotFoundError(
                 f"no model file {str(name_or_path)!r}, and no shipped model of that name "
-                f"(shipped: {', '.join(sorted(shipped)) or 'none'})")
+                f"(shipped: {', '.join(sorted(shipped)) or 'none'}; third-party models by spec: "
+                "sevennet:NAME, mace:PATH, chgnet:NAME)")
     archive = _read_archive(path)
     try:
         meta = json.loads(archive["metadata"])
         cls = architectures()[meta["architecture"]]
+        config = dict(meta["config"])
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: invalid atomflux metadata ({err})") from None
+    referenced = _referenced_prefixes(config)
+    if referenced:
+        config["base"] = _foreign_potential(config["base"]["spec"], trust)
     try:
-        potential = cls(**meta["config"])
-        potential.load_state_dict(archive["state_dict"], strict=True)
+        potential = cls(**config)
+        if not referenced:  # stored float64 weights are loaded as they are, not rounded through float32
+            potential = potential.to(torch.float64)
+        missing, unexpected = potential.load_state_dict(archive["state_dict"], strict=False)
+        missing = [k for k in missing if not k.startswith(referenced)] if referenced else missing
+        if missing or unexpected:
+            raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
     except (TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: tensors do not match architecture {meta['architecture']}: {err}") from None
     potential.metadata = meta
@@ -125,19 +208,39 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype = torch.float64,
                            ("scale_stress", "uncertainty_scale_stress")):
         if calibration.get(key) is not None:
             setattr(potential, attribute, float(calibration[key]))
-    return potential.to(dtype=dtype, device=device).eval()
+    return place(potential, dtype, device)
+
+
+def _foreign_potential(spec: str, trust: bool) -> ForeignPotential:
+    model = load_spec(spec, trust)
+    if not isinstance(model, ForeignPotential):
+        raise ValueError(f"{spec} is available as an ASE calculator only (no torch-level adapter); use it where "
+                         "any ASE calculator is accepted: atomflux md/kappa --model, Committee, or "
+                         "atomflux.calculators.make_calculator")
+    return model
+
+
+def _referenced_prefixes(config: dict[str, Any]) -> tuple[str, ...]:
+    """State-dict prefixes of sub-models stored by spec, not copied: ``("base.",)`` or ``()``."""
+    base = config.get("base")
+    return ("base.",) if isinstance(base, dict) and "spec" in base else ()
 
 
 def _read_archive(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no model file {str(path)!r}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # torch.save writes zip archives
+            raise ValueError(f"{path}: not a readable atomflux model file (not a torch archive); model files are written "
+                             "by `atomflux train` or atomflux.save_model")
     try:
         archive = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError:
         raise ValueError(
-            f"{path}: refused to load — the file contains objects other than tensors "
-            f"(a pickle that could run code); atomflux model files hold only tensors and JSON. "
-            f"Detail: {str(err).splitlines()[0]}") from None
+            f"{path}: refused to load — the file holds pickled objects, not only tensors and JSON like an "
+            f"atomflux model file, and unpickling can run code; a third-party checkpoint loads by spec "
+            f"('sevennet:PATH', 'mace:PATH', 'chgnet:PATH') with trust=True (CLI: --trust-model) "
+            f"if you trust where it came from") from None
     except Exception as err:  # torch raises many types for a non-archive file
         raise ValueError(f"{path}: not a readable atomflux model file ({err})") from None
     if not isinstance(archive, dict) or archive.get("format") != FORMAT:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .model_options import DEFAULT_MODEL, add_model_options
+
 
 def _cmd_kappa(args: argparse.Namespace) -> None:
     import ase.io
 
-    from ..calculators import AtomfluxCalculator
+    from ..calculators import make_calculator
     from ..lattice import phonons, thermal_conductivity
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atoms = ase.io.read(args.structure)
-    calc = AtomfluxCalculator(args.model)
+    calc = make_calculator(args.model or [DEFAULT_MODEL], trust=args.trust_model)
     result = thermal_conductivity(atoms, calc, supercell=tuple(args.supercell), mesh=tuple(args.mesh),
                                   temperatures=tuple(args.temperatures), method=args.method,
                                   statistics=args.statistics, displacement=args.displacement, relax=args.relax,
@@ -32,7 +34,7 @@ def _cmd_kappa(args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("kappa", help="lattice thermal conductivity with phono3py (κ ± model uncertainty)")
     p.add_argument("structure", help="unit cell, any ASE-readable file")
-    p.add_argument("--model", default="demo", help="model file or shipped name")
+    add_model_options(p, committee=True)
     p.add_argument("--supercell", type=int, nargs=3, default=[3, 3, 3], help="supercell for fc2/fc3")
     p.add_argument("--mesh", type=int, nargs=3, default=[11, 11, 11], help="q-point mesh")
     p.add_argument("--temperatures", type=float, nargs="+", default=[300.0], help="K")

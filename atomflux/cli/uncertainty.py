@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .model_options import add_model_options
+
 
 def _split_for_calibration(train_path: str, validation_path: str | None, seed: int):
     from ..training import read_frames
@@ -21,11 +23,14 @@ def _split_for_calibration(train_path: str, validation_path: str | None, seed: i
 
 def _cmd_llpr(args: argparse.Namespace) -> None:
     from ..io import load_model, save_model
+    from ..records import check_output_path
     from ..uncertainty import add_llpr
 
-    base = load_model(args.model)
+    check_output_path(args.output)
+    base = load_model(args.model, trust=args.trust_model)
     train_frames, validation = _split_for_calibration(args.data, args.validation, args.seed)
-    model = add_llpr(base, train_frames, validation, n_samples=args.samples, quantities=args.targets, progress=True)
+    model = add_llpr(base, train_frames, validation, n_samples=args.samples, quantities=args.targets,
+                     last_layer=args.last_layer, progress=True)
     save_model(model, args.output)
     print(f"LLPR from {len(train_frames)} structures ({', '.join(args.targets)}), "
           f"calibration {model.metadata['uncertainty']['calibration']}")
@@ -34,9 +39,11 @@ def _cmd_llpr(args: argparse.Namespace) -> None:
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
     from ..io import load_model, save_model
+    from ..records import check_output_path
     from ..uncertainty import fit_shallow_ensemble
 
-    base = load_model(args.model)
+    check_output_path(args.output)
+    base = load_model(args.model, trust=args.trust_model)
     train_frames, validation = _split_for_calibration(args.data, args.validation, args.seed)
     model = fit_shallow_ensemble(base, train_frames, validation, n_members=args.members, loss=args.loss,
                                  quantities=args.targets, seed=args.seed, progress=True)
@@ -52,7 +59,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
 
     if args.data is None and not args.stress_test:
         raise ValueError("nothing to calibrate on: give held-out structures (extxyz) and/or --stress-test")
-    model = load_model(args.model)
+    model = load_model(args.model, trust=args.trust_model)
     records = []
     if args.data is not None:
         from ..training import read_frames
@@ -95,7 +102,7 @@ def _targets(p: argparse.ArgumentParser) -> None:
 def _uncertainty_fit_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
     """A sub-command taking a trained model, its training data and a calibration set."""
     p = sub.add_parser(name, help=help_text)
-    p.add_argument("model", help="trained model file or shipped name")
+    add_model_options(p)
     p.add_argument("data", help="training structures (extxyz)")
     p.add_argument("-o", "--output", required=True, help="model file to write")
     p.add_argument("--validation", help="structures to calibrate on (default: hold out 20 %% of data)")
@@ -107,6 +114,8 @@ def _uncertainty_fit_parser(sub, name: str, help_text: str) -> argparse.Argument
 def register(sub: argparse._SubParsersAction) -> None:
     p = _uncertainty_fit_parser(sub, "llpr", "add calibrated LLPR uncertainty to a trained model")
     p.add_argument("--samples", type=int, default=16, help="posterior samples for force/stress uncertainty")
+    p.add_argument("--last-layer", help="name of the model's last linear layer: its input are the features "
+                                        "(forward hook), for models that do not return 'features'")
     p.set_defaults(func=_cmd_llpr)
 
     p = _uncertainty_fit_parser(sub, "ensemble", "make a trained model a calibrated shallow ensemble")
@@ -116,7 +125,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("calibrate", help="calibration report of a model's uncertainty: held-out data and/or "
                                          "an off-domain stress test")
-    p.add_argument("model", help="trained model file or shipped name")
+    add_model_options(p)
     p.add_argument("data", nargs="?", help="held-out structures with reference energies/forces/stress (extxyz)")
     p.add_argument("--stress-test", action="store_true",
                    help="also generate EMT structures off a bulk domain (isolated atoms, dimers, clusters, surfaces, "

@@ -175,6 +175,7 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
                 nprocs: int = 1) -> BridgedModel:
     """Load ``model`` for LAMMPS types mapped to ``elements``; raise ``ValueError`` with a clear message."""
     from ..io import load_model
+    from ..models.base import floating_dtype
 
     if units != "metal":
         raise ValueError(f"pair_style atomflux needs 'units metal' (eV, Å, ps); this input uses units {units}")
@@ -186,7 +187,11 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
         raise ValueError(f"pair_coeff: {', '.join(repr(e) for e in unknown)} is not a chemical element "
                          "(give one element symbol per atom type, e.g. Cu Ag)")
     dtype, device = parse_options(options, nprocs)
-    potential = load_model(model, dtype=dtype, device=device)
+    # without an explicit 'dtype' option a model runs in its own dtype (float64 for atomflux models,
+    # float32 for SevenNet); model specs (sevennet:7net-0, mace:PATH) are accepted like files
+    explicit_dtype = "dtype" in options.split()[::2]
+    potential = load_model(model, dtype=dtype if explicit_dtype else None, device=device)
+    dtype = floating_dtype(potential) if not explicit_dtype else dtype
     if not getattr(potential, "predicts_energy", True):
         raise ValueError(f"pair_coeff * * {model}: a {type(potential).__name__} predicts orbital energies, "
                          "not the energy; pair_style atomflux needs an energy model")
@@ -196,8 +201,10 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
     except ValueError as error:
         raise ValueError(f"pair_coeff * * {model}: {error}") from None
     if not getattr(potential, "strictly_local", False):
-        raise ValueError(f"{type(potential).__name__} is not strictly local (an atom's energy depends on more than "
-                         "its own neighbours), which pair_style atomflux's domain decomposition needs")
+        reach = getattr(potential, "interaction_range", None)
+        reach = f" (message passing reaches {reach:g} Å)" if reach else ""
+        raise ValueError(f"{type(potential).__name__} is not strictly local{reach}: an atom's energy depends on more "
+                         "than its own neighbours, which pair_style atomflux's domain decomposition needs")
     return BridgedModel(potential, numbers, dtype, device)
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluate import _virial_and_stress, evaluate, forces_from_pair_gradient
+from ..evaluate import _stress, evaluate
 from ..models.base import Potential, floating_dtype
 from ..systems import Batch
 from ..training.dataset import Frame
@@ -131,14 +131,15 @@ def structure_rows(potential: Potential, batch: Batch, forces: bool = True, stre
         if grads is None:  # no neighbours: the features do not depend on positions
             grads = torch.zeros((n,) + vectors.shape, dtype=vectors.dtype)
     force_rows = stress_rows = None
-    if forces:
-        per_feature = torch.stack([forces_from_pair_gradient(g, batch) for g in grads])      # [F, N, 3]
+    i, j = batch.pairs[:, 0], batch.pairs[:, 1]
+    if forces:  # as forces_from_pair_gradient, for all F features at once
+        per_feature = torch.zeros((n,) + batch.positions.shape, dtype=phi.dtype)
+        per_feature = per_feature.index_add(1, i, grads).index_add(1, j, -grads)             # [F, N, 3]
         force_rows = torch.cat([per_feature.reshape(n, -1).T, torch.zeros(per_feature[0].numel(), 1,
                                                                           dtype=phi.dtype)], dim=1)
-    if stress:
-        vec = vectors.detach()
-        per_feature = torch.stack([_virial_and_stress(-g[:, :, None] * vec[:, None, :], batch)[1][0]
-                                   for g in grads])                                          # [F, 3, 3]
+    if stress:  # virial W = -Σ_p g_p ⊗ r_p, stress = -W/V
+        virial = -torch.einsum("fpa,pc->fac", grads, vectors.detach())
+        per_feature = _stress(virial[:, None], batch)[:, 0]                                   # [F, 3, 3]
         voigt = torch.stack([per_feature[:, a, b] for a, b in VOIGT], dim=0)                 # [6, F]
         stress_rows = torch.cat([voigt, torch.zeros(6, 1, dtype=phi.dtype)], dim=1)
     return phi.detach(), force_rows, stress_rows

@@ -27,6 +27,12 @@ has per-atom energy e_i + f_i·δw_k, and :func:`atomflux.evaluate`
 differentiates the members like a shallow ensemble.  Nothing about the base
 model is assumed beyond ``features`` [N, F] being the input of a last linear
 layer; the base is not changed.
+
+A model that does not return ``features`` needs no rewriting: with
+``last_layer="name"`` the features are the input of that linear layer, taken
+by a forward hook (the base then reports them as its ``features`` output).
+A third-party base (:mod:`atomflux.foreign`) is stored in model files by its
+spec (``{"base": {"spec": "sevennet:7net-0"}}``), not copied.
 """
 
 from __future__ import annotations
@@ -49,6 +55,58 @@ def _augmented(features: torch.Tensor) -> torch.Tensor:
     return torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
 
 
+class HookedFeatures(Potential):
+    """A potential whose ``features`` are the input of one of its linear layers, taken by a forward hook.
+
+    The hook records only while this wrapper evaluates, so the wrapped
+    potential itself is unchanged for every other caller.
+
+    Parameters
+    ----------
+    potential
+        Any potential returning per-atom ``energy``.
+    last_layer
+        Name of the layer (as in ``potential.named_modules()``) whose input,
+        Tensor [N, F] (one row per atom), become the features.
+    """
+
+    def __init__(self, potential: Potential, last_layer: str) -> None:
+        super().__init__(potential.species, potential.cutoff)
+        self.potential, self.last_layer = potential, last_layer
+        self.strictly_local = getattr(potential, "strictly_local", False)
+        try:
+            layer = potential.get_submodule(last_layer)
+        except AttributeError:
+            linear = [n for n, m in potential.named_modules() if "linear" in type(m).__name__.lower()]
+            raise ValueError(f"last_layer {last_layer!r} is not a sub-module of {type(potential).__name__}; "
+                             f"its linear layers include: {', '.join(linear[-5:]) or 'none'}") from None
+        self._recording = False
+        self._captured: torch.Tensor | None = None
+        layer.register_forward_pre_hook(self._capture_input)
+
+    def _capture_input(self, module: torch.nn.Module, args: tuple) -> None:
+        if not self._recording:
+            return
+        features = args[0] if args else None
+        if not isinstance(features, torch.Tensor) or features.dim() != 2:
+            raise ValueError(f"last_layer {self.last_layer!r} takes {type(features).__name__}, not a [N, F] tensor: "
+                             "name the linear layer itself (the module whose input is one feature row per atom)")
+        self._captured = features
+
+    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._recording, self._captured = True, None
+        try:
+            out = dict(self.potential(batch, vectors))
+        finally:
+            self._recording = False
+        features, self._captured = self._captured, None
+        if features is None or features.shape[0] != out["energy"].shape[0]:
+            raise ValueError(f"last_layer {self.last_layer!r} did not see one row per atom in this evaluation; "
+                             "choose the last linear layer of the per-atom energy readout")
+        out["features"] = features
+        return out
+
+
 class LLPR(Potential):
     """A potential wrapped with LLPR uncertainty.
 
@@ -63,19 +121,31 @@ class LLPR(Potential):
         Posterior samples K used for force/stress uncertainties.
     seed : int
         Seed of the fixed standard-normal draws behind the samples.
+    last_layer : str, optional
+        Name (as in ``base.named_modules()``) of the last linear layer: its
+        input [N, F] becomes the features, taken by a forward hook.  Without
+        it, the base's own ``features`` output is used.
     """
 
     architecture = "LLPR"
 
     def __init__(self, base: Potential | dict, n_features: int | None = None, n_samples: int = 16,
-                 seed: int = 0) -> None:
+                 seed: int = 0, last_layer: str | None = None) -> None:
         if isinstance(base, dict):
+            if "spec" in base:
+                raise ValueError(f"LLPR base {base['spec']!r} is a model spec: load it with atomflux.load_model "
+                                 "(which resolves specs) and pass the potential")
             from ..models import ARCHITECTURES
 
             base = ARCHITECTURES[base["architecture"]](**base["config"])
         super().__init__(base.species, base.cutoff)
         self.base = base
         self.strictly_local = getattr(base, "strictly_local", False)
+        if hasattr(base, "interaction_range"):
+            self.interaction_range = base.interaction_range
+        self.last_layer = last_layer
+        if last_layer is not None:
+            base = self.base = HookedFeatures(base, last_layer)
         self.n_features = int(n_features) if n_features is not None else _probe_features(base)
         self.n_samples, self.seed = int(n_samples), int(seed)
         dim = self.n_features + 1
@@ -89,8 +159,15 @@ class LLPR(Potential):
         self._posterior: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def config(self) -> dict[str, Any]:
-        return {"base": {"architecture": self.base.architecture, "config": self.base.config()},
-                "n_features": self.n_features, "n_samples": self.n_samples, "seed": self.seed}
+        inner = self.base.potential if isinstance(self.base, HookedFeatures) else self.base
+        spec = getattr(inner, "spec", None)
+        if spec is not None:
+            inner.config()  # raises for a third-party model given as an object (nothing to refer to)
+        base = {"spec": spec} if spec else {"architecture": inner.architecture, "config": inner.config()}
+        config = {"base": base, "n_features": self.n_features, "n_samples": self.n_samples, "seed": self.seed}
+        if self.last_layer is not None:
+            config["last_layer"] = self.last_layer
+        return config
 
     # -- posterior -------------------------------------------------------
     def _invalidate(self) -> None:
@@ -101,14 +178,21 @@ class LLPR(Potential):
         return super()._apply(fn, recurse)
 
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior covariance Σ [(F+1), (F+1)] and its Cholesky factor."""
+        """Posterior covariance Σ [(F+1), (F+1)] and a square root L (L Lᵀ = Σ), in the model's dtype."""
+        sigma, root = self._posterior_float64()
+        return sigma.to(self.covariance.dtype), root.to(self.covariance.dtype)
+
+    def _posterior_float64(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # always solved in float64: a float32 base (SevenNet) leaves C too ill-conditioned for float32
         if self._posterior is None:
             if int(self.n_structures) == 0:
                 raise ValueError("LLPR has not been fitted: call fit() on training data first")
-            eye = torch.eye(len(self.covariance), dtype=self.covariance.dtype, device=self.covariance.device)
-            sigma = self.alpha_squared * torch.linalg.inv(self.covariance + self.regulariser * eye)
-            sigma = 0.5 * (sigma + sigma.T)
-            self._posterior = (sigma, torch.linalg.cholesky(sigma + 1e-14 * sigma.diagonal().max() * eye))
+            # C = Σ φφᵀ is positive semi-definite: negative eigenvalues are rounding (float32 features)
+            covariance = self.covariance.double()
+            eigenvalues, vectors = torch.linalg.eigh(0.5 * (covariance + covariance.T))
+            scale = float(self.alpha_squared) / (eigenvalues.clamp(min=0.0) + float(self.regulariser))
+            root = vectors * scale.sqrt()                                   # L with L Lᵀ = Σ
+            self._posterior = (root @ root.T, root)
         return self._posterior
 
     def energy_variance(self, phi: torch.Tensor) -> torch.Tensor:
@@ -116,8 +200,9 @@ class LLPR(Potential):
 
         φ is the ``llpr_features`` output ([f_i, 1] per atom) or its sum over a structure.
         """
-        sigma, _ = self.posterior()
-        return ((phi @ sigma) * phi).sum(-1).clamp(min=0.0)
+        sigma, _ = self._posterior_float64()
+        phi64 = phi.double()
+        return ((phi64 @ sigma) * phi64).sum(-1).clamp(min=0.0).to(phi.dtype)
 
     # -- fitting ---------------------------------------------------------
     @torch.no_grad()
@@ -224,12 +309,56 @@ class LLPR(Potential):
 
     # -- evaluation ------------------------------------------------------
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = dict(self.base(batch, vectors))
+        return self._with_samples(dict(self.base(batch, vectors)))
+
+    def _with_samples(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Base outputs plus ``llpr_features`` [N, F+1] and the K samples ``energy_ensemble`` [N, K]."""
         _, chol = self.posterior()
         weights = chol @ self.draws                                # [F+1, K]
         out["llpr_features"] = _augmented(out["features"])
         out["energy_ensemble"] = out["energy"][:, None] + out["llpr_features"] @ weights
         return out
+
+    def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
+                        max_bytes: int = 2**27):
+        """The base model's hand-derived chunks, with the K posterior samples as members.
+
+        Sample k has atomic energies e_i + [f_i, 1]·δw_k, so its pair gradients are
+        the energy's plus the gradient of Σ_i f_i·δw_k[:F]: the base computes all of
+        them in its one batched backward pass.
+        """
+        base_chunks = getattr(self.base, "gradient_chunks", None)
+        if base_chunks is None:
+            return None
+        directions = (self.posterior()[1] @ self.draws)[:-1].T if members else None   # [K, F]
+        chunks = base_chunks(batch, vectors, gradients=gradients, max_bytes=max_bytes, feature_directions=directions)
+        if chunks is None:
+            return None
+        return (self._sampled_chunk(chunk) for chunk in chunks)
+
+    def _sampled_chunk(self, chunk):
+        with torch.no_grad():
+            chunk.outputs = self._with_samples(chunk.outputs)
+        return chunk
+
+
+def _as_potential(model: Potential | torch.nn.Module | str) -> Potential:
+    """An atomflux potential for a potential, a model spec or a third-party torch model."""
+    if isinstance(model, Potential):
+        return model
+    from .. import foreign
+
+    if isinstance(model, str) and foreign.is_spec(model):
+        loaded = foreign.load_spec(model)
+        if not isinstance(loaded, Potential):
+            raise ValueError(f"{model} is available as an ASE calculator only: LLPR needs a torch-level model")
+        return loaded.eval()
+    adapted = foreign.potential_from_object(model)
+    if adapted is None:
+        raise ValueError(f"add_llpr needs an atomflux Potential (forward(batch, pair_vectors) → per-atom 'energy'), "
+                         f"a model spec or a SevenNet/MACE model; {type(model).__name__} is none of these: wrap it "
+                         "as in the README section 'Bring your own model'")
+    return adapted
 
 
 def _probe_features(base: Potential) -> int:
@@ -245,16 +374,18 @@ def _probe_features(base: Potential) -> int:
     return int(out["features"].shape[1])
 
 
-def add_llpr(potential: Potential, train_frames: Sequence[Frame] | LastLayerDesign,
+def add_llpr(potential: Potential | torch.nn.Module | str, train_frames: Sequence[Frame] | LastLayerDesign,
              validation_frames: Sequence[Frame] | LastLayerDesign,
              n_samples: int = 16, quantities: Sequence[str] = QUANTITIES, weights: dict[str, float] | None = None,
-             progress: bool = False) -> LLPR:
+             last_layer: str | None = None, progress: bool = False) -> LLPR:
     """Wrap a trained potential with LLPR, fitted on training and calibrated on validation data.
 
     Parameters
     ----------
     potential
-        Trained potential with a ``features`` output.
+        Trained potential with a ``features`` output, a model spec
+        (``"sevennet:7net-0"``) or a third-party torch model that
+        :mod:`atomflux.foreign` adapts.
     train_frames
         The training structures; their energies, forces and stress (those in
         ``quantities``) enter the covariance C.  A precomputed
@@ -268,10 +399,14 @@ def add_llpr(potential: Potential, train_frames: Sequence[Frame] | LastLayerDesi
         Targets used; ``("energy",)`` gives the energy-only LLPR.
     weights
         Weights of the quantities in C (default: inverse training noise, see :meth:`LLPR.fit_observations`).
+    last_layer
+        Name of the last linear layer, for models without a ``features``
+        output: its input become the features (forward hook).
     progress
         Show progress bars while computing feature gradients.
     """
-    model = LLPR(potential, n_samples=n_samples)
+    potential = _as_potential(potential)
+    model = LLPR(potential, n_samples=n_samples, last_layer=last_layer)
     used = model.fit_observations(as_design(model, train_frames, quantities, progress), weights)
     validation = as_design(model, validation_frames, quantities, progress)
     calibration = model.calibrate_observations(validation)

@@ -1,0 +1,122 @@
+"""MACE (``mace-torch``) models behind the atomflux Potential contract.
+
+MACE builds its edge vectors as ``positions[receiver] - positions[sender] +
+shifts``.  The adapter passes atomflux's pairs as ``edge_index = (i, j)`` with
+all positions zero and ``shifts = r_ij``, so MACE's vectors *are* atomflux's
+pair vectors and :func:`atomflux.evaluate` differentiates with respect to them
+(MACE's own force/stress code is not run).  The model runs in its own dtype.
+
+mace-torch 0.3.16 pins e3nn 0.4.4, which cannot share an environment with
+sevenn (e3nn 0.6): install ``atomflux[mace]`` in an environment of its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from ase.data import chemical_symbols
+
+from ..systems import Batch
+from . import ForeignPotential, check_trusted, require
+
+
+def import_mace():
+    """Import mace-torch without leaving its process-wide ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` behind
+    (mace sets it on import for e3nn 0.4.4; left set, it would make every later ``torch.load``
+    without an explicit ``weights_only`` unpickle)."""
+    before = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    try:
+        return require("mace", "mace"), require("mace.modules", "mace")
+    finally:
+        if before is None:
+            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = before
+
+
+class MacePotential(ForeignPotential):
+    """A mace-torch ``MACE`` or ``ScaleShiftMACE`` model as an atomflux potential.
+
+    Parameters
+    ----------
+    model
+        The mace-torch model (single head).
+    spec
+        Model spec that reloads it (``"mace:PATH"``), or ``None`` for an object.
+
+    Outputs: ``energy`` [N] (eV, MACE's node energies), ``features`` [N, F]:
+    the input of the last linear layer of the last readout, times the
+    interaction-energy scale of a ``ScaleShiftMACE``.
+    """
+
+    def __init__(self, model: torch.nn.Module, spec: str | None = None) -> None:
+        if len(getattr(model, "heads", ["Default"])) != 1:
+            raise ValueError(f"multi-head MACE models ({', '.join(model.heads)}) are not supported by the "
+                             "atomflux adapter; use mace-torch's MACECalculator(head=...) directly")
+        numbers = [int(z) for z in model.atomic_numbers]
+        cutoff = float(model.r_max)
+        layers = int(model.num_interactions)
+        super().__init__([chemical_symbols[z] for z in numbers], cutoff, layers * cutoff, spec or "")
+        native = next(model.parameters()).dtype
+        self.dtypes = (native, torch.float64 if native == torch.float32 else torch.float32)
+        self.n_layers = layers
+        self.model = model.eval()
+        linears = [m for m in model.readouts[-1].modules() if type(m).__name__ == "Linear"]
+        linears[-1].register_forward_pre_hook(self._keep_readout_input)
+        self._readout_input: torch.Tensor | None = None
+
+    def _keep_readout_input(self, module: torch.nn.Module, args: tuple) -> None:
+        self._readout_input = args[0]
+
+    def config(self) -> dict[str, Any]:
+        if not self.spec:
+            raise NotImplementedError("this MACE model was given as an object, so no file can refer to it; "
+                                      "load it by spec ('mace:PATH')")
+        return super().config()
+
+    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        index = self.species_index(batch.numbers)
+        node_attrs = torch.nn.functional.one_hot(index, len(self.species)).to(vectors.dtype)
+        n_atoms = len(batch.numbers)
+        counts = torch.bincount(batch.system, minlength=batch.n_systems)
+        data = {
+            "node_attrs": node_attrs,
+            "positions": torch.zeros((n_atoms, 3), dtype=vectors.dtype, device=vectors.device),
+            "edge_index": batch.pairs.T,
+            "shifts": vectors,
+            "unit_shifts": batch.shifts,
+            "cell": batch.cell,
+            "batch": batch.system,
+            "ptr": torch.cat([counts.new_zeros(1), counts.cumsum(0)]),
+        }
+        out = self.model(data, compute_force=False)
+        features, self._readout_input = self._readout_input, None
+        scale_shift = getattr(self.model, "scale_shift", None)
+        if scale_shift is not None:
+            features = features * torch.atleast_1d(scale_shift.scale)[0]
+        return {"energy": out["node_energy"].to(vectors.dtype), "features": features}
+
+
+def load_mace(path: str, trust: bool = False) -> MacePotential:
+    """``"mace:PATH"``: a model file written by mace-torch (a pickle: needs ``trust``)."""
+    mace, _ = import_mace()
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"no MACE model file {path!r}")
+    check_trusted(file, mace, trust, f"mace:{path}")
+    model = torch.load(file, map_location="cpu", weights_only=False)
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "readouts"):
+        raise ValueError(f"{path} does not hold a mace-torch model (got {type(model).__name__})")
+    return MacePotential(model, spec=f"mace:{path}")
+
+
+def mace_from_object(model: Any) -> MacePotential:
+    """Adapter for a ``MACECalculator`` (its first model) or a mace-torch model (a copy: the original is untouched)."""
+    module = model.models[0] if hasattr(model, "models") else model
+    if not hasattr(module, "readouts"):
+        raise ValueError(f"cannot adapt {type(model).__name__}: expected a MACECalculator or a mace-torch model")
+    return MacePotential(copy.deepcopy(module))

@@ -1,0 +1,122 @@
+"""SevenNet (``sevenn``) models behind the atomflux Potential contract.
+
+SevenNet's graph is atomflux's: its edge ``(i, j)`` carries
+``edge_vec = r_j - r_i (+ cell shift)`` and messages flow from j to i, so
+atomflux's full pair list and pair vectors are fed in unchanged and
+:func:`atomflux.evaluate` differentiates the energy with respect to them
+(SevenNet's own force/stress head is not run).  The model runs in float32,
+its native dtype (its one-hot embedding is always float32).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from ase.data import chemical_symbols
+
+from ..systems import Batch
+from . import ForeignPotential, check_trusted, require
+
+#: checkpoints shipped inside the sevenn wheel: spec name → attribute of ``sevenn._const``
+SHIPPED = {"7net-0": "SEVENNET_0_11Jul2024", "7net-0_11jul2024": "SEVENNET_0_11Jul2024",
+           "7net-0_22may2024": "SEVENNET_0_22May2024", "7net-l3i5": "SEVENNET_l3i5", "7net-mf-0": "SEVENNET_MF_0"}
+
+
+class SevenNetPotential(ForeignPotential):
+    """A SevenNet ``AtomGraphSequential`` as an atomflux potential.
+
+    Parameters
+    ----------
+    model
+        The SevenNet model (its force/stress output module is skipped).
+    spec
+        Model spec that reloads it (``"sevennet:7net-0"``), or ``None`` for an
+        object given directly (such a model cannot be referenced from a file).
+
+    Outputs: ``energy`` [N] (eV), ``features`` [N, F]: the input of the last
+    readout ``reduce_hidden_to_energy`` times the per-species energy scale, so
+    that ``energy = features @ w + shift[species]``.
+    """
+
+    def __init__(self, model: torch.nn.Module, spec: str | None = None) -> None:
+        if getattr(model, "modal_map", None):
+            raise ValueError(f"multi-fidelity SevenNet models ({', '.join(model.modal_map)}) are not supported by "
+                             "the atomflux adapter; use SevenNetCalculator(..., modal=...) directly")
+        type_map = dict(model.type_map)
+        species = [chemical_symbols[z] for z in sorted(type_map, key=type_map.get)]
+        layers = sum(1 for m in model.modules() if type(m).__name__ == "IrrepsConvolution")
+        super().__init__(species, float(model.cutoff), layers * float(model.cutoff), spec or "")
+        self.n_layers = layers
+        model.set_is_batch_data(True)
+        self.model = model.eval()
+        self._energy_modules = self._modules_up_to_atomic_energy()
+
+    def _modules_up_to_atomic_energy(self) -> list[tuple[str, torch.nn.Module]]:
+        names = list(self.model._modules)
+        if "rescale_atomic_energy" not in names or "reduce_hidden_to_energy" not in names:
+            raise ValueError("this SevenNet model has no 'reduce_hidden_to_energy' and 'rescale_atomic_energy' "
+                             "modules; the atomflux adapter knows only SevenNet's E(3)-equivariant energy models")
+        stop = names.index("rescale_atomic_energy")
+        return [(n, self.model._modules[n]) for n in names[:stop + 1]]
+
+    def config(self) -> dict[str, Any]:
+        if not self.spec:
+            raise NotImplementedError("this SevenNet model was given as an object, so no file can refer to it; "
+                             "load it by spec (e.g. 'sevennet:7net-0' or 'sevennet:PATH')")
+        return super().config()
+
+    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        import sevenn._keys as KEY
+
+        numbers = batch.numbers
+        data: dict[str, Any] = {KEY.ATOMIC_NUMBERS: numbers, KEY.NODE_FEATURE: numbers,
+                                KEY.EDGE_IDX: batch.pairs.T, KEY.EDGE_VEC: vectors, KEY.BATCH: batch.system}
+        data = self.model._preprocess(data)
+        hidden = None
+        for name, module in self._energy_modules:
+            if name == "reduce_hidden_to_energy":
+                hidden = data[module.key_input]
+            data = module(data)
+        rescale = self.model._modules["rescale_atomic_energy"]
+        scale = rescale.scale[data[rescale.key_indices]]
+        return {"energy": data[rescale.key_output].squeeze(-1), "features": hidden * scale[:, None]}
+
+
+def checkpoint_path(name: str) -> Path:
+    """Path of a SevenNet checkpoint: a name shipped in the sevenn wheel or a file path."""
+    sevenn = require("sevenn", "sevennet")
+    from sevenn import _const
+
+    key = name.lower().replace("sevennet-", "7net-")
+    if key in SHIPPED:
+        path = Path(getattr(_const, SHIPPED[key]))
+        if not path.is_file():
+            raise FileNotFoundError(f"sevenn {sevenn.__version__} does not ship {name!r} in its wheel ({path})")
+        return path
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    raise FileNotFoundError(f"no SevenNet checkpoint {name!r}: neither a file nor a checkpoint shipped in the "
+                            f"sevenn wheel ({', '.join(SHIPPED)}); others would need a download")
+
+
+def load_sevennet(name: str, trust: bool = False) -> SevenNetPotential:
+    """``"sevennet:NAME"``: a shipped checkpoint by name, or a checkpoint file (needs ``trust``)."""
+    sevenn = require("sevenn", "sevennet")
+    import sevenn.util
+
+    path = checkpoint_path(name)
+    check_trusted(path, sevenn, trust, f"sevennet:{name}")
+    model = sevenn.util.load_checkpoint(str(path)).build_model()
+    return SevenNetPotential(model, spec=f"sevennet:{name}")
+
+
+def sevennet_from_object(model: Any) -> SevenNetPotential:
+    """Adapter for a ``SevenNetCalculator`` or an ``AtomGraphSequential`` (a copy: the original is untouched)."""
+    module = getattr(model, "model", model)
+    if type(module).__name__ != "AtomGraphSequential":
+        raise ValueError(f"cannot adapt {type(model).__name__}: expected a SevenNetCalculator or AtomGraphSequential")
+    return SevenNetPotential(copy.deepcopy(module))

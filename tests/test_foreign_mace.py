@@ -1,0 +1,96 @@
+"""A MACE model built here, through atomflux, against mace-torch's own MACECalculator.
+
+mace-torch 0.3.16 pins e3nn 0.4.4 and sevenn needs e3nn 0.6, so the two cannot
+share an environment: ``make test`` runs this file in a second virtual
+environment (``.venv-mace``, made by ``make venv-mace``); elsewhere it skips.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from atomflux import AtomfluxCalculator, Batch, evaluate, load_model
+from atomflux.uncertainty import LLPR
+
+pytest.importorskip("mace", reason="mace-torch is not installed in this environment (it cannot share one with "
+                                   "sevenn: e3nn pins); `make test` runs this file in .venv-mace")
+warnings.filterwarnings("ignore", module="e3nn")
+from atomflux.foreign.mace import MacePotential, import_mace  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mace_model():
+    """A small two-layer ScaleShiftMACE for C and Si with random weights (float64)."""
+    _, modules = import_mace()
+    from e3nn import o3
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    model = modules.ScaleShiftMACE(
+        r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
+        interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
+        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.array([-1.5, -3.0]), avg_num_neighbors=10.0,
+        atomic_numbers=[6, 14], correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=1.7,
+        atomic_inter_shift=0.2)
+    torch.set_default_dtype(previous)
+    return model.eval()
+
+
+def strained_sic(seed=0):
+    """Rattled SiC in a strained triclinic cell smaller than the 8 Å interaction range."""
+    rng = np.random.default_rng(seed)
+    atoms = bulk("SiC", "zincblende", a=4.36) * (2, 1, 1)
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.03 * rng.standard_normal((3, 3))), scale_atoms=True)
+    atoms.positions += 0.08 * rng.standard_normal(atoms.positions.shape)
+    return atoms
+
+
+def results(calc, atoms):
+    atoms = atoms.copy()
+    atoms.calc = calc
+    return atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+
+
+def test_mace_file_by_spec_equals_mace_calculator(mace_model, tmp_path):
+    from mace.calculators import MACECalculator
+
+    path = tmp_path / "small.model"
+    torch.save(mace_model, path)
+    with pytest.raises(ValueError, match="trust=True"):
+        AtomfluxCalculator(f"mace:{path}")
+    ours = AtomfluxCalculator(f"mace:{path}", trust=True)
+    assert ours.dtype == torch.float64
+    assert ours.potential.interaction_range == pytest.approx(8.0) and not ours.potential.strictly_local
+    theirs = MACECalculator(models=mace_model, default_dtype="float64", device="cpu")
+    atoms = strained_sic()
+    for a, b in zip(results(ours, atoms), results(theirs, atoms)):
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        assert np.abs(a - b).max() <= 1e-10 * np.abs(b).max()
+
+
+def test_mace_features_and_llpr_round_trip(mace_model, tmp_path):
+    """Features = scaled input of the last readout's last linear layer; an LLPR on a MACE file reloads by spec."""
+    from atomflux import save_model
+
+    path = tmp_path / "small.model"
+    torch.save(mace_model, path)
+    potential = load_model(f"mace:{path}", trust=True)
+    batch = Batch.from_atoms(strained_sic(), potential.cutoff)
+    out = potential(batch, batch.pair_vectors())
+    hooked = LLPR(potential, last_layer="model.readouts.1.linear_2").fit([batch])
+    raw = evaluate(hooked, batch, forces=False).outputs["llpr_features"][:, :-1]
+    torch.testing.assert_close(raw * 1.7, out["features"])
+    train = [Batch.from_atoms(strained_sic(seed=k), potential.cutoff) for k in range(6)]
+    llpr = LLPR(potential).fit(train)
+    saved = save_model(llpr, tmp_path / "llpr.pt")
+    with pytest.raises(ValueError, match="trust=True"):
+        load_model(saved)
+    again = load_model(saved, trust=True)
+    test = Batch.from_atoms(strained_sic(seed=50), potential.cutoff)
+    assert torch.equal(evaluate(llpr, test, uncertainty="energy").energy_uncertainty,
+                       evaluate(again, test, uncertainty="energy").energy_uncertainty)
