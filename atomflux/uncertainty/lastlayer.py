@@ -108,6 +108,41 @@ class LastLayerDesign:
         return total
 
 
+def _feature_pair_gradients(base: Potential, batch: Batch, vectors: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed augmented features φ_S [F+1] and ∂(Σ_i f_i)/∂r_p for every feature, Tensor [F, P, 3].
+
+    A potential with a hand-derived gradient path gets all F feature directions
+    as "members" of one batched backward pass (:meth:`~atomflux.models.Potential.gradient_chunks`
+    with ``feature_directions`` = identity; member k minus the energy is feature k);
+    any other potential goes through one batched autograd backward.
+    """
+    if getattr(base, "gradient_chunks", None) is not None:
+        n_features = int(base.last_layer.in_features)
+        eye = torch.eye(n_features, dtype=vectors.dtype, device=vectors.device)
+        chunks = base.gradient_chunks(batch, vectors, gradients=True, feature_directions=eye)
+        if chunks is not None:
+            grads = vectors.new_zeros((n_features,) + vectors.shape)
+            features = []
+            for chunk in chunks:
+                features.append(chunk.outputs["features"])
+                grads[:, chunk.pairs] = chunk.member_gradients - chunk.energy_gradient
+            phi = torch.cat(features).sum(0)
+            return torch.cat([phi, phi.new_ones(1) * len(batch.numbers)]), grads
+    vectors = vectors.requires_grad_(True)
+    with torch.enable_grad():
+        phi = atom_features(base, batch, vectors).sum(0)
+        n = len(phi) - 1
+        grads = None
+        if phi.requires_grad:
+            eye = torch.eye(n, dtype=phi.dtype, device=phi.device)
+            (grads,) = torch.autograd.grad(phi[:n], vectors, grad_outputs=eye, is_grads_batched=True,
+                                           allow_unused=True)
+    if grads is None:  # no neighbours: the features do not depend on positions
+        grads = torch.zeros((n,) + vectors.shape, dtype=vectors.dtype)
+    return phi.detach(), grads
+
+
 def structure_rows(potential: Potential, batch: Batch, forces: bool = True, stress: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Last-layer rows of one structure: energy φ_S [F+1], forces [3N, F+1] (atom-major, x/y/z), Voigt stress [6, F+1].
@@ -117,19 +152,12 @@ def structure_rows(potential: Potential, batch: Batch, forces: bool = True, stre
     """
     if batch.n_systems != 1:
         raise ValueError(f"structure_rows takes a batch of one structure, got {batch.n_systems}")
-    vectors = batch.pair_vectors().detach().requires_grad_(forces or stress)
-    with torch.enable_grad():
-        phi = atom_features(potential, batch, vectors).sum(0)
-        if not (forces or stress):
-            return phi.detach(), None, None
-        n = len(phi) - 1
-        eye = torch.eye(n, dtype=phi.dtype)
-        grads = None
-        if phi.requires_grad:
-            (grads,) = torch.autograd.grad(phi[:n], vectors, grad_outputs=eye, is_grads_batched=True,
-                                           allow_unused=True)
-        if grads is None:  # no neighbours: the features do not depend on positions
-            grads = torch.zeros((n,) + vectors.shape, dtype=vectors.dtype)
+    vectors = batch.pair_vectors().detach()
+    if not (forces or stress):
+        with torch.no_grad():
+            return atom_features(potential, batch, vectors).sum(0), None, None
+    phi, grads = _feature_pair_gradients(feature_source(potential), batch, vectors)
+    n = len(phi) - 1
     force_rows = stress_rows = None
     i, j = batch.pairs[:, 0], batch.pairs[:, 1]
     if forces:  # as forces_from_pair_gradient, for all F features at once
