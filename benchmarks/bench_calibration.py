@@ -6,6 +6,10 @@ models in ``atomflux/data``.  In-domain: 100 held-out EMT structures
 (``emt_dataset(50 trajectories × 2 snapshots, seed 202)``), coverage, NLL and
 miscalibration area per quantity.  Off-domain: ``stress_test_dataset`` with
 fresh seeds, the fraction of |error|/σ below 3 and the median |z| per category.
+A user's post-hoc fit, measured in the same run: LLPR and a shallow ensemble
+added to the shipped base on 40 fresh EMT structures (calibrated on 20 more),
+once with the energy-only method of ``BEFORE_REVISION``
+(``quantities=("energy",)``) and once force-aware (energies, forces, stress).
 Writes ``benchmarks/results/bench_calibration.{json,md}`` and the section
 between the ``bench_calibration`` markers of ``docs/benchmarks.md``.
 
@@ -27,6 +31,7 @@ import torch
 from atomflux import load_model
 from atomflux.reference_data import STRESS_TEST_CATEGORIES, emt_dataset, stress_test_dataset
 from atomflux.training import read_frames
+from atomflux.uncertainty import add_llpr, fit_shallow_ensemble
 from atomflux.uncertainty.calibration import CalibrationReport, ZScoreStats
 from atomflux.uncertainty.report import UNITS, errors_and_sigmas
 
@@ -64,14 +69,15 @@ def main() -> None:
     for seed in args.seeds:
         for category, atoms in stress_test_dataset(per_category=args.per_category, seed=seed).items():
             stress[category] += atoms
-    models = {f"before {name}": path for name, path in before_models().items()}
-    models.update({"after demo": "demo", "after demo-llpr": "demo-llpr"})
+    models = {f"before {name}": load_model(path) for name, path in before_models().items()}
+    models.update({"after demo": load_model("demo"), "after demo-llpr": load_model("demo-llpr")})
+    models.update(user_fits(models["after demo-llpr"].base))
     calibration, stress_rows = [], []
-    for label, source in models.items():
-        model = load_model(source)
+    for label, model in models.items():
+        off_domain = not label.startswith("user")  # the user fits are compared in domain only
         for quantity, (err, sig) in errors_and_sigmas(model, in_domain).items():
             calibration.append({"model": label, **asdict(CalibrationReport.from_errors(quantity, UNITS[quantity], err, sig))})
-        for category, atoms in stress.items():
+        for category, atoms in (stress.items() if off_domain else ()):
             for quantity, (err, sig) in errors_and_sigmas(model, read_frames(atoms)).items():
                 row = ZScoreStats.from_errors(category, quantity, UNITS[quantity], err, sig)
                 stress_rows.append({"model": label, **asdict(row)})
@@ -90,6 +96,18 @@ def main() -> None:
         DOCS.write_text(head + MARKERS[0] + "\n" + text + MARKERS[1] + rest.split(MARKERS[1], 1)[1])
 
 
+def user_fits(base) -> dict:
+    """LLPR and shallow ensemble fitted on a small user data set, energy-only and force-aware."""
+    user = read_frames(emt_dataset(n_trajectories=30, snapshots=2, seed=404))
+    train, validation = user[:40], user[40:]
+    fits = {}
+    for label, quantities in (("energy-only", ("energy",)), ("force-aware", ("energy", "forces", "stress"))):
+        fits[f"user LLPR, {label}"] = add_llpr(base, train, validation, quantities=quantities)
+        fits[f"user ensemble, {label}"] = fit_shallow_ensemble(base, train, validation, n_members=8,
+                                                               quantities=quantities)
+    return fits
+
+
 def markdown(calibration: list[dict], stress_rows: list[dict], labels: list[str], settings: dict) -> str:
     lines = [f"In domain: {settings['in_domain_structures']} held-out EMT structures (seed 202). "
              "Coverage: fraction of errors within 1σ / 2σ (Gaussian: 68.3 % / 95.4 %).", "",
@@ -98,6 +116,7 @@ def markdown(calibration: list[dict], stress_rows: list[dict], labels: list[str]
         lines.append(f"| {r['model']} | {r['quantity']} ({r['unit']}) | {r['rmse']:.3g} | {r['mean_sigma']:.3g} | "
                      f"{100 * r['coverage_1sigma']:.1f} % | {100 * r['coverage_2sigma']:.1f} % | {r['nll']:.2f} | "
                      f"{r['miscalibration_area']:.3f} |")
+    labels = [label for label in labels if not label.startswith("user")]
     lines += ["", f"Off domain: `stress_test_dataset`, {settings['per_category']} structures per category and seed, "
               f"seeds {', '.join(map(str, settings['seeds']))}. Cell: % of |error|/σ below 3 (honest: ≥ 90 %) "
               "and median |z|.", ""]

@@ -100,6 +100,28 @@ def test_llpr_force_variance_equals_bayesian_linear_regression():
     assert (energy_only.energy_variance(autograd_rows) > llpr.energy_variance(autograd_rows)).all()
 
 
+def test_least_squares_refit_recovers_the_weights_behind_energies_and_forces():
+    """Energies and forces made by known last-layer weights w*: the weighted least-squares change of a model
+    with other weights recovers w* - w (the design's residuals then vanish)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    truth, model = LinearRadialModel(), LinearRadialModel()
+    with torch.no_grad():
+        truth.last.weight.copy_(torch.tensor([[0.3, -1.2, 0.8, 0.1, -0.5]], dtype=torch.float64))
+        truth.last.bias.fill_(-2.0)
+    structures = []
+    for atoms in cu_structures(6, 3):
+        result = evaluate(truth, Batch.from_atoms(atoms, 4.0), forces=True)
+        atoms.calc = SinglePointCalculator(atoms, energy=float(result.energy[0]), forces=result.forces.numpy())
+        structures.append(atoms)
+    design = last_layer_design(model, read_frames(structures), ("energy", "forces"))
+    delta = design.least_squares(regulariser=1e-14)
+    expected = torch.cat([truth.last.weight[0] - model.last.weight[0], truth.last.bias - model.last.bias])
+    np.testing.assert_allclose(delta.detach().numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-8)
+    corrected = design.corrected(delta)
+    assert float(corrected.forces.residuals.abs().max()) < 1e-8 and float(corrected.energy.residuals.abs().max()) < 1e-7
+
+
 def test_per_quantity_scales_are_stored_and_applied(tmp_path, alloy):
     model = load_model("demo")
     batch = Batch.from_atoms(alloy[[0, 2, 3]] * (2, 2, 2), model.cutoff)  # Cu only: the demo knows Cu

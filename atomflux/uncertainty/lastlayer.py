@@ -107,6 +107,34 @@ class LastLayerDesign:
             total = total + float(weights.get(q, 0.0)) * rows.T @ rows
         return total
 
+    def noise_weights(self) -> dict[str, float]:
+        """Default weight of each quantity: s²_E / s²_q (s²_q the mean squared residual), 1 for energies."""
+        noise = self.noise_variances()
+        reference = noise.get("energy", next(iter(noise.values())))
+        return {q: reference / v for q, v in noise.items()}
+
+    def least_squares(self, weights: dict[str, float] | None = None, regulariser: float = 1e-8) -> torch.Tensor:
+        """Change δw̃ [F+1] of the augmented last-layer weights that best explains the residuals.
+
+        Minimises Σ_q weight_q |rows_q δw̃ − residuals_q|² + ς²|δw̃|² with
+        ς² = ``regulariser`` × the largest eigenvalue of the weighted precision
+        (the posterior mean of Bayesian linear regression on energies, forces and
+        stress).  Units: those of the rows' weights (eV per unit feature).
+        """
+        weights = self.noise_weights() if weights is None else weights
+        precision = self.precision(weights)
+        rhs = sum(float(weights.get(q, 0.0)) * getattr(self, q).rows.T @ getattr(self, q).residuals
+                  for q in self.quantities())
+        ridge = regulariser * float(torch.linalg.eigvalsh(precision).max().clamp(min=1e-300))
+        return torch.linalg.solve(precision + ridge * torch.eye(len(precision), dtype=precision.dtype), rhs)
+
+    def corrected(self, delta: torch.Tensor) -> "LastLayerDesign":
+        """The same rows with the residuals of a model whose augmented last-layer weights moved by ``delta``."""
+        moved = {q: None if getattr(self, q) is None else
+                 Observations(getattr(self, q).rows, getattr(self, q).residuals - getattr(self, q).rows @ delta,
+                              getattr(self, q).owner) for q in QUANTITIES}
+        return LastLayerDesign(moved["energy"], moved["forces"], moved["stress"], self.n_atoms)
+
 
 def _feature_pair_gradients(base: Potential, batch: Batch, vectors: torch.Tensor
                             ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -246,9 +246,7 @@ class LLPR(Potential):
             The weights used.
         """
         if weights is None:
-            noise = design.noise_variances()
-            reference = noise.get("energy", next(iter(noise.values())))
-            weights = {q: reference / v for q, v in noise.items()}
+            weights = design.noise_weights()
         self.covariance.copy_(design.precision(weights).to(self.covariance.dtype))
         self.n_structures.fill_(len(design.n_atoms))
         self._invalidate()
