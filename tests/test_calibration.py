@@ -26,8 +26,9 @@ from atomflux.uncertainty.lastlayer import atom_features, last_layer_design, str
 from atomflux.uncertainty.report import stress_test_report
 from test_uncertainty import LinearRadialModel, cu_structures
 
-#: eV/Å, largest per-atom force σ the guard accepts (the island at rest stays below ~0.5)
-FORCE_GUARD_THRESHOLD = 0.8
+#: eV/Å, largest per-atom force σ the guard accepts (demo: the island at rest ~0.6, 1 Å higher 1.9,
+#: detached 2.2)
+FORCE_GUARD_THRESHOLD = 1.6
 
 
 def summed_features(model, atoms, cutoff):
@@ -230,9 +231,10 @@ def cluster_on_surface(kick: float) -> tuple[Atoms, int]:
     return slab, n_slab
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: FORCE_GUARD_THRESHOLD was set for earlier demo models; with the "
-                                       "refitted ones demo stops too early and demo-llpr never stops (to be re-tuned)")
-@pytest.mark.parametrize("name", ["demo", "demo-llpr"])
+@pytest.mark.parametrize("name", [
+    "demo",
+    pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 not met yet: the LLPR force σ "
+                                                      "of the island barely changes when it leaves (0.40 → 0.48 eV/Å)"))])
 def test_force_guard_stops_a_cluster_evaporating_from_a_surface(name, tmp_path):
     """With quantity="forces" the guard stops NVE MD once a Cu3 island leaves the surface (kicked with ~3 eV
     per atom, above its binding), and stays quiet for the same island vibrating in place."""
