@@ -23,6 +23,17 @@ number of images (it is the unfolded-system formula of Langer et al., PRB
 part is Σ_i e_i v_i with e_i = U_i + ½ m_i v_i².  For a pair potential this
 is exactly the pairwise Irving–Kirkwood/Hardy flux.
 
+Semi-local potentials (message passing: ``strictly_local = False`` with an
+``interaction_range`` R = layers × cutoff) get the unfolded-system formula
+itself (:func:`unfolded_flux_virials`): the atoms of the cell and their
+images within R form a non-periodic cluster in which the cell atoms'
+energies U_i are those of the crystal, and
+
+    W̃_k = Σ_{i ∈ cell} (r_i - r_k) ⊗ ∂U_i/∂r_k = ∂(Σ_i r_i U_i)/∂r_k - r_k ⊗ ∂U/∂r_k
+
+over the cluster atoms k, folded onto the atoms they are images of (an
+image moves with its atom's velocity): four backward passes, no Jacobian.
+
 Uncertainty (``uncertainty=True``) goes through the same path: a potential
 that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
 posterior samples of the last layer) gets each member's forces and stress
@@ -44,7 +55,7 @@ import torch
 
 from .memory import check_evaluation
 from .models.base import GradientChunk, floating_dtype, n_members, no_uncertainty_message
-from .systems import Batch
+from .systems import Batch, unfold
 
 
 @dataclass
@@ -166,7 +177,8 @@ def evaluate(
         potential with ``energy_ensemble`` output (shallow ensemble or LLPR).
     velocities, masses
         Velocities [N, 3] in Å/fs and masses [N] in amu: also return the heat
-        flux (eV·Å/fs).  Needs a potential with ``strictly_local = True``.
+        flux (eV·Å/fs).  Needs a potential with ``strictly_local = True`` or
+        an ``interaction_range`` (Å; then through the unfolded system).
     pair_gradients
         Also return ``g_p = ∂E/∂r_p`` [P, 3] (eV/Å), for front ends that
         accumulate forces themselves (the LAMMPS bridge).
@@ -188,14 +200,16 @@ def evaluate(
     if uncertainty not in (False, True, "full", "energy"):
         raise ValueError(f"uncertainty must be False, True, 'full' or 'energy', got {uncertainty!r}")
     flux_virials = flux_virials or velocities is not None
-    if flux_virials:
-        if not getattr(potential, "strictly_local", False):
-            raise ValueError(f"heat flux needs a potential whose atomic energies depend only on their own pairs "
-                             f"(strictly_local = True); {type(potential).__name__} does not declare it")
+    unfolded_flux = flux_virials and not getattr(potential, "strictly_local", False)
+    if unfolded_flux and getattr(potential, "interaction_range", None) is None:
+        raise ValueError(f"heat flux needs a potential whose atomic energies depend only on their own pairs "
+                         f"(strictly_local = True) or one that declares its interaction_range (Å, layers × "
+                         f"cutoff for message passing); {type(potential).__name__} declares neither")
     if velocities is not None:
         if masses is None or velocities.shape != batch.positions.shape:
             raise ValueError("heat flux needs velocities [N, 3] (Å/fs) and masses [N] (amu)")
-    need_grad = forces or stress or virials or flux_virials or pair_gradients
+    pair_flux = flux_virials and not unfolded_flux
+    need_grad = forces or stress or virials or pair_flux or pair_gradients
     member_grads = bool(uncertainty in (True, "full") and (forces or stress))
     vectors = batch.pair_vectors()
     model_dtype = floating_dtype(potential, vectors.dtype)
@@ -212,7 +226,7 @@ def evaluate(
     if chunks is None:
         chunks = [_autograd_chunk(potential, model_batch, model_vectors, need_grad, member_grads, create_graph)]
     total = _Totals(batch, vectors.detach() if not create_graph else vectors, stress=stress, virials=virials,
-                    flux_virials=flux_virials, pair_gradients=pair_gradients, forces=forces)
+                    flux_virials=pair_flux, pair_gradients=pair_gradients, forces=forces)
     for chunk in chunks:
         total.add(chunk)
     outputs = total.outputs
@@ -231,6 +245,8 @@ def evaluate(
             results.virial, results.stress = total.virial, _stress(total.virial, batch)
         results.virials = total.virials
         results.flux_virials = total.flux_virials
+    if unfolded_flux:
+        results.flux_virials = unfolded_flux_virials(potential, batch)
     if uncertainty:
         _add_uncertainty(results, potential, batch, members.to(vectors.dtype), total, forces, stress)
     if velocities is not None:
@@ -264,6 +280,52 @@ def pair_gradient_sums(batch: Batch, pair_gradients: torch.Tensor, *, stress: bo
     if stress:
         results.virial, results.stress = total.virial, _stress(total.virial, batch)
     return results
+
+
+def unfolded_flux_virials(potential: torch.nn.Module, batch: Batch, reach: float | None = None) -> torch.Tensor:
+    """Receiver virials W̃ [N, 3, 3] (eV) of the heat flux through the unfolded system.
+
+    For any potential whose atomic energies reach at most ``reach`` Å
+    (default: its ``interaction_range``): the exact J_pot = Σ_j W̃_j v_j of a
+    message-passing model (see the module docstring).  For a strictly local
+    potential it equals the pair form of :func:`evaluate` (``flux_virials``).
+
+    Parameters
+    ----------
+    potential
+        A :class:`~atomflux.models.Potential`.
+    batch
+        The systems (periodic or not).
+    reach
+        Interaction range in Å; ``None``: ``potential.interaction_range``.
+
+    Returns
+    -------
+    Tensor [N, 3, 3] in the batch's dtype, eV.
+    """
+    reach = float(getattr(potential, "interaction_range") if reach is None else reach)
+    out = torch.zeros((len(batch.numbers), 3, 3), dtype=batch.dtype, device=batch.device)
+    for system in range(batch.n_systems):
+        cluster, origin = unfold(batch, system, reach)
+        own = batch.system == system
+        n = int(own.sum())
+        vectors = cluster.pair_vectors().detach().requires_grad_(True)
+        model_dtype = floating_dtype(potential, vectors.dtype)
+        model_cluster = cluster if model_dtype == cluster.dtype else cluster.to(model_dtype)
+        with torch.enable_grad():
+            energy = potential(model_cluster, vectors.to(model_dtype))["energy"].to(vectors.dtype)[:n]
+            position = cluster.positions[:n]
+            weights = [torch.ones_like(energy)] + [position[:, a] for a in range(3)]
+            gradients = []  # ∂(Σ_i w_i U_i)/∂r_k [N_cluster, 3] for w = 1, x, y, z
+            for k, weight in enumerate(weights):
+                (grad,) = torch.autograd.grad((energy * weight).sum(), vectors, retain_graph=k < 3,
+                                              allow_unused=True)
+                grad = torch.zeros_like(vectors) if grad is None else grad
+                gradients.append(-forces_from_pair_gradient(grad, cluster))
+        moment = torch.stack(gradients[1:], dim=1)                                    # [Nc, a, b]
+        receiver = moment - cluster.positions[:, :, None] * gradients[0][:, None, :]   # Σ_i (r_i - r_k)^a ∂U_i/∂r_k^b
+        out[own] = torch.zeros((n, 3, 3), dtype=out.dtype, device=out.device).index_add(0, origin, receiver.detach())
+    return out
 
 
 def _autograd_chunk(potential: torch.nn.Module, batch: Batch, vectors: torch.Tensor, need_grad: bool,

@@ -244,6 +244,73 @@ class VerletList:
         return bool(moved > (0.5 * self.skin) ** 2)
 
 
+def unfold(batch: Batch, system: int, reach: float) -> tuple[Batch, torch.Tensor]:
+    """One system of ``batch`` with its periodic images within ``reach``, as a non-periodic cluster.
+
+    The *unfolded system* of Langer et al., PRB 108, L100302 (2023): the
+    system's own atoms come first (in their order), followed by every
+    periodic image that lies within ``reach`` of one of them.  An atomic
+    energy that depends on atoms up to ``reach`` away (a message-passing
+    model: ``reach`` = layers × cutoff) has the same value for the first
+    atoms of the cluster as in the periodic system.  Non-periodic systems
+    and directions get no images.
+
+    Parameters
+    ----------
+    batch
+        The systems.
+    system
+        Index of the system to unfold.
+    reach
+        Interaction range, Å.
+
+    Returns
+    -------
+    cluster : Batch
+        One non-periodic system, neighbour pairs within ``batch.cutoff``.
+    origin : Tensor [N_unfolded] (long)
+        For each atom of the cluster, the index (within the system) of the
+        atom it is an image of; ``origin[:n] = 0 … n-1``.
+    """
+    if not (np.isfinite(reach) and reach > 0):
+        raise ValueError(f"the interaction range must be a positive distance in Å, got {reach}")
+    mask = (batch.system == system).cpu().numpy()
+    positions = batch.positions.detach().cpu().numpy().astype(np.float64)[mask]
+    numbers = batch.numbers.cpu().numpy()[mask]
+    cell = batch.cell[system].detach().cpu().numpy().astype(np.float64)
+    pbc = batch.pbc[system].cpu().numpy()
+    counts = np.zeros(3, dtype=int)
+    if pbc.any():
+        # images beyond this many cells along a periodic vector are farther than the reach
+        # from every atom: the spacing of lattice planes is V / |a_j × a_k|
+        volume = abs(np.linalg.det(cell)) if pbc.all() else None
+        for k in np.flatnonzero(pbc):
+            if volume is not None:
+                spacing = volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+            else:
+                spacing = np.linalg.norm(cell[k])  # lower dimensional periodicity: a safe bound below
+                others = [cell[m] for m in np.flatnonzero(pbc) if m != k]
+                for other in others:
+                    unit = other / np.linalg.norm(other)
+                    spacing = min(spacing, np.linalg.norm(cell[k] - (cell[k] @ unit) * unit))
+            extent = np.ptp(positions @ np.linalg.pinv(cell)[:, k]) if len(positions) > 1 else 0.0
+            counts[k] = int(np.ceil(reach / spacing + extent)) + 1
+    grid = np.stack(np.meshgrid(*[np.arange(-c, c + 1) for c in counts], indexing="ij"), -1).reshape(-1, 3)
+    grid = grid[np.any(grid != 0, axis=1)]
+    images, origins = [positions], [np.arange(len(positions))]
+    for shift in grid:
+        shifted = positions + shift @ cell
+        gaps = np.sqrt(((shifted[:, None, :] - positions[None, :, :]) ** 2).sum(-1)).min(1)
+        near = gaps < reach
+        if near.any():
+            images.append(shifted[near])
+            origins.append(np.flatnonzero(near))
+    cluster = Atoms(numbers=np.concatenate([numbers] + [numbers[o] for o in origins[1:]]),
+                    positions=np.concatenate(images), pbc=False)
+    unfolded = Batch.from_atoms(cluster, batch.cutoff, batch.dtype, batch.device, min_distance=0.0)
+    return unfolded, torch.tensor(np.concatenate(origins), dtype=torch.long, device=batch.device)
+
+
 def _cell_array(atoms: Atoms) -> np.ndarray:
     """Cell with the rows of non-periodic directions kept as given (may be zero)."""
     return np.array(atoms.cell.array, dtype=np.float64)

@@ -10,7 +10,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ..evaluate import Results, evaluate, heat_flux, pair_gradient_sums
+from ..evaluate import Results, evaluate, heat_flux, pair_gradient_sums, unfolded_flux_virials
 from ..foreign import potential_from_object
 from ..io import load_model, native_dtypes, parse_dtype, place
 from ..models import Potential
@@ -150,8 +150,10 @@ class AtomfluxCalculator(Calculator):
             raise PropertyNotImplementedError(f"{', '.join(sorted(wanted & MEMBER_PROPERTIES))} need(s) "
                                               "uncertainty='full' (this calculator has uncertainty='energy')")
         wants_flux = self.track_heat_flux or "heat_flux" in wanted
-        if wants_flux and not getattr(self.potential, "strictly_local", False):
-            raise PropertyNotImplementedError("heat flux needs a strictly local potential (strictly_local = True)")
+        if wants_flux and not (getattr(self.potential, "strictly_local", False)
+                               or getattr(self.potential, "interaction_range", None)):
+            raise PropertyNotImplementedError("heat flux needs a strictly local potential (strictly_local = True) "
+                                              "or one that declares its interaction_range")
         if system_changes or self._kept is None or (members and self._kept[1].forces_ensemble is None):
             self._evaluate(atoms, members, periodic_3d)
         batch, res = self._kept
@@ -160,8 +162,10 @@ class AtomfluxCalculator(Calculator):
             self.results["stress"] = full_3x3_to_voigt_6_stress(_numpy(sums.stress[0]))
             self.results["stresses"] = full_3x3_to_voigt_6_stress(-_numpy(sums.virials) / atoms.get_volume())
         if wants_flux:
-            if res.flux_virials is None:
+            if res.flux_virials is None and getattr(self.potential, "strictly_local", False):
                 res.flux_virials = pair_gradient_sums(batch, res.pair_gradients, flux_virials=True).flux_virials
+            elif res.flux_virials is None:  # message passing: through the unfolded system
+                res.flux_virials = unfolded_flux_virials(self.potential, batch)
             self.results["heat_flux"] = self.heat_flux(atoms)
 
     def _evaluate(self, atoms: Atoms, members: bool, periodic_3d: bool) -> None:

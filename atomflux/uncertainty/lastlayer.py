@@ -145,8 +145,9 @@ def _feature_pair_gradients(base: Potential, batch: Batch, vectors: torch.Tensor
     with ``feature_directions`` = identity; member k minus the energy is feature k);
     any other potential goes through one batched autograd backward.
     """
-    if getattr(base, "gradient_chunks", None) is not None:
-        n_features = int(base.last_layer.in_features)
+    last_layer = getattr(base, "last_layer", None)
+    if isinstance(base, Potential) and isinstance(last_layer, torch.nn.Linear):
+        n_features = int(last_layer.in_features)
         eye = torch.eye(n_features, dtype=vectors.dtype, device=vectors.device)
         chunks = base.gradient_chunks(batch, vectors, gradients=True, feature_directions=eye)
         if chunks is not None:
