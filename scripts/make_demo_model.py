@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
 DESCRIPTION = ("atomflux demo model: fcc Ni/Cu/Ag/Au and alloys trained on ASE EMT data, bulk plus a little "
                "off-domain data (scripts/make_demo_model.py). A demonstration, not a physical model.")
-TRAIN_CONFIG = TrainConfig(epochs=300, patience=100, learning_rate=2e-3, seed=0,
+TRAIN_CONFIG = TrainConfig(epochs=300, patience=300, learning_rate=2e-3, seed=0,
                            model={"cutoff": 4.5, "n_radial": 8, "n_channels": 8, "max_angular": 3, "hidden": [64, 64]})
 #: off-domain structures per stress-test category added to the training set
 OFF_DOMAIN = {"dimer": 24, "cluster": 16, "surface": 8, "vacancies": 6, "interstitial": 6, "strong_strain": 8,
