@@ -224,9 +224,11 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
     except (TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: tensors do not match architecture {meta['architecture']}: {err}") from None
     potential.metadata = meta
-    scale = meta.get("uncertainty", {}).get("calibration", {}).get("scale")
-    if scale is not None:
-        potential.uncertainty_scale = float(scale)
+    calibration = meta.get("uncertainty", {}).get("calibration", {})
+    for key, attribute in (("scale", "uncertainty_scale"), ("scale_forces", "uncertainty_scale_forces"),
+                           ("scale_stress", "uncertainty_scale_stress")):
+        if calibration.get(key) is not None:
+            setattr(potential, attribute, float(calibration[key]))
     return place(potential, dtype, device)
 
 
