@@ -38,7 +38,10 @@ Uncertainty (``uncertainty=True``) goes through the same path: a potential
 that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
 posterior samples of the last layer) gets each member's forces and stress
 from one batched backward pass, and the spread of the members, times the
-potential's calibrated ``uncertainty_scale``, is the uncertainty.  A
+potential's calibrated ``uncertainty_scale``, is the uncertainty (forces and
+stress σ carry their own factors ``uncertainty_scale_forces`` /
+``uncertainty_scale_stress`` where calibrated; the members' forces and stress
+stay the derivatives of their energies).  A
 potential with an ``energy_variance(features_sum)`` method (LLPR) gives the
 energy variance in closed form instead of from samples.
 """
@@ -236,7 +239,9 @@ def evaluate(
         if members is None:
             raise ValueError(no_uncertainty_message(potential))
     if need_grad:
-        results.pair_gradients = total.pair_gradients
+        if pair_gradients:
+            results.pair_gradients = (total.pair_gradients if total.pair_gradients is not None
+                                      else torch.zeros_like(vectors))
         results.forces = total.forces if forces else None
         if stress:
             results.virial, results.stress = total.virial, _stress(total.virial, batch)
@@ -351,16 +356,16 @@ class _Totals:
     def __init__(self, batch: Batch, vectors: torch.Tensor, *, forces: bool, stress: bool, virials: bool,
                  flux_virials: bool, pair_gradients: bool) -> None:
         self.batch, self.vectors = batch, vectors
-        self.want_stress, self.want_virials, self.want_flux = stress, virials, flux_virials
+        self.want_forces, self.want_stress, self.want_virials, self.want_flux = forces, stress, virials, flux_virials
         self.want_pair_gradients = pair_gradients
         self.pieces: dict[str, list[torch.Tensor]] = {}
         n, dtype, device = len(batch.numbers), vectors.dtype, vectors.device
         zeros = functools.partial(torch.zeros, dtype=dtype, device=device)
-        self.forces = zeros((n, 3))
+        self.forces = zeros((n, 3)) if forces else None
         self.virial = zeros((batch.n_systems, 3, 3)) if stress else None
         self.virials = zeros((n, 3, 3)) if virials else None
         self.flux_virials = zeros((n, 3, 3)) if flux_virials else None
-        self.pair_gradients = zeros(vectors.shape) if pair_gradients else None
+        self.pair_gradients = None  # the whole-batch gradient, or filled chunk by chunk
         self.member_forces = self.member_virial = None
 
     @property
@@ -377,7 +382,8 @@ class _Totals:
         i, j = pairs[:, 0], pairs[:, 1]
         r = self.vectors[chunk.pairs]
         grad = chunk.energy_gradient.to(r.dtype)
-        self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
+        if self.want_forces:
+            self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
         if self.want_stress:
             self.virial = self.virial + self._system_sums(-grad[None], r, i)[0]
         if self.want_virials:
@@ -389,11 +395,13 @@ class _Totals:
             if isinstance(chunk.pairs, slice) and chunk.pairs == slice(None):
                 self.pair_gradients = grad
             else:  # hand-derived chunks carry no graph: fill in place
+                if self.pair_gradients is None:
+                    self.pair_gradients = torch.zeros_like(self.vectors)
                 self.pair_gradients[chunk.pairs] = grad
         if chunk.member_gradients is not None:
             member = chunk.member_gradients.to(r.dtype)                                      # [M, p, 3]
             if self.member_forces is None:
-                shape = (len(member),) + tuple(self.forces.shape)
+                shape = (len(member), len(self.batch.numbers), 3)
                 self.member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
                 self.member_virial = torch.zeros((len(member), self.batch.n_systems, 3, 3), dtype=r.dtype,
                                                  device=r.device)
@@ -465,11 +473,20 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
         _, results.energies_uncertainty = _spread(members.T, members.mean(1), scale)
     if totals.member_forces is None:
         return
+    # members stay potentials (forces = -∇ of their energies, energy scale); the reported σ of forces and
+    # stress carries their own calibration factors
     if forces:
-        results.forces_ensemble, results.forces_uncertainty = _spread(totals.member_forces, results.forces, scale)
+        results.forces_ensemble, sigma = _spread(totals.member_forces, results.forces, scale)
+        results.forces_uncertainty = sigma * _factor(potential, "forces", scale)
     if stress:
-        member_stress = _stress(totals.member_virial, batch)
-        results.stress_ensemble, results.stress_uncertainty = _spread(member_stress, results.stress, scale)
+        results.stress_ensemble, sigma = _spread(_stress(totals.member_virial, batch), results.stress, scale)
+        results.stress_uncertainty = sigma * _factor(potential, "stress", scale)
+
+
+def _factor(potential: torch.nn.Module, quantity: str, scale: float) -> float:
+    """σ of ``quantity`` relative to the members' spread at the energy ``scale``: uncertainty_scale_<quantity>/scale."""
+    own = getattr(potential, f"uncertainty_scale_{quantity}", None)
+    return 1.0 if own is None or scale == 0 else float(own) / scale
 
 
 def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],

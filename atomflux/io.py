@@ -23,7 +23,7 @@ import json
 import pickle
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -109,6 +109,27 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPES:
         return DTYPES[dtype.removeprefix("torch.")]
     raise ValueError(f"dtype must be float32 or float64 (or None for the model's own dtype), got {dtype!r}")
+
+
+#: the MD precision choices (``atomflux md --precision``, ``pair_style atomflux precision``)
+PRECISIONS = ("auto", "float32", "float64", "native")
+
+
+def md_dtype(precision: str, models: Sequence[str | Path]) -> str | None:
+    """The dtype MD runs ``models`` in for a precision choice (energies, forces and
+    virials are summed in float64 either way).
+
+    ``"auto"``: float32 for atomflux models (validated against float64: the
+    deviation is 10^4x below the demo models' own error and the NVE drift is
+    the same, docs/benchmarks.md), the model's own for third-party model
+    specs; ``"native"``: the model's own (``None``); ``"float32"`` /
+    ``"float64"``: that one.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return None if precision == "native" else precision
+    return None if any(is_spec(str(m)) for m in models) else "float32"
 
 
 def native_dtypes(potential: torch.nn.Module) -> tuple[torch.dtype, ...]:
@@ -203,9 +224,11 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
     except (TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: tensors do not match architecture {meta['architecture']}: {err}") from None
     potential.metadata = meta
-    scale = meta.get("uncertainty", {}).get("calibration", {}).get("scale")
-    if scale is not None:
-        potential.uncertainty_scale = float(scale)
+    calibration = meta.get("uncertainty", {}).get("calibration", {})
+    for key, attribute in (("scale", "uncertainty_scale"), ("scale_forces", "uncertainty_scale_forces"),
+                           ("scale_stress", "uncertainty_scale_stress")):
+        if calibration.get(key) is not None:
+            setattr(potential, attribute, float(calibration[key]))
     return place(potential, dtype, device)
 
 

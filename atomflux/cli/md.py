@@ -108,14 +108,10 @@ def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
 
 
 def _precision(models: list[str], args: argparse.Namespace) -> str | None:
-    """Model arithmetic: --precision, else float32 for atomflux models (validated: float64
-    accumulation keeps its deviation 10^4x below the demo models' errors, docs/benchmarks.md)
-    and the model's own for third-party model specs."""
-    from ..foreign import is_spec
+    """Model arithmetic of --precision (see :func:`atomflux.io.md_dtype`)."""
+    from ..io import md_dtype
 
-    if args.precision != "auto":
-        return None if args.precision == "native" else args.precision
-    return None if any(is_spec(m) for m in models) else "float32"
+    return md_dtype(args.precision, models)
 
 
 def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:

@@ -92,6 +92,10 @@ class Potential(torch.nn.Module):
     strictly_local: bool = False
     #: False for heads that predict other quantities than the energy (the Hamiltonian head)
     predicts_energy: bool = True
+    #: True when the energy is a sum over pairs of a term symmetric in its two atoms, half to
+    #: each atom, and nothing else: then any half of the full pair list carries half the
+    #: energy (the LAMMPS bridge evaluates such models on a half list)
+    pairwise: bool = False
 
     def __init__(self, species: Sequence[str] | None, cutoff: float) -> None:
         super().__init__()
