@@ -16,6 +16,7 @@ from ase.build import bulk
 from ase.io.trajectory import Trajectory
 
 from atomflux.calculators import AtomfluxCalculator
+from atomflux.analysis.flux_io import read_flux_npz
 from atomflux.cli import main
 from atomflux.md import run_transport_md
 from atomflux.md_replicas import ReplicaForces, ReplicaState, verlet_step
@@ -58,6 +59,9 @@ def test_each_replica_is_the_ase_run_with_its_seed(model, tmp_path):
     assert batched["heat_flux"].shape == (n, 3, 3) and int(batched["n_replicas"]) == 3
     assert batched["species_velocity"].shape == (n, 3, 1, 3)
     assert json.loads(str(batched["provenance"]))["parameters"]["replicas"] == 3
+    analysed = read_flux_npz(tmp_path / "batched" / "flux.npz")  # the Green–Kubo reader: 3 samples per replica
+    assert analysed.n_replicas == 3 and analysed.heat_flux.shape == (n, 9)
+    np.testing.assert_array_equal(analysed.heat_flux[:, 3:6], batched["heat_flux"][:, 1])
     temperatures = []
     for r in range(3):
         single = np.load(run_transport_md(cell, make(), tmp_path / f"single{r}", seed=5 + r, **settings))
