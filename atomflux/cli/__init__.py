@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, hamiltonian, ipi, kappa, lammps, md, train, transport, uncertainty
+from . import demo, hamiltonian, ipi, kappa, lammps, md, symmetry, train, transport, uncertainty
 
 #: sub-command modules, in the order ``atomflux --help`` lists them
-COMMAND_MODULES = (train, md, uncertainty, kappa, transport, lammps, ipi, hamiltonian, demo)
+COMMAND_MODULES = (train, md, uncertainty, kappa, transport, lammps, ipi, hamiltonian, symmetry, demo)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
