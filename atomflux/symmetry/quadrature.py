@@ -24,7 +24,8 @@ Grids (``order`` = the degree L asked for):
     The product rule of i-PI's ``<ffrotations grid_mode="legendre">``: ⌈(L+1)/2⌉
     Gauss–Legendre nodes in cos β (exact for polynomials of degree ≤ L in
     cos β), L + 1 uniform angles each for α and γ: (L+1)²·⌈(L+1)/2⌉ rotations
-    (18 for L = 2 and 75 for L = 4, i-PI's L = 2 and 3).
+    (18 for L = 2 and 75 for L = 4: for even L the very rotations of i-PI's
+    legendre grid of order L/2 + 1).
 ``"random"``
     ``order`` rotations drawn uniformly (Haar measure), equal weights; a fresh
     draw each time a grid is asked for.  Degree 0 (no exactness): the
@@ -139,11 +140,13 @@ def legendre_grid(order: int) -> RotationGrid:
         return RotationGrid(np.eye(3)[None], np.ones(1), 0, "legendre", 0)
     n_beta, n_angle = math.ceil((order + 1) / 2), order + 1
     cos_beta, beta_weights = np.polynomial.legendre.leggauss(n_beta)
-    alpha = 2 * np.pi * np.arange(n_angle) / n_angle
-    a, c = np.repeat(alpha, n_beta), np.tile(cos_beta, n_angle)
-    w = np.tile(beta_weights / 2, n_angle) / n_angle
-    rotations, weights = _in_plane(a, np.arccos(c), w, n_angle)
-    return RotationGrid(rotations, weights, order, "legendre", order)
+    # i-PI writes R_z(w) R_x(v) R_z(θ) = R_z(w − π/2) R_y(v) R_z(θ + π/2) with w, θ on 2πk/n: the same offsets
+    # make this grid, for even orders, exactly i-PI's legendre grid of L = order/2 + 1
+    uniform = 2 * np.pi * np.arange(n_angle) / n_angle
+    alpha, gamma = np.repeat(uniform - np.pi / 2, n_beta * n_angle), np.tile(uniform + np.pi / 2, n_beta * n_angle)
+    beta = np.tile(np.repeat(np.arccos(cos_beta), n_angle), n_angle)
+    weights = np.tile(np.repeat(beta_weights / 2, n_angle), n_angle) / n_angle**2
+    return RotationGrid(euler_zyz(alpha, beta, gamma), weights, order, "legendre", order)
 
 
 def random_grid(n: int, rng: np.random.Generator) -> RotationGrid:
