@@ -28,7 +28,8 @@ def demo_system(repeat: int = 3):
     return atoms
 
 
-def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str = "demo") -> dict:
+def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str = "demo",
+             restart: bool = False) -> dict:
     """The main job: check the shipped model, MD, lattice κ, Green–Kubo κ, the comparison report,
     the same model inside LAMMPS, orbital energies from the Hamiltonian head, and the model
     driving i-PI with its uncertainty as i-PI's committee.
@@ -36,11 +37,18 @@ def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str
     Writes into ``output``: ``summary.json``, ``parity.png``, ``md.traj``/``md.log``,
     ``kappa.json``/``kappa.png`` (lattice), ``md-<T>K/flux.npz`` (heat flux) and
     ``comparison/comparison.{md,png}``, ``lammps/`` (log, dump), ``orbitals-ethanol.png`` and
-    ``ipi/`` (i-PI's outputs); returns the summary.
+    ``ipi/`` (i-PI's outputs); returns the summary.  ``output`` is a run folder (see
+    :mod:`atomflux.records`): a demo of another model or size is refused there unless ``restart``.
     """
+    from .records import finish_run, model_record, open_run
+
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     potential = load_model(model)
+    missing = {"Cu", "Au"} - set(potential.species) if potential.species is not None else set()
+    if missing:
+        raise ValueError(f"the demo simulates Cu and Au; model {model!r} knows {', '.join(potential.species)} "
+                         f"(not {', '.join(sorted(missing))}): use --model demo or a model trained on Cu and Au")
+    open_run(out, "demo", {"quick": quick}, model_record(model, potential), restart=restart)
     print(f"[1/8] loaded model {model!r}: {potential.architecture}, species {potential.species}, "
           f"cutoff {potential.cutoff} Å")
     print("      " + potential.metadata.get("description", ""))
@@ -96,6 +104,7 @@ def run_demo(output: str | Path = "demo-output", quick: bool = False, model: str
                "kappa_md": json.loads((out / "comparison" / "comparison.json").read_text())["md"],
                "lammps": summary_lammps, "orbitals": summary_orbitals, "ipi": summary_ipi}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    finish_run(out, {"summary": "summary.json"})
     print(f"summary written to {out / 'summary.json'}")
     return summary
 

@@ -28,7 +28,7 @@ import json
 import pickle
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -119,6 +119,27 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPES:
         return DTYPES[dtype.removeprefix("torch.")]
     raise ValueError(f"dtype must be float32 or float64 (or None for the model's own dtype), got {dtype!r}")
+
+
+#: the MD precision choices (``atomflux md --precision``, ``pair_style atomflux precision``)
+PRECISIONS = ("auto", "float32", "float64", "native")
+
+
+def md_dtype(precision: str, models: Sequence[str | Path]) -> str | None:
+    """The dtype MD runs ``models`` in for a precision choice (energies, forces and
+    virials are summed in float64 either way).
+
+    ``"auto"``: float32 for atomflux models (validated against float64: the
+    deviation is 10^4x below the demo models' own error and the NVE drift is
+    the same, docs/benchmarks.md), the model's own for third-party model
+    specs; ``"native"``: the model's own (``None``); ``"float32"`` /
+    ``"float64"``: that one.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return None if precision == "native" else precision
+    return None if any(is_spec(str(m)) for m in models) else "float32"
 
 
 def native_dtypes(potential: torch.nn.Module) -> tuple[torch.dtype, ...]:
@@ -212,6 +233,8 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
         config["base"] = _foreign_potential(config["base"]["spec"], trust)
     try:
         potential = cls(**config)
+        if not referenced:  # stored float64 weights are loaded as they are, not rounded through float32
+            potential = potential.to(torch.float64)
         missing, unexpected = potential.load_state_dict(archive["state_dict"], strict=False)
         missing = [k for k in missing if not k.startswith(referenced)] if referenced else missing
         if missing or unexpected:
@@ -243,6 +266,10 @@ def _referenced_prefixes(config: dict[str, Any]) -> tuple[str, ...]:
 def _read_archive(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no model file {str(path)!r}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # torch.save writes zip archives
+            raise ValueError(f"{path}: not a readable atomflux model file (not a torch archive); model files are written "
+                             "by `atomflux train` or atomflux.save_model")
     try:
         archive = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

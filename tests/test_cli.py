@@ -93,5 +93,8 @@ def test_md_stops_when_the_model_extrapolates(tmp_path, capsys):
     assert code == 3 and "exceeds threshold" in capsys.readouterr().err
     assert (tmp_path / "md.extrapolation.extxyz").is_file() and (tmp_path / "md.uncertainty.log").is_file()
     ase.io.write(tmp_path / "ok.cif", bulk("Cu", "fcc", a=3.6, cubic=True))
-    assert main(["md", str(tmp_path / "ok.cif"), "--steps", "10", "--max-uncertainty", "0.02",
-                 "--trajectory", str(traj), "--log", str(log)]) == 0
+    ok = ["md", str(tmp_path / "ok.cif"), "--steps", "10", "--max-uncertainty", "0.02",
+          "--trajectory", str(traj), "--log", str(log)]
+    assert main(ok) == 2  # the files of the stopped run are not overwritten by another run
+    assert main(ok + ["--restart"]) == 0
+    assert len(list(tmp_path.glob("md.extrapolation.old-*.extxyz"))) == 1

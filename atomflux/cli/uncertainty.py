@@ -24,9 +24,11 @@ def _split_for_calibration(train_path: str, validation_path: str | None, seed: i
 def _cmd_llpr(args: argparse.Namespace) -> None:
     from ..io import load_model, save_model
     from ..models.base import floating_dtype
+    from ..records import check_output_path
     from ..systems import Batch
     from ..uncertainty import add_llpr
 
+    check_output_path(args.output)
     base = load_model(args.model, trust=args.trust_model)
     train_frames, validation = _split_for_calibration(args.data, args.validation, args.seed)
     dtype = floating_dtype(base)
@@ -41,9 +43,11 @@ def _cmd_llpr(args: argparse.Namespace) -> None:
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
     from ..io import load_model, save_model
+    from ..records import check_output_path
     from ..systems import Batch
     from ..uncertainty import fit_shallow_ensemble
 
+    check_output_path(args.output)
     base = load_model(args.model, trust=args.trust_model)
     train_frames, validation = _split_for_calibration(args.data, args.validation, args.seed)
     model = fit_shallow_ensemble(

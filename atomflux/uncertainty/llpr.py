@@ -246,12 +246,37 @@ class LLPR(Potential):
 
     # -- evaluation ------------------------------------------------------
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = dict(self.base(batch, vectors))
+        return self._with_samples(dict(self.base(batch, vectors)))
+
+    def _with_samples(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Base outputs plus ``llpr_features`` [N, F+1] and the K samples ``energy_ensemble`` [N, K]."""
         _, chol = self.posterior()
         weights = chol @ self.draws                                # [F+1, K]
         out["llpr_features"] = _augmented(out["features"])
         out["energy_ensemble"] = out["energy"][:, None] + out["llpr_features"] @ weights
         return out
+
+    def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
+                        max_bytes: int = 2**27):
+        """The base model's hand-derived chunks, with the K posterior samples as members.
+
+        Sample k has atomic energies e_i + [f_i, 1]·δw_k, so its pair gradients are
+        the energy's plus the gradient of Σ_i f_i·δw_k[:F]: the base computes all of
+        them in its one batched backward pass.
+        """
+        base_chunks = getattr(self.base, "gradient_chunks", None)
+        if base_chunks is None:
+            return None
+        directions = (self.posterior()[1] @ self.draws)[:-1].T if members else None   # [K, F]
+        chunks = base_chunks(batch, vectors, gradients=gradients, max_bytes=max_bytes, feature_directions=directions)
+        if chunks is None:
+            return None
+        return (self._sampled_chunk(chunk) for chunk in chunks)
+
+    def _sampled_chunk(self, chunk):
+        with torch.no_grad():
+            chunk.outputs = self._with_samples(chunk.outputs)
+        return chunk
 
 
 def _as_potential(model: Potential | torch.nn.Module | str) -> Potential:
