@@ -10,11 +10,14 @@ evaluates its rotational average instead (see :mod:`atomflux.symmetry`)::
     model.pt@random                one random rotation per evaluation (``@random:8``: eight)
 
 ``ORDER`` defaults to 3 (1 for ``random``).  A file whose name contains
-``@`` is still found: an existing path is never split.
+``@`` is still found: an existing path is never split, and neither is a name
+whose text after the last ``@`` does not look like a suffix
+(``mace:/models/run@v2.model`` stays a MACE spec).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from .quadrature import GRIDS
 
 #: order used when a suffix names only the grid
 DEFAULT_ORDER = {"lebedev": 3, "legendre": 3, "random": 1}
+#: what the text after the last "@" must look like to be read as an averaging suffix
+SUFFIX_SHAPE = re.compile(r"[A-Za-z]+(:[^:@/\\.]*)*")
 SYNTAX = "MODEL@GRID[:ORDER][:inversion] with GRID one of lebedev, legendre, random (e.g. demo@lebedev:3)"
 
 
@@ -58,14 +63,19 @@ class AverageSpec:
 def split_average(model: object) -> tuple[object, AverageSpec | None]:
     """``("demo", AverageSpec("lebedev", 3))`` for ``"demo@lebedev:3"``; ``(model, None)`` without a suffix.
 
-    Only strings and paths are split, and never a path that exists.
+    Only strings and paths are split, never a path that exists, and never at an ``@`` followed by
+    something that is not shaped like a suffix (letters, then ``:``-separated words without dots or
+    slashes): such names are left to the model loaders.  A suffix of that shape that is not valid
+    (``@lebdev:3``) raises ``ValueError``.
     """
-    if not isinstance(model, (str, Path)) or Path(model).exists():
-        return model, None
+    if not isinstance(model, (str, Path)) or Path(model).exists() or Path(str(model).split(":", 1)[-1]).exists():
+        return model, None  # a file, or a spec naming a file ("mace:PATH"), is never split
     text = str(model)
     if "@" not in text:
         return model, None
     base, _, suffix = text.rpartition("@")
+    if not SUFFIX_SHAPE.fullmatch(suffix):
+        return model, None
     if not base:
         raise ValueError(f"model spec {text!r} names no model before '@': write {SYNTAX}")
     return (base if isinstance(model, str) else Path(base)), AverageSpec.parse(suffix)
