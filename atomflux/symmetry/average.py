@@ -42,6 +42,8 @@ INVARIANT = ("energy", "energies", "energy_uncertainty", "energies_uncertainty",
 VECTORS = ("forces", "forces_ensemble")
 TENSORS = ("stress", "stresses", "stress_ensemble")
 ROT_STD = ("energy", "forces", "stress")
+#: results that need the stress of every rotation
+STRESS_RESULTS = {"stress", "stresses", "stress_rot_std", "stress_uncertainty", "stress_ensemble"}
 
 
 class RotationalAverage(Calculator):
@@ -133,10 +135,11 @@ class RotationalAverage(Calculator):
         if {"stress", "stresses", "stress_rot_std", "stress_uncertainty"} & wanted and not periodic_3d:
             raise PropertyNotImplementedError("stress needs a cell that is periodic in all three directions")
         grid = self.last_grid = self._grids()
+        stress = periodic_3d and bool(STRESS_RESULTS & wanted)  # computed only when asked
         if self.potential is not None:
-            per_rotation = self._batched(atoms, grid, periodic_3d, wanted)
+            per_rotation = self._batched(atoms, grid, stress, "stresses" in wanted, wanted)
         else:
-            per_rotation = self._one_call_per_rotation(atoms, grid, periodic_3d, wanted)
+            per_rotation = self._one_call_per_rotation(atoms, grid, stress, wanted)
         self.results = reduce_over_rotations(per_rotation, grid.weights)
         self.results["energy"] = float(self.results["energy"])
         self.results["free_energy"] = self.results["energy"]
@@ -147,7 +150,8 @@ class RotationalAverage(Calculator):
             if name in self.results:
                 self.results[name] = full_3x3_to_voigt_6_stress(self.results[name])
 
-    def _batched(self, atoms: Atoms, grid: RotationGrid, periodic_3d: bool, wanted: set[str]) -> dict[str, np.ndarray]:
+    def _batched(self, atoms: Atoms, grid: RotationGrid, stress: bool, per_atom_stress: bool,
+                 wanted: set[str]) -> dict[str, np.ndarray]:
         """Every rotation's results in the structure's frame, from batched evaluate calls: {name: [K, ...]}."""
         base = self.potential.base
         if self.uncertainty is False and {p for p in wanted if p.endswith(("_uncertainty", "_ensemble"))}:
@@ -156,18 +160,20 @@ class RotationalAverage(Calculator):
         batch = Batch.from_atoms(atoms, base.cutoff, self.dtype, self.device, self.min_distance)
         rotations = torch.as_tensor(grid.rotations, dtype=self.dtype, device=self.device)
         per_call = max(1, self.max_atoms // max(len(atoms), 1))
-        pieces = [self._evaluate_rotations(base, batch, rotations[k:k + per_call], periodic_3d)
+        pieces = [self._evaluate_rotations(base, batch, rotations[k:k + per_call], stress, per_atom_stress)
                   for k in range(0, len(rotations), per_call)]
         return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
 
-    def _evaluate_rotations(self, base, batch: Batch, rotations: torch.Tensor, periodic_3d: bool) -> dict[str, np.ndarray]:
+    def _evaluate_rotations(self, base, batch: Batch, rotations: torch.Tensor, stress: bool,
+                            per_atom_stress: bool) -> dict[str, np.ndarray]:
         k, n = len(rotations), len(batch.numbers)
-        res = evaluate(base, rotated_copies(batch, rotations), forces=True, stress=periodic_3d, energies=True,
-                       virials=periodic_3d, uncertainty=self.uncertainty)
+        res = evaluate(base, rotated_copies(batch, rotations), forces=True, stress=stress, energies=True,
+                       virials=per_atom_stress, uncertainty=self.uncertainty)
         out = {"energy": res.energy, "energies": res.energies.view(k, n),
                "forces": back_rotate_vectors(res.forces.view(k, n, 3), rotations)}
-        if periodic_3d:
+        if stress:
             out["stress"] = back_rotate_tensors(res.stress, rotations)
+        if per_atom_stress:
             volume = float(batch.volumes()[0])
             out["stresses"] = back_rotate_tensors(-res.virials.view(k, n, 3, 3) / volume, rotations)
         if res.energy_uncertainty is not None:
@@ -182,16 +188,16 @@ class RotationalAverage(Calculator):
             out["stress_ensemble"] = back_rotate_tensors(members, rotations)
         return {name: value.detach().cpu().numpy().astype(np.float64) for name, value in out.items()}
 
-    def _one_call_per_rotation(self, atoms: Atoms, grid: RotationGrid, periodic_3d: bool,
+    def _one_call_per_rotation(self, atoms: Atoms, grid: RotationGrid, stress: bool,
                                wanted: set[str]) -> dict[str, np.ndarray]:
         """Every rotation's results in the structure's frame, one call of the wrapped calculator each."""
-        names = ["energy", "forces"] + (["stress"] if periodic_3d else [])
+        names = ["energy", "forces"] + (["stress"] if stress else [])
         names += [p for p in ("energies", "energy_uncertainty", "energies_uncertainty", "energy_ensemble",
                               "forces_ensemble", "stress_ensemble")
                   if p in wanted or (p.endswith("_ensemble") and p.replace("_ensemble", "_uncertainty") in wanted)]
-        if "stresses" in wanted and periodic_3d:
+        if "stresses" in wanted and stress:
             names.append("stresses")
-        names = [n for n in names if not n.startswith("stress") or periodic_3d]
+        names = [n for n in names if not n.startswith("stress") or stress]
         missing = [n for n in names if n not in self.calculator.implemented_properties]
         if missing:
             raise PropertyNotImplementedError(f"{type(self.calculator).__name__} does not compute {', '.join(missing)}")
