@@ -132,7 +132,7 @@ def _single(spec: str | Path, uncertainty: str | bool, trust: bool, dtype: str |
     if split_average(spec)[1] is not None:  # "MODEL@GRID:ORDER": rotational average, with *_rot_std results
         from ..symmetry.average import average_calculator
 
-        return average_calculator(spec, uncertainty, trust)
+        return average_calculator(spec, uncertainty, trust, dtype)
     if is_spec(spec) and split_spec(str(spec))[0] in CALCULATOR_LEVEL:
         return load_spec(str(spec), trust)
     calc = AtomfluxCalculator(spec, uncertainty=uncertainty, trust=trust, dtype=dtype)

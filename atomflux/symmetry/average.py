@@ -268,13 +268,16 @@ def model_for_averaging(model, trust: bool = False):
     return resolve_potential(model, trust=trust)
 
 
-def average_calculator(model: str | Path, uncertainty: str | bool = "full", trust: bool = False) -> Calculator:
+def average_calculator(model: str | Path, uncertainty: str | bool = "full", trust: bool = False,
+                       dtype: str | None = None) -> Calculator:
     """The calculator for a model spec with an averaging suffix (``"demo@lebedev:3"``, ``"chgnet:0.3.0@random"``):
-    batched for atomflux-level models, one call per rotation for calculator-level ones."""
+    batched for atomflux-level models (in ``dtype``; ``None``: the model's own), one call per rotation for
+    calculator-level ones."""
     base, average = split_average(model)
     if average is None:
         raise ValueError(f"{model!r} has no averaging suffix (@GRID:ORDER)")
-    calc = RotationalAverage(model_for_averaging(base, trust), average.order, average.grid, average.inversion,
-                             uncertainty=uncertainty)
+    wrapped = model_for_averaging(base, trust)
+    calc = RotationalAverage(wrapped, average.order, average.grid, average.inversion, uncertainty=uncertainty,
+                             **({} if isinstance(wrapped, Calculator) else {"dtype": dtype}))
     calc.spec = str(model)
     return calc
