@@ -38,7 +38,10 @@ Uncertainty (``uncertainty=True``) goes through the same path: a potential
 that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
 posterior samples of the last layer) gets each member's forces and stress
 from one batched backward pass, and the spread of the members, times the
-potential's calibrated ``uncertainty_scale``, is the uncertainty.  A
+potential's calibrated ``uncertainty_scale``, is the uncertainty (forces and
+stress σ carry their own factors ``uncertainty_scale_forces`` /
+``uncertainty_scale_stress`` where calibrated; the members' forces and stress
+stay the derivatives of their energies).  A
 potential with an ``energy_variance(features_sum)`` method (LLPR) gives the
 energy variance in closed form instead of from samples.
 """
@@ -470,11 +473,20 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
         _, results.energies_uncertainty = _spread(members.T, members.mean(1), scale)
     if totals.member_forces is None:
         return
+    # members stay potentials (forces = -∇ of their energies, energy scale); the reported σ of forces and
+    # stress carries their own calibration factors
     if forces:
-        results.forces_ensemble, results.forces_uncertainty = _spread(totals.member_forces, results.forces, scale)
+        results.forces_ensemble, sigma = _spread(totals.member_forces, results.forces, scale)
+        results.forces_uncertainty = sigma * _factor(potential, "forces", scale)
     if stress:
-        member_stress = _stress(totals.member_virial, batch)
-        results.stress_ensemble, results.stress_uncertainty = _spread(member_stress, results.stress, scale)
+        results.stress_ensemble, sigma = _spread(_stress(totals.member_virial, batch), results.stress, scale)
+        results.stress_uncertainty = sigma * _factor(potential, "stress", scale)
+
+
+def _factor(potential: torch.nn.Module, quantity: str, scale: float) -> float:
+    """σ of ``quantity`` relative to the members' spread at the energy ``scale``: uncertainty_scale_<quantity>/scale."""
+    own = getattr(potential, f"uncertainty_scale_{quantity}", None)
+    return 1.0 if own is None or scale == 0 else float(own) / scale
 
 
 def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],

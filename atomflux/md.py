@@ -204,10 +204,73 @@ def transport_status(output: str | Path) -> str:
     return f"checkpoint in {output} at {state['phase']} step {state['step']}"
 
 
+def resume_point(out: Path, state: dict[str, Any], production_steps: int, equilibration_steps: int, stride: int,
+                 progress: bool) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """Check a transport run's checkpoint ``state`` against the steps asked for; cut its trajectory back.
+
+    Returns the heat fluxes and species velocity sums of ``flux.npz`` up to the
+    checkpoint (lists, one entry per production step; empty before production),
+    or ``None`` when the folder already holds the finished run.  A finished run
+    asked for more production steps continues (``state["phase"]`` becomes
+    ``"production"``); fewer steps, or a missing or shortened flux file, are
+    refused with a ``ValueError``.
+    """
+    if state["phase"] == "done":
+        if production_steps == state["step"]:
+            if progress:
+                print(f"{out} already holds this run, finished ({production_steps} production steps)")
+            return None
+        if production_steps < state["step"]:
+            raise ValueError(f"{out} already holds {state['step']} production steps (asked for "
+                             f"{production_steps}); analyse the first {production_steps} steps of its flux.npz, "
+                             "or start a new run in another folder")
+        state["phase"] = "production"
+    elif state["phase"] == "production" and production_steps < state["step"]:
+        raise ValueError(f"{out} is already at production step {state['step']} (asked for {production_steps} "
+                         "steps in all); ask for at least that many, or start a new run in another folder")
+    keep = state["step"] + 1 if state["phase"] == "production" and state["step"] > 0 else 0
+    fluxes, species_velocity = [], []
+    if (out / "flux.npz").is_file() and keep:
+        with np.load(out / "flux.npz") as data:
+            if len(data["heat_flux"]) < keep:
+                raise ValueError(f"{out / 'flux.npz'} holds {len(data['heat_flux'])} steps but the checkpoint "
+                                 f"needs {keep}: the file was damaged; pass --restart (restart=True)")
+            fluxes, species_velocity = list(data["heat_flux"][:keep]), list(data["species_velocity"][:keep])
+    elif keep:
+        raise ValueError(f"{out / 'flux.npz'} is missing but the checkpoint is at production step "
+                         f"{state['step']}; pass --restart (restart=True) to run again")
+    _keep_frames(out / "production.traj", state["step"] // stride + 1 if keep else 0)
+    if progress:
+        print(f"resuming {out}: {state['phase']} step {state['step']} "
+              f"(of {equilibration_steps if state['phase'] == 'equilibration' else production_steps})")
+    return fluxes, species_velocity
+
+
+def write_checkpoint(out: Path, frames: list[Atoms], checkpoint: Path, write_positions, flux: dict[str, Any],
+                     state: dict[str, Any]) -> None:
+    """One checkpoint of a transport run in ``out``, with Ctrl-C deferred until all of it is written.
+
+    ``frames`` (trajectory frames since the last checkpoint) are appended to
+    ``production.traj`` and cleared; then ``checkpoint`` (written by
+    ``write_positions(path)``), ``flux.npz`` (the arrays ``flux``) and
+    ``checkpoint.json`` (``state``) are each replaced atomically.
+    """
+    with deferred_interrupts():
+        if frames:
+            with Trajectory(str(out / "production.traj"), "a") as traj:
+                for frame in frames:
+                    traj.write(frame)
+            frames.clear()
+        write_atomically(checkpoint, write_positions)
+        write_atomically(out / "flux.npz", lambda tmp: np.savez(tmp, **flux))
+        write_atomically(out / "checkpoint.json", lambda tmp: tmp.write_text(json.dumps(state)))
+
+
 def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: float = 300.0,
                      equilibration_steps: int = 1000, production_steps: int = 10000, timestep: float = 2.0,
                      friction: float = 0.02, stride: int = 10, checkpoint_interval: int = 1000, seed: int = 0,
-                     progress: bool = True, restart: bool = False, model_spec: str | Path | None = None) -> Path:
+                     progress: bool = True, restart: bool = False, model_spec: str | Path | None = None,
+                     replicas: int = 1) -> Path:
     """NVT (Langevin) equilibration, then NVE production recording the heat flux every step.
 
     Written into ``output`` (a folder):
@@ -223,7 +286,7 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
       ``provenance`` (JSON texts: units of each array; the run record);
     - ``production.traj``: positions, momenta, energy and forces every ``stride``
       production steps (frames at steps 0, stride, 2·stride ...);
-    - ``checkpoint.traj`` + ``checkpoint.json``: state every
+    - ``checkpoint.traj`` (``checkpoint.npz`` with replicas) + ``checkpoint.json``: state every
       ``checkpoint_interval`` steps.  Calling again with the same ``output`` and
       the same settings resumes from there, exactly: the thermostat's random
       state is saved, and flux and trajectory are cut back to the checkpoint, so
@@ -246,6 +309,14 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         Steps between trajectory frames and between checkpoints (≥ 1).
     model_spec : str or Path, optional
         How the model was named (file or shipped name), for the record.
+    replicas : int
+        R ≥ 1 independent replicas of the structure, replica r with seed
+        ``seed + r`` (so replica r is the single run with that seed, to the
+        rounding of the batched model evaluation), advanced together with one
+        batched model evaluation per step (:mod:`atomflux.transport_replicas`).
+        With R > 1, ``heat_flux`` is [n, R, 3], ``species_velocity``
+        [n, R, n_species, 3], ``n_replicas`` = R, ``mean_temperature`` the mean
+        over replicas, and ``production.traj`` holds replica 0.
 
     Returns
     -------
@@ -257,6 +328,8 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         raise ValueError(f"equilibration steps must be a whole number ≥ 0, got {equilibration_steps}")
     if not hasattr(calculator, "heat_flux"):
         raise ValueError("transport MD needs an AtomfluxCalculator (it provides the heat flux)")
+    if int(replicas) != replicas or replicas < 1:
+        raise ValueError(f"replicas must be a whole number ≥ 1, got {replicas}")
     from ase.io import read
 
     from .records import fingerprint
@@ -269,9 +342,18 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
                   "temperature_K": float(temperature), "timestep_fs": float(timestep),
                   "equilibration_steps": int(equilibration_steps), "friction_per_fs": float(friction),
                   "stride": int(stride), "seed": int(seed), "dtype": str(getattr(calculator, "dtype", ""))}
+    if replicas > 1:  # absent for one replica: folders of earlier versions resume
+        parameters["replicas"] = int(replicas)
     info = {"production_steps": int(production_steps), "checkpoint_interval": int(checkpoint_interval)}
     open_run(out, "md --transport", parameters, model_record(model_spec, calculator), info, restart=restart)
-    state_file, checkpoint, traj_path = out / "checkpoint.json", out / "checkpoint.traj", out / "production.traj"
+    if replicas > 1:
+        from .transport_replicas import run_replicas
+
+        return run_replicas(atoms, calculator, out, n_replicas=int(replicas), temperature=temperature,
+                            equilibration_steps=equilibration_steps, production_steps=production_steps,
+                            timestep=timestep, friction=friction, stride=stride,
+                            checkpoint_interval=checkpoint_interval, seed=seed, progress=progress)
+    state_file, checkpoint = out / "checkpoint.json", out / "checkpoint.traj"
     species = sorted(set(atoms.get_chemical_symbols()))
     fluxes: list[np.ndarray] = []
     species_velocity: list[list[np.ndarray]] = []
@@ -282,34 +364,10 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         atoms = read(checkpoint)
         if state.get("rng"):
             rng.bit_generator.state = state["rng"]
-        if state["phase"] == "done":
-            if production_steps == state["step"]:
-                if progress:
-                    print(f"{out} already holds this run, finished ({production_steps} production steps)")
-                return out / "flux.npz"
-            if production_steps < state["step"]:
-                raise ValueError(f"{out} already holds {state['step']} production steps (asked for "
-                                 f"{production_steps}); analyse the first {production_steps} steps of its flux.npz, "
-                                 "or start a new run in another folder")
-            state["phase"] = "production"
-        elif state["phase"] == "production" and production_steps < state["step"]:
-            raise ValueError(f"{out} is already at production step {state['step']} (asked for {production_steps} "
-                             "steps in all); ask for at least that many, or start a new run in another folder")
-        keep = state["step"] + 1 if state["phase"] == "production" and state["step"] > 0 else 0
-        if (out / "flux.npz").is_file() and keep:
-            with np.load(out / "flux.npz") as data:
-                if len(data["heat_flux"]) < keep:
-                    raise ValueError(f"{out / 'flux.npz'} holds {len(data['heat_flux'])} steps but the checkpoint "
-                                     f"needs {keep}: the file was damaged; pass --restart (restart=True)")
-                fluxes = list(data["heat_flux"][:keep])
-                species_velocity = list(data["species_velocity"][:keep])
-        elif keep:
-            raise ValueError(f"{out / 'flux.npz'} is missing but the checkpoint is at production step "
-                             f"{state['step']}; pass --restart (restart=True) to run again")
-        _keep_frames(traj_path, state["step"] // stride + 1 if keep else 0)
-        if progress:
-            print(f"resuming {out}: {state['phase']} step {state['step']} "
-                  f"(of {equilibration_steps if state['phase'] == 'equilibration' else production_steps})")
+        kept = resume_point(out, state, production_steps, equilibration_steps, stride, progress)
+        if kept is None:
+            return out / "flux.npz"
+        fluxes, species_velocity = kept
     update_info(out, **info)
     provenance = json.dumps(read_run(out))
     calculator.track_heat_flux = True  # flux data at every force call: no second model evaluation per step
@@ -331,17 +389,9 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
                       timestep=float(timestep),
                       mean_temperature=temperature_sum[0] / n if n else float("nan"),
                       units=json.dumps(FLUX_UNITS), provenance=provenance)
-        with deferred_interrupts():
-            if pending:
-                with Trajectory(str(traj_path), "a") as traj:
-                    for frame in pending:
-                        traj.write(frame)
-                pending.clear()
-            write_atomically(checkpoint, lambda tmp: atoms.write(tmp, format="traj"))
-            write_atomically(out / "flux.npz", lambda tmp: np.savez(tmp, **arrays))
-            new_state = {"phase": phase, "step": step, "temperature_sum": temperature_sum[0],
-                         "rng": rng.bit_generator.state if phase == "equilibration" else None}
-            write_atomically(state_file, lambda tmp: tmp.write_text(json.dumps(new_state)))
+        new_state = {"phase": phase, "step": step, "temperature_sum": temperature_sum[0],
+                     "rng": rng.bit_generator.state if phase == "equilibration" else None}
+        write_checkpoint(out, pending, checkpoint, lambda tmp: atoms.write(tmp, format="traj"), arrays, new_state)
 
     if state["phase"] == "equilibration":
         dyn = Langevin(atoms, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,

@@ -76,7 +76,7 @@ def test_uncertainty_commands(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "coverage 1σ" in out and "NLL" in out
     report = json.loads((tmp_path / "cal.json").read_text())
-    assert {r["quantity"] for r in report} == {"energy", "forces"}
+    assert {r["quantity"] for r in report} == {"energy", "forces", "stress"}
     assert (tmp_path / "plots" / "cal-energy-zscores.png").is_file()
     assert (tmp_path / "plots" / "cal-forces-error-vs-sigma.png").is_file()
     assert main(["calibrate", str(base), str(valid)]) == 2  # a model without uncertainty: clear error

@@ -26,7 +26,9 @@ checkpoints: interrupted, the same command runs again from the start.
 
 --transport runs write a folder (-o: run.json, flux.npz, production.traj,
 checkpoints); interrupted, the same command resumes from the last checkpoint, and
-more --steps extend a finished run.
+more --steps extend a finished run. --replicas R runs R independent copies (seeds
+--seed, --seed + 1, ...) together, one batched model evaluation per step: flux.npz
+holds heat_flux [steps, R, 3], production.traj replica 0.
 
 Outputs of another run (other structure, model or settings) are never overwritten
 or mixed: the command stops and lists the differences; --restart moves the old
@@ -39,6 +41,8 @@ def _cmd_md(args: argparse.Namespace) -> None:
     from ..structure_files import read_structure
 
     thermostat = args.transport or args.ensemble == "langevin"
+    if args.replicas != 1 and not args.transport:
+        raise ValueError("--replicas applies to --transport runs only; add --transport (or drop --replicas)")
     check_md_settings(temperature=args.temperature, thermostat=thermostat)
     atoms = read_structure(args.structure)
     if args.repeat:
@@ -125,7 +129,7 @@ def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     path = run_transport_md(atoms, calc, args.output, temperature=args.temperature,
                             equilibration_steps=args.equilibration, production_steps=args.steps,
                             timestep=args.timestep, stride=args.stride, checkpoint_interval=args.checkpoint,
-                            seed=args.seed, restart=args.restart, model_spec=models[0])
+                            seed=args.seed, restart=args.restart, model_spec=models[0], replicas=args.replicas)
     print(f"heat flux written to {path}; trajectory {Path(args.output) / 'production.traj'}; "
           f"record {Path(args.output) / 'run.json'}")
 
@@ -164,6 +168,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     transport.add_argument("--stride", type=positive(int), default=10, help="trajectory frame every N production steps")
     transport.add_argument("--checkpoint", type=positive(int), default=1000,
                            help="checkpoint every N steps (rerun the same command to resume)")
+    transport.add_argument("--replicas", type=positive(int), default=1,
+                           help="independent replicas (replica r with seed --seed + r) advanced together, one batched "
+                                "model evaluation per step; flux.npz then holds [steps, replicas, 3] heat fluxes and "
+                                "production.traj replica 0")
     transport.add_argument("-o", "--output", default="transport-run",
                            help="output folder (run.json, flux.npz, production.traj, checkpoints)")
     p.set_defaults(func=_cmd_md)

@@ -24,7 +24,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(energy_weight=args.energy_weight, forces_weight=args.forces_weight,
                       stress_weight=args.stress_weight, learning_rate=args.lr, epochs=args.epochs,
                       batch_size=args.batch_size, patience=args.patience,
-                      validation_fraction=args.validation_fraction, seed=args.seed, model=model)
+                      validation_fraction=args.validation_fraction, seed=args.seed, model=model,
+                      architecture=args.architecture, augment=args.augment)
     cfg.check()
     frames = read_frames(args.data)
     folder = output.with_name(f"{output.stem}-training")
@@ -119,6 +120,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=positive(int), nargs="+", default=[64, 64], help="MLP hidden-layer widths")
     p.add_argument("--channels", type=positive(int), default=8, help="species-mixed radial channels")
     p.add_argument("--max-angular", type=non_negative(int), default=3, help="highest angular degree l")
+    p.add_argument("--architecture", choices=["PowerSpectrumPotential", "UnconstrainedPotential"],
+                   default="PowerSpectrumPotential",
+                   help="invariant power spectrum, or lab-frame moments (not rotation invariant; see --augment)")
+    p.add_argument("--augment", action="store_true",
+                   help="turn every training structure (and its forces, stress) by a random rotation at every step")
     p.add_argument("--epochs", type=positive(int), default=300, help="maximum training epochs")
     p.add_argument("--batch-size", type=positive(int), default=8, help="structures per optimiser step")
     p.add_argument("--lr", type=positive(float), default=3e-3, help="Adam learning rate")

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from ..evaluate import evaluate
-from ..models import PowerSpectrumPotential, Potential
+from ..models import ARCHITECTURES, Potential
 from ..progress import progress
 from ..records import deferred_interrupts, write_atomically
+from ..symmetry.augment import randomly_rotated
 from ..systems import Batch
 from .dataset import Frame, fingerprint, species_of
 from .metrics import format_metrics, predict_frames
@@ -32,6 +33,12 @@ class TrainConfig:
     (``model={"n_ensemble": M}``), ``ensemble_loss`` ("nll" or "crps") adds
     ``ensemble_weight`` × that loss of the per-atom energy residuals under the
     members' spread: mean and members are then trained jointly.
+
+    ``architecture`` names the learnable architecture of a new model
+    (``"PowerSpectrumPotential"`` or ``"UnconstrainedPotential"``).
+    ``augment`` turns every training structure, with its forces and stress,
+    by a fresh random rotation at every step (:mod:`atomflux.symmetry.augment`):
+    how a model that is not invariant by construction learns invariance.
 
     ``progress`` (bar or status lines) and ``checkpoint_seconds`` (the least
     time between two checkpoints when :func:`train` is given a checkpoint
@@ -53,6 +60,8 @@ class TrainConfig:
     progress: bool = True
     checkpoint_seconds: float = 10.0
     model: dict[str, Any] = field(default_factory=dict)
+    architecture: str = "PowerSpectrumPotential"
+    augment: bool = False
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first impossible setting."""
@@ -154,7 +163,7 @@ def train(frames: Sequence[Frame], config: TrainConfig | None = None,
         may lack forces or stress.
     config
         Loss weights, optimiser and stopping settings, and (``config.model``)
-        hyper-parameters of a new :class:`PowerSpectrumPotential`.
+        hyper-parameters of a new model of ``config.architecture``.
     potential
         Start from this potential instead of a new one.
     checkpoint
@@ -181,7 +190,11 @@ def train(frames: Sequence[Frame], config: TrainConfig | None = None,
     if not train_frames:
         raise ValueError("no training frames left after the validation split")
     if potential is None:
-        potential = PowerSpectrumPotential(species=species_of(frames), **cfg.model)
+        cls = ARCHITECTURES.get(cfg.architecture)
+        if cls is None or not hasattr(cls, "fit_statistics"):
+            learnable = [name for name, c in ARCHITECTURES.items() if hasattr(c, "fit_statistics")]
+            raise ValueError(f"cannot train architecture {cfg.architecture!r}: choose one of {', '.join(learnable)}")
+        potential = cls(species=species_of(frames), **cfg.model)
     potential = potential.to(dtype)
     potential.check_species({int(z) for f in frames for z in f.atoms.numbers})
     with progress(len(frames), "neighbour lists", unit="structure", enabled=cfg.progress) as bar:
@@ -190,7 +203,7 @@ def train(frames: Sequence[Frame], config: TrainConfig | None = None,
             batches.append(Batch.from_atoms(f.atoms, potential.cutoff, dtype))
             bar.update(1)
     train_batches, val_batches = batches[:len(train_frames)], batches[len(train_frames):]
-    if isinstance(potential, PowerSpectrumPotential):
+    if hasattr(potential, "fit_statistics"):
         forces = [f.forces for f in train_frames if f.forces is not None]
         rms = float(np.sqrt(np.mean(np.concatenate(forces) ** 2))) if forces else None
         potential.fit_statistics(train_batches, [f.energy for f in train_frames], rms)
@@ -213,9 +226,11 @@ def train(frames: Sequence[Frame], config: TrainConfig | None = None,
             total = 0.0
             for start in range(0, len(order), cfg.batch_size):
                 idx = order[start:start + cfg.batch_size]
-                batch = Batch.collate([train_batches[i] for i in idx])
+                batch, chunk = Batch.collate([train_batches[i] for i in idx]), [train_frames[i] for i in idx]
+                if cfg.augment:  # rotations fixed by (seed, epoch, step): the same on a resumed run
+                    batch, chunk = randomly_rotated(batch, chunk, np.random.default_rng([cfg.seed, epoch, start]))
                 optimiser.zero_grad()
-                loss = _loss(potential, batch, [train_frames[i] for i in idx], cfg)
+                loss = _loss(potential, batch, chunk, cfg)
                 loss.backward()
                 optimiser.step()
                 total += float(loss.detach()) * len(idx)
