@@ -180,6 +180,9 @@ def test_compare_report_groups_runs_and_explains_itself(tmp_path, capsys):
     assert [r["temperature"] for r in summary["md"]] == [300.0, 600.0]
     assert summary["md"][0]["lattice"]["LBTE (classical)"] == pytest.approx(2.8)
     assert lattice_volume_per_atom(SimpleNamespace(cell=np.eye(3) * 2.0, n_atoms=4)) == pytest.approx(2.0)
+    recorded = KappaResult(np.array([300.0]), np.ones((1, 6)), None, "rta", "classical", [3, 3, 3], [9, 9, 9],
+                           volume_per_atom=11.57)   # what thermal_conductivity writes: the check must see it
+    assert lattice_volume_per_atom(recorded) == pytest.approx(11.57)
     # other inputs into the same folder: the first report stays
     assert main(["compare", "--lattice", str(tmp_path / "rta.json"), "--md", files[0], "--output-dir", str(out)]) == 0
     assert (out / "comparison-2.md").is_file() and (out / "comparison.md").read_text() == report

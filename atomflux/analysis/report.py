@@ -65,6 +65,9 @@ def lattice_kappa_at(lattice, temperature: float) -> tuple[float, float | None]:
 
 def lattice_volume_per_atom(lattice) -> float | None:
     """Å³/atom of the cell a lattice result was computed for, when the result records its cell; else None."""
+    recorded = getattr(lattice, "volume_per_atom", None)
+    if recorded:
+        return float(recorded)
     cell = getattr(lattice, "cell", None)
     count = getattr(lattice, "n_atoms", None)
     numbers = getattr(lattice, "numbers", None)
