@@ -283,11 +283,14 @@ def finish_run(target: str | Path, summary: dict[str, Any] | None = None) -> Non
         handle.close()
 
 
-def check_output_path(path: str | Path) -> None:
-    """Raise ``ValueError`` when ``path`` cannot be written as a file: it is a folder, or a parent is a file."""
+def check_output_path(path: str | Path, keep_existing: bool = False) -> None:
+    """Raise ``ValueError`` when ``path`` cannot be written as a file: it is a folder, or a parent is a file;
+    with ``keep_existing``, also when the file exists (a result that must not be overwritten)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file name")
+    if keep_existing and path.exists():
+        raise ValueError(f"{path} already exists and is kept; give another -o, or move it away to write it again")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

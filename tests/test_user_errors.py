@@ -375,6 +375,8 @@ MISTAKES = [
     (["eval", "{lj}", "{empty}"], "is empty"),
     (["calibrate", "{lj}", "{data}"], "no uncertainty"),
     (["llpr", "{lj}", "{data}", "-o", "{folder}"], "is a folder"),
+    (["llpr", "{lj}", "{data}", "-o", "{lj}"], "already exists and is kept"),
+    (["ensemble", "{lj}", "{data}", "-o", "{lj}"], "already exists and is kept"),
     (["hamiltonian", "data", "--molecules", "XYZ"], "unknown molecule 'XYZ'"),  # KeyError traceback before
     (["hamiltonian", "data", "--molecules", "CH3"], "closed-shell"),
     (["hamiltonian", "data", "--molecules", "H2", "--basis", "no-such-basis"], "no basis"),

@@ -26,7 +26,7 @@ def _cmd_llpr(args: argparse.Namespace) -> None:
     from ..records import check_output_path
     from ..uncertainty import add_llpr
 
-    check_output_path(args.output)
+    check_output_path(args.output, keep_existing=True)
     base = load_model(args.model, trust=args.trust_model)
     train_frames, validation = _split_for_calibration(args.data, args.validation, args.seed)
     model = add_llpr(base, train_frames, validation, n_samples=args.samples, quantities=args.targets,
@@ -42,7 +42,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> None:
     from ..records import check_output_path
     from ..uncertainty import fit_shallow_ensemble
 
-    check_output_path(args.output)
+    check_output_path(args.output, keep_existing=True)
     base = load_model(args.model, trust=args.trust_model)
     train_frames, validation = _split_for_calibration(args.data, args.validation, args.seed)
     model = fit_shallow_ensemble(base, train_frames, validation, n_members=args.members, loss=args.loss,
