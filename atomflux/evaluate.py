@@ -23,22 +23,39 @@ number of images (it is the unfolded-system formula of Langer et al., PRB
 part is Σ_i e_i v_i with e_i = U_i + ½ m_i v_i².  For a pair potential this
 is exactly the pairwise Irving–Kirkwood/Hardy flux.
 
+Semi-local potentials (message passing: ``strictly_local = False`` with an
+``interaction_range`` R = layers × cutoff) get the unfolded-system formula
+itself (:func:`unfolded_flux_virials`): the atoms of the cell and their
+images within R form a non-periodic cluster in which the cell atoms'
+energies U_i are those of the crystal, and
+
+    W̃_k = Σ_{i ∈ cell} (r_i - r_k) ⊗ ∂U_i/∂r_k = ∂(Σ_i r_i U_i)/∂r_k - r_k ⊗ ∂U/∂r_k
+
+over the cluster atoms k, folded onto the atoms they are images of (an
+image moves with its atom's velocity): four backward passes, no Jacobian.
+
 Uncertainty (``uncertainty=True``) goes through the same path: a potential
 that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
 posterior samples of the last layer) gets each member's forces and stress
 from one batched backward pass, and the spread of the members, times the
-potential's calibrated ``uncertainty_scale``, is the uncertainty.  A
+potential's calibrated ``uncertainty_scale``, is the uncertainty (forces and
+stress σ carry their own factors ``uncertainty_scale_forces`` /
+``uncertainty_scale_stress`` where calibrated; the members' forces and stress
+stay the derivatives of their energies).  A
 potential with an ``energy_variance(features_sum)`` method (LLPR) gives the
 energy variance in closed form instead of from samples.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
 
-from .systems import Batch
+from .memory import check_evaluation
+from .models.base import GradientChunk, floating_dtype, n_members, no_uncertainty_message
+from .systems import Batch, unfold
 
 
 @dataclass
@@ -117,6 +134,11 @@ def forces_from_pair_gradient(grad: torch.Tensor, batch: Batch) -> torch.Tensor:
     return forces.index_add(0, batch.pairs[:, 0], grad).index_add(0, batch.pairs[:, 1], -grad)
 
 
+#: working memory of one chunk of centre atoms on the hand-derived path (bytes): small enough for the
+#: per-pair arrays to stay in cache, see benchmarks/bench_evaluate.py
+CHUNK_BYTES = 2**27
+
+
 def evaluate(
     potential: torch.nn.Module,
     batch: Batch,
@@ -131,6 +153,7 @@ def evaluate(
     flux_virials: bool = False,
     pair_gradients: bool = False,
     create_graph: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Results:
     """Evaluate a potential on a batch; compute only what is asked for.
 
@@ -138,6 +161,10 @@ def evaluate(
     ----------
     potential
         A :class:`~atomflux.models.Potential` (returns per-atom ``energy``).
+        It runs in its own floating type; pair vectors are formed, and
+        energies, forces, stress and virials are accumulated, in the batch's
+        type (a float32 model on a float64 batch: float32 compute, float64
+        accumulation).
     batch
         The systems, with neighbour pairs built for at least ``potential.cutoff``.
     forces, stress, energies, virials
@@ -150,12 +177,18 @@ def evaluate(
         potential with ``energy_ensemble`` output (shallow ensemble or LLPR).
     velocities, masses
         Velocities [N, 3] in Å/fs and masses [N] in amu: also return the heat
-        flux (eV·Å/fs).  Needs a potential with ``strictly_local = True``.
+        flux (eV·Å/fs).  Needs a potential with ``strictly_local = True`` or
+        an ``interaction_range`` (Å; then through the unfolded system).
     pair_gradients
         Also return ``g_p = ∂E/∂r_p`` [P, 3] (eV/Å), for front ends that
         accumulate forces themselves (the LAMMPS bridge).
     create_graph
-        Keep the graph of the derivatives (for training on forces/stress).
+        Keep the graph of the derivatives (for training on forces/stress);
+        always goes through autograd.
+    chunk_bytes
+        Working memory of one chunk of centre atoms for potentials with a
+        hand-derived gradient path (:meth:`~atomflux.models.Potential.gradient_chunks`):
+        peak memory is then the batch, the results and one chunk.
 
     Returns
     -------
@@ -167,59 +200,240 @@ def evaluate(
     if uncertainty not in (False, True, "full", "energy"):
         raise ValueError(f"uncertainty must be False, True, 'full' or 'energy', got {uncertainty!r}")
     flux_virials = flux_virials or velocities is not None
-    if flux_virials:
-        if not getattr(potential, "strictly_local", False):
-            raise ValueError(f"heat flux needs a potential whose atomic energies depend only on their own pairs "
-                             f"(strictly_local = True); {type(potential).__name__} does not declare it")
+    unfolded_flux = flux_virials and not getattr(potential, "strictly_local", False)
+    if unfolded_flux and getattr(potential, "interaction_range", None) is None:
+        raise ValueError(f"heat flux needs a potential whose atomic energies depend only on their own pairs "
+                         f"(strictly_local = True) or one that declares its interaction_range (Å, layers × "
+                         f"cutoff for message passing); {type(potential).__name__} declares neither")
     if velocities is not None:
         if masses is None or velocities.shape != batch.positions.shape:
             raise ValueError("heat flux needs velocities [N, 3] (Å/fs) and masses [N] (amu)")
-    need_grad = forces or stress or virials or flux_virials or pair_gradients
+    pair_flux = flux_virials and not unfolded_flux
+    need_grad = forces or stress or virials or pair_flux or pair_gradients
+    member_grads = bool(uncertainty in (True, "full") and (forces or stress))
     vectors = batch.pair_vectors()
-    if need_grad and not vectors.requires_grad:
-        vectors = vectors.detach().requires_grad_(True)
-    with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
-        outputs = dict(potential(batch, vectors))
-        atom_energy = outputs.pop("energy")
-        results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
-        if energies or velocities is not None:
-            results.energies = atom_energy
-        members = outputs.get("energy_ensemble") if uncertainty else None
-        if uncertainty and members is None:
-            raise ValueError(f"{type(potential).__name__} has no uncertainty: make it a shallow ensemble or "
-                             "add LLPR (atomflux.uncertainty)")
-        grad = member_grads = None
-        if need_grad:
-            (grad,) = torch.autograd.grad(atom_energy.sum(), vectors, create_graph=create_graph,
-                                          retain_graph=members is not None or create_graph, allow_unused=True)
-            if grad is None:
-                grad = torch.zeros_like(vectors)
-            if members is not None and uncertainty in (True, "full"):
-                member_grads = _member_gradients(members, vectors, create_graph)
-    if pair_gradients:
-        results.pair_gradients = grad
-    if forces:
-        results.forces = forces_from_pair_gradient(grad, batch)
-    if stress or virials:
-        pair_virial = -grad[:, :, None] * vectors[:, None, :]            # [P, 3, 3]
-        if not create_graph:
-            pair_virial = pair_virial.detach()
+    model_dtype = floating_dtype(potential, vectors.dtype)
+    model_vectors = vectors.to(model_dtype)
+    model_batch = batch if model_dtype == batch.dtype else batch.to(model_dtype)  # what the potential sees
+    chunks = None
+    fast_path = getattr(potential, "gradient_chunks", None)
+    if fast_path is not None and not create_graph:
+        chunks = fast_path(model_batch, model_vectors.detach(), gradients=need_grad, members=member_grads,
+                           max_bytes=chunk_bytes)
+    check_evaluation(len(batch.numbers), len(vectors), n_members=n_members(potential) if member_grads else 0,
+                     n_features=int(getattr(potential, "n_features", 0)), chunked=chunks is not None,
+                     chunk_bytes=chunk_bytes, itemsize=vectors.element_size())
+    if chunks is None:
+        chunks = [_autograd_chunk(potential, model_batch, model_vectors, need_grad, member_grads, create_graph)]
+    total = _Totals(batch, vectors.detach() if not create_graph else vectors, stress=stress, virials=virials,
+                    flux_virials=pair_flux, pair_gradients=pair_gradients, forces=forces)
+    for chunk in chunks:
+        total.add(chunk)
+    outputs = total.outputs
+    atom_energy = outputs.pop("energy").to(vectors.dtype)
+    results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
+    if energies or velocities is not None:
+        results.energies = atom_energy
+    if uncertainty:
+        members = outputs.get("energy_ensemble")
+        if members is None:
+            raise ValueError(no_uncertainty_message(potential))
+    if need_grad:
+        if pair_gradients:
+            results.pair_gradients = (total.pair_gradients if total.pair_gradients is not None
+                                      else torch.zeros_like(vectors))
+        results.forces = total.forces if forces else None
         if stress:
-            results.virial, results.stress = _virial_and_stress(pair_virial, batch)
-        if virials:
-            half = 0.5 * pair_virial
-            per_atom = torch.zeros((len(batch.numbers), 3, 3), dtype=grad.dtype, device=grad.device)
-            results.virials = per_atom.index_add(0, batch.pairs[:, 0], half).index_add(0, batch.pairs[:, 1], half)
-    if members is not None:
-        _add_uncertainty(results, potential, batch, members, member_grads, vectors, forces, stress)
-    if flux_virials:
-        receiver = -vectors.detach()[:, :, None] * grad.detach()[:, None, :]       # r_p ⊗ g_p, [P, 3, 3]
-        results.flux_virials = torch.zeros((len(batch.numbers), 3, 3), dtype=grad.dtype,
-                                           device=grad.device).index_add(0, batch.pairs[:, 1], receiver)
+            results.virial, results.stress = total.virial, _stress(total.virial, batch)
+        results.virials = total.virials
+        results.flux_virials = total.flux_virials
+    if unfolded_flux:
+        results.flux_virials = unfolded_flux_virials(potential, batch)
+    if uncertainty:
+        _add_uncertainty(results, potential, batch, members.to(vectors.dtype), total, forces, stress)
     if velocities is not None:
         results.heat_flux, results.heat_flux_potential = heat_flux(
             results.energies.detach(), results.flux_virials, velocities, masses, batch)
     return results if create_graph else _detached(results)
+
+
+def pair_gradient_sums(batch: Batch, pair_gradients: torch.Tensor, *, stress: bool = False, virials: bool = False,
+                       flux_virials: bool = False) -> Results:
+    """Forces and the requested virials from pair gradients kept from an earlier :func:`evaluate`.
+
+    Parameters
+    ----------
+    batch
+        The batch of that evaluation.
+    pair_gradients
+        Its ``pair_gradients`` [P, 3] (eV/Å).
+
+    Returns
+    -------
+    Results
+        ``forces``, and ``virial``/``stress``, ``virials``, ``flux_virials`` where asked
+        (``energy`` is not known here and is NaN).
+    """
+    total = _Totals(batch, batch.pair_vectors(), forces=True, stress=stress, virials=virials,
+                    flux_virials=flux_virials, pair_gradients=False)
+    total.add(GradientChunk(atoms=slice(None), pairs=slice(None), outputs={}, energy_gradient=pair_gradients))
+    nan = torch.full((batch.n_systems,), float("nan"), dtype=pair_gradients.dtype, device=pair_gradients.device)
+    results = Results(energy=nan, forces=total.forces, virials=total.virials, flux_virials=total.flux_virials)
+    if stress:
+        results.virial, results.stress = total.virial, _stress(total.virial, batch)
+    return results
+
+
+def unfolded_flux_virials(potential: torch.nn.Module, batch: Batch, reach: float | None = None) -> torch.Tensor:
+    """Receiver virials W̃ [N, 3, 3] (eV) of the heat flux through the unfolded system.
+
+    For any potential whose atomic energies reach at most ``reach`` Å
+    (default: its ``interaction_range``): the exact J_pot = Σ_j W̃_j v_j of a
+    message-passing model (see the module docstring).  For a strictly local
+    potential it equals the pair form of :func:`evaluate` (``flux_virials``).
+
+    Parameters
+    ----------
+    potential
+        A :class:`~atomflux.models.Potential`.
+    batch
+        The systems (periodic or not).
+    reach
+        Interaction range in Å; ``None``: ``potential.interaction_range``.
+
+    Returns
+    -------
+    Tensor [N, 3, 3] in the batch's dtype, eV.
+    """
+    reach = float(getattr(potential, "interaction_range") if reach is None else reach)
+    out = torch.zeros((len(batch.numbers), 3, 3), dtype=batch.dtype, device=batch.device)
+    for system in range(batch.n_systems):
+        cluster, origin = unfold(batch, system, reach)
+        own = batch.system == system
+        n = int(own.sum())
+        vectors = cluster.pair_vectors().detach().requires_grad_(True)
+        model_dtype = floating_dtype(potential, vectors.dtype)
+        model_cluster = cluster if model_dtype == cluster.dtype else cluster.to(model_dtype)
+        with torch.enable_grad():
+            energy = potential(model_cluster, vectors.to(model_dtype))["energy"].to(vectors.dtype)[:n]
+            position = cluster.positions[:n]
+            weights = [torch.ones_like(energy)] + [position[:, a] for a in range(3)]
+            gradients = []  # ∂(Σ_i w_i U_i)/∂r_k [N_cluster, 3] for w = 1, x, y, z
+            for k, weight in enumerate(weights):
+                (grad,) = torch.autograd.grad((energy * weight).sum(), vectors, retain_graph=k < 3,
+                                              allow_unused=True)
+                grad = torch.zeros_like(vectors) if grad is None else grad
+                gradients.append(-forces_from_pair_gradient(grad, cluster))
+        moment = torch.stack(gradients[1:], dim=1)                                    # [Nc, a, b]
+        receiver = moment - cluster.positions[:, :, None] * gradients[0][:, None, :]   # Σ_i (r_i - r_k)^a ∂U_i/∂r_k^b
+        out[own] = torch.zeros((n, 3, 3), dtype=out.dtype, device=out.device).index_add(0, origin, receiver.detach())
+    return out
+
+
+def _autograd_chunk(potential: torch.nn.Module, batch: Batch, vectors: torch.Tensor, need_grad: bool,
+                    member_grads: bool, create_graph: bool) -> GradientChunk:
+    """The whole batch as one chunk, differentiated by autograd."""
+    if need_grad and not vectors.requires_grad:
+        vectors = vectors.detach().requires_grad_(True)
+    with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
+        outputs = dict(potential(batch, vectors))
+        chunk = GradientChunk(atoms=slice(None), pairs=slice(None), outputs=outputs)
+        members = outputs.get("energy_ensemble") if member_grads else None
+        if member_grads and members is None:
+            raise ValueError(no_uncertainty_message(potential))
+        if need_grad:
+            (grad,) = torch.autograd.grad(outputs["energy"].sum(), vectors, create_graph=create_graph,
+                                          retain_graph=members is not None or create_graph, allow_unused=True)
+            chunk.energy_gradient = torch.zeros_like(vectors) if grad is None else grad
+            if members is not None:
+                chunk.member_gradients = _member_gradients(members, vectors, create_graph)
+    return chunk
+
+
+class _Totals:
+    """Per-atom outputs and the sums over pairs (forces, virials, members), chunk by chunk."""
+
+    def __init__(self, batch: Batch, vectors: torch.Tensor, *, forces: bool, stress: bool, virials: bool,
+                 flux_virials: bool, pair_gradients: bool) -> None:
+        self.batch, self.vectors = batch, vectors
+        self.want_forces, self.want_stress, self.want_virials, self.want_flux = forces, stress, virials, flux_virials
+        self.want_pair_gradients = pair_gradients
+        self.pieces: dict[str, list[torch.Tensor]] = {}
+        n, dtype, device = len(batch.numbers), vectors.dtype, vectors.device
+        zeros = functools.partial(torch.zeros, dtype=dtype, device=device)
+        self.forces = zeros((n, 3)) if forces else None
+        self.virial = zeros((batch.n_systems, 3, 3)) if stress else None
+        self.virials = zeros((n, 3, 3)) if virials else None
+        self.flux_virials = zeros((n, 3, 3)) if flux_virials else None
+        self.pair_gradients = None  # the whole-batch gradient, or filled chunk by chunk
+        self.member_forces = self.member_virial = None
+
+    @property
+    def outputs(self) -> dict[str, torch.Tensor]:
+        """Per-atom outputs of all chunks so far, concatenated."""
+        return {k: v[0] if len(v) == 1 else torch.cat(v) for k, v in self.pieces.items()}
+
+    def add(self, chunk: GradientChunk) -> None:
+        for name, value in chunk.outputs.items():
+            self.pieces.setdefault(name, []).append(value)
+        if chunk.energy_gradient is None:
+            return
+        pairs = self.batch.pairs[chunk.pairs]
+        i, j = pairs[:, 0], pairs[:, 1]
+        r = self.vectors[chunk.pairs]
+        grad = chunk.energy_gradient.to(r.dtype)
+        if self.want_forces:
+            self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
+        if self.want_stress:
+            self.virial = self.virial + self._system_sums(-grad[None], r, i)[0]
+        if self.want_virials:
+            half = -0.5 * grad[:, :, None] * r[:, None, :]                                   # [p, 3, 3]
+            self.virials = self.virials.index_add(0, i, half).index_add(0, j, half)
+        if self.want_flux:  # receiver virials -r_p ⊗ g_p
+            self.flux_virials = self.flux_virials.index_add(0, j, -r.detach()[:, :, None] * grad.detach()[:, None, :])
+        if self.want_pair_gradients:
+            if isinstance(chunk.pairs, slice) and chunk.pairs == slice(None):
+                self.pair_gradients = grad
+            else:  # hand-derived chunks carry no graph: fill in place
+                if self.pair_gradients is None:
+                    self.pair_gradients = torch.zeros_like(self.vectors)
+                self.pair_gradients[chunk.pairs] = grad
+        if chunk.member_gradients is not None:
+            member = chunk.member_gradients.to(r.dtype)                                      # [M, p, 3]
+            if self.member_forces is None:
+                shape = (len(member), len(self.batch.numbers), 3)
+                self.member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
+                self.member_virial = torch.zeros((len(member), self.batch.n_systems, 3, 3), dtype=r.dtype,
+                                                 device=r.device)
+            self.member_forces = self.member_forces.index_add(1, i, member).index_add(1, j, -member)
+            if self.want_stress:
+                self.member_virial = self.member_virial + self._system_sums(-member, r, i)
+
+    def _system_sums(self, grads: torch.Tensor, r: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """Σ_p g_p ⊗ r_p per system, [B, S, 3, 3], for gradients [B, p, 3] of pairs starting at atoms i."""
+        if self.batch.n_systems == 1:
+            return torch.einsum("bpa,pc->bac", grads, r)[:, None]
+        outer = grads[:, :, :, None] * r[None, :, None, :]
+        zeros = torch.zeros((len(grads), self.batch.n_systems, 3, 3), dtype=r.dtype, device=r.device)
+        return zeros.index_add(1, self.batch.system[i], outer)
+
+
+def _member_gradients(members: torch.Tensor, vectors: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """∂E_m/∂r_p for every member m in one batched backward pass, Tensor [M, P, 3]."""
+    n_members = members.shape[1]
+    totals = members.sum(0)
+    eye = torch.eye(n_members, dtype=totals.dtype, device=totals.device)
+    (grads,) = torch.autograd.grad(totals, vectors, grad_outputs=eye, is_grads_batched=True,
+                                   create_graph=create_graph, allow_unused=True)
+    return torch.zeros((n_members,) + vectors.shape, dtype=vectors.dtype) if grads is None else grads
+
+
+def _stress(virial: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Stress −W/V [..., S, 3, 3] (eV/Å³) from virials [..., S, 3, 3]; NaN without a 3-D periodic cell."""
+    volume = batch.volumes()
+    periodic = batch.pbc.all(dim=1) & (volume > 0)
+    safe = torch.where(periodic, volume, torch.ones_like(volume))
+    return torch.where(periodic[:, None, None], -virial / safe[:, None, None], torch.full_like(virial, float("nan")))
 
 
 #: ½ m v² with m in amu and v in Å/fs, in eV
@@ -237,28 +451,6 @@ def heat_flux(energies: torch.Tensor, flux_virials: torch.Tensor, velocities: to
     return convective + potential_part, potential_part
 
 
-def _member_gradients(members: torch.Tensor, vectors: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    """∂E_m/∂r_p for every member m in one batched backward pass, Tensor [M, P, 3]."""
-    n_members = members.shape[1]
-    totals = members.sum(0)
-    eye = torch.eye(n_members, dtype=totals.dtype, device=totals.device)
-    (grads,) = torch.autograd.grad(totals, vectors, grad_outputs=eye, is_grads_batched=True,
-                                   create_graph=create_graph, allow_unused=True)
-    return torch.zeros((n_members,) + vectors.shape, dtype=vectors.dtype) if grads is None else grads
-
-
-def _virial_and_stress(pair_virial: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-system virial [S, 3, 3] (eV) and stress (eV/Å³, NaN without a 3-D periodic cell)."""
-    owner = batch.system[batch.pairs[:, 0]]
-    total = torch.zeros((batch.n_systems, 3, 3), dtype=pair_virial.dtype, device=pair_virial.device)
-    total = total.index_add(0, owner, pair_virial)
-    volume = batch.volumes()
-    periodic = batch.pbc.all(dim=1) & (volume > 0)
-    safe = torch.where(periodic, volume, torch.ones_like(volume))
-    stress = torch.where(periodic[:, None, None], -total / safe[:, None, None], torch.full_like(total, float("nan")))
-    return total, stress
-
-
 def _spread(members: torch.Tensor, mean: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Members pulled away from ``mean`` by the calibration ``scale``, and their std (member axis 0)."""
     scaled = mean.unsqueeze(0) + scale * (members - members.mean(0, keepdim=True))
@@ -266,7 +458,7 @@ def _spread(members: torch.Tensor, mean: torch.Tensor, scale: float) -> tuple[to
 
 
 def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch, members: torch.Tensor,
-                     member_grads: torch.Tensor | None, vectors: torch.Tensor, forces: bool, stress: bool) -> None:
+                     totals: _Totals, forces: bool, stress: bool) -> None:
     scale = float(getattr(potential, "uncertainty_scale", 1.0))
     system_members = sum_per_system(members, batch).T                      # [M, S]
     ensemble, sigma = _spread(system_members, results.energy, scale)
@@ -279,15 +471,22 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
     else:
         results.energy_uncertainty = sigma
         _, results.energies_uncertainty = _spread(members.T, members.mean(1), scale)
-    if member_grads is None:
+    if totals.member_forces is None:
         return
+    # members stay potentials (forces = -∇ of their energies, energy scale); the reported σ of forces and
+    # stress carries their own calibration factors
     if forces:
-        member_forces = torch.stack([forces_from_pair_gradient(g, batch) for g in member_grads])
-        results.forces_ensemble, results.forces_uncertainty = _spread(member_forces, results.forces, scale)
+        results.forces_ensemble, sigma = _spread(totals.member_forces, results.forces, scale)
+        results.forces_uncertainty = sigma * _factor(potential, "forces", scale)
     if stress:
-        member_stress = torch.stack([_virial_and_stress(-g[:, :, None] * vectors[:, None, :], batch)[1]
-                                     for g in member_grads])
-        results.stress_ensemble, results.stress_uncertainty = _spread(member_stress, results.stress, scale)
+        results.stress_ensemble, sigma = _spread(_stress(totals.member_virial, batch), results.stress, scale)
+        results.stress_uncertainty = sigma * _factor(potential, "stress", scale)
+
+
+def _factor(potential: torch.nn.Module, quantity: str, scale: float) -> float:
+    """σ of ``quantity`` relative to the members' spread at the energy ``scale``: uncertainty_scale_<quantity>/scale."""
+    own = getattr(potential, f"uncertainty_scale_{quantity}", None)
+    return 1.0 if own is None or scale == 0 else float(own) / scale
 
 
 def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],
@@ -314,8 +513,7 @@ def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str,
         _, cholesky = potential.posterior()
         return cholesky.T @ outputs["llpr_features"][atoms].sum(0)
     if "energy_ensemble" not in outputs:
-        raise ValueError(f"{type(potential).__name__} has no uncertainty: make it a shallow ensemble or "
-                         "add LLPR (atomflux.uncertainty)")
+        raise ValueError(no_uncertainty_message(potential))
     members = outputs["energy_ensemble"][atoms].sum(0)
     scale = float(getattr(potential, "uncertainty_scale", 1.0))
     return scale * (members - members.mean()) / len(members) ** 0.5

@@ -15,6 +15,11 @@ instead (``"sevennet:7net-0"``, ``"mace:PATH"``, ``"chgnet:0.3.0"``, see
 :mod:`atomflux.foreign`).  A model file may refer to such a base by its spec
 (an LLPR fitted on SevenNet-0 stores ``{"base": {"spec": "sevennet:7net-0"}}``
 and only its own tensors), so it stays a tensors-and-JSON file.
+
+Any model name or spec may end in an averaging suffix, ``MODEL@GRID:ORDER``
+(``"demo@lebedev:3"``): the model is then loaded averaged over that
+rotational quadrature (:class:`~atomflux.symmetry.AveragedPotential`, see
+:mod:`atomflux.symmetry.spec`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,15 @@ import json
 import pickle
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from . import __version__
 from .foreign import ForeignPotential, is_spec, load_spec
 from .models import ARCHITECTURES, Potential
+from .symmetry.potential import AveragedPotential
+from .symmetry.spec import split_average
 from .uncertainty.llpr import LLPR
 
 FORMAT = "atomflux-model"
@@ -64,6 +71,9 @@ def save_model(potential: Potential, path: str | Path, metadata: dict[str, Any] 
         Extra JSON-serialisable entries (training metrics, uncertainty...);
         merged over the potential's own ``metadata`` attribute, if any.
     """
+    if isinstance(potential, AveragedPotential):
+        raise ValueError(f"a rotationally averaged model is not saved as such: save its base model "
+                         f"(potential.base) and load it as 'FILE@{potential.average}'")
     if isinstance(potential, ForeignPotential):
         raise ValueError(f"{type(potential).__name__} is a third-party model: refer to it by its spec "
                          f"{potential.spec!r} wherever a model is accepted (there is nothing to save)")
@@ -111,6 +121,27 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     raise ValueError(f"dtype must be float32 or float64 (or None for the model's own dtype), got {dtype!r}")
 
 
+#: the MD precision choices (``atomflux md --precision``, ``pair_style atomflux precision``)
+PRECISIONS = ("auto", "float32", "float64", "native")
+
+
+def md_dtype(precision: str, models: Sequence[str | Path]) -> str | None:
+    """The dtype MD runs ``models`` in for a precision choice (energies, forces and
+    virials are summed in float64 either way).
+
+    ``"auto"``: float32 for atomflux models (validated against float64: the
+    deviation is 10^4x below the demo models' own error and the NVE drift is
+    the same, docs/benchmarks.md), the model's own for third-party model
+    specs; ``"native"``: the model's own (``None``); ``"float32"`` /
+    ``"float64"``: that one.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return None if precision == "native" else precision
+    return None if any(is_spec(str(m)) for m in models) else "float32"
+
+
 def native_dtypes(potential: torch.nn.Module) -> tuple[torch.dtype, ...]:
     """Dtypes a potential runs in, its native one first: float64 and float32 for atomflux models;
     third-party models (also inside LLPR) declare theirs."""
@@ -139,7 +170,8 @@ def place(potential: torch.nn.Module, dtype: torch.dtype | str | None = None,
 def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
                device: str | torch.device = "cpu", trust: bool = False) -> Potential:
     """Load a model file, a model shipped with the package by name (e.g. ``"demo"``),
-    or a third-party model by spec (``"sevennet:7net-0"``, ``"mace:PATH"``).
+    or a third-party model by spec (``"sevennet:7net-0"``, ``"mace:PATH"``); any of them with an
+    averaging suffix (``"demo@lebedev:3"``) gives its rotational average.
 
     The returned potential has ``.species`` (chemical symbols), ``.cutoff``
     (Å) and ``.metadata`` (dict), and is in eval mode.
@@ -147,7 +179,8 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
     Parameters
     ----------
     name_or_path
-        File path, shipped name or model spec (see :mod:`atomflux.foreign`).
+        File path, shipped name or model spec (see :mod:`atomflux.foreign`),
+        optionally with ``@GRID:ORDER`` (see :mod:`atomflux.symmetry.spec`).
     dtype
         ``"float32"``/``"float64"`` (or the torch dtypes); ``None``: float64 for
         atomflux models, the native dtype of a third-party model.
@@ -164,10 +197,16 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
     ValueError
         If the file is not a valid atomflux model, would need to run code to
         load (pickled objects are refused unless trusted), names a
-        calculator-level model (CHGNet), or the dtype does not suit the model.
+        calculator-level model (CHGNet), the dtype does not suit the model, or
+        the averaging suffix is not understood.
     ImportError
         A model spec whose package is not installed (the message names the extra).
     """
+    base, average = split_average(name_or_path)
+    if average is not None:
+        potential = AveragedPotential(load_model(base, dtype, device, trust), average)
+        potential.metadata = {**potential.metadata, "spec": str(name_or_path)}
+        return place(potential, dtype, device)
     if is_spec(name_or_path):
         potential = _foreign_potential(str(name_or_path), trust)
         potential.metadata = {"spec": str(name_or_path)}
@@ -194,6 +233,8 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
         config["base"] = _foreign_potential(config["base"]["spec"], trust)
     try:
         potential = cls(**config)
+        if not referenced:  # stored float64 weights are loaded as they are, not rounded through float32
+            potential = potential.to(torch.float64)
         missing, unexpected = potential.load_state_dict(archive["state_dict"], strict=False)
         missing = [k for k in missing if not k.startswith(referenced)] if referenced else missing
         if missing or unexpected:
@@ -201,9 +242,11 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
     except (TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: tensors do not match architecture {meta['architecture']}: {err}") from None
     potential.metadata = meta
-    scale = meta.get("uncertainty", {}).get("calibration", {}).get("scale")
-    if scale is not None:
-        potential.uncertainty_scale = float(scale)
+    calibration = meta.get("uncertainty", {}).get("calibration", {})
+    for key, attribute in (("scale", "uncertainty_scale"), ("scale_forces", "uncertainty_scale_forces"),
+                           ("scale_stress", "uncertainty_scale_stress")):
+        if calibration.get(key) is not None:
+            setattr(potential, attribute, float(calibration[key]))
     return place(potential, dtype, device)
 
 
@@ -225,6 +268,10 @@ def _referenced_prefixes(config: dict[str, Any]) -> tuple[str, ...]:
 def _read_archive(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no model file {str(path)!r}")
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":  # torch.save writes zip archives
+            raise ValueError(f"{path}: not a readable atomflux model file (not a torch archive); model files are written "
+                             "by `atomflux train` or atomflux.save_model")
     try:
         archive = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

@@ -3,6 +3,11 @@
 :func:`emt_dataset` samples fcc metals and their random alloys with ASE's EMT
 potential: Langevin MD snapshots at several temperatures, strained cells and
 vacancies.  The demo model is trained on it (see ``scripts/make_demo_model.py``).
+:func:`stress_test_dataset` generates the configurations such a bulk data set
+does not contain — isolated atoms, dimers, small clusters, surfaces, several
+vacancies, interstitials, strong strain, melts — to test whether a model's
+uncertainty covers its errors off the training domain
+(``atomflux calibrate MODEL --stress-test``).
 EMT is a cheap many-body reference, not a physical truth: models trained on it
 are demonstrations.
 """
@@ -13,16 +18,33 @@ from typing import Sequence
 
 import numpy as np
 from ase import Atoms, units
-from ase.build import bulk
+from ase.build import bulk, fcc100, fcc110, fcc111
 from ase.calculators.emt import EMT
+from ase.calculators.emt import parameters as EMT_PARAMETERS
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
+from ase.optimize import FIRE
 
 from .md import thermalize
 
 #: fcc lattice constants (Å) close to EMT's minima
 FCC_LATTICE = {"Ni": 3.52, "Cu": 3.60, "Pd": 3.94, "Ag": 4.06, "Pt": 3.94, "Au": 4.06, "Al": 4.05}
 DEMO_ELEMENTS = ("Ni", "Cu", "Ag", "Au")
+#: elements ASE's EMT has parameters for
+EMT_ELEMENTS = tuple(EMT_PARAMETERS)
+#: categories of :func:`stress_test_dataset`, in order
+STRESS_TEST_CATEGORIES = ("isolated_atom", "dimer", "cluster", "surface", "vacancies", "interstitial",
+                          "strong_strain", "melt")
+_BOHR = 0.52917721
+
+
+def lattice_constant(symbol: str) -> float:
+    """fcc lattice constant (Å): :data:`FCC_LATTICE`, else EMT's a = (16π/3)^(1/3) s0."""
+    if symbol in FCC_LATTICE:
+        return FCC_LATTICE[symbol]
+    if symbol not in EMT_PARAMETERS:
+        raise ValueError(f"element {symbol!r} is not described by ASE's EMT (it knows {', '.join(EMT_ELEMENTS)})")
+    return float((16 * np.pi / 3) ** (1 / 3) * EMT_PARAMETERS[symbol][1] * _BOHR)
 
 
 def random_alloy(elements: Sequence[str], rng: np.random.Generator, repeat: int = 2,
@@ -34,7 +56,7 @@ def random_alloy(elements: Sequence[str], rng: np.random.Generator, repeat: int 
     n = 4 * repeat**3
     weights = rng.dirichlet(np.ones(len(elements)))
     symbols = rng.choice(list(elements), size=n, p=weights)
-    a = float(np.mean([FCC_LATTICE[s] for s in symbols]))
+    a = float(np.mean([lattice_constant(s) for s in symbols]))
     atoms = bulk("Cu", "fcc", a=a, cubic=True) * (repeat, repeat, repeat)
     atoms.set_chemical_symbols(list(symbols))
     if vacancies:
@@ -43,12 +65,13 @@ def random_alloy(elements: Sequence[str], rng: np.random.Generator, repeat: int 
 
 
 def labelled(atoms: Atoms) -> Atoms:
-    """Copy of ``atoms`` with EMT energy, forces and stress attached."""
+    """Copy of ``atoms`` with EMT energy, forces and (3-D periodic cells only) stress attached."""
     out = atoms.copy()
-    calc = EMT()
-    out.calc = calc
-    energy, forces, stress = out.get_potential_energy(), out.get_forces(), out.get_stress()
-    out.calc = SinglePointCalculator(out, energy=energy, forces=forces, stress=stress)
+    out.calc = EMT()
+    results = {"energy": out.get_potential_energy(), "forces": out.get_forces()}
+    if out.pbc.all():
+        results["stress"] = out.get_stress()
+    out.calc = SinglePointCalculator(out, **results)
     return out
 
 
@@ -84,3 +107,189 @@ def emt_dataset(n_trajectories: int = 24, snapshots: int = 8, elements: Sequence
             dyn.run(10)
             frames.append(labelled(atoms))
     return frames
+
+
+def check_emt_elements(elements: Sequence[str]) -> list[str]:
+    """``elements`` as a list, or a ValueError naming those EMT cannot describe."""
+    unknown = [e for e in elements if e not in EMT_PARAMETERS]
+    if unknown or not elements:
+        raise ValueError(f"EMT reference data need elements ASE's EMT describes ({', '.join(EMT_ELEMENTS)}); "
+                         f"got {', '.join(unknown) or 'none'}")
+    return list(elements)
+
+
+def _in_vacuum(atoms: Atoms, vacuum: float = 8.0) -> Atoms:
+    atoms.pbc = False
+    atoms.center(vacuum=vacuum)
+    return atoms
+
+
+def _isolated_atoms(elements: list[str], count: int, rng: np.random.Generator) -> list[Atoms]:
+    return [_in_vacuum(Atoms(symbol, positions=[[0.0, 0.0, 0.0]])) for symbol in elements]
+
+
+def _dimers(elements: list[str], count: int, rng: np.random.Generator) -> list[Atoms]:
+    out = []
+    for _ in range(count):
+        pair = list(rng.choice(elements, size=2))
+        nearest = np.mean([lattice_constant(s) for s in pair]) / np.sqrt(2)
+        distance = nearest * rng.uniform(0.8, 1.6)
+        out.append(_in_vacuum(Atoms(pair, positions=[[0, 0, 0], [0, 0, distance]])))
+    return out
+
+
+def _clusters(elements: list[str], count: int, rng: np.random.Generator) -> list[Atoms]:
+    out = []
+    for _ in range(count):
+        crystal = random_alloy(_some(elements, rng), rng, repeat=3)
+        centre = crystal.positions[rng.integers(len(crystal))] + rng.uniform(-1, 1, 3)
+        size = int(rng.integers(3, 14))
+        nearest = np.argsort(np.linalg.norm(crystal.positions - centre, axis=1))[:size]
+        cluster = Atoms(crystal.symbols[nearest], positions=crystal.positions[nearest])
+        cluster.rattle(0.1, seed=int(rng.integers(1 << 31)))
+        out.append(_in_vacuum(cluster))
+    return out
+
+
+def _surfaces(elements: list[str], count: int, rng: np.random.Generator) -> list[Atoms]:
+    out = []
+    for k in range(count):
+        chosen = _some(elements, rng)
+        builder = (fcc111, fcc100, fcc110)[k % 3]
+        a = float(np.mean([lattice_constant(s) for s in chosen]))
+        slab = builder(chosen[0], size=(2, 2, 4), a=a, vacuum=6.0, orthogonal=True)
+        slab.set_chemical_symbols(list(rng.choice(chosen, size=len(slab))))
+        slab.rattle(0.05, seed=int(rng.integers(1 << 31)))
+        slab.info.pop("adsorbate_info", None)
+        out.append(slab)
+    return out
+
+
+def _vacancies(elements: list[str], count: int, rng: np.random.Generator) -> list[Atoms]:
+    out = []
+    for _ in range(count):
+        atoms = random_alloy(_some(elements, rng), rng, vacancies=int(rng.integers(2, 5)))
+        atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
+        out.append(atoms)
+    return out
+
+
+def _interstitials(elements: list[str], count: int, rng: np.random.Generator) -> list[Atoms]:
+    out = []
+    for _ in range(count):
+        chosen = _some(elements, rng)
+        atoms = random_alloy(chosen, rng)
+        a = atoms.cell.array[0, 0] / 2
+        site = a * (np.array([0.5, 0.5, 0.5]) if rng.random() < 0.5 else np.array([0.25, 0.25, 0.25]))  # octa/tetra
+        atoms += Atoms(str(rng.choice(chosen)), positions=[site + a * rng.integers(0, 2, 3)])
+        atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
+        atoms.calc = EMT()
+        FIRE(atoms, logfile=None).run(fmax=0.05, steps=int(rng.integers(0, 40)))  # partly relaxed
+        atoms.calc = None
+        out.append(atoms)
+    return out
+
+
+def _strong_strain(elements: list[str], count: int, rng: np.random.Generator) -> list[Atoms]:
+    out = []
+    for _ in range(count):
+        atoms = random_alloy(_some(elements, rng), rng)
+        isotropic = rng.choice([-1, 1]) * rng.uniform(0.08, 0.12)
+        shear = rng.uniform(-0.08, 0.08, (3, 3)) * (1 - np.eye(3))
+        atoms.set_cell(atoms.cell.array @ ((1 + isotropic) * np.eye(3) + shear), scale_atoms=True)
+        atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
+        out.append(atoms)
+    return out
+
+
+def _melts(elements: list[str], count: int, rng: np.random.Generator) -> list[Atoms]:
+    out = []
+    for _ in range(count):
+        atoms = _random_packing(random_alloy(_some(elements, rng), rng), rng)
+        temperature = float(rng.uniform(3000.0, 4000.0))
+        atoms.calc = EMT()
+        thermalize(atoms, temperature, rng)
+        Langevin(atoms, 1.0 * units.fs, temperature_K=temperature, friction=0.1, fixcm=False, rng=rng).run(80)
+        atoms.calc = None
+        out.append(atoms)
+    return out
+
+
+def _random_packing(crystal: Atoms, rng: np.random.Generator, expansion: float = 1.05,
+                    closest: float = 0.8) -> Atoms:
+    """The atoms of ``crystal`` placed at random in its cell, expanded by ``expansion`` (linear), no two closer
+    than ``closest`` × the nearest-neighbour distance (no memory of the lattice)."""
+    cell = crystal.cell.array * expansion
+    nearest = np.mean([lattice_constant(s) for s in crystal.get_chemical_symbols()]) / np.sqrt(2)
+    positions: list[np.ndarray] = []
+    while len(positions) < len(crystal):
+        trial = rng.random(3) @ cell
+        if positions:
+            fractional = np.linalg.solve(cell.T, (np.array(positions) - trial).T).T
+            separation = np.linalg.norm((fractional - np.round(fractional)) @ cell, axis=1).min()
+            if separation < closest * nearest:
+                continue
+        positions.append(trial)
+    return Atoms(crystal.symbols, positions=positions, cell=cell, pbc=True)
+
+
+def _some(elements: list[str], rng: np.random.Generator) -> list[str]:
+    k = int(rng.integers(1, min(2, len(elements)) + 1))
+    return [str(e) for e in rng.choice(elements, size=k, replace=False)]
+
+
+_GENERATORS = {"isolated_atom": _isolated_atoms, "dimer": _dimers, "cluster": _clusters, "surface": _surfaces,
+               "vacancies": _vacancies, "interstitial": _interstitials, "strong_strain": _strong_strain,
+               "melt": _melts}
+
+
+def stress_test_dataset(elements: Sequence[str] = DEMO_ELEMENTS, per_category: int = 8, seed: int = 0,
+                        categories: Sequence[str] = STRESS_TEST_CATEGORIES) -> dict[str, list[Atoms]]:
+    """EMT-labelled configurations off a bulk training domain, by category.
+
+    Categories (:data:`STRESS_TEST_CATEGORIES`): ``isolated_atom`` (one per
+    element, in vacuum), ``dimer`` (0.8-1.6 × the fcc nearest-neighbour
+    distance), ``cluster`` (3-13 atoms cut from a random alloy, rattled),
+    ``surface`` ((111), (100), (110) slabs of 16 atoms, 6 Å vacuum each
+    side), ``vacancies`` (2-4 vacancies in a 32-site cell), ``interstitial``
+    (an extra atom on an octahedral or tetrahedral site, relaxed for 0-40
+    FIRE steps), ``strong_strain`` (8-12 % isotropic strain plus up to 8 %
+    shear), ``melt`` (atoms placed at random in a 5 % expanded cell, then
+    80 fs of Langevin MD at 3000-4000 K: no memory of the lattice).  Cells
+    with vacuum are not periodic along it and carry no stress.
+
+    Parameters
+    ----------
+    elements
+        Any elements ASE's EMT describes (:data:`EMT_ELEMENTS`); compositions
+        mix one or two of them.
+    per_category
+        Structures per category (``isolated_atom``: one per element).
+    seed
+        Random seed; different seeds give different structures.
+    categories
+        Subset of :data:`STRESS_TEST_CATEGORIES`.
+
+    Returns
+    -------
+    dict
+        Category name -> list of Atoms with a ``SinglePointCalculator``
+        (energy in eV, forces in eV/Å, stress in eV/Å³ for 3-D periodic
+        cells) and ``info["category"]``.
+    """
+    chosen = check_emt_elements(elements)
+    unknown = [c for c in categories if c not in _GENERATORS]
+    if unknown:
+        raise ValueError(f"unknown stress-test categories {unknown}; choose from {', '.join(STRESS_TEST_CATEGORIES)}")
+    if per_category < 1:
+        raise ValueError(f"per_category must be at least 1, got {per_category}")
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[Atoms]] = {}
+    for name in categories:
+        frames = []
+        for atoms in _GENERATORS[name](chosen, per_category, rng):
+            frame = labelled(atoms)
+            frame.info["category"] = name
+            frames.append(frame)
+        out[name] = frames
+    return out

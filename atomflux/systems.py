@@ -78,9 +78,11 @@ class Batch:
         """Pair vectors ``r_ij = r_j - r_i + shift @ cell`` in Å, Tensor [P, 3]."""
         pos = self.positions if positions is None else positions
         i, j = self.pairs[:, 0], self.pairs[:, 1]
-        cell_of_pair = self.cell[self.system[i]]
-        offsets = torch.einsum("pa,pab->pb", self.shifts, cell_of_pair)
-        return pos[j] - pos[i] + offsets
+        if self.n_systems == 1:
+            offsets = self.shifts @ self.cell[0]
+        else:
+            offsets = torch.einsum("pa,pab->pb", self.shifts, self.cell[self.system[i]])
+        return pos.index_select(0, j) - pos.index_select(0, i) + offsets
 
     def volumes(self) -> torch.Tensor:
         """Cell volumes in Å³, Tensor [S] (0 for non-periodic systems)."""
@@ -146,12 +148,15 @@ class Batch:
         Raises
         ------
         ValueError
-            On NaN/inf positions or cell, a periodic direction with a zero
-            (or degenerate) cell vector, or overlapping atoms.
+            On a non-positive cutoff, a system without atoms, NaN/inf positions
+            or cell, a periodic direction with a zero (or degenerate) cell
+            vector, or overlapping atoms.
         """
         systems = [atoms] if isinstance(atoms, Atoms) else list(atoms)
         if not systems:
             raise ValueError("cannot build a Batch from an empty list of systems")
+        if not (np.isfinite(cutoff) and cutoff > 0):
+            raise ValueError(f"the cutoff must be a positive distance in Å, got {cutoff}")
         pieces = [_neighbours(a, cutoff, min_distance, k) for k, a in enumerate(systems)]
         offsets = np.cumsum([0] + [len(a) for a in systems])[:-1]
         pairs = np.concatenate([p + off for (p, _), off in zip(pieces, offsets)])
@@ -170,6 +175,142 @@ class Batch:
         )
 
 
+class VerletList:
+    """Neighbour pairs of one system reused across MD steps.
+
+    The search runs with ``cutoff + skin`` and is repeated only when an atom
+    has moved more than ``skin / 2`` since, or the cell, periodicity or
+    elements changed; in between, the stored pairs are filtered to the cutoff
+    at the current positions, so every pair within the cutoff is found and
+    the results are exactly those of a fresh search.
+
+    Parameters
+    ----------
+    cutoff
+        Cutoff radius of the batches, Å.
+    skin
+        Extra search radius, Å (0: a fresh search every call).
+    dtype, device, min_distance
+        As for :meth:`Batch.from_atoms`.
+    """
+
+    def __init__(self, cutoff: float, skin: float = 1.0, dtype: torch.dtype = torch.float64,
+                 device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE) -> None:
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+        self.cutoff, self.skin, self.dtype, self.device = float(cutoff), float(skin), dtype, device
+        self.min_distance = float(min_distance)
+        self.searches = 0
+        self._stored: Batch | None = None
+        self._offsets: torch.Tensor | None = None
+        self._reference: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def batch(self, atoms: Atoms) -> Batch:
+        """A batch of ``atoms`` with the pairs within the cutoff (``ValueError`` on bad input)."""
+        if self.skin == 0:
+            self.searches += 1
+            return Batch.from_atoms(atoms, self.cutoff, self.dtype, self.device, self.min_distance)
+        check_atoms(atoms)
+        if self._search_needed(atoms):
+            stored = Batch.from_atoms(atoms, self.cutoff + self.skin, self.dtype, self.device, self.min_distance)
+            self._stored = stored
+            self._offsets = stored.shifts @ stored.cell[0]       # constant until the next search
+            self._reference = (atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy())
+            self.searches += 1
+        stored = self._stored
+        positions = torch.tensor(atoms.positions, dtype=self.dtype, device=self.device)
+        first, second = stored.pairs[:, 0], stored.pairs[:, 1]
+        vectors = positions.index_select(0, second) - positions.index_select(0, first) + self._offsets
+        distances = torch.linalg.norm(vectors, dim=1)
+        inside = torch.nonzero(distances < self.cutoff).squeeze(1)
+        if len(inside):
+            k = int(torch.argmin(distances))
+            if float(distances[k]) < self.min_distance:
+                a, b = (int(x) for x in stored.pairs[k])
+                raise ValueError(
+                    f"atoms {a} ({chemical_symbols[atoms.numbers[a]]}) and {b} ({chemical_symbols[atoms.numbers[b]]}) "
+                    f"overlap in system 0: distance {float(distances[k]):.3g} Å < {self.min_distance} Å")
+        return replace(stored, positions=positions, pairs=stored.pairs.index_select(0, inside),
+                       shifts=stored.shifts.index_select(0, inside), cutoff=self.cutoff)
+
+    def _search_needed(self, atoms: Atoms) -> bool:
+        if self._reference is None:
+            return True
+        positions, cell, pbc, numbers = self._reference
+        if (len(numbers) != len(atoms) or not np.array_equal(numbers, atoms.numbers)
+                or not np.array_equal(pbc, atoms.pbc) or not np.array_equal(cell, atoms.cell.array)):
+            return True
+        moved = np.einsum("ij,ij->i", atoms.positions - positions, atoms.positions - positions).max()
+        return bool(moved > (0.5 * self.skin) ** 2)
+
+
+def unfold(batch: Batch, system: int, reach: float) -> tuple[Batch, torch.Tensor]:
+    """One system of ``batch`` with its periodic images within ``reach``, as a non-periodic cluster.
+
+    The *unfolded system* of Langer et al., PRB 108, L100302 (2023): the
+    system's own atoms come first (in their order), followed by every
+    periodic image that lies within ``reach`` of one of them.  An atomic
+    energy that depends on atoms up to ``reach`` away (a message-passing
+    model: ``reach`` = layers × cutoff) has the same value for the first
+    atoms of the cluster as in the periodic system.  Non-periodic systems
+    and directions get no images.
+
+    Parameters
+    ----------
+    batch
+        The systems.
+    system
+        Index of the system to unfold.
+    reach
+        Interaction range, Å.
+
+    Returns
+    -------
+    cluster : Batch
+        One non-periodic system, neighbour pairs within ``batch.cutoff``.
+    origin : Tensor [N_unfolded] (long)
+        For each atom of the cluster, the index (within the system) of the
+        atom it is an image of; ``origin[:n] = 0 … n-1``.
+    """
+    if not (np.isfinite(reach) and reach > 0):
+        raise ValueError(f"the interaction range must be a positive distance in Å, got {reach}")
+    mask = (batch.system == system).cpu().numpy()
+    positions = batch.positions.detach().cpu().numpy().astype(np.float64)[mask]
+    numbers = batch.numbers.cpu().numpy()[mask]
+    cell = batch.cell[system].detach().cpu().numpy().astype(np.float64)
+    pbc = batch.pbc[system].cpu().numpy()
+    counts = np.zeros(3, dtype=int)
+    if pbc.any():
+        # images beyond this many cells along a periodic vector are farther than the reach
+        # from every atom: the spacing of lattice planes is V / |a_j × a_k|
+        volume = abs(np.linalg.det(cell)) if pbc.all() else None
+        for k in np.flatnonzero(pbc):
+            if volume is not None:
+                spacing = volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
+            else:
+                spacing = np.linalg.norm(cell[k])  # lower dimensional periodicity: a safe bound below
+                others = [cell[m] for m in np.flatnonzero(pbc) if m != k]
+                for other in others:
+                    unit = other / np.linalg.norm(other)
+                    spacing = min(spacing, np.linalg.norm(cell[k] - (cell[k] @ unit) * unit))
+            extent = np.ptp(positions @ np.linalg.pinv(cell)[:, k]) if len(positions) > 1 else 0.0
+            counts[k] = int(np.ceil(reach / spacing + extent)) + 1
+    grid = np.stack(np.meshgrid(*[np.arange(-c, c + 1) for c in counts], indexing="ij"), -1).reshape(-1, 3)
+    grid = grid[np.any(grid != 0, axis=1)]
+    images, origins = [positions], [np.arange(len(positions))]
+    for shift in grid:
+        shifted = positions + shift @ cell
+        gaps = np.sqrt(((shifted[:, None, :] - positions[None, :, :]) ** 2).sum(-1)).min(1)
+        near = gaps < reach
+        if near.any():
+            images.append(shifted[near])
+            origins.append(np.flatnonzero(near))
+    cluster = Atoms(numbers=np.concatenate([numbers] + [numbers[o] for o in origins[1:]]),
+                    positions=np.concatenate(images), pbc=False)
+    unfolded = Batch.from_atoms(cluster, batch.cutoff, batch.dtype, batch.device, min_distance=0.0)
+    return unfolded, torch.tensor(np.concatenate(origins), dtype=torch.long, device=batch.device)
+
+
 def _cell_array(atoms: Atoms) -> np.ndarray:
     """Cell with the rows of non-periodic directions kept as given (may be zero)."""
     return np.array(atoms.cell.array, dtype=np.float64)
@@ -178,10 +319,12 @@ def _cell_array(atoms: Atoms) -> np.ndarray:
 def check_atoms(atoms: Atoms, label: str = "") -> None:
     """Raise ``ValueError`` for positions or cells that cannot be evaluated.
 
-    Checks for NaN or infinite positions and cell entries, and for periodic
+    Checks for a structure without atoms, for NaN or infinite positions and cell entries, and for periodic
     directions whose cell vector is zero or linearly dependent on the others.
     """
     where = f" in system {label}" if label else ""
+    if len(atoms) == 0:
+        raise ValueError(f"no atoms{where}: the structure is empty (an Atoms() with nothing in it?)")
     positions = np.asarray(atoms.positions)
     bad = ~np.isfinite(positions).all(axis=1)
     if bad.any():
@@ -221,7 +364,8 @@ def _neighbours(atoms: Atoms, cutoff: float, min_distance: float, index: int) ->
             f"atoms {a} ({chemical_symbols[atoms.numbers[a]]}) and {b} ({chemical_symbols[atoms.numbers[b]]}) "
             f"overlap in system {index}: distance {d[k]:.3g} Å < {min_distance} Å"
         )
-    return np.stack([i, j], axis=1).astype(np.int64), np.asarray(shifts, dtype=np.float64)
+    order = np.argsort(i, kind="stable")  # pairs grouped by first atom (what many-body models sum over)
+    return np.stack([i[order], j[order]], axis=1).astype(np.int64), np.asarray(shifts, dtype=np.float64)[order]
 
 
 def _box_for_vesin(atoms: Atoms) -> np.ndarray:

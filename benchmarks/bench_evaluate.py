@@ -1,10 +1,13 @@
 """Throughput of energy+forces: atomflux LJ and the reference architecture vs ASE's LennardJones.
 
 Writes ``benchmarks/results/bench_evaluate.json`` and ``.md``: atom-steps per
-second (atoms × evaluations / wall second, neighbour list included) for
-100, 1 000 and 10 000 atoms, the ratio of each atomflux model to ASE's
-``LennardJones`` measured in the same run, and the peak resident memory of
-each case (each case runs in its own process).
+second (atoms × evaluations / wall second, neighbour list included: the
+calculator reuses its pairs within the skin, as in MD) for 100, 1 000 and
+10 000 atoms, the ratio of each atomflux model to ASE's ``LennardJones``
+measured in the same run, and the peak resident memory of each case (each
+case runs in its own process).  ``atomflux-demo-float32`` is the demo model
+computing in float32 (float64 accumulation); ``atomflux-demo-shuffled`` the
+demo model on the same atoms in random order (does spatial sorting pay?).
 
     python benchmarks/bench_evaluate.py [--sizes 100 1000 10000] [--threads 1]
 """
@@ -23,13 +26,14 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "results"
 
 
-def structure(n_atoms: int):
+def structure(n_atoms: int, shuffled: bool = False):
+    import numpy as np
     from ase.build import bulk
 
     repeat = max(1, round((n_atoms / 4) ** (1 / 3)))
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (repeat, repeat, repeat)
     atoms.rattle(0.05, seed=0)
-    return atoms
+    return atoms[np.random.default_rng(0).permutation(len(atoms))] if shuffled else atoms
 
 
 def calculator(kind: str):
@@ -41,14 +45,15 @@ def calculator(kind: str):
     from atomflux.models import LennardJones
 
     model = LennardJones(2.3, 0.4, 4.5) if kind == "atomflux-lj" else "demo"
-    return AtomfluxCalculator(model, uncertainty=False)  # energy + forces only
+    dtype = "float32" if kind.endswith("float32") else "float64"
+    return AtomfluxCalculator(model, uncertainty=False, dtype=dtype)  # energy + forces only
 
 
 def run_case(kind: str, n_atoms: int, threads: int, queue) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    atoms = structure(n_atoms)
+    atoms = structure(n_atoms, shuffled=kind.endswith("shuffled"))
     atoms.calc = calculator(kind)
     atoms.get_forces()  # warm-up
     repeats, start = 0, time.perf_counter()
@@ -73,7 +78,7 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     rows = []
     for n in args.sizes:
-        for kind in ("ase-lj", "atomflux-lj", "atomflux-demo"):
+        for kind in ("ase-lj", "atomflux-lj", "atomflux-demo", "atomflux-demo-float32", "atomflux-demo-shuffled"):
             queue = ctx.Queue()
             proc = ctx.Process(target=run_case, args=(kind, n, args.threads, queue))
             proc.start()

@@ -1,67 +1,134 @@
-"""Cost of energy+forces+uncertainty relative to energy+forces, at ~1 000 atoms.
+"""Cost of energy+forces+uncertainty relative to energy+forces, with peak memory, before and after.
 
-Models: the shipped demo base (no uncertainty), its 8-member shallow
-ensemble (``demo``) and its LLPR version (``demo-llpr``, 16 posterior
-samples). Modes: ``uncertainty="energy"`` (energy σ only: no extra backward)
-and ``uncertainty=True`` (forces and stress σ too: one batched backward over
-the members). Writes ``benchmarks/results/bench_uncertainty.{json,md}``.
+Models: the shipped demo base (no uncertainty), its 8-member shallow ensemble
+(``demo``) and its LLPR version (``demo-llpr``, 16 posterior samples).  Modes:
+``uncertainty="energy"`` (energy σ only) and ``uncertainty=True`` (forces and
+stress σ too: every member's forces).  Fcc Cu with every fifth atom Au, rattled;
+``evaluate`` with forces and stress on a prebuilt batch.
 
-    python benchmarks/bench_uncertainty.py [--atoms 1000] [--threads 1]
+Times: one process per size and version, three interleaved rounds, best time
+per case, in CPU time of the process (steadier than wall time on a shared
+machine; with more than one thread it counts all of them).  Memory: one fresh process per case, growth of the peak resident set
+during one evaluation.  "Before" (``--before``, a git ref checked out in a
+temporary worktree) is measured in the same run, at the sizes in
+``--before-sizes`` (its full-uncertainty path needs ~1 GB per 1 000 atoms).
+Writes ``benchmarks/results/bench_uncertainty.{json,md}``.
+
+    python benchmarks/bench_uncertainty.py [--sizes 1000 10000] [--threads 1] [--before e11f2fe]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import sys
+import time
 from pathlib import Path
 
-import torch
-from ase.build import bulk
-
-from atomflux import Batch, evaluate, load_model
-
-from common import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_average, run_worker, source_tree, timed  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
+BEFORE = "e11f2fe"
+CASES = {
+    "base: energy+forces": ("base", False),
+    "shallow ensemble (M=8): energy+forces": ("demo", False),
+    "shallow ensemble (M=8): energy+forces+energy σ": ("demo", "energy"),
+    "shallow ensemble (M=8): energy+forces+energy/forces/stress σ": ("demo", True),
+    "LLPR (K=16): energy+forces+energy σ": ("demo-llpr", "energy"),
+    "LLPR (K=16): energy+forces+energy/forces/stress σ": ("demo-llpr", True),
+}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--atoms", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    repeat = max(1, round((args.atoms / 4) ** (1 / 3)))
+def setup(n_atoms: int, threads: int):
+    import torch
+    from ase.build import bulk
+
+    from atomflux import Batch, load_model
+
+    torch.set_num_threads(threads)
+    repeat = max(1, round((n_atoms / 4) ** (1 / 3)))
     atoms = bulk("Cu", "fcc", a=3.62, cubic=True) * (repeat, repeat, repeat)
     atoms.symbols[::5] = "Au"
     atoms.rattle(0.05, seed=0)
-    ensemble, llpr = load_model("demo"), load_model("demo-llpr")
-    base = llpr.base
-    batch = Batch.from_atoms(atoms, base.cutoff)
-    cases = {
-        "base: energy+forces": (base, False),
-        "shallow ensemble (M=8): energy+forces": (ensemble, False),
-        "shallow ensemble (M=8): energy+forces+energy σ": (ensemble, "energy"),
-        "shallow ensemble (M=8): energy+forces+energy/forces/stress σ": (ensemble, True),
-        "LLPR (K=16): energy+forces+energy σ": (llpr, "energy"),
-        "LLPR (K=16): energy+forces+energy/forces/stress σ": (llpr, True),
-    }
-    # three interleaved rounds, best time per case: robust against drifts of machine load
-    best = {label: float("inf") for label in cases}
-    for _ in range(3):
-        for label, (model, unc) in cases.items():
-            best[label] = min(best[label], timed(lambda: evaluate(model, batch, forces=True, stress=True,
-                                                                  uncertainty=unc), min_seconds=1.0))
-    reference = best["base: energy+forces"]
-    rows = [{"case": label, "seconds": t, "ratio_vs_base": t / reference} for label, t in best.items()]
-    for r in rows:
-        print(f"{r['case']:62s} {1000 * r['seconds']:8.1f} ms  × {r['ratio_vs_base']:.2f}")
+    llpr = load_model("demo-llpr")
+    models = {"demo": load_model("demo"), "demo-llpr": llpr, "base": llpr.base}
+    return atoms, Batch.from_atoms(atoms, llpr.cutoff), models
+
+
+def time_cases(n_atoms: int, threads: int) -> dict:
+    from atomflux import evaluate
+
+    atoms, batch, models = setup(n_atoms, threads)
+    best = {label: float("inf") for label in CASES}
+    for _ in range(3):  # interleaved rounds, best time per case: robust against drifts of machine load
+        for label, (name, unc) in CASES.items():
+            best[label] = min(best[label], timed(lambda: evaluate(models[name], batch, forces=True, stress=True,
+                                                                  uncertainty=unc), min_seconds=1.0,
+                                                 clock=time.process_time))
+    return {"atoms": len(atoms), "seconds": best}
+
+
+def memory_case(n_atoms: int, threads: int, label: str) -> dict:
+    from atomflux import evaluate
+
+    atoms, batch, models = setup(n_atoms, threads)
+    name, unc = CASES[label]
+    small, small_batch, _ = setup(32, threads)
+    evaluate(models[name], small_batch, forces=True, stress=True, uncertainty=unc)  # libraries and caches loaded
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    evaluate(models[name], batch, forces=True, stress=True, uncertainty=unc)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"atoms": len(atoms), "peak_growth_MiB": (after - before) / 1024}
+
+
+def worker(argv: list[str]) -> None:
+    kind, n_atoms, threads, *label = argv
+    result = time_cases(int(n_atoms), int(threads)) if kind == "time" else \
+        memory_case(int(n_atoms), int(threads), label[0])
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="atoms (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--before", default=BEFORE, help="git ref measured as 'before' ('none' skips it)")
+    parser.add_argument("--before-sizes", type=int, nargs="*", default=[1000],
+                        help="sizes at which 'before' is measured (default: %(default)s)")
+    args = parser.parse_args()
+    script = Path(__file__).resolve()
+    rows = []
+    with source_tree(None if args.before == "none" else args.before) as before_tree:
+        for n_atoms in args.sizes:
+            versions = {"after": None}
+            if before_tree is not None and n_atoms in args.before_sizes:
+                versions = {"before": before_tree, "after": None}
+            for version, tree in versions.items():
+                load = load_average()
+                times = run_worker(script, ["time", str(n_atoms), str(args.threads)], tree)
+                reference = times["seconds"]["base: energy+forces"]
+                for label in CASES:
+                    memory = run_worker(script, ["memory", str(n_atoms), str(args.threads), label], tree)
+                    row = {"version": version, "atoms": times["atoms"], "case": label,
+                           "seconds": times["seconds"][label], "ratio_vs_base": times["seconds"][label] / reference,
+                           "peak_growth_MiB": memory["peak_growth_MiB"], "load": load}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     OUT.mkdir(exist_ok=True)
-    (OUT / "bench_uncertainty.json").write_text(json.dumps({"atoms": len(atoms), "threads": args.threads, "rows": rows}, indent=2))
-    lines = [f"{len(atoms)} atoms, {args.threads} thread(s)", "", "| case | ms | × base |", "|---|---|---|"]
-    lines += [f"| {r['case']} | {1000 * r['seconds']:.1f} | {r['ratio_vs_base']:.2f} |" for r in rows]
+    (OUT / "bench_uncertainty.json").write_text(json.dumps({"threads": args.threads, "before": args.before,
+                                                            "rows": rows}, indent=2))
+    lines = [f"{args.threads} thread(s); before = {args.before}", "",
+             "| version | atoms | case | CPU ms | × base | peak growth (MiB) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['version']} | {r['atoms']} | {r['case']} | {1000 * r['seconds']:.1f} | {r['ratio_vs_base']:.2f} | "
+              f"{r['peak_growth_MiB']:.0f} |" for r in rows]
     (OUT / "bench_uncertainty.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+    else:
+        main()

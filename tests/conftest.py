@@ -3,6 +3,7 @@ import pytest
 import torch
 from ase.build import bulk, molecule
 
+from atomflux import Batch, evaluate
 from atomflux.models import PowerSpectrumPotential
 
 
@@ -61,3 +62,61 @@ def finite_difference_stress(energy, atoms, h=1e-6) -> np.ndarray:
             minus.set_cell(atoms.cell.array @ (np.eye(3) - eps), scale_atoms=True)
             out[a, b] = (energy(plus) - energy(minus)) / (2 * h) / atoms.get_volume()
     return out
+
+
+# ------------------------------------------------------------- heat flux of any potential, by finite differences
+
+def moment_and_energy(potential, atoms) -> tuple[np.ndarray, float]:
+    """Σ_i r_i U_i (eV·Å) and U of a non-periodic cluster."""
+    res = evaluate(potential, Batch.from_atoms(atoms, potential.cutoff), forces=False, energies=True)
+    u = res.energies.numpy()
+    return (atoms.positions * u[:, None]).sum(0), float(u.sum())
+
+
+def assert_flux_is_the_time_derivative(potential, atoms, velocities: np.ndarray, h: float, rtol: float):
+    """J_pot + Σ_i v_i U_i + Σ_k r_k (∂U/∂r_k · v_k) = d/dt Σ_i r_i U_i along r(t) = r + v t (non-periodic)."""
+    batch = Batch.from_atoms(atoms, potential.cutoff)
+    v = torch.tensor(velocities)
+    res = evaluate(potential, batch, forces=True, energies=True, velocities=v, masses=torch.ones(len(atoms)))
+    forces = res.forces.numpy()
+    predicted = (res.heat_flux_potential[0].numpy() + (velocities * res.energies.numpy()[:, None]).sum(0)
+                 - (atoms.positions * (forces * velocities).sum(1)[:, None]).sum(0))
+    ahead, behind = atoms.copy(), atoms.copy()
+    ahead.positions += h * velocities
+    behind.positions -= h * velocities
+    derivative = (moment_and_energy(potential, ahead)[0] - moment_and_energy(potential, behind)[0]) / (2 * h)
+    np.testing.assert_allclose(predicted, derivative, rtol=rtol, atol=rtol * np.abs(derivative).max())
+
+
+def random_cluster(n: int, spacing: float, seed: int, symbol: str = "Ar"):
+    """``n`` atoms of a rattled fcc block (non-periodic) and random velocities (Å/fs)."""
+    rng = np.random.default_rng(seed)
+    atoms = bulk(symbol, "fcc", a=spacing, cubic=True) * (2, 2, 2)
+    atoms = atoms[:n]
+    atoms.pbc = False
+    atoms.cell = None
+    atoms.positions += 0.1 * rng.standard_normal(atoms.positions.shape)
+    return atoms, rng.standard_normal((len(atoms), 3)) * 0.01
+
+
+# ------------------------------------------------------------- a real third-party architecture (needs mace-torch)
+
+def small_mace_model():
+    """A small two-layer ScaleShiftMACE for C and Si with random weights (float64)."""
+    from atomflux.foreign.mace import import_mace
+
+    _, modules = import_mace()  # e3nn 0.4.4 imported the way it needs under torch 2.13
+    from e3nn import o3
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    model = modules.ScaleShiftMACE(
+        r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
+        interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
+        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.array([-1.5, -3.0]), avg_num_neighbors=10.0,
+        atomic_numbers=[6, 14], correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=1.7,
+        atomic_inter_shift=0.2)
+    torch.set_default_dtype(previous)
+    return model.eval()

@@ -76,7 +76,7 @@ def test_uncertainty_commands(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "coverage 1σ" in out and "NLL" in out
     report = json.loads((tmp_path / "cal.json").read_text())
-    assert {r["quantity"] for r in report} == {"energy", "forces"}
+    assert {r["quantity"] for r in report} == {"energy", "forces", "stress"}
     assert (tmp_path / "plots" / "cal-energy-zscores.png").is_file()
     assert (tmp_path / "plots" / "cal-forces-error-vs-sigma.png").is_file()
     assert main(["calibrate", str(base), str(valid)]) == 2  # a model without uncertainty: clear error
@@ -93,5 +93,8 @@ def test_md_stops_when_the_model_extrapolates(tmp_path, capsys):
     assert code == 3 and "exceeds threshold" in capsys.readouterr().err
     assert (tmp_path / "md.extrapolation.extxyz").is_file() and (tmp_path / "md.uncertainty.log").is_file()
     ase.io.write(tmp_path / "ok.cif", bulk("Cu", "fcc", a=3.6, cubic=True))
-    assert main(["md", str(tmp_path / "ok.cif"), "--steps", "10", "--max-uncertainty", "0.02",
-                 "--trajectory", str(traj), "--log", str(log)]) == 0
+    ok = ["md", str(tmp_path / "ok.cif"), "--steps", "10", "--max-uncertainty", "0.02",
+          "--trajectory", str(traj), "--log", str(log)]
+    assert main(ok) == 2  # the files of the stopped run are not overwritten by another run
+    assert main(ok + ["--restart"]) == 0
+    assert len(list(tmp_path.glob("md.extrapolation.old-*.extxyz"))) == 1

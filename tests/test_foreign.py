@@ -79,7 +79,7 @@ def test_sevennet_features_are_the_scaled_readout_input(sevennet):
     """energy_i = readout(features_i / scale_s) * scale_s + shift_s with SevenNet's own modules, two species."""
     atoms = strained_si(repeat=(1, 1, 1))
     atoms.symbols[1] = "C"
-    batch = sevennet.batch(atoms)
+    batch = Batch.from_atoms(atoms, sevennet.potential.cutoff, dtype=torch.float32)  # the model's own dtype
     out = sevennet.potential(batch, batch.pair_vectors())
     model = sevennet.potential.model
     index = model.z_to_onehot_tensor[batch.numbers]

@@ -76,13 +76,13 @@ def test_kappa_with_sevennet_spec(si_file, tmp_path, reference):
     """The CLI takes the spec; the forces behind κ are SevenNet's own on every displaced cell."""
     from atomflux import AtomfluxCalculator
     from atomflux.lattice.forcesets import compute_forces
-    from atomflux.lattice.kappa import _to_ase, build_phono3py
+    from atomflux.lattice.kappa import build_phono3py, to_ase
 
     assert main(["kappa", str(si_file), "--model", "sevennet:7net-0", "--supercell", "1", "1", "1",
                  "--mesh", "3", "3", "3", "--output-dir", str(tmp_path / "k")]) == 0
     kappa = json.loads((tmp_path / "k" / "kappa.json").read_text())["kappa"][0]
     assert 10 < np.mean(kappa[:3]) < 1000 and np.ptp(kappa[:3]) < 1e-6 * np.mean(kappa[:3])   # cubic: isotropic
-    cells = [_to_ase(c) for c in build_phono3py(ase.io.read(si_file), (1, 1, 1), "auto", None, 0.03)
+    cells = [to_ase(c) for c in build_phono3py(ase.io.read(si_file), (1, 1, 1), "auto", None, 0.03)
              .supercells_with_displacements if c is not None]
     batched = compute_forces(cells, AtomfluxCalculator("sevennet:7net-0"), uncertainty=False, progress=False)
     one_by_one = compute_forces(cells, reference, uncertainty=False, progress=False)

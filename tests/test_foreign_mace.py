@@ -18,27 +18,12 @@ from atomflux.uncertainty import LLPR
 pytest.importorskip("mace", reason="mace-torch is not installed in this environment (it cannot share one with "
                                    "sevenn: e3nn pins); `make test` runs this file in .venv-mace")
 warnings.filterwarnings("ignore", module="e3nn")
-from atomflux.foreign.mace import MacePotential, import_mace  # noqa: E402
+from conftest import small_mace_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def mace_model():
-    """A small two-layer ScaleShiftMACE for C and Si with random weights (float64)."""
-    _, modules = import_mace()
-    from e3nn import o3
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-    model = modules.ScaleShiftMACE(
-        r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
-        interaction_cls_first=block, num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("8x0e+8x1o"),
-        MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.array([-1.5, -3.0]), avg_num_neighbors=10.0,
-        atomic_numbers=[6, 14], correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=1.7,
-        atomic_inter_shift=0.2)
-    torch.set_default_dtype(previous)
-    return model.eval()
+    return small_mace_model()
 
 
 def strained_sic(seed=0):
@@ -94,3 +79,25 @@ def test_mace_features_and_llpr_round_trip(mace_model, tmp_path):
     test = Batch.from_atoms(strained_sic(seed=50), potential.cutoff)
     assert torch.equal(evaluate(llpr, test, uncertainty="energy").energy_uncertainty,
                        evaluate(again, test, uncertainty="energy").energy_uncertainty)
+
+
+def test_mace_heat_flux_through_the_unfolded_system(mace_model, tmp_path):
+    """Two-layer MACE: J = d/dt Σ r_i U_i on a cluster (finite differences); periodic flux = 1/8 of the 2×2×2 cell's."""
+    from conftest import assert_flux_is_the_time_derivative, random_cluster
+
+    path = tmp_path / "small.model"
+    torch.save(mace_model, path)
+    potential = load_model(f"mace:{path}", trust=True)
+    cluster, velocities = random_cluster(14, 4.36, seed=2, symbol="Si")
+    cluster.symbols[::3] = "C"
+    assert_flux_is_the_time_derivative(potential, cluster, velocities, h=1e-3, rtol=1e-6)
+
+    crystal = strained_sic()
+    v = 0.01 * np.random.default_rng(1).standard_normal((len(crystal), 3))
+
+    def flux(atoms, velocities):
+        batch = Batch.from_atoms(atoms, potential.cutoff)
+        return evaluate(potential, batch, forces=False, velocities=torch.tensor(velocities),
+                        masses=torch.ones(len(atoms))).heat_flux[0].numpy()
+
+    np.testing.assert_allclose(flux(crystal * (2, 2, 2), np.tile(v, (8, 1))), 8 * flux(crystal, v), rtol=1e-8)

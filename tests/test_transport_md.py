@@ -7,6 +7,7 @@ import pytest
 from ase.build import bulk
 
 from atomflux.calculators import AtomfluxCalculator
+from atomflux.analysis.flux_io import read_flux
 from atomflux.cli import main
 from atomflux.io import save_model
 from atomflux.md import run_transport_md
@@ -53,17 +54,27 @@ def test_transport_and_compare_commands(tmp_path, capsys):
                  "--equilibration", "50", "--steps", "400", "--timestep", "5", "--stride", "10",
                  "-o", str(tmp_path / "run")]) == 0
     flux = tmp_path / "run" / "flux.npz"
+    run = read_flux(flux)                                        # FLUX_SCHEMA: units and the run record
+    assert run.units["heat_flux"] == "eV*Angstrom/fs" and run.dt == 5.0 and run.n_atoms == len(argon())
+    assert run.provenance["parameters"]["temperature_K"] == 40 and run.provenance["model"]["fingerprint"]
     assert main(["transport", "--flux", str(flux), "--trajectory", str(tmp_path / "run" / "production.traj"),
                  "--dt", "50", "--output-dir", str(tmp_path / "an")]) == 0
-    summary = json.loads((tmp_path / "an" / "transport.json").read_text())
-    assert summary["kappa_W_per_mK"]["value"] > 0 and "Ar" in summary["diffusion_cm2_per_s"]
+    kappa = json.loads((tmp_path / "an" / "greenkubo.json").read_text())["result"]
+    diffusion = json.loads((tmp_path / "an" / "diffusion.json").read_text())["result"]
+    assert kappa["lower_bound_W_per_mK"] > 0 and len(kappa["scan"]["bandwidth_THz"]) >= 3
+    assert "Ar" in diffusion["diffusion_cm2_per_s"]
     assert (tmp_path / "an" / "greenkubo.png").is_file() and (tmp_path / "an" / "structure-dynamics.png").is_file()
     ar = tmp_path / "ar1.cif"
     bulk("Ar", "fcc", a=5.26).write(ar)
     assert main(["kappa", str(ar), "--model", str(model), "--mesh", "5", "5", "5", "--temperatures", "30", "60",
                  "--statistics", "classical", "--output-dir", str(tmp_path / "k")]) == 0
-    assert main(["compare", "--lattice", str(tmp_path / "k" / "kappa.json"), "--md", str(flux),
-                 "--output-dir", str(tmp_path / "cmp")]) == 0
+    assert main(["kappa", str(ar), "--model", str(model), "--mesh", "5", "5", "5", "--temperatures", "30", "60",
+                 "--statistics", "classical", "--method", "lbte", "--output-dir", str(tmp_path / "k-lbte")]) == 0
+    assert main(["compare", "--lattice", str(tmp_path / "k" / "kappa.json"), str(tmp_path / "k-lbte" / "kappa.json"),
+                 "--md", str(flux), "--output-dir", str(tmp_path / "cmp")]) == 0
     report = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "Green–Kubo" in report and (tmp_path / "cmp" / "comparison.png").is_file()
+    assert "lattice RTA (classical)" in report and "lattice LBTE (classical)" in report
+    assert "three-phonon" in report and "classical statistics" in report
+    assert "unconverged" in report                                                   # 2 ps of a crystal
     assert main(["transport", "--flux", str(tmp_path / "missing.npz")]) == 2

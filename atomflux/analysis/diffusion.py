@@ -55,9 +55,12 @@ def read_trajectory(path: str | Path, dt: float, index: str = ":", format: str |
         For LAMMPS dumps without an element column: chemical symbols of
         types 1, 2, ... (ASE otherwise reads type n as atomic number n).
     """
-    import ase.io
+    from ..structure_files import read_structures
 
-    frames = ase.io.read(path, index=index, format=format)
+    if Path(path).suffix == ".npz":
+        raise ValueError(f"{path} is a numpy archive (a heat-flux file?), not a trajectory; heat-flux files go "
+                         "to --flux, positions to --trajectory (ASE traj, extxyz, LAMMPS dump)")
+    frames = read_structures(path, index=index, format=format)
     if len(frames) < 2:
         raise ValueError(f"{path}: need at least two frames, found {len(frames)}")
     cells = np.array([f.cell.array for f in frames])
@@ -136,6 +139,16 @@ class Estimate:
     error: float
     blocks: np.ndarray = field(repr=False)
 
+    def unresolved(self, factor: float = 10.0) -> str:
+        """Why the value is not a result ('' when it is): not positive, or an error ≥ ``factor`` × the value."""
+        if not np.isfinite(self.value) or not np.isfinite(self.error):
+            return "not a number"
+        if self.value <= 0:
+            return "not positive: not resolved"
+        if self.error >= factor * self.value:
+            return f"not resolved: the error is {self.error / self.value:.0f}× the value"
+        return ""
+
 
 def _estimate(values: Sequence[float]) -> Estimate:
     v = np.asarray(values, dtype=float)
@@ -162,12 +175,18 @@ def tracer_diffusion(trajectory: Trajectory, n_blocks: int = 5, window: tuple[fl
 
 @dataclass
 class IonicConductivity:
-    """Collective (σ) and Nernst–Einstein (σ_NE) conductivities in S/m, and the Haven ratio σ_NE/σ."""
+    """Collective (σ) and Nernst–Einstein (σ_NE) conductivities in S/m, and the Haven ratio σ_NE/σ.
+
+    ``haven_ratio`` is NaN, and ``haven_note`` says why, when σ or σ_NE is not
+    resolved (not above twice its error: e.g. the charged species do not
+    move in this run) — a ratio of two noise values is not a Haven ratio.
+    """
 
     collective: Estimate
     nernst_einstein: Estimate
     haven_ratio: float
     diffusion: dict[str, Estimate]
+    haven_note: str = ""
 
 
 def ionic_conductivity(trajectory: Trajectory, charges: dict[str, float], temperature: float, n_blocks: int = 5,
@@ -181,11 +200,17 @@ def ionic_conductivity(trajectory: Trajectory, charges: dict[str, float], temper
     temperature
         K.
     """
-    pos = unwrap(trajectory.positions, trajectory.cell)
     symbols = trajectory.symbols
+    absent = sorted(set(charges) - set(symbols))
+    if absent:
+        raise ValueError(f"charges given for {', '.join(absent)}, which the trajectory does not contain "
+                         f"(its species: {', '.join(sorted(set(symbols)))})")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature} K")
     q = np.array([charges.get(s, 0.0) for s in symbols])
     if not np.any(q):
         raise ValueError("all charges are zero: give charges per species, e.g. {'Li': 1, 'S': -2}")
+    pos = unwrap(trajectory.positions, trajectory.cell)
     prefactor = CONDUCTIVITY_UNIT_IN_S_PER_M / (trajectory.volume * BOLTZMANN_EV_PER_K * temperature)
     collective, nernst = [], []
     for block in _blocks(len(pos), n_blocks):
@@ -198,7 +223,15 @@ def ionic_conductivity(trajectory: Trajectory, charges: dict[str, float], temper
         slopes = np.array([_slope(times, msd[:, k], window) for k in range(len(q)) if q[k]]) / 6
         nernst.append(prefactor * float((q[q != 0] ** 2 * slopes).sum()))
     sigma, sigma_ne = _estimate(collective), _estimate(nernst)
-    return IonicConductivity(sigma, sigma_ne, sigma_ne.value / sigma.value if sigma.value else float("nan"),
+    unresolved = [name for name, est in (("collective", sigma), ("Nernst–Einstein", sigma_ne))
+                  if not est.value > 2 * est.error]
+    if unresolved:
+        note = (f"Haven ratio not meaningful: the {' and '.join(unresolved)} conductivity is not resolved "
+                f"(collective {sigma.value:.3g} ± {sigma.error:.2g} S/m, Nernst–Einstein {sigma_ne.value:.3g} "
+                f"± {sigma_ne.error:.2g} S/m); do the charged species move in this run?")
+        return IonicConductivity(sigma, sigma_ne, float("nan"),
+                                 tracer_diffusion(trajectory, n_blocks, window, unwrapped=pos), note)
+    return IonicConductivity(sigma, sigma_ne, sigma_ne.value / sigma.value,
                              tracer_diffusion(trajectory, n_blocks, window, unwrapped=pos))
 
 

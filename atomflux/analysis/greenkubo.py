@@ -1,4 +1,8 @@
-"""Green–Kubo integrals of noisy fluxes: cepstral analysis and the running integral.
+"""Green–Kubo integrals of noisy fluxes: the spectral matrix, single-bandwidth cepstral analysis, the running integral.
+
+The headline estimator (a scan over bandwidths with an Akaike-weighted
+plateau) is :mod:`atomflux.analysis.bandwidth`; the single-bandwidth
+estimator here equals SporTran's at equal F* and AIC and is kept to compare.
 
 The transport coefficient of a stationary flux x(t) is proportional to
 I = ∫₀^∞ ⟨x(0)x(t)⟩ dt = S(0)/2, half the zero-frequency power spectrum.
@@ -206,104 +210,3 @@ EV_PER_ANGSTROM_FS_KELVIN_IN_W_PER_MK = 1.602176634e6
 BOLTZMANN_EV_PER_K = 8.617333262e-5
 
 
-@dataclass
-class GreenKuboKappa:
-    """Thermal conductivity from a heat-flux time series (W/mK, one standard deviation)."""
-
-    value: float
-    error: float
-    temperature: float
-    volume: float
-    multicomponent: bool
-    cepstral: CepstralResult = field(repr=False)
-    running: RunningIntegral = field(repr=False)
-
-    def plot(self, path: str | Path) -> Path:
-        """Periodogram with its cepstral filter, and the running integral against the estimate; a PNG."""
-        from ..plotting import pyplot, save_figure
-
-        plt = pyplot()
-        factor = self.value / self.cepstral.value if self.cepstral.value else 0.0
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-        thz = self.cepstral.frequencies * 1000.0
-        ax1.semilogy(thz, self.cepstral.periodogram, lw=0.5, alpha=0.6, label="periodogram")
-        ax1.semilogy(thz, self.cepstral.filtered, "k-", lw=1.5, label=f"cepstral filter (P*={self.cepstral.cutoff})")
-        ax1.set(xlabel="frequency (THz)", ylabel="S(f) (eV²Å²/fs)", title="heat-flux power spectrum")
-        ax1.legend()
-        t_ps = self.running.times / 1000.0
-        ax2.plot(t_ps, self.running.integral * factor, label="running integral (direct)")
-        ax2.axhspan(self.value - self.error, self.value + self.error, color="C3", alpha=0.3,
-                    label=f"cepstral κ = {self.value:.3g} ± {self.error:.2g} W/mK")
-        ax2.set(xlabel="correlation time (ps)", ylabel="κ (W/mK)", title=f"Green–Kubo, {self.temperature:.0f} K")
-        ax2.legend()
-        return save_figure(fig, path)
-
-
-def heat_conductivity(heat_flux: np.ndarray, dt: float, volume: float, temperature: float, *,
-                      coupled: Sequence[np.ndarray] = (), max_frequency: float | None = None,
-                      cutoff: int | None = None) -> GreenKuboKappa:
-    """κ = 1/(V k_B T²) ∫₀^∞ ⟨J(0)·J(t)⟩/3 dt by cepstral analysis.
-
-    Parameters
-    ----------
-    heat_flux : array [n_steps, 3]
-        Total heat flux J (eV·Å/fs, not divided by the volume), as written by
-        :func:`atomflux.md.run_transport_md`.
-    dt : float
-        Sampling interval, fs.
-    volume : float
-        Å³.
-    temperature : float
-        Mean temperature, K.
-    coupled : arrays [n_steps, 3]
-        Other conserved fluxes to project out (multicomponent systems: the
-        mass flux of all species but one).
-    max_frequency : float, optional
-        Highest frequency analysed, 1/fs (THz/1000).
-    """
-    if volume <= 0 or temperature <= 0:
-        raise ValueError("volume and temperature must be positive")
-    result = cepstral_integral(heat_flux, dt, coupled=coupled, max_frequency=max_frequency, cutoff=cutoff)
-    factor = EV_PER_ANGSTROM_FS_KELVIN_IN_W_PER_MK / (volume * BOLTZMANN_EV_PER_K * temperature**2)
-    return GreenKuboKappa(result.value * factor, result.error * factor, float(temperature), float(volume),
-                          bool(len(coupled)), result, running_integral(heat_flux, dt))
-
-
-def kappa_from_flux_file(path: str | Path, multicomponent: bool | None = None,
-                         max_frequency: float | None = None) -> GreenKuboKappa:
-    """κ from a ``flux.npz`` of :func:`atomflux.md.run_transport_md` (W/mK).
-
-    ``multicomponent`` (default: when there are two or more species) projects
-    out the mass fluxes of all species but one.
-    """
-    with np.load(path) as data:
-        flux, species_velocity = data["heat_flux"], data["species_velocity"]
-        dt = float(np.diff(data["time"][:2])[0]) if len(data["time"]) > 1 else float(data["timestep"])
-        volume = float(data["volume"])
-        temperature = float(data["mean_temperature"]) if np.isfinite(data["mean_temperature"]) else float(data["temperature"])
-    n_species = species_velocity.shape[1]
-    if multicomponent is None:
-        multicomponent = n_species > 1
-    coupled = [species_velocity[:, s, :] for s in range(n_species - 1)] if multicomponent else []
-    return heat_conductivity(flux, dt, volume, temperature, coupled=coupled, max_frequency=max_frequency)
-
-
-def max_frequency_scan(path: str | Path, max_frequencies: Sequence[float | None] = (None, 0.01, 0.005, 0.002, 0.001),
-                       multicomponent: bool | None = None) -> list[tuple[float | None, GreenKuboKappa]]:
-    """κ of one flux file for several analysis bandwidths F* (1/fs; None = the whole spectrum).
-
-    The cepstral filter smooths the log-spectrum on a scale ~ F*/P*: when the
-    zero-frequency peak is narrower than that (long phonon lifetimes, short
-    runs: typical of crystals), κ is underestimated and grows as F* shrinks.
-    A plateau over F* is the sign of a trustworthy estimate; no plateau means
-    the run is too short.  Bandwidths that leave too few frequency bins for
-    this run length are skipped.
-    """
-    scan = []
-    for f in max_frequencies:
-        try:
-            scan.append((f, kappa_from_flux_file(path, multicomponent=multicomponent, max_frequency=f)))
-        except ValueError as err:
-            if "fewer than" not in str(err):
-                raise
-    return scan

@@ -10,11 +10,11 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ..evaluate import evaluate, heat_flux
+from ..evaluate import Results, evaluate, heat_flux, pair_gradient_sums, unfolded_flux_virials
 from ..foreign import potential_from_object
 from ..io import load_model, native_dtypes, parse_dtype, place
 from ..models import Potential
-from ..systems import MIN_DISTANCE, Batch
+from ..systems import MIN_DISTANCE, Batch, VerletList
 
 
 def resolve_potential(model, dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu",
@@ -43,8 +43,20 @@ def resolve_potential(model, dtype: torch.dtype | str | None = None, device: str
     return potential
 
 
+#: results that need every ensemble member's forces (one extra batched backward pass)
+MEMBER_PROPERTIES = frozenset({"forces_uncertainty", "forces_ensemble", "stress_uncertainty"})
+
+
 class AtomfluxCalculator(Calculator):
     """ASE calculator: ``atoms.calc = AtomfluxCalculator("demo")``.
+
+    Each call computes what is asked for: energy, forces, per-atom energies
+    and (uncertainty-capable models) the energy uncertainties, which cost
+    nothing extra; stress, per-atom stresses and the heat flux come from the
+    kept pair gradients when asked for at the same positions (no second model
+    call); forces and stress uncertainties and the members' forces take one
+    more evaluation with a batched backward pass over the members, when asked
+    for.  Neighbour pairs are reused across MD steps (see ``skin``).
 
     Parameters
     ----------
@@ -54,21 +66,28 @@ class AtomfluxCalculator(Calculator):
         :class:`~atomflux.models.Potential` object, or a SevenNet/MACE model or
         ASE calculator (adapted to atomflux).
     dtype
-        ``None`` (default): the model's own dtype (float64 for atomflux
-        models, float32 for SevenNet); or ``"float32"``/``"float64"`` (or
-        the torch dtypes).
+        The type the model computes in: ``None`` (default): the model's own
+        (float64 for atomflux models, float32 for SevenNet); or
+        ``"float32"``/``"float64"`` (or the torch dtypes).  Positions, pair
+        vectors, energies, forces and stress are always formed and summed in
+        float64 (``"float32"`` is float32 compute with float64 accumulation).
     device
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.
     min_distance
         Atoms closer than this (Å, default 0.3) raise ``ValueError``.
     uncertainty
         For uncertainty-capable models (shallow ensemble, LLPR): ``"full"``
-        (default) adds energy, per-atom energy, forces and stress
-        uncertainties and ensemble members; ``"energy"`` only the energy
-        ones (no extra backward pass: fastest for MD); ``False`` none.
+        (default) gives energy, per-atom energy, forces and stress
+        uncertainties and ensemble members (forces ones only when asked for);
+        ``"energy"`` only the energy ones; ``False`` none.
     track_heat_flux
         Keep what :meth:`heat_flux` needs at every evaluation (set by the
         transport MD driver), so the flux costs no second model call.
+    skin
+        Neighbour-list skin, Å (default 1.0): pairs are searched within
+        cutoff + skin and searched again only when an atom has moved more
+        than skin/2 or the cell changed; results are exact (the pairs are
+        filtered to the cutoff at every call).  0 searches at every call.
     trust
         Allow a third-party pickle checkpoint outside its package (see
         :func:`atomflux.load_model`).
@@ -90,88 +109,104 @@ class AtomfluxCalculator(Calculator):
 
     def __init__(self, model: str | Path | Potential = "demo", dtype: torch.dtype | str | None = None,
                  device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE,
-                 uncertainty: str | bool = "full", track_heat_flux: bool = False, trust: bool = False,
-                 **kwargs) -> None:
+                 uncertainty: str | bool = "full", track_heat_flux: bool = False, skin: float = 1.0,
+                 trust: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.potential = resolve_potential(model, dtype, device, trust).eval()
         self.dtype = parse_dtype(dtype) or native_dtypes(self.potential)[0]
         self.device, self.min_distance = device, float(min_distance)
         self.track_heat_flux = bool(track_heat_flux)
-        self._flux_state = None
         if uncertainty not in ("full", "energy", False):
             raise ValueError(f"uncertainty must be 'full', 'energy' or False, got {uncertainty!r}")
         from ..uncertainty.propagation import n_members
 
         self.uncertainty = uncertainty if n_members(self.potential) else False
+        self.neighbours = VerletList(self.potential.cutoff, skin, torch.float64, device, self.min_distance)
+        self._kept: tuple[Batch, Results] | None = None
 
     @property
     def species(self) -> list[str] | None:
         return self.potential.species
 
     def batch(self, atoms: Atoms) -> Batch:
-        """Validated batch for ``atoms`` (clear ``ValueError`` on bad input)."""
+        """Validated float64 batch for ``atoms`` (clear ``ValueError`` on bad input)."""
         self.potential.check_species(atoms.numbers)
-        return Batch.from_atoms(atoms, self.potential.cutoff, self.dtype, self.device, self.min_distance)
+        return self.neighbours.batch(atoms)
 
     def calculate(self, atoms: Atoms | None = None, properties: list[str] | None = None,
                   system_changes: list[str] = all_changes) -> None:
-        super().calculate(atoms, properties or ["energy"], system_changes)
+        properties = list(properties or ["energy"])
+        super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         periodic_3d = bool(atoms.pbc.all()) and atoms.cell.rank == 3
-        wants_stress = bool({"stress", "stresses"} & set(properties or []))
-        if wants_stress and not periodic_3d:
+        wanted = set(properties)
+        if wanted & {"stress", "stresses"} and not periodic_3d:
             raise PropertyNotImplementedError("stress needs a cell that is periodic in all three directions")
-        wants_uncertainty = any(p.endswith(("_uncertainty", "_ensemble")) for p in properties or [])
-        if wants_uncertainty and not self.uncertainty:
+        if any(p.endswith(("_uncertainty", "_ensemble")) for p in wanted) and not self.uncertainty:
             raise PropertyNotImplementedError("this model has no uncertainty (or uncertainty=False was chosen); "
                                               "fit a shallow ensemble or LLPR (atomflux llpr)")
-        batch = self.batch(atoms)
-        wants_flux = self.track_heat_flux or "heat_flux" in (properties or [])
-        if wants_flux and not getattr(self.potential, "strictly_local", False):
-            raise PropertyNotImplementedError("heat flux needs a strictly local potential (strictly_local = True)")
-        res = evaluate(self.potential, batch, forces=True, stress=periodic_3d, energies=True,
-                       virials=periodic_3d, uncertainty=self.uncertainty, flux_virials=wants_flux)
-        self._flux_state = (batch, res.energies, res.flux_virials) if wants_flux else None
-        energy = float(res.energy[0])
-        self.results = {
-            "energy": energy, "free_energy": energy,
-            "forces": res.forces.cpu().numpy().astype(np.float64),
-            "energies": res.energies.cpu().numpy().astype(np.float64),
-        }
-        if periodic_3d:
-            volume = atoms.get_volume()
-            self.results["stress"] = full_3x3_to_voigt_6_stress(res.stress[0].cpu().numpy().astype(np.float64))
-            self.results["stresses"] = full_3x3_to_voigt_6_stress(
-                -res.virials.cpu().numpy().astype(np.float64) / volume)
-        if self.uncertainty:
-            self._store_uncertainty(res, periodic_3d)
+        members = bool(wanted & MEMBER_PROPERTIES)
+        if members and self.uncertainty != "full":
+            raise PropertyNotImplementedError(f"{', '.join(sorted(wanted & MEMBER_PROPERTIES))} need(s) "
+                                              "uncertainty='full' (this calculator has uncertainty='energy')")
+        wants_flux = self.track_heat_flux or "heat_flux" in wanted
+        if wants_flux and not (getattr(self.potential, "strictly_local", False)
+                               or getattr(self.potential, "interaction_range", None)):
+            raise PropertyNotImplementedError("heat flux needs a strictly local potential (strictly_local = True) "
+                                              "or one that declares its interaction_range")
+        if system_changes or self._kept is None or (members and self._kept[1].forces_ensemble is None):
+            self._evaluate(atoms, members, periodic_3d)
+        batch, res = self._kept
+        if wanted & {"stress", "stresses"} and not ("stress" in self.results and "stresses" in self.results):
+            sums = pair_gradient_sums(batch, res.pair_gradients, stress=True, virials=True)
+            self.results["stress"] = full_3x3_to_voigt_6_stress(_numpy(sums.stress[0]))
+            self.results["stresses"] = full_3x3_to_voigt_6_stress(-_numpy(sums.virials) / atoms.get_volume())
         if wants_flux:
+            if res.flux_virials is None and getattr(self.potential, "strictly_local", False):
+                res.flux_virials = pair_gradient_sums(batch, res.pair_gradients, flux_virials=True).flux_virials
+            elif res.flux_virials is None:  # message passing: through the unfolded system
+                res.flux_virials = unfolded_flux_virials(self.potential, batch)
             self.results["heat_flux"] = self.heat_flux(atoms)
+
+    def _evaluate(self, atoms: Atoms, members: bool, periodic_3d: bool) -> None:
+        """One model evaluation: energies, forces, the energy uncertainties and, with
+        ``members``, the members' forces and stress; kept with its pair gradients."""
+        batch = self.batch(atoms)
+        uncertainty = ("full" if members else "energy") if self.uncertainty else False
+        res = evaluate(self.potential, batch, forces=True, energies=True, pair_gradients=True,
+                       stress=members and periodic_3d, uncertainty=uncertainty, flux_virials=self.track_heat_flux)
+        self._kept = (batch, res)
+        energy = float(res.energy[0])
+        self.results = {"energy": energy, "free_energy": energy, "forces": _numpy(res.forces),
+                        "energies": _numpy(res.energies)}
+        if self.uncertainty:
+            self.results["energy_uncertainty"] = float(res.energy_uncertainty[0])
+            self.results["energies_uncertainty"] = _numpy(res.energies_uncertainty)
+            self.results["energy_ensemble"] = _numpy(res.energy_ensemble[0])
+        if members:
+            self.results["forces_uncertainty"] = _numpy(res.forces_uncertainty)
+            self.results["forces_ensemble"] = _numpy(res.forces_ensemble)
+            if periodic_3d:
+                self.results["stress"] = full_3x3_to_voigt_6_stress(_numpy(res.stress[0]))
+                self.results["stress_uncertainty"] = full_3x3_to_voigt_6_stress(_numpy(res.stress_uncertainty[0]))
 
     def heat_flux(self, atoms: Atoms) -> np.ndarray:
         """Heat flux J (eV·Å/fs, [3], not divided by volume) with the atoms' *current* velocities.
 
-        Reuses the last evaluation when positions are unchanged and it kept the
-        flux data (``track_heat_flux``): J is linear in the velocities, so an
-        MD observer can call it after the velocity update at no extra cost.
+        Reuses the last evaluation when positions are unchanged: J is linear in
+        the velocities, so an MD observer can call it after the velocity update
+        at no extra cost (with ``track_heat_flux`` the receiver virials are
+        formed during the force call itself).
         """
-        if self.calculation_required(atoms, ["energy"]) or self._flux_state is None:
+        if self.calculation_required(atoms, ["energy"]) or self._kept is None or self._kept[1].flux_virials is None:
             self.calculate(atoms, ["energy", "heat_flux"])
-        batch, energies, flux_virials = self._flux_state
+        batch, res = self._kept
+        flux_virials = res.flux_virials
         v = torch.tensor(atoms.get_velocities() * units.fs, dtype=flux_virials.dtype, device=flux_virials.device)
         m = torch.tensor(atoms.get_masses(), dtype=flux_virials.dtype, device=flux_virials.device)
-        total, _ = heat_flux(energies, flux_virials, v, m, batch)
+        total, _ = heat_flux(res.energies, flux_virials, v, m, batch)
         return total[0].cpu().numpy().astype(np.float64)
 
-    def _store_uncertainty(self, res, periodic_3d: bool) -> None:
-        def array(t):
-            return t.cpu().numpy().astype(np.float64)
 
-        self.results["energy_uncertainty"] = float(res.energy_uncertainty[0])
-        self.results["energies_uncertainty"] = array(res.energies_uncertainty)
-        self.results["energy_ensemble"] = array(res.energy_ensemble[0])
-        if res.forces_uncertainty is not None:
-            self.results["forces_uncertainty"] = array(res.forces_uncertainty)
-            self.results["forces_ensemble"] = array(res.forces_ensemble)
-        if periodic_3d and res.stress_uncertainty is not None:
-            self.results["stress_uncertainty"] = full_3x3_to_voigt_6_stress(array(res.stress_uncertainty[0]))
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.float64)

@@ -107,27 +107,34 @@ def member_name(calculator: Calculator) -> str:
 
 
 def make_calculator(models: str | Path | Sequence[str | Path], uncertainty: str | bool = "full",
-                    trust: bool = False) -> Calculator:
+                    trust: bool = False, dtype: str | None = None) -> Calculator:
     """One ASE calculator for one or several models (files, shipped names or specs).
 
     One model gives an :class:`AtomfluxCalculator` (or, for calculator-level
-    specs such as ``"chgnet:0.3.0"``, that package's own calculator); several
+    specs such as ``"chgnet:0.3.0"``, that package's own calculator; with an
+    averaging suffix ``"MODEL@lebedev:3"``, a :class:`~atomflux.symmetry.RotationalAverage`); several
     give a :class:`Committee` of them.  ``uncertainty`` is passed to single
     atomflux models; committee members are evaluated without their own.
+    ``dtype`` (``None``: each model's own) is passed to the atomflux calculators.
     """
     specs = [models] if isinstance(models, (str, Path)) else list(models)
     if not specs:
         raise ValueError("no model given")
     if len(specs) == 1:
-        return _single(specs[0], uncertainty, trust)
-    return Committee([_single(spec, False, trust) for spec in specs], names=[str(s) for s in specs])
+        return _single(specs[0], uncertainty, trust, dtype)
+    return Committee([_single(spec, False, trust, dtype) for spec in specs], names=[str(s) for s in specs])
 
 
-def _single(spec: str | Path, uncertainty: str | bool, trust: bool) -> Calculator:
+def _single(spec: str | Path, uncertainty: str | bool, trust: bool, dtype: str | None = None) -> Calculator:
     from ..foreign import CALCULATOR_LEVEL, is_spec, load_spec, split_spec
+    from ..symmetry import split_average
 
+    if split_average(spec)[1] is not None:  # "MODEL@GRID:ORDER": rotational average, with *_rot_std results
+        from ..symmetry.average import average_calculator
+
+        return average_calculator(spec, uncertainty, trust, dtype)
     if is_spec(spec) and split_spec(str(spec))[0] in CALCULATOR_LEVEL:
         return load_spec(str(spec), trust)
-    calc = AtomfluxCalculator(spec, uncertainty=uncertainty, trust=trust)
+    calc = AtomfluxCalculator(spec, uncertainty=uncertainty, trust=trust, dtype=dtype)
     calc.spec = str(spec)
     return calc

@@ -6,19 +6,28 @@ import argparse
 import json
 from pathlib import Path
 
+from .arguments import non_negative, positive
+
 
 def _cmd_hamiltonian(args: argparse.Namespace) -> None:
     from ..hamiltonian import data as hdata
 
     if args.action == "data":
+        if Path(args.output).is_dir():
+            raise ValueError(f"-o {args.output} is a folder; give a file name, e.g. -o {Path(args.output) / 'data.json'}")
+        args.on_interrupt = lambda: (f"{hdata.saved_count(args.output)}; the same command computes the rest")
         frames = hdata.generate(args.molecules, args.per_molecule, seed=args.seed,
                                 reference={"method": args.method, "basis": args.basis}, n_virtual=args.virtual,
-                                cache=args.output)
+                                cache=args.output, restart=args.restart)
         print(f"{len(frames)} geometries of {', '.join(args.molecules)} ({args.method}/{args.basis} levels, "
               f"STO-3G baseline) written to {args.output}")
     elif args.action == "train":
         from ..hamiltonian.train import alignment_text, level_errors, train_hamiltonian
         from ..io import save_model
+
+        if Path(args.output).is_dir():
+            raise ValueError(f"-o {args.output} is a folder; give a model file name, e.g. "
+                             f"-o {Path(args.output) / 'hamiltonian.pt'}")
 
         frames = hdata.read_frames(args.data)
         validation = hdata.read_frames(args.validation) if args.validation else []
@@ -79,17 +88,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = hsub.add_parser("data", help="large-basis MO energies + STO-3G baseline for distorted molecules (pyscf)")
     q.add_argument("--molecules", nargs="+", default=["H2O", "NH3", "CH4", "C2H4", "CH3OH"],
                    help="ASE g2 names of closed-shell molecules")
-    q.add_argument("--per-molecule", type=int, default=40, help="distorted geometries per molecule")
+    q.add_argument("--per-molecule", type=positive(int), default=40, help="distorted geometries per molecule")
     q.add_argument("--seed", type=int, default=0, help="random seed")
     q.add_argument("--method", default="RHF", help="RHF or a DFT functional pyscf knows (e.g. PBE0)")
     q.add_argument("--basis", default="cc-pvdz", help="reference basis (pyscf name)")
-    q.add_argument("--virtual", type=int, default=1, help="virtual levels to fit besides the occupied ones")
-    q.add_argument("-o", "--output", default="hamiltonian-data.json", help="data file to write (JSON)")
+    q.add_argument("--virtual", type=non_negative(int), default=1, help="virtual levels to fit besides the occupied ones")
+    q.add_argument("-o", "--output", default="hamiltonian-data.json",
+                   help="data file to write (JSON; an interrupted run resumes into it)")
+    q.add_argument("--restart", action="store_true",
+                   help="-o holds data of another request: move it aside (never deleted) and start over")
     q = hsub.add_parser("train", help="train a Hamiltonian model on a data file")
     q.add_argument("data", help="data file from `atomflux hamiltonian data`")
     q.add_argument("--validation", help="held-out data file (model selection and the reported errors)")
-    q.add_argument("--epochs", type=int, default=1500, help="training epochs")
-    q.add_argument("--lr", type=float, default=1e-2, help="learning rate")
+    q.add_argument("--epochs", type=positive(int), default=1500, help="training epochs")
+    q.add_argument("--lr", type=positive(float), default=1e-2, help="learning rate")
     q.add_argument("--seed", type=int, default=0, help="random seed")
     q.add_argument("-o", "--output", default="hamiltonian.pt", help="model file to write")
     q = hsub.add_parser("eval", help="errors on a data file, level parity plot and level diagram")

@@ -13,12 +13,6 @@ atomflux ipi run input.xml --model MODEL [-o FOLDER]
 """
 
 
-def _dtype(args: argparse.Namespace):
-    import torch
-
-    return {"float64": torch.float64, "float32": torch.float32}[args.dtype]
-
-
 def _uncertainty(args: argparse.Namespace) -> str | bool:
     return False if args.uncertainty == "none" else args.uncertainty
 
@@ -36,7 +30,8 @@ def _cmd_driver(args: argparse.Namespace) -> None:
     try:
         summary = run_driver(args.model, args.structure, address=args.address, port=args.port,
                              socket_prefix=args.socket_prefix, uncertainty=_uncertainty(args), pbc=_pbc(args),
-                             connect_timeout=args.connect_timeout, dtype=_dtype(args), device=args.device)
+                             connect_timeout=args.connect_timeout, dtype=args.dtype, device=args.device,
+                             trust=args.trust_model)
     except KeyboardInterrupt:
         print("atomflux ipi: interrupted; the driver disconnected (i-PI waits for another driver)", file=sys.stderr)
         raise SystemExit(130) from None
@@ -48,8 +43,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     try:
         run = run_ipi(args.input, args.model, args.structure, output=args.output, forcefield=args.forcefield,
-                      uncertainty=_uncertainty(args), pbc=_pbc(args), dtype=_dtype(args), device=args.device,
-                      restart=args.restart)
+                      uncertainty=_uncertainty(args), pbc=_pbc(args), dtype=args.dtype, device=args.device,
+                      trust=args.trust_model, restart=args.restart)
     except KeyboardInterrupt:
         print("atomflux ipi run: interrupted; i-PI was stopped and wrote its RESTART: run the same command "
               "again to continue", file=sys.stderr)
@@ -62,7 +57,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="demo", help="model file, shipped name, or any model spec")
+    from .model_options import DEFAULT_MODEL, MODEL_HELP, add_trust_option
+
+    p.add_argument("--model", default=DEFAULT_MODEL, help=MODEL_HELP)
+    add_trust_option(p)
     p.add_argument("--uncertainty", choices=["full", "energy", "none"], default="full",
                    help="for models with uncertainty: 'full' sends the committee (member energies, forces, "
                         "virials) and σ in the extras for <ffcommittee parse_json>; 'energy' member energies "
@@ -70,7 +68,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pbc", type=int, nargs=3, choices=[0, 1], metavar=("A", "B", "C"),
                    help="periodicity along the cell vectors (1/0), overriding the structure's; default: the "
                         "structure's if it has any, else periodic when i-PI's cell has a volume")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="model precision")
+    p.add_argument("--dtype", choices=["float64", "float32"],
+                   help="model precision; default: the model's own (float64 for atomflux models)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
 
 

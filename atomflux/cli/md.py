@@ -1,4 +1,13 @@
-"""Molecular dynamics: ``atomflux md`` (and ``--transport`` heat-flux runs)."""
+"""Molecular dynamics: ``atomflux md`` (and ``--transport`` heat-flux runs).
+
+Plain runs write files (``--trajectory``, ``--log``, with ``--max-uncertainty``
+also ``<trajectory>.uncertainty.log`` and ``<trajectory>.extrapolation.extxyz``)
+and their record ``<trajectory>.json`` (settings, model fingerprint, version,
+summary).  Files of another run are never overwritten: the command stops and
+names the differences; ``--restart`` moves the old files aside.  The same
+command again returns the finished run's summary.  Plain runs have no
+checkpoints; ``--transport`` runs write a folder (``-o``) and resume.
+"""
 
 from __future__ import annotations
 
@@ -6,76 +15,164 @@ import argparse
 import json
 from pathlib import Path
 
+from .arguments import DefaultsRawDescriptionFormatter, non_negative, positive
 from .model_options import DEFAULT_MODEL, add_model_options
+
+DESCRIPTION = """\
+Plain runs write --trajectory and --log (with --max-uncertainty also
+<trajectory>.uncertainty.log and <trajectory>.extrapolation.extxyz) and the record
+<trajectory>.json (settings, model fingerprint, version, summary). They have no
+checkpoints: interrupted, the same command runs again from the start.
+
+--transport runs write a folder (-o: run.json, flux.npz, production.traj,
+checkpoints); interrupted, the same command resumes from the last checkpoint, and
+more --steps extend a finished run. --replicas R runs R independent copies (seeds
+--seed, --seed + 1, ...) together, one batched model evaluation per step: flux.npz
+holds heat_flux [steps, R, 3], production.traj replica 0.
+
+Outputs of another run (other structure, model or settings) are never overwritten
+or mixed: the command stops and lists the differences; --restart moves the old
+outputs aside (never deleted). The same command on a finished run reports it.
+"""
 
 
 def _cmd_md(args: argparse.Namespace) -> None:
-    import ase.io
+    from ..md import check_md_settings
+    from ..structure_files import read_structure
 
-    from ..calculators import make_calculator
-    from ..md import run_md
-
-    atoms = ase.io.read(args.structure)
+    thermostat = args.transport or args.ensemble == "langevin"
+    if args.replicas != 1 and not args.transport:
+        raise ValueError("--replicas applies to --transport runs only; add --transport (or drop --replicas)")
+    check_md_settings(temperature=args.temperature, thermostat=thermostat)
+    atoms = read_structure(args.structure)
     if args.repeat:
         atoms = atoms * tuple(args.repeat)
     models = args.model or [DEFAULT_MODEL]
     if args.transport:
         _transport_md(atoms, models, args)
+    else:
+        _plain_md(atoms, models, args)
+
+
+def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
+    from ..calculators import make_calculator
+    from ..md import run_md
+    from ..records import finish_run, fingerprint, model_record, open_run_files
+
+    calc = make_calculator(models, uncertainty="energy", trust=args.trust_model, dtype=_precision(models, args))
+    atoms.calc = calc
+    atoms.get_potential_energy()  # unknown elements, overlapping atoms ...: refused before any file is written
+    if args.max_uncertainty is not None and not getattr(calc, "uncertainty", False):
+        raise ValueError(f"--max-uncertainty needs a model with uncertainty; {models[0]} has none "
+                         "(give several --model options for a committee, or add LLPR: atomflux llpr)")
+    trajectory, log = Path(args.trajectory), Path(args.log)
+    record = trajectory.with_suffix(".json")
+    guard_files = (trajectory.with_suffix(".uncertainty.log"), trajectory.with_suffix(".extrapolation.extxyz"))
+    outputs = [trajectory, log] + (list(guard_files) if args.max_uncertainty is not None else [])
+    if len({p.resolve() for p in outputs + [record]}) < len(outputs) + 1:
+        raise ValueError(f"--trajectory {trajectory} and --log {log} name the same file; give two names")
+    parameters = {"structure": fingerprint(atoms), "formula": atoms.get_chemical_formula(),
+                  "temperature_K": args.temperature, "steps": args.steps, "timestep_fs": args.timestep,
+                  "ensemble": args.ensemble, "seed": args.seed, "interval": args.interval,
+                  "max_uncertainty": args.max_uncertainty, "on_extrapolation": args.on_extrapolation}
+    old = open_run_files(record, outputs, "md", parameters, model_record(" ".join(map(str, models)), calc),
+                         restart=args.restart)
+    if old is not None and old.get("finished"):
+        print(f"{trajectory} already holds this run (same structure, model and settings; finished "
+              f"{old['finished']}); pass --restart to run it again. Its summary:")
+        print(json.dumps(old.get("summary", {}), indent=2))
         return
-    calc = make_calculator(models, uncertainty="energy", trust=args.trust_model)
+    if old is not None:
+        print(f"{trajectory} holds this run, interrupted; plain MD has no checkpoints: running it again from step 0")
+        guard_files[1].unlink(missing_ok=True)  # appended to by the guard; the rerun writes the same frames again
+    args.on_interrupt = lambda: (f"{trajectory} and {log} hold the steps done so far; plain MD cannot resume: the "
+                                 "same command runs it again from the start (use --transport for resumable runs)")
     observers = ()
     if args.max_uncertainty is not None:
         from ..uncertainty import UncertaintyGuard
 
-        if not getattr(calc, "uncertainty", False):
-            raise ValueError(f"--max-uncertainty needs a model with uncertainty; {models[0]} has none "
-                             "(give several --model options for a committee, or add LLPR: atomflux llpr)")
         observers = (UncertaintyGuard(atoms, args.max_uncertainty, action=args.on_extrapolation,
-                                      logfile=Path(args.log).with_suffix(".uncertainty.log"),
-                                      save=Path(args.trajectory).with_suffix(".extrapolation.extxyz")),)
-    summary = run_md(atoms, calc, temperature=args.temperature, steps=args.steps, timestep=args.timestep,
-                     ensemble=args.ensemble, trajectory=args.trajectory, logfile=args.log, interval=args.interval,
-                     seed=args.seed, observers=observers)
+                                      logfile=guard_files[0], save=guard_files[1]),)
+    try:
+        summary = run_md(atoms, calc, temperature=args.temperature, steps=args.steps, timestep=args.timestep,
+                         ensemble=args.ensemble, trajectory=trajectory, logfile=log, interval=args.interval,
+                         seed=args.seed, observers=observers)
+    finally:
+        for guard in observers:
+            guard.close()
+    for guard in observers:
+        summary["checks_above_max_uncertainty"] = guard.n_exceeded
+    finish_run(record, summary)
+    summary["outputs"] = {"trajectory": str(trajectory), "log": str(log), "record": str(record)}
     print(json.dumps(summary, indent=2))
+
+
+def _precision(models: list[str], args: argparse.Namespace) -> str | None:
+    """Model arithmetic of --precision (see :func:`atomflux.io.md_dtype`)."""
+    from ..io import md_dtype
+
+    return md_dtype(args.precision, models)
 
 
 def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     from ..calculators import AtomfluxCalculator
-    from ..md import run_transport_md
+    from ..md import run_transport_md, transport_status
 
     if len(models) != 1:
         raise ValueError("--transport records the heat flux of one model: give a single --model")
-    path = run_transport_md(atoms, AtomfluxCalculator(models[0], uncertainty=False, trust=args.trust_model),
-                            args.output,
-                            temperature=args.temperature, equilibration_steps=args.equilibration,
-                            production_steps=args.steps, timestep=args.timestep, stride=args.stride,
-                            checkpoint_interval=args.checkpoint, seed=args.seed)
-    print(f"heat flux written to {path}; trajectory {Path(args.output) / 'production.traj'}")
+    if args.max_uncertainty is not None:
+        raise ValueError("--max-uncertainty applies to plain MD only; transport runs use the model without "
+                         "uncertainty (check the structures with `atomflux calibrate` or a plain run first)")
+    calc = AtomfluxCalculator(models[0], uncertainty=False, trust=args.trust_model, dtype=_precision(models, args))
+    args.on_interrupt = lambda: (f"{transport_status(args.output)}; run the same command again to resume "
+                                 "(it continues from the last checkpoint)")
+    path = run_transport_md(atoms, calc, args.output, temperature=args.temperature,
+                            equilibration_steps=args.equilibration, production_steps=args.steps,
+                            timestep=args.timestep, stride=args.stride, checkpoint_interval=args.checkpoint,
+                            seed=args.seed, restart=args.restart, model_spec=models[0], replicas=args.replicas)
+    print(f"heat flux written to {path}; trajectory {Path(args.output) / 'production.traj'}; "
+          f"record {Path(args.output) / 'run.json'}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("md", help="ASE molecular dynamics with a model (--transport: heat-flux production run)")
-    p.add_argument("structure", help="any ASE-readable structure file")
+    p = sub.add_parser("md", help="ASE molecular dynamics with a model (--transport: heat-flux production run)",
+                       description=DESCRIPTION, formatter_class=DefaultsRawDescriptionFormatter)
+    p.add_argument("structure", help="any ASE-readable structure file (the last frame of a trajectory)")
     add_model_options(p, committee=True)
-    p.add_argument("--repeat", type=int, nargs=3, help="replicate the structure n1 n2 n3 times")
-    p.add_argument("--temperature", type=float, default=300.0, help="K")
-    p.add_argument("--steps", type=int, default=1000, help="MD steps (production steps with --transport)")
-    p.add_argument("--timestep", type=float, default=2.0, help="fs")
+    p.add_argument("--repeat", type=positive(int), nargs=3, help="replicate the structure n1 n2 n3 times")
+    p.add_argument("--temperature", type=non_negative(float), default=300.0,
+                   help="K: initial temperature and thermostat target (> 0 with a thermostat)")
+    p.add_argument("--steps", type=positive(int), default=1000, help="MD steps (production steps with --transport)")
+    p.add_argument("--timestep", type=positive(float), default=2.0, help="fs")
     p.add_argument("--ensemble", choices=["nve", "langevin"], default="langevin",
                    help="NVE (velocity Verlet) or NVT (Langevin)")
-    p.add_argument("--trajectory", default="md.traj", help="ASE trajectory file")
-    p.add_argument("--log", default="md.log", help="MD log file")
-    p.add_argument("--interval", type=int, default=10, help="write trajectory and log every N steps")
+    p.add_argument("--trajectory", default="md.traj", help="ASE trajectory file (plain runs)")
+    p.add_argument("--log", default="md.log", help="MD log file (plain runs)")
+    p.add_argument("--interval", type=positive(int), default=10, help="write trajectory and log every N steps")
     p.add_argument("--seed", type=int, default=0, help="random seed (velocities, thermostat)")
-    p.add_argument("--max-uncertainty", type=float,
+    p.add_argument("--precision", choices=["auto", "float32", "float64", "native"], default="auto",
+                   help="model arithmetic (energies, forces and stress are summed in float64 either way): auto = "
+                        "float32 for atomflux models (~1.6x faster; deviation from float64 10^4x below the demo "
+                        "models' own error, same NVE drift: docs/benchmarks.md), the model's own for third-party "
+                        "specs; native = the model's own")
+    p.add_argument("--max-uncertainty", type=positive(float),
                    help="eV/atom: energy uncertainty above which the run stops (or warns) and saves the frame")
     p.add_argument("--on-extrapolation", choices=["stop", "warn"], default="stop",
-                   help="what to do when --max-uncertainty is exceeded")
+                   help="what to do when --max-uncertainty is exceeded (warn: rate-limited warnings)")
+    p.add_argument("--restart", action="store_true",
+                   help="outputs of another run are in the way: move them aside (never deleted) and start over")
     transport = p.add_argument_group("transport runs (--transport): NVT equilibration, then NVE recording the heat flux")
     transport.add_argument("--transport", action="store_true",
                            help="NVT equilibration, then NVE production recording the heat flux")
-    transport.add_argument("--equilibration", type=int, default=2000, help="NVT steps")
-    transport.add_argument("--stride", type=int, default=10, help="trajectory frame every N production steps")
-    transport.add_argument("--checkpoint", type=int, default=1000, help="checkpoint every N steps (rerun to resume)")
-    transport.add_argument("-o", "--output", default="transport-run", help="output folder")
+    transport.add_argument("--equilibration", type=non_negative(int), default=2000, help="NVT steps")
+    transport.add_argument("--stride", type=positive(int), default=10, help="trajectory frame every N production steps")
+    transport.add_argument("--checkpoint", type=positive(int), default=1000,
+                           help="checkpoint every N steps (rerun the same command to resume)")
+    transport.add_argument("--replicas", type=positive(int), default=1,
+                           help="independent replicas (replica r with seed --seed + r) advanced together, one batched "
+                                "model evaluation per step; flux.npz then holds [steps, replicas, 3] heat fluxes and "
+                                "production.traj replica 0")
+    transport.add_argument("-o", "--output", default="transport-run",
+                           help="output folder (run.json, flux.npz, production.traj, checkpoints)")
     p.set_defaults(func=_cmd_md)
+

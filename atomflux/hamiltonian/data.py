@@ -10,14 +10,19 @@ structures and randomly oriented) two closed-shell calculations are run:
   beat, and whose Fock diagonal initialises the model's on-site energies.
 
 Results are cached as JSON (geometries, energies in eV), so a dataset is
-computed once and reused offline.  pyscf is needed only here, not to use a
-trained model.
+computed once and reused offline.  The file records what produced it (the
+request, atomflux version) and is written as the work goes on: an
+interrupted generation resumes with the geometries still missing; a file of
+another request is never overwritten (``restart=True`` moves it aside).
+pyscf is needed only here, not to use a trained model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -113,8 +118,52 @@ def run_scf(atoms: Atoms, method: str, basis: str):
     mf.conv_tol = 1e-10
     mf.kernel()
     if not mf.converged:
-        raise RuntimeError(f"{method}/{basis} SCF did not converge for {atoms.get_chemical_formula()}")
+        raise ValueError(f"{method}/{basis} SCF did not converge for {atoms.get_chemical_formula()}; try another "
+                         "method, basis or seed")
     return mf
+
+
+def check_request(molecules: Sequence[str], per_molecule: int, reference: dict, n_virtual: int) -> None:
+    """Raise ``ValueError`` for a request pyscf would fail on (before any calculation starts).
+
+    Checks: at least one geometry per molecule, ``n_virtual`` ≥ 0, molecule
+    names that ASE knows, closed shells (an even number of electrons), a basis
+    pyscf knows for every element, and a method (RHF or a functional) it knows.
+    """
+    from pyscf import gto
+    from pyscf.dft import libxc
+
+    if not molecules:
+        raise ValueError("no molecules given")
+    if int(per_molecule) != per_molecule or per_molecule < 1:
+        raise ValueError(f"per_molecule (--per-molecule) must be a whole number ≥ 1, got {per_molecule}")
+    if int(n_virtual) != n_virtual or n_virtual < 0:
+        raise ValueError(f"n_virtual (--virtual) must be a whole number ≥ 0, got {n_virtual}")
+    elements = set()
+    for name in molecules:
+        try:
+            atoms = molecule(name)
+        except KeyError:
+            raise ValueError(f"unknown molecule {name!r}: use names of ASE's g2 set (ase.collections.g2), "
+                             "e.g. H2O, NH3, CH4, C2H4, CH3OH") from None
+        if sum(atoms.numbers) % 2:
+            raise ValueError(f"{name} has an odd number of electrons: the Hamiltonian head needs closed-shell "
+                             "molecules")
+        elements |= set(atoms.get_chemical_symbols())
+    for symbol in sorted(elements):
+        try:
+            with warnings.catch_warnings():  # pyscf's advice to install basis-set-exchange
+                warnings.simplefilter("ignore")
+                gto.basis.load(reference["basis"], symbol)
+        except Exception:  # pyscf raises BasisNotFoundError, KeyError ... depending on the name
+            raise ValueError(f"pyscf has no basis {reference['basis']!r} for {symbol}; use a pyscf basis name "
+                             "such as cc-pvdz, def2-svp, 6-31g*") from None
+    if reference["method"].upper() != "RHF":
+        try:
+            libxc.parse_xc(reference["method"])
+        except (KeyError, ValueError):
+            raise ValueError(f"unknown method {reference['method']!r}: use RHF or a functional pyscf knows "
+                             "(PBE, PBE0, B3LYP ...)") from None
 
 
 def compute_frame(name: str, atoms: Atoms, reference: dict, n_virtual: int) -> OrbitalFrame:
@@ -128,7 +177,8 @@ def compute_frame(name: str, atoms: Atoms, reference: dict, n_virtual: int) -> O
 
 
 def generate(molecules: Sequence[str], per_molecule: int, seed: int = 0, reference: dict | None = None,
-             n_virtual: int = 1, cache: str | Path | None = None, progress: bool = True) -> list[OrbitalFrame]:
+             n_virtual: int = 1, cache: str | Path | None = None, progress: bool = True,
+             restart: bool = False, save_seconds: float = 10.0) -> list[OrbitalFrame]:
     """Frames for ``per_molecule`` distorted geometries of each molecule, cached.
 
     Parameters
@@ -144,37 +194,113 @@ def generate(molecules: Sequence[str], per_molecule: int, seed: int = 0, referen
     n_virtual
         Virtual levels kept as targets besides the occupied ones.
     cache
-        JSON file; reused when it exists and matches the arguments.
+        JSON file, written every ``save_seconds`` while the work goes on; when
+        it exists for the same request, its frames are reused (a partial file
+        is completed).
+    restart
+        A ``cache`` of another request is moved aside rather than refused.
+
+    Raises
+    ------
+    ValueError
+        An impossible request (see :func:`check_request`).
+    RunMismatch
+        ``cache`` holds the data of another request, or is not a data file.
     """
-    from tqdm import tqdm
+    from ..progress import progress as progress_reporter
+    from ..records import RunMismatch, deferred_interrupts, differences, move_aside, run_record, write_atomically
 
     reference = dict(reference or DEFAULT_REFERENCE)
+    check_request(molecules, per_molecule, reference, n_virtual)
     key = {"molecules": list(molecules), "per_molecule": per_molecule, "seed": seed, "reference": reference,
            "n_virtual": n_virtual}
-    if cache is not None and Path(cache).exists():
-        stored = json.loads(Path(cache).read_text())
-        if stored.get("key") == key:
-            return [OrbitalFrame.from_dict(d) for d in stored["frames"]]
+    frames: list[OrbitalFrame] = []
+    if cache is not None and Path(cache).exists() and restart:
+        print(f"previous data file moved to {move_aside(cache)}")
+    elif cache is not None and Path(cache).exists():
+        try:
+            stored = json.loads(Path(cache).read_text())
+            stored_key = stored["key"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IsADirectoryError):
+            raise RunMismatch(f"{cache} exists and is not a data file of `atomflux hamiltonian data`; write to "
+                              "another file (-o), or pass --restart to move it aside") from None
+        lines = differences(stored_key, key)
+        if lines:
+            raise RunMismatch(f"{cache} holds the data of another request ({'; '.join(lines)}); write to another "
+                              "file (-o), or pass --restart to move it aside (it is not deleted)")
+        frames = [OrbitalFrame.from_dict(d) for d in stored["frames"]]
+        if stored.get("complete", True):
+            return frames
     jobs = []
     for k, name in enumerate(molecules):
         sub_seed = int(hashlib.sha256(f"{name}-{seed}".encode()).hexdigest()[:8], 16) + k
         jobs += [(name, a) for a in distorted_geometries(name, per_molecule, sub_seed)]
-    frames = [compute_frame(name, atoms, reference, n_virtual)
-              for name, atoms in tqdm(jobs, desc=f"{reference['method']}/{reference['basis']}", unit="molecule",
-                                      disable=not progress)]
-    if cache is not None:
+    for frame, (name, atoms) in zip(frames, jobs):  # a partial file must be the start of this very request
+        if frame.name != name or not np.allclose(frame.atoms.positions, atoms.positions, atol=1e-8):
+            raise RunMismatch(f"{cache} does not match its own request (geometry of {name}); pass --restart")
+    provenance = run_record("hamiltonian data", key)
+
+    def save() -> None:
+        if cache is None:
+            return
+        text = json.dumps({"key": key, "reference": reference, "complete": len(frames) == len(jobs),
+                           "provenance": provenance, "frames": [f.to_dict() for f in frames]})
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        Path(cache).write_text(json.dumps({"key": key, "reference": reference,
-                                           "frames": [f.to_dict() for f in frames]}))
+        with deferred_interrupts():
+            write_atomically(cache, lambda tmp: tmp.write_text(text))
+
+    last_save = time.monotonic()
+    with progress_reporter(len(jobs), f"{reference['method']}/{reference['basis']}", unit="molecule",
+                           initial=len(frames), enabled=progress) as bar:
+        try:
+            for name, atoms in jobs[len(frames):]:
+                frames.append(compute_frame(name, atoms, reference, n_virtual))
+                bar.update(1)
+                if time.monotonic() - last_save >= save_seconds:
+                    save()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            save()
+            raise
+    save()
     return frames
+
+
+def saved_count(path: str | Path) -> str:
+    """How many geometries a (partial) data file holds, for messages after an interruption."""
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"nothing saved in {path} yet"
+    total = len(stored["key"]["molecules"]) * stored["key"]["per_molecule"]
+    return f"{len(stored['frames'])} of {total} geometries saved in {path}"
+
+
+def _read_data_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no data file {str(path)!r}" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        stored = None
+    if not isinstance(stored, dict) or not {"frames", "key", "reference"} <= set(stored):
+        raise ValueError(f"{path} is not a data file of `atomflux hamiltonian data` (JSON with orbital energies); "
+                         "make one with `atomflux hamiltonian data -o FILE`")
+    if not stored.get("complete", True):
+        raise ValueError(f"{path} is incomplete ({saved_count(path)}); finish it by running the same "
+                         "`atomflux hamiltonian data` command again")
+    if not stored["frames"]:
+        raise ValueError(f"{path} holds no geometries")
+    return stored
 
 
 def read_frames(path: str | Path) -> list[OrbitalFrame]:
     """Frames from a JSON file written by :func:`generate`."""
-    return [OrbitalFrame.from_dict(d) for d in json.loads(Path(path).read_text())["frames"]]
+    return [OrbitalFrame.from_dict(d) for d in _read_data_file(path)["frames"]]
 
 
 def reference_of(path: str | Path) -> dict:
     """The reference level (method, basis, virtual levels) of a data file."""
-    stored = json.loads(Path(path).read_text())
+    stored = _read_data_file(path)
     return {**stored["reference"], "n_virtual": stored["key"]["n_virtual"]}

@@ -21,6 +21,7 @@ from ase import Atoms
 
 from ..calculators.ase_calculator import resolve_potential
 from ..evaluate import evaluate
+from ..io import native_dtypes, parse_dtype
 from ..models import Potential
 from ..systems import MIN_DISTANCE, Batch
 from .committee import committee_extras
@@ -115,21 +116,27 @@ class IPIDriver:
         uncertainty.
     pbc
         Periodicity along the three cell vectors, overriding the rule above.
-    dtype, device
-        Torch dtype and device of the model.
+    dtype
+        ``None`` (default): the model's own dtype (float64 for atomflux
+        models, float32 for SevenNet); or ``"float32"``/``"float64"``.
+    device
+        Torch device of the model.
+    trust
+        Load a third-party checkpoint that is a pickle from outside its own
+        package (only for files you trust).
     min_distance
         Atoms closer than this (Å) stop the driver with ``ValueError``.
     """
 
     def __init__(self, model: str | Path | Potential, structure: str | Path | Atoms | Sequence[str], *,
                  uncertainty: str | bool = "full", pbc: Sequence[bool] | None = None,
-                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
-                 min_distance: float = MIN_DISTANCE) -> None:
+                 dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu",
+                 min_distance: float = MIN_DISTANCE, trust: bool = False) -> None:
         from ..uncertainty.propagation import n_members
 
         if uncertainty not in ("full", "energy", False):
             raise ValueError(f"uncertainty must be 'full', 'energy' or False, got {uncertainty!r}")
-        self.potential = resolve_potential(model, dtype, device).eval()
+        self.potential = resolve_potential(model, dtype, device, trust).eval()
         self.template, self.label = read_template(structure)
         self.potential.check_species(self.template.numbers)
         self.pbc = None if pbc is None else np.array([bool(p) for p in pbc])
@@ -138,7 +145,8 @@ class IPIDriver:
         if self.pbc is None and self.template.pbc.any():
             self.pbc = np.array(self.template.pbc, dtype=bool)
         self.uncertainty = uncertainty if n_members(self.potential) else False
-        self.dtype, self.device, self.min_distance = dtype, device, float(min_distance)
+        self.dtype = parse_dtype(dtype) or native_dtypes(self.potential)[0]
+        self.device, self.min_distance = device, float(min_distance)
         self.model_seconds = 0.0
 
     @property
@@ -206,13 +214,14 @@ def _unique_structures(cells: np.ndarray, positions: np.ndarray) -> tuple[list[i
 def run_driver(model: str | Path | Potential, structure: str | Path | Atoms | Sequence[str], *,
                address: str = "localhost", port: int | None = None, socket_prefix: str = DEFAULT_PREFIX,
                uncertainty: str | bool = "full", pbc: Sequence[bool] | None = None,
-               connect_timeout: float = 60.0, dtype: torch.dtype = torch.float64,
-               device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE) -> DriverSummary:
+               connect_timeout: float = 60.0, dtype: torch.dtype | str | None = None,
+               device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE,
+               trust: bool = False) -> DriverSummary:
     """Connect to a running i-PI and answer its force requests until it sends EXIT.
 
     Parameters
     ----------
-    model, structure, uncertainty, pbc, dtype, device, min_distance
+    model, structure, uncertainty, pbc, dtype, device, min_distance, trust
         See :class:`IPIDriver`.
     address
         The ``<address>`` of i-PI's ``<ffsocket>``: the UNIX socket name
@@ -236,7 +245,7 @@ def run_driver(model: str | Path | Potential, structure: str | Path | Atoms | Se
         Unknown element, atom-count mismatch, unreadable input, no server.
     """
     driver = IPIDriver(model, structure, uncertainty=uncertainty, pbc=pbc, dtype=dtype, device=device,
-                       min_distance=min_distance)
+                       min_distance=min_distance, trust=trust)
     sock = connect(address, port, socket_prefix, timeout=connect_timeout)
     try:
         return driver.serve(sock)

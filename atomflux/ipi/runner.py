@@ -193,9 +193,9 @@ def write_run_input(source: Path, target: Path, chosen: SocketSpec, address: str
 def run_ipi(input_xml: str | Path, model: str | Path | Potential = "demo", structure: str | Path | Atoms |
             Sequence[str] | None = None, *, output: str | Path | None = None, forcefield: str | None = None,
             uncertainty: str | bool = "full", pbc: Sequence[bool] | None = None,
-            dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
-            min_distance: float = MIN_DISTANCE, restart: bool = False, progress: bool = True,
-            start_timeout: float = 120.0) -> IPIRun:
+            dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu",
+            min_distance: float = MIN_DISTANCE, trust: bool = False, restart: bool = False,
+            progress: bool = True, start_timeout: float = 120.0) -> IPIRun:
     """Run i-PI on ``input_xml`` with an atomflux model as its driver; return when i-PI has finished.
 
     Parameters
@@ -213,7 +213,7 @@ def run_ipi(input_xml: str | Path, model: str | Path | Potential = "demo", struc
         structure and model resumes from i-PI's ``RESTART``.
     forcefield
         ``name`` of the ``<ffsocket>`` to drive when the input has several.
-    uncertainty, pbc, dtype, device, min_distance
+    uncertainty, pbc, dtype, device, min_distance, trust
         See :class:`~atomflux.ipi.driver.IPIDriver`.
     restart
         Move an existing run folder aside and start over.
@@ -234,11 +234,11 @@ def run_ipi(input_xml: str | Path, model: str | Path | Potential = "demo", struc
     chosen = pick_socket(spec, forcefield)
     template = starting_template(spec, structure)
     driver = IPIDriver(model, template, uncertainty=uncertainty, pbc=pbc, dtype=dtype, device=device,
-                       min_distance=min_distance)
+                       min_distance=min_distance, trust=trust)
     folder = Path(output) if output is not None else Path(f"ipi-{source.stem}")
     parameters = {"input": fingerprint(source.read_text()), "structure": fingerprint(template),
                   "forcefield": chosen.name, "uncertainty": driver.uncertainty,
-                  "pbc": None if driver.pbc is None else driver.pbc.tolist(), "dtype": str(dtype)}
+                  "pbc": None if driver.pbc is None else driver.pbc.tolist(), "dtype": str(driver.dtype)}
     spec_name = model if isinstance(model, (str, Path)) else None
     resumed = open_run(folder, "ipi run", parameters, model_record(spec_name, driver.potential),
                        info={"input_file": str(source.resolve()), "n_beads": spec.n_beads,

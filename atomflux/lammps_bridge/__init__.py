@@ -13,12 +13,18 @@ Input script::
 
     units metal
     ...
-    pair_style atomflux                 # [dtype float32] [device cuda] [threads N]
+    pair_style atomflux                 # [precision auto|float32|float64|native] [device cuda] [threads N]
     pair_coeff * * demo Cu Au           # model file or shipped name, one element per type
     compute unc all atomflux/uncertainty
     thermo_style custom step temp pe c_unc
     variable u equal c_unc
     fix stop all halt 10 v_u > 0.2 error continue
+
+``precision`` is ``atomflux md --precision``: ``auto`` (default) computes
+atomflux models in float32 and third-party model specs in their own dtype;
+pair vectors, energies and pair gradients pass in float64 and LAMMPS sums
+forces, energy and virials in float64 (``dtype float32|float64`` is the
+same as ``precision``).
 """
 
 from .pair_export import export_pair_python, export_table

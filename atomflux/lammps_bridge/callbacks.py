@@ -6,13 +6,20 @@ by :func:`register`.  Structures here mirror ``AtomfluxSetup`` and
 ``AtomfluxCompute`` in ``pair_atomflux.cpp``.  Errors never propagate as
 Python exceptions into C++: they are returned as messages that LAMMPS
 raises as its own errors.
+
+A force call costs little Python work: the plugin has already filtered the
+pairs to the model cutoff, computed their vectors (ghost atoms included, so
+no cell shifts), checked for overlapping atoms and replaced every ghost
+neighbour by a stand-in atom of its type; its buffers live across steps, and
+the tensors here are views of them (no copies).  The results go back as
+pointers into the result tensors, kept alive until the next call.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,32 +31,90 @@ from ..systems import MIN_DISTANCE, Batch
 from ..uncertainty.propagation import n_members
 
 MESSAGE_SIZE = 4096
+INT64_P = ctypes.POINTER(ctypes.c_int64)
+DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 
 
 class AtomfluxSetup(ctypes.Structure):
     _fields_ = [
         ("model", ctypes.c_char_p), ("elements", ctypes.c_char_p), ("options", ctypes.c_char_p),
         ("units", ctypes.c_char_p), ("ntypes", ctypes.c_int), ("rank", ctypes.c_int), ("nprocs", ctypes.c_int),
-        ("cutoff", ctypes.c_double), ("n_components", ctypes.c_int), ("handle", ctypes.c_longlong),
+        ("numbers_of_type", INT64_P), ("cutoff", ctypes.c_double), ("min_distance", ctypes.c_double),
+        ("pairwise", ctypes.c_int), ("n_components", ctypes.c_int), ("handle", ctypes.c_longlong),
         ("message", ctypes.c_char * MESSAGE_SIZE),
     ]
 
 
 class AtomfluxCompute(ctypes.Structure):
     _fields_ = [
-        ("handle", ctypes.c_longlong), ("nlocal", ctypes.c_int), ("nall", ctypes.c_int), ("npairs", ctypes.c_int),
-        ("want_uncertainty", ctypes.c_int),
-        ("x", ctypes.POINTER(ctypes.c_double)), ("type", ctypes.POINTER(ctypes.c_int)),
-        ("tag", ctypes.POINTER(ctypes.c_int)), ("pairs", ctypes.POINTER(ctypes.c_int)),
-        ("energy_atom", ctypes.POINTER(ctypes.c_double)), ("pair_gradient", ctypes.POINTER(ctypes.c_double)),
-        ("uncertainty_atom", ctypes.POINTER(ctypes.c_double)), ("components", ctypes.POINTER(ctypes.c_double)),
-        ("energy", ctypes.c_double), ("message", ctypes.c_char * MESSAGE_SIZE),
+        ("handle", ctypes.c_longlong), ("nlocal", ctypes.c_int), ("natoms", ctypes.c_int), ("npairs", ctypes.c_int),
+        ("want_uncertainty", ctypes.c_int), ("atom_capacity", ctypes.c_longlong),
+        ("pair_capacity", ctypes.c_longlong),
+        ("numbers", INT64_P), ("pairs", INT64_P), ("vectors", DOUBLE_P),
+        ("uncertainty_atom", DOUBLE_P), ("components", DOUBLE_P),
+        ("energy_atom", ctypes.c_void_p), ("pair_gradient", ctypes.c_void_p),
+        ("message", ctypes.c_char * MESSAGE_SIZE),
     ]
 
 
 SETUP_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(AtomfluxSetup))
 COMPUTE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(AtomfluxCompute))
 RELEASE_FN = ctypes.CFUNCTYPE(None, ctypes.c_longlong)
+
+
+@dataclass(frozen=True)
+class LammpsBatch(Batch):
+    """One LAMMPS rank's atoms as a :class:`~atomflux.systems.Batch`.
+
+    Atoms ``0 .. nlocal-1`` are the rank's local atoms; after them come one
+    stand-in atom per LAMMPS type, the second atom of every pair whose
+    neighbour is a ghost of that type.  A strictly local potential needs only
+    the pair vectors and the species at both ends, so this is exact, and the
+    model evaluates no ghost atoms.  (On steps that need per-atom energies of a
+    ``pairwise`` potential, each pair is instead its own atom, followed by the
+    stand-ins: its energy is half the pair term.)  Pair vectors come from LAMMPS
+    (ghost positions included: no cell shifts); positions are NaN, since
+    potentials see positions only through the pair vectors.
+    """
+
+    vectors: torch.Tensor | None = None
+
+    def pair_vectors(self, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The pair vectors LAMMPS computed, Å, Tensor [P, 3]."""
+        if positions is not None:
+            raise ValueError("a LammpsBatch has its pair vectors from LAMMPS; other positions cannot be applied")
+        return self.vectors
+
+    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> "LammpsBatch":
+        """Copy in ``dtype`` on ``device``; the NaN positions and zero shifts stay broadcast views."""
+        dtype = dtype or self.dtype
+        def broadcast(t: torch.Tensor) -> torch.Tensor:
+            return t[:1].to(device=device, dtype=dtype).expand_as(t)
+        return replace(self, positions=broadcast(self.positions), shifts=broadcast(self.shifts),
+                       cell=self.cell.to(device=device, dtype=dtype), numbers=self.numbers.to(device=device),
+                       pbc=self.pbc.to(device=device), system=self.system.to(device=device),
+                       pairs=self.pairs.to(device=device), vectors=self.vectors.to(device=device, dtype=dtype))
+
+
+def _as_tensor(pointer, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor viewing ``shape`` items of C++ memory (no copy)."""
+    return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=shape))
+
+
+class _View:
+    """A tensor view of one of the plugin's buffers with rows of ``width`` items,
+    rebuilt only when the buffer moves (when it grows)."""
+
+    def __init__(self, width: int) -> None:
+        self.width, self.key, self.tensor = width, None, None
+
+    def get(self, pointer, capacity: int, rows: int) -> torch.Tensor:
+        """The first ``rows`` rows of the buffer at ``pointer`` holding ``capacity`` rows."""
+        key = (ctypes.cast(pointer, ctypes.c_void_p).value, capacity)
+        if key != self.key:
+            self.tensor = _as_tensor(pointer, (capacity, self.width) if self.width > 1 else (capacity,))
+            self.key = key
+        return self.tensor[:rows]
 
 
 @dataclass
@@ -62,14 +127,18 @@ class BridgedModel:
         The atomflux potential.
     numbers_of_type : np.ndarray [ntypes + 1]
         Atomic number of each LAMMPS type (index 0 unused).
-    dtype, device
-        Where the model runs.
+    device
+        Where the model runs (in its own dtype; pair vectors, energies and
+        gradients stay float64, as LAMMPS gives and takes them).
     """
 
     potential: torch.nn.Module
     numbers_of_type: np.ndarray
-    dtype: torch.dtype
     device: torch.device
+    _views: dict[str, _View] = field(
+        default_factory=lambda: {"numbers": _View(1), "pairs": _View(2), "vectors": _View(3)}, repr=False)
+    _constants: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _returned: tuple[torch.Tensor, ...] = field(default=(), repr=False)
 
     @property
     def n_components(self) -> int:
@@ -78,61 +147,49 @@ class BridgedModel:
             return int(self.potential.posterior()[1].shape[0])
         return n_members(self.potential)
 
-    def compute(self, positions: np.ndarray, types: np.ndarray, pairs: np.ndarray, nlocal: int,
-                want_uncertainty: bool) -> dict[str, np.ndarray | float]:
-        """Energies of the local atoms and dE/dr of the pairs.
+    def batch(self, numbers: torch.Tensor, pairs: torch.Tensor, vectors: torch.Tensor) -> LammpsBatch:
+        """The :class:`LammpsBatch` of atomic numbers [N], pairs [P, 2] and pair vectors [P, 3] (Å, float64:
+        a float32 model computes in float32 and :func:`~atomflux.evaluate` accumulates in float64)."""
+        n, n_pairs = len(numbers), len(pairs)
+        if self._constants.get("system") is None or len(self._constants["system"]) < n:
+            self._constants.update(
+                system=torch.zeros(2 * n, dtype=torch.long, device=self.device),
+                nan=torch.full((1, 3), float("nan"), dtype=torch.float64, device=self.device),
+                zero=torch.zeros((1, 3), dtype=torch.float64, device=self.device),
+                cell=torch.zeros((1, 3, 3), dtype=torch.float64, device=self.device),
+                pbc=torch.zeros((1, 3), dtype=torch.bool, device=self.device))
+        c = self._constants
+        return LammpsBatch(
+            positions=c["nan"].expand(n, 3), numbers=numbers.to(self.device), cell=c["cell"], pbc=c["pbc"],
+            system=c["system"][:n], pairs=pairs.to(self.device), shifts=c["zero"].expand(n_pairs, 3),
+            cutoff=float(self.potential.cutoff), vectors=vectors.to(device=self.device))
 
-        Parameters
-        ----------
-        positions : [nall, 3] Å, local atoms first, then ghosts.
-        types : [nall] LAMMPS types.
-        pairs : [P, 2] (i local, j local or ghost) within the cutoff.
-        nlocal : number of local atoms.
-        want_uncertainty : also return per-atom σ and this rank's components.
+    def compute(self, call: AtomfluxCompute) -> None:
+        """Evaluate the model on one force call's atoms and pairs; point ``call`` at the results.
+
+        Reads ``numbers`` [natoms], ``pairs`` [npairs, 2] and ``vectors``
+        [npairs, 3] (Å) from the plugin's buffers; sets ``energy_atom``
+        ([natoms], eV) and ``pair_gradient`` ([npairs, 3], dE/dr_ij in eV/Å)
+        to float64 tensors kept alive until the next call; with
+        ``want_uncertainty`` writes the local atoms' energy σ (eV) and this
+        rank's uncertainty components into the plugin's buffers.
         """
-        # only the ghosts that are someone's neighbour enter the model
-        ghosts = np.unique(pairs[:, 1][pairs[:, 1] >= nlocal])
-        index = np.empty(len(positions), dtype=np.int64)
-        index[:nlocal] = np.arange(nlocal)
-        index[ghosts] = nlocal + np.arange(len(ghosts))
-        atoms = np.concatenate([np.arange(nlocal), ghosts])
-        n, n_pairs = len(atoms), len(pairs)
-        batch = Batch(
-            positions=torch.as_tensor(positions[atoms], dtype=self.dtype, device=self.device),
-            numbers=torch.as_tensor(self.numbers_of_type[types[atoms]], dtype=torch.long, device=self.device),
-            cell=torch.zeros((1, 3, 3), dtype=self.dtype, device=self.device),
-            pbc=torch.zeros((1, 3), dtype=torch.bool, device=self.device),
-            system=torch.zeros(n, dtype=torch.long, device=self.device),
-            pairs=torch.as_tensor(np.stack([pairs[:, 0], index[pairs[:, 1]]], axis=1), device=self.device),
-            shifts=torch.zeros((n_pairs, 3), dtype=self.dtype, device=self.device),
-            cutoff=float(self.potential.cutoff),
-        )
+        nlocal, want = call.nlocal, bool(call.want_uncertainty)
+        views = self._views
+        batch = self.batch(views["numbers"].get(call.numbers, call.atom_capacity, call.natoms),
+                           views["pairs"].get(call.pairs, call.pair_capacity, call.npairs),
+                           views["vectors"].get(call.vectors, call.pair_capacity, call.npairs))
         results = evaluate(self.potential, batch, forces=False, energies=True, pair_gradients=True,
-                           uncertainty="energy" if want_uncertainty else False)
-        local_energies = results.energies[:nlocal]
-        out: dict[str, np.ndarray | float] = {
-            "energies": local_energies.double().cpu().numpy(),
-            "pair_gradients": results.pair_gradients.double().cpu().numpy(),
-            "energy": float(local_energies.sum()),
-        }
-        if want_uncertainty:
-            out["uncertainty"] = results.energies_uncertainty[:nlocal].double().cpu().numpy()
-            out["components"] = energy_uncertainty_components(
-                self.potential, results.outputs, slice(0, nlocal)).double().cpu().numpy()
-        return out
-
-
-def check_geometry(positions: np.ndarray, pairs: np.ndarray, nlocal: int, ids: np.ndarray) -> None:
-    """Raise ``ValueError`` naming LAMMPS atom IDs for NaN/inf positions or atoms closer than 0.3 Å."""
-    bad = ~np.isfinite(positions[:nlocal]).all(axis=1)
-    if bad.any():
-        raise ValueError(f"NaN or inf positions for atom ID(s) {ids[:nlocal][bad][:10].tolist()}")
-    if len(pairs):
-        distances = np.linalg.norm(positions[pairs[:, 1]] - positions[pairs[:, 0]], axis=1)
-        k = int(np.argmin(distances))
-        if distances[k] < MIN_DISTANCE:
-            i, j = ids[pairs[k, 0]], ids[pairs[k, 1]]
-            raise ValueError(f"atoms with IDs {i} and {j} overlap: distance {distances[k]:.3g} Å < {MIN_DISTANCE} Å")
+                           uncertainty="energy" if want else False)
+        energies = results.energies.to(device="cpu", dtype=torch.float64).contiguous()
+        gradients = results.pair_gradients.to(device="cpu", dtype=torch.float64).contiguous()
+        self._returned = (energies, gradients)
+        call.energy_atom = energies.data_ptr()
+        call.pair_gradient = gradients.data_ptr()
+        if want:
+            _as_tensor(call.uncertainty_atom, (nlocal,)).copy_(results.energies_uncertainty[:nlocal])
+            components = energy_uncertainty_components(self.potential, results.outputs, slice(0, nlocal))
+            _as_tensor(call.components, (len(components),)).copy_(components)
 
 
 _models: dict[int, BridgedModel] = {}
@@ -147,35 +204,39 @@ def _write_message(structure: ctypes.Structure, text: str) -> None:
     ctypes.memmove(address, data + b"\0", len(data) + 1)
 
 
-def parse_options(options: str, nprocs: int) -> tuple[torch.dtype, torch.device]:
-    """``pair_style atomflux [dtype float32|float64] [device cpu|cuda] [threads N]``."""
+def parse_options(options: str, nprocs: int) -> tuple[str, torch.device]:
+    """``pair_style atomflux [precision auto|float32|float64|native] [device cpu|cuda] [threads N]``:
+    the precision choice (``dtype float32|float64`` is the same as ``precision``) and the device."""
+    from ..io import PRECISIONS
+
     words = options.split()
     if len(words) % 2:
         raise ValueError(f"pair_style atomflux options come in 'keyword value' pairs, got '{options}'")
-    dtype, device, threads = torch.float64, torch.device("cpu"), None
+    precision, device, threads = "auto", torch.device("cpu"), None
     for key, value in zip(words[::2], words[1::2]):
-        if key == "dtype":
-            if value not in ("float32", "float64"):
-                raise ValueError(f"pair_style atomflux dtype must be float32 or float64, got '{value}'")
-            dtype = getattr(torch, value)
+        if key in ("precision", "dtype"):
+            allowed = PRECISIONS if key == "precision" else ("float32", "float64")
+            if value not in allowed:
+                raise ValueError(f"pair_style atomflux {key} must be {', '.join(allowed[:-1])} or {allowed[-1]}, "
+                                 f"got '{value}'")
+            precision = value
         elif key == "device":
             device = torch.device(value)
         elif key == "threads":
             threads = int(value)
         else:
-            raise ValueError(f"unknown pair_style atomflux keyword '{key}' (known: dtype, device, threads)")
+            raise ValueError(f"unknown pair_style atomflux keyword '{key}' (known: precision, device, threads)")
     if threads is None and nprocs > 1:  # one process per core is the MPI default: do not oversubscribe
         threads = max(1, (os.cpu_count() or 1) // nprocs)
     if threads is not None:
         torch.set_num_threads(threads)
-    return dtype, device
+    return precision, device
 
 
 def setup_model(model: str, elements: list[str], options: str, units: str, ntypes: int,
                 nprocs: int = 1) -> BridgedModel:
     """Load ``model`` for LAMMPS types mapped to ``elements``; raise ``ValueError`` with a clear message."""
-    from ..io import load_model
-    from ..models.base import floating_dtype
+    from ..io import load_model, md_dtype
 
     if units != "metal":
         raise ValueError(f"pair_style atomflux needs 'units metal' (eV, Å, ps); this input uses units {units}")
@@ -186,12 +247,10 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
     if unknown:
         raise ValueError(f"pair_coeff: {', '.join(repr(e) for e in unknown)} is not a chemical element "
                          "(give one element symbol per atom type, e.g. Cu Ag)")
-    dtype, device = parse_options(options, nprocs)
-    # without an explicit 'dtype' option a model runs in its own dtype (float64 for atomflux models,
-    # float32 for SevenNet); model specs (sevennet:7net-0, mace:PATH) are accepted like files
-    explicit_dtype = "dtype" in options.split()[::2]
-    potential = load_model(model, dtype=dtype if explicit_dtype else None, device=device)
-    dtype = floating_dtype(potential) if not explicit_dtype else dtype
+    precision, device = parse_options(options, nprocs)
+    # precision auto (the default, as in `atomflux md`): float32 for atomflux models, the model's own
+    # dtype for model specs (sevennet:7net-0, mace:PATH); float64 accumulation either way
+    potential = load_model(model, dtype=md_dtype(precision, [model]), device=device)
     if not getattr(potential, "predicts_energy", True):
         raise ValueError(f"pair_coeff * * {model}: a {type(potential).__name__} predicts orbital energies, "
                          "not the energy; pair_style atomflux needs an energy model")
@@ -205,7 +264,7 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
         reach = f" (message passing reaches {reach:g} Å)" if reach else ""
         raise ValueError(f"{type(potential).__name__} is not strictly local{reach}: an atom's energy depends on more "
                          "than its own neighbours, which pair_style atomflux's domain decomposition needs")
-    return BridgedModel(potential, numbers, dtype, device)
+    return BridgedModel(potential, numbers, device)
 
 
 def _setup(pointer: ctypes.POINTER(AtomfluxSetup)) -> int:
@@ -217,7 +276,10 @@ def _setup(pointer: ctypes.POINTER(AtomfluxSetup)) -> int:
         _next_handle[0] += 1
         _models[handle] = bridged
         setup.handle = handle
+        _as_tensor(setup.numbers_of_type, (setup.ntypes + 1,))[:] = torch.from_numpy(bridged.numbers_of_type)
         setup.cutoff = float(bridged.potential.cutoff)
+        setup.min_distance = MIN_DISTANCE
+        setup.pairwise = bool(getattr(bridged.potential, "pairwise", False)) and bridged.n_components == 0
         setup.n_components = bridged.n_components
         return 0
     except Exception as error:  # noqa: BLE001 - every failure becomes a LAMMPS error message
@@ -229,28 +291,7 @@ def _setup(pointer: ctypes.POINTER(AtomfluxSetup)) -> int:
 def _compute(pointer: ctypes.POINTER(AtomfluxCompute)) -> int:
     call = pointer.contents
     try:
-        bridged = _models[call.handle]
-        nlocal, nall, npairs = call.nlocal, call.nall, call.npairs
-        if npairs == 0 and nlocal == 0:
-            call.energy = 0.0
-            return 0
-        positions = np.ctypeslib.as_array(call.x, shape=(nall, 3))
-        types = np.ctypeslib.as_array(call.type, shape=(nall,))
-        pairs = (np.ctypeslib.as_array(call.pairs, shape=(npairs, 2)) if npairs
-                 else np.zeros((0, 2), dtype=np.int32)).astype(np.int64)
-        check_geometry(positions, pairs, nlocal, np.ctypeslib.as_array(call.tag, shape=(nall,)))
-        want = bool(call.want_uncertainty)
-        if want and bridged.n_components == 0:
-            raise ValueError("compute atomflux/uncertainty: this model has no uncertainty; use a shallow ensemble "
-                             "or add LLPR (atomflux llpr / atomflux ensemble)")
-        out = bridged.compute(positions, types, pairs, nlocal, want)
-        np.ctypeslib.as_array(call.energy_atom, shape=(max(nlocal, 1),))[:nlocal] = out["energies"]
-        if npairs:
-            np.ctypeslib.as_array(call.pair_gradient, shape=(npairs, 3))[:] = out["pair_gradients"]
-        call.energy = out["energy"]
-        if want:
-            np.ctypeslib.as_array(call.uncertainty_atom, shape=(max(nlocal, 1),))[:nlocal] = out["uncertainty"]
-            np.ctypeslib.as_array(call.components, shape=(bridged.n_components,))[:] = out["components"]
+        _models[call.handle].compute(call)
         return 0
     except Exception as error:  # noqa: BLE001
         _write_message(call, f"pair_style atomflux: {type(error).__name__}: {error}")

@@ -1,12 +1,20 @@
 // atomflux LAMMPS plugin: `pair_style atomflux` and `compute atomflux/uncertainty`.
 //
-// The pair style hands the atomflux model (in Python, through callbacks that
-// atomflux.lammps_bridge registers) the local and ghost atoms and the pairs of
-// a full neighbour list within the model cutoff, and takes back the per-atom
-// energies of the local atoms and dE/dr for every pair.  Forces, the global and
-// per-atom virials (two-body split for stress/atom, "receiver" centroid split
-// for centroid/stress/atom and heat/flux) are accumulated here; ghost forces
-// are reverse-communicated by LAMMPS (newton pair on).
+// Each force call, the pair style filters LAMMPS's neighbour list (local and ghost
+// atoms, cutoff + skin; a full list, or a half list for a model that is a sum of
+// symmetric pair terms) down to the model cutoff and hands the atomflux model (in
+// Python, through callbacks that atomflux.lammps_bridge registers) the pairs and
+// their vectors r_ij = x_j - x_i, in buffers that stay allocated across steps
+// (Python views them without copying).  The model sees the local atoms and one
+// stand-in atom per type for all ghost neighbours: a strictly local model needs
+// only the pair vectors and the neighbours' species.  Python hands back pointers
+// to the per-atom energies and to dE/dr for every pair.  Forces and the global
+// virial (F·r over local + ghost atoms) are accumulated here every step; per-atom
+// energies, per-atom virials (two-body split for stress/atom, "receiver" centroid
+// split for centroid/stress/atom and heat/flux) and the energy uncertainty only on
+// the steps where LAMMPS asks for them (eflag_atom, vflag_atom, cvflag_atom; the
+// steps a compute atomflux/uncertainty is invoked on).  Ghost forces are
+// reverse-communicated by LAMMPS (newton pair on).
 //
 // Built and cached by atomflux/lammps_bridge/plugin.py; loaded with `plugin load`.
 
@@ -17,6 +25,7 @@
 #include "force.h"
 #include "lammps.h"
 #include "memory.h"
+#include "modify.h"
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "pair.h"
@@ -24,7 +33,9 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -35,34 +46,38 @@ extern "C" {
 
 // Layouts mirrored by ctypes structures in atomflux/lammps_bridge/callbacks.py.
 struct AtomfluxSetup {
-  const char *model;      // model file or shipped model name
-  const char *elements;   // one chemical symbol per LAMMPS type, space separated
-  const char *options;    // pair_style arguments, space separated
-  const char *units;      // LAMMPS unit style
+  const char *model;          // model file or shipped model name
+  const char *elements;       // one chemical symbol per LAMMPS type, space separated
+  const char *options;        // pair_style arguments, space separated
+  const char *units;          // LAMMPS unit style
   int ntypes;
   int rank;
   int nprocs;
-  double cutoff;          // out: model cutoff, Angstrom
-  int n_components;       // out: length of the uncertainty component vector
-  long long handle;       // out: model handle for later calls
-  char message[4096];     // out: error message when the call returns non-zero
+  int64_t *numbers_of_type;   // out [ntypes + 1]: atomic number of each type (index 0 unused)
+  double cutoff;              // out: model cutoff, Angstrom
+  double min_distance;        // out: closer atoms are refused as overlapping, Angstrom
+  int pairwise;               // out: 1 if the energy is a sum of symmetric pair terms and nothing
+                              //      else (no uncertainty): a half neighbour list will do
+  int n_components;           // out: length of the uncertainty component vector
+  long long handle;           // out: model handle for later calls
+  char message[4096];         // out: error message when the call returns non-zero
 };
 
 struct AtomfluxCompute {
   long long handle;
-  int nlocal;
-  int nall;
+  int nlocal;                 // model atoms 0 .. nlocal-1 are LAMMPS's local atoms
+  int natoms;                 // nlocal + ntypes: then one ghost stand-in per type
   int npairs;
-  int want_uncertainty;
-  const double *x;            // [nall][3] positions, Angstrom
-  const int *type;            // [nall] LAMMPS types (1-based)
-  const int *tag;             // [nall] LAMMPS atom IDs (for error messages)
-  const int *pairs;           // [npairs][2] (i local, j local or ghost)
-  double *energy_atom;        // out [nlocal] eV
-  double *pair_gradient;      // out [npairs][3] dE/dr_ij, eV/Angstrom, r_ij = x_j - x_i
-  double *uncertainty_atom;   // out [nlocal] eV
+  int want_uncertainty;       // this step: per-atom sigma and this rank's components
+  long long atom_capacity;    // allocated lengths of the buffers below (they move only when they grow)
+  long long pair_capacity;
+  const int64_t *numbers;     // [natoms] atomic numbers
+  const int64_t *pairs;       // [npairs][2] model atoms (i local, j local or stand-in)
+  const double *vectors;      // [npairs][3] r_ij = x_j - x_i, Angstrom
+  double *uncertainty_atom;   // out [nlocal] eV (only when want_uncertainty)
   double *components;         // out [n_components]: sigma^2 = |sum over ranks|^2
-  double energy;              // out: sum of local atomic energies, eV
+  const double *energy_atom;  // out: Python's [natoms] per-atom energies, eV, valid until the next call
+  const double *pair_gradient;// out: Python's [npairs][3] dE/dr_ij, eV/Angstrom, valid until the next call
   char message[4096];
 };
 
@@ -90,6 +105,14 @@ static const char *NOT_REGISTERED =
     "run the input with `atomflux lammps in.lammps` or create LAMMPS with "
     "atomflux.lammps_bridge.start_lammps()";
 
+static const char *UNCERTAINTY_STYLE = "atomflux/uncertainty";
+
+// Grow a buffer geometrically (its address then changes, which the Python views notice).
+template <typename T> static void reserve_at_least(std::vector<T> &buffer, size_t size)
+{
+  if (buffer.size() < size) buffer.resize(size + size / 2 + 16);
+}
+
 namespace LAMMPS_NS {
 
 class PairAtomflux : public Pair {
@@ -101,7 +124,6 @@ class PairAtomflux : public Pair {
     one_coeff = 1;
     manybody_flag = 1;
     centroidstressflag = CENTROID_AVAIL;
-    no_virial_fdotr_compute = 1;
   }
 
   ~PairAtomflux() override
@@ -142,6 +164,8 @@ class PairAtomflux : public Pair {
       memory->create(cutsq, ntypes + 1, ntypes + 1, "pair:cutsq");
     }
     if (handle >= 0 && release_callback) release_callback(handle);
+    handle = -1;
+    numbers_of_type.assign(ntypes + 1, 0);
     AtomfluxSetup setup{};
     setup.model = arg[2];
     setup.elements = elements.c_str();
@@ -150,9 +174,12 @@ class PairAtomflux : public Pair {
     setup.ntypes = ntypes;
     setup.rank = comm->me;
     setup.nprocs = comm->nprocs;
+    setup.numbers_of_type = numbers_of_type.data();
     if (setup_callback(&setup) != 0) error->all(FLERR, setup.message);
     handle = setup.handle;
     cutoff = setup.cutoff;
+    min_distance = setup.min_distance;
+    pairwise = setup.pairwise;
     n_components = setup.n_components;
     components.assign(n_components > 0 ? n_components : 1, 0.0);
     for (int i = 1; i <= ntypes; i++)
@@ -166,7 +193,11 @@ class PairAtomflux : public Pair {
                  update->unit_style);
     if (force->newton_pair == 0) error->all(FLERR, "pair_style atomflux needs newton pair on");
     if (handle < 0) error->all(FLERR, "pair_style atomflux: no model set; use pair_coeff * * MODEL ELEMENTS...");
-    neighbor->add_request(this, NeighConst::REQ_FULL);
+    if (atom->ntypes + 1 != (int) numbers_of_type.size())
+      error->all(FLERR, "pair_style atomflux: the number of atom types changed since pair_coeff; repeat pair_coeff");
+    // a sum of symmetric pair terms needs each pair once (half the work); a many-body
+    // model needs all pairs of each atom
+    neighbor->add_request(this, pairwise ? NeighConst::REQ_DEFAULT : NeighConst::REQ_FULL);
   }
 
   double init_one(int, int) override { return cutoff; }
@@ -175,91 +206,213 @@ class PairAtomflux : public Pair {
   {
     ev_init(eflag, vflag);
     if (!compute_callback) error->one(FLERR, NOT_REGISTERED);
-    const int nlocal = atom->nlocal;
-    const int nall = nlocal + atom->nghost;
-    double **x = atom->x;
-    double **f = atom->f;
-    const double cutsq_model = cutoff * cutoff;
-
-    pairs.clear();
-    for (int ii = 0; ii < list->inum; ii++) {
-      const int i = list->ilist[ii];
-      const int *jlist = list->firstneigh[i];
-      for (int jj = 0; jj < list->numneigh[i]; jj++) {
-        const int j = jlist[jj] & NEIGHMASK;
-        const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-        if (dx * dx + dy * dy + dz * dz < cutsq_model) {
-          pairs.push_back(i);
-          pairs.push_back(j);
-        }
-      }
-    }
-    const int npairs = (int) (pairs.size() / 2);
-    gradient.assign(3 * (size_t) npairs + 3, 0.0);
-    energy_atom.assign((size_t) nlocal + 1, 0.0);
-    uncertainty_local.assign((size_t) nlocal + 1, 0.0);
-    std::fill(components.begin(), components.end(), 0.0);
+    const int nlocal = atom->nlocal, ntypes = atom->ntypes;
+    const bool want = uncertainty_requested();
+    const int npairs = gather_pairs();
+    // per-atom energies of a pairwise model: each pair is its own model atom, which gets
+    // half the pair term; both atoms of the pair get that half
+    const bool pair_atoms_mode = pairwise && eflag_atom;
+    if (pair_atoms_mode) make_pairs_atoms(npairs);
 
     AtomfluxCompute call{};
     call.handle = handle;
     call.nlocal = nlocal;
-    call.nall = nall;
+    call.natoms = (pair_atoms_mode ? npairs : nlocal) + ntypes;
     call.npairs = npairs;
-    call.want_uncertainty = want_uncertainty;
-    call.x = nall ? &x[0][0] : nullptr;
-    call.type = atom->type;
-    call.tag = atom->tag;
-    call.pairs = pairs.data();
-    call.energy_atom = energy_atom.data();
-    call.pair_gradient = gradient.data();
+    call.want_uncertainty = want;
+    call.atom_capacity = (long long) numbers.size();
+    call.pair_capacity = (long long) pair_j.size();
+    call.numbers = numbers.data();
+    call.pairs = model_pairs.data();
+    call.vectors = vectors.data();
+    reserve_at_least(uncertainty_local, (size_t) nlocal + 1);
+    std::fill(components.begin(), components.end(), 0.0);
     call.uncertainty_atom = uncertainty_local.data();
     call.components = components.data();
-    if (compute_callback(&call) != 0) error->one(FLERR, call.message);
+    if (call.natoms > ntypes && compute_callback(&call) != 0) error->one(FLERR, call.message);
 
-    for (int p = 0; p < npairs; p++) {
-      const int i = pairs[2 * p], j = pairs[2 * p + 1];
-      const double *g = &gradient[3 * (size_t) p];
-      // E depends on r_ij = x_j - x_i: F_i = +g, F_j = -g
-      f[i][0] += g[0]; f[i][1] += g[1]; f[i][2] += g[2];
-      f[j][0] -= g[0]; f[j][1] -= g[1]; f[j][2] -= g[2];
-      const double delx = x[i][0] - x[j][0], dely = x[i][1] - x[j][1], delz = x[i][2] - x[j][2];
-      if (vflag_either) ev_tally_xyz(i, j, nlocal, 1, 0.0, 0.0, g[0], g[1], g[2], delx, dely, delz);
-      if (cvflag_atom) {
-        // receiver split: the virial of pair (i -> j) goes to j, which makes
-        // compute heat/flux exact for energies local to the pair's first atom
-        double *c = cvatom[j];
-        c[0] += delx * g[0]; c[1] += dely * g[1]; c[2] += delz * g[2];
-        c[3] += delx * g[1]; c[4] += delx * g[2]; c[5] += dely * g[2];
-        c[6] += dely * g[0]; c[7] += delz * g[0]; c[8] += delz * g[1];
-      }
+    if (call.natoms > ntypes) {
+      accumulate_forces(call.pair_gradient, npairs);
+      if (pair_atoms_mode) accumulate_pair_energies(call.energy_atom, npairs);
+      else accumulate_energies(call.energy_atom, nlocal);
     }
-    if (eflag_global) eng_vdwl += call.energy;
-    if (eflag_atom)
-      for (int i = 0; i < nlocal; i++) eatom[i] += energy_atom[i];
-
-    if (want_uncertainty) {
-      std::vector<double> total(components.size(), 0.0);
-      MPI_Allreduce(components.data(), total.data(), (int) components.size(), MPI_DOUBLE, MPI_SUM, world);
-      double squared = 0.0;
-      for (double c : total) squared += c * c;
-      uncertainty_total = std::sqrt(squared);
-      uncertainty_step = update->ntimestep;
-    }
+    if (vflag_fdotr) virial_fdotr_compute();
+    if (want) reduce_uncertainty();
   }
 
   // read by compute atomflux/uncertainty
-  int want_uncertainty = 0;
+  bool has_uncertainty() const { return n_components > 0; }
   double uncertainty_total = 0.0;
   bigint uncertainty_step = -1;
   std::vector<double> uncertainty_local;
 
  private:
+  // Is any compute atomflux/uncertainty invoked on this step (thermo, dump, fix halt, fix ave/...)?
+  // Such computes store their invocation steps (timeflag), as compute pe/atom does for eflag_atom.
+  bool uncertainty_requested()
+  {
+    bool requested = false;
+    for (Compute *compute : modify->get_compute_list())
+      if (strcmp(compute->style, UNCERTAINTY_STYLE) == 0 && compute->matchstep(update->ntimestep)) requested = true;
+    return requested;
+  }
+
+  // Pairs of the neighbour list within the model cutoff: LAMMPS indices, vectors, and the
+  // model's view (local atoms, then one stand-in per type for ghost neighbours).
+  int gather_pairs()
+  {
+    const int nlocal = atom->nlocal, ntypes = atom->ntypes;
+    double **x = atom->x;
+    const int *type = atom->type;
+    const tagint *tag = atom->tag;
+    const double cutsq_model = cutoff * cutoff;
+
+    reserve_at_least(numbers, (size_t) nlocal + ntypes);
+    for (int i = 0; i < nlocal; i++) {
+      if (!std::isfinite(x[i][0]) || !std::isfinite(x[i][1]) || !std::isfinite(x[i][2]))
+        error->one(FLERR, "pair_style atomflux: NaN or inf position of atom ID {}", tag[i]);
+      numbers[i] = numbers_of_type[type[i]];
+    }
+    for (int t = 1; t <= ntypes; t++) numbers[nlocal + t - 1] = numbers_of_type[t];
+
+    // every entry is written at the next free slot, which advances only for kept pairs:
+    // no branch on the cutoff test, whose outcome is unpredictable (room for one extra entry)
+    size_t bound = 1;
+    for (int ii = 0; ii < list->inum; ii++) bound += list->numneigh[list->ilist[ii]];
+    reserve_at_least(pair_i, bound);
+    reserve_at_least(pair_j, pair_i.size());
+    reserve_at_least(model_pairs, 2 * pair_i.size());
+    reserve_at_least(vectors, 3 * pair_i.size());
+
+    int npairs = 0, closest_pair = -1;
+    double closest = std::min(min_distance * min_distance, cutsq_model);
+    const double *xs = &x[0][0];
+    int *first = pair_i.data(), *second = pair_j.data();
+    int64_t *model = model_pairs.data();
+    double *r = vectors.data();
+    for (int ii = 0; ii < list->inum; ii++) {
+      const int i = list->ilist[ii];
+      const double xi = xs[3 * i], yi = xs[3 * i + 1], zi = xs[3 * i + 2];
+      const int *jlist = list->firstneigh[i];
+      const int jnum = list->numneigh[i];
+      for (int jj = 0; jj < jnum; jj++) {
+        const int j = jlist[jj] & NEIGHMASK;
+        const double dx = xs[3 * j] - xi, dy = xs[3 * j + 1] - yi, dz = xs[3 * j + 2] - zi;
+        const double rsq = dx * dx + dy * dy + dz * dz;
+        first[npairs] = i;
+        second[npairs] = j;
+        model[2 * npairs] = i;
+        model[2 * npairs + 1] = j < nlocal ? j : nlocal + type[j] - 1;
+        r[3 * npairs] = dx;
+        r[3 * npairs + 1] = dy;
+        r[3 * npairs + 2] = dz;
+        if (rsq < closest) {    // (rarely true, so well predicted) a kept pair: closest <= cutoff^2
+          closest = rsq;
+          closest_pair = npairs;
+        }
+        npairs += rsq < cutsq_model;
+      }
+    }
+    if (closest_pair >= 0)
+      error->one(FLERR, "pair_style atomflux: atoms with IDs {} and {} overlap: distance {:.3g} Å < {} Å",
+                 tag[first[closest_pair]], tag[second[closest_pair]], std::sqrt(closest), min_distance);
+    return npairs;
+  }
+
+  // Model atoms for per-atom energies of a pairwise model: pair p is atom p (species of its
+  // first atom), its second atom a stand-in of its type; stand-ins follow the pairs.
+  void make_pairs_atoms(int npairs)
+  {
+    const int *type = atom->type;
+    reserve_at_least(numbers, (size_t) npairs + atom->ntypes);
+    for (int p = 0; p < npairs; p++) {
+      numbers[p] = numbers_of_type[type[pair_i[p]]];
+      model_pairs[2 * p] = p;
+      model_pairs[2 * p + 1] = npairs + type[pair_j[p]] - 1;
+    }
+    for (int t = 1; t <= atom->ntypes; t++) numbers[npairs + t - 1] = numbers_of_type[t];
+  }
+
+  // F_i = +g, F_j = -g for E(r_ij), r_ij = x_j - x_i; per-atom virials only when LAMMPS asks.
+  // A pairwise model saw each pair term once, half of it: the gradients count twice.
+  void accumulate_forces(const double *gradient, int npairs)
+  {
+    double **f = atom->f;
+    const int nlocal = atom->nlocal;
+    const double *r = vectors.data();
+    const double weight = pairwise ? 2.0 : 1.0;
+    const bool tally = vflag_global || vflag_atom;    // vflag_global only without F·r (e.g. pair hybrid)
+    for (int p = 0; p < npairs; p++) {
+      const int i = pair_i[p], j = pair_j[p];
+      const double *gp = gradient + 3 * (size_t) p;
+      const double g[3] = {weight * gp[0], weight * gp[1], weight * gp[2]};
+      f[i][0] += g[0]; f[i][1] += g[1]; f[i][2] += g[2];
+      f[j][0] -= g[0]; f[j][1] -= g[1]; f[j][2] -= g[2];
+      const double delx = -r[3 * p], dely = -r[3 * p + 1], delz = -r[3 * p + 2];
+      if (tally) ev_tally_xyz(i, j, nlocal, 1, 0.0, 0.0, g[0], g[1], g[2], delx, dely, delz);
+      if (cvflag_atom) {
+        // receiver split: the virial of pair (i -> j) goes to j, which makes compute
+        // heat/flux exact for energies local to the pair's first atom; a symmetric pair
+        // term splits evenly, as the two receiver halves of its two full-list entries
+        const double v[9] = {delx * g[0], dely * g[1], delz * g[2], delx * g[1], delx * g[2],
+                             dely * g[2], dely * g[0], delz * g[0], delz * g[1]};
+        if (pairwise) {
+          for (int k = 0; k < 9; k++) {
+            cvatom[i][k] += 0.5 * v[k];
+            cvatom[j][k] += 0.5 * v[k];
+          }
+        } else {
+          for (int k = 0; k < 9; k++) cvatom[j][k] += v[k];
+        }
+      }
+    }
+  }
+
+  // Energies of the local atoms (a pairwise model's count twice: each pair term was seen once).
+  void accumulate_energies(const double *energy_atom, int nlocal)
+  {
+    if (eflag_global) {
+      double total = 0.0;
+      for (int i = 0; i < nlocal; i++) total += energy_atom[i];
+      eng_vdwl += (pairwise ? 2.0 : 1.0) * total;
+    }
+    if (eflag_atom)
+      for (int i = 0; i < nlocal; i++) eatom[i] += energy_atom[i];
+  }
+
+  // Energies of the pairs as model atoms (half a pair term each): one half to each atom;
+  // the halves of ghosts are summed into their owners by LAMMPS (newton on).
+  void accumulate_pair_energies(const double *energy_pair, int npairs)
+  {
+    double total = 0.0;
+    for (int p = 0; p < npairs; p++) {
+      total += energy_pair[p];
+      eatom[pair_i[p]] += energy_pair[p];
+      eatom[pair_j[p]] += energy_pair[p];
+    }
+    if (eflag_global) eng_vdwl += 2.0 * total;
+  }
+
+  void reduce_uncertainty()
+  {
+    std::vector<double> total(components.size(), 0.0);
+    MPI_Allreduce(components.data(), total.data(), (int) components.size(), MPI_DOUBLE, MPI_SUM, world);
+    double squared = 0.0;
+    for (double c : total) squared += c * c;
+    uncertainty_total = std::sqrt(squared);
+    uncertainty_step = update->ntimestep;
+  }
+
   std::string options;
   long long handle = -1;
-  double cutoff = 0.0;
+  double cutoff = 0.0, min_distance = 0.0;
   int n_components = 0;
-  std::vector<int> pairs;
-  std::vector<double> gradient, energy_atom, components;
+  bool pairwise = false;    // energy = sum of symmetric pair terms, no uncertainty: half neighbour list
+  std::vector<int64_t> numbers_of_type;
+  // buffers viewed by Python, kept across steps
+  std::vector<int64_t> numbers, model_pairs;
+  std::vector<double> vectors, components;
+  std::vector<int> pair_i, pair_j;    // LAMMPS indices of each pair's atoms (j local or ghost)
 };
 
 class ComputeAtomfluxUncertainty : public Compute {
@@ -271,6 +424,7 @@ class ComputeAtomfluxUncertainty : public Compute {
     extscalar = 1;
     peratom_flag = 1;
     size_peratom_cols = 0;
+    timeflag = 1;    // LAMMPS records the steps it will be invoked on; the pair style computes it only then
   }
 
   ~ComputeAtomfluxUncertainty() override { memory->destroy(values); }
@@ -279,7 +433,9 @@ class ComputeAtomfluxUncertainty : public Compute {
   {
     pair = dynamic_cast<PairAtomflux *>(force->pair_match("^atomflux", 0));
     if (!pair) error->all(FLERR, "compute atomflux/uncertainty needs pair_style atomflux");
-    pair->want_uncertainty = 1;
+    if (!pair->has_uncertainty())
+      error->all(FLERR, "compute atomflux/uncertainty: this model has no uncertainty; use a shallow ensemble "
+                 "or add LLPR (atomflux llpr / atomflux ensemble)");
   }
 
   double compute_scalar() override

@@ -83,7 +83,7 @@ def build_plugin(lammps_version: int, force: bool = False) -> Path:
         if target.exists() and not force:
             return target
         partial = target.with_suffix(f".{os.getpid()}.tmp")
-        command = [find_compiler(), "-O2", "-std=c++17", "-fPIC", "-shared", "-DLAMMPS_SMALLBIG",
+        command = [find_compiler(), "-O3", "-std=c++17", "-fPIC", "-shared", "-DLAMMPS_SMALLBIG",
                    *(f"-I{d}" for d in include_dirs()), str(SOURCE), "-o", str(partial)]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:

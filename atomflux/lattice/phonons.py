@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
+from . import checks
+from .forceconstants import produce_fc2
 from .forcesets import compute_forces
-from .kappa import _matrix, _to_ase, _to_phonopy
+from .kappa import to_ase, to_phonopy
 
 
 @dataclass
@@ -38,21 +41,34 @@ class Phonons:
 
 
 def phonons(atoms: Atoms, calculator, supercell=(4, 4, 4), primitive="auto", displacement=0.01,
-            npoints: int = 200, dos_mesh=(20, 20, 20), progress: bool = True) -> Phonons:
-    """Phonon dispersion along ASE's standard band path of the primitive cell, and the DOS."""
+            npoints: int = 200, dos_mesh=(20, 20, 20), symmetrize: str | None = "projector",
+            progress: bool = True) -> Phonons:
+    """Phonon dispersion along ASE's standard band path of the primitive cell, and the DOS.
+
+    fc2 is symmetrised as ``phonopy.load`` does (``symmetrize``, see
+    :mod:`.forceconstants`); a displacement that can carry pairs across a
+    non-smooth model cutoff raises a :class:`~.checks.CutoffCrossingWarning`.
+    """
     from phonopy import Phonopy
 
-    ph = Phonopy(_to_phonopy(atoms), supercell_matrix=_matrix(supercell), primitive_matrix=primitive)
+    checks.validate_settings(supercell=supercell, mesh=dos_mesh, displacement=displacement)
+    _, text = checks.cutoff_crossings(atoms, calculator, displacement, pairs=False)
+    if text is not None:
+        checks.warn(text, checks.CutoffCrossingWarning)
+    with checks.phonopy_errors("build the supercells"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="primitive_matrix defaulted")
+        ph = Phonopy(to_phonopy(atoms), supercell_matrix=checks.supercell_matrix(supercell), primitive_matrix=primitive)
     ph.generate_displacements(distance=displacement)
-    supercells = [_to_ase(c) for c in ph.supercells_with_displacements]
-    ph.forces = compute_forces(supercells, calculator, uncertainty=False, progress=progress, label="fc2 force sets").forces
-    ph.produce_force_constants()
-    prim = _to_ase(ph.primitive)
+    supercells = [to_ase(c) for c in ph.supercells_with_displacements]
+    forces = compute_forces(supercells, calculator, uncertainty=False, progress=progress, label="fc2 force sets").forces
+    produce_fc2(ph, forces, symmetrize)
+    prim = to_ase(ph.primitive)
     bandpath = prim.cell.bandpath(npoints=npoints)
     ph.run_qpoints(bandpath.kpts)
-    frequencies = ph.get_qpoints_dict()["frequencies"]
+    frequencies = ph.qpoints.frequencies
     x, special_x, labels = bandpath.get_linear_kpoint_axis()
-    ph.run_mesh(list(dos_mesh))
+    with checks.phonopy_errors("sample the q mesh"):
+        ph.run_mesh(list(dos_mesh), is_gamma_center=True)
     ph.run_total_dos()
     dos = ph.total_dos
     return Phonons(np.asarray(x), np.asarray(frequencies), list(zip(map(float, special_x), labels)),

@@ -1,12 +1,14 @@
-"""Potentials: analytic references and the learnable reference architecture."""
+"""Potentials: analytic references, the learnable reference architecture and its unconstrained variant."""
 
 from .analytic import LennardJones, Morse, PairPotential
 from .base import Potential
 from .power_spectrum import PowerSpectrumPotential
+from .unconstrained import UnconstrainedPotential
 
 #: architectures a model file may name
 ARCHITECTURES: dict[str, type[Potential]] = {
-    cls.architecture: cls for cls in (LennardJones, Morse, PowerSpectrumPotential)
+    cls.architecture: cls for cls in (LennardJones, Morse, PowerSpectrumPotential, UnconstrainedPotential)
 }
 
-__all__ = ["ARCHITECTURES", "LennardJones", "Morse", "PairPotential", "Potential", "PowerSpectrumPotential"]
+__all__ = ["ARCHITECTURES", "LennardJones", "Morse", "PairPotential", "Potential", "PowerSpectrumPotential",
+           "UnconstrainedPotential"]

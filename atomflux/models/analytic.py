@@ -33,6 +33,7 @@ class PairPotential(Potential):
     """
 
     strictly_local = True
+    pairwise = True
 
     def __init__(self, cutoff: float, cutoff_mode: str = "shifted", r_on: float | None = None,
                  species: Sequence[str] | None = None) -> None:
@@ -97,7 +98,8 @@ class LennardJones(PairPotential):
         self.epsilon = float(epsilon)
 
     def raw_pair_energy(self, r: torch.Tensor) -> torch.Tensor:
-        s6 = (self.sigma / r) ** 6
+        s2 = (self.sigma / r) ** 2
+        s6 = s2 * s2 * s2           # products, not a 6th power: faster, and so is their gradient
         return 4.0 * self.epsilon * (s6 * s6 - s6)
 
     def config(self) -> dict[str, Any]:

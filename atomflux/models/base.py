@@ -7,19 +7,37 @@ and its pair vectors ``r_ij`` (Å, Tensor [P, 3]) to per-atom quantities:
 ``features``          Tensor [N, F] — input of the last linear layer, if any;
 ``energy_ensemble``   Tensor [N, M], eV — shallow-ensemble members, if any.
 
-Potentials never compute forces: :func:`atomflux.evaluate` differentiates the
-energy with respect to the pair vectors.  Because positions enter only
-through ``r_ij``, translation invariance holds by construction.
+Potentials never assemble forces: :func:`atomflux.evaluate` turns the gradient
+of the energy with respect to the pair vectors into forces, stress and
+virials.  It gets that gradient from autograd, or, for a potential that
+implements :meth:`Potential.gradient_chunks`, from the potential's own
+hand-derived backward pass (energy and ensemble members together, a range
+of centre atoms at a time, so memory stays bounded).  Because positions
+enter only through ``r_ij``, translation invariance holds by construction.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from ..systems import Batch
+
+
+def no_uncertainty_message(potential: torch.nn.Module) -> str:
+    """The one-line error for asking uncertainty of a model that has none."""
+    return (f"{type(potential).__name__} has no uncertainty: make it a shallow ensemble or "
+            "add LLPR (atomflux.uncertainty)")
+
+
+def n_members(potential: torch.nn.Module) -> int:
+    """Number of members (shallow ensemble) or posterior samples (LLPR); 0 if none."""
+    if hasattr(potential, "n_samples"):
+        return int(potential.n_samples)
+    return int(getattr(potential, "n_ensemble", 1)) if getattr(potential, "n_ensemble", 1) > 1 else 0
 
 
 def floating_dtype(module: torch.nn.Module, default: torch.dtype = torch.float64) -> torch.dtype:
@@ -28,6 +46,31 @@ def floating_dtype(module: torch.nn.Module, default: torch.dtype = torch.float64
         if tensor.is_floating_point():
             return tensor.dtype
     return default
+
+
+@dataclass
+class GradientChunk:
+    """What a potential computed for a range of centre atoms (see :meth:`Potential.gradient_chunks`).
+
+    Attributes
+    ----------
+    atoms : slice
+        The centre atoms.
+    pairs : slice or Tensor [p] (long)
+        Their pairs (indices into ``batch.pairs``): all pairs that start at them.
+    outputs : dict of Tensor
+        Per-atom outputs of :meth:`Potential.forward` for these atoms (``energy`` [n], ...).
+    energy_gradient : Tensor [p, 3] or None
+        ∂E/∂r_p of these pairs, eV/Å.
+    member_gradients : Tensor [M, p, 3] or None
+        ∂E_m/∂r_p of every ensemble member (or posterior sample), eV/Å.
+    """
+
+    atoms: slice
+    pairs: slice | torch.Tensor
+    outputs: dict[str, torch.Tensor]
+    energy_gradient: torch.Tensor | None = None
+    member_gradients: torch.Tensor | None = None
 
 
 class Potential(torch.nn.Module):
@@ -49,6 +92,10 @@ class Potential(torch.nn.Module):
     strictly_local: bool = False
     #: False for heads that predict other quantities than the energy (the Hamiltonian head)
     predicts_energy: bool = True
+    #: True when the energy is a sum over pairs of a term symmetric in its two atoms, half to
+    #: each atom, and nothing else: then any half of the full pair list carries half the
+    #: energy (the LAMMPS bridge evaluates such models on a half list)
+    pairwise: bool = False
 
     def __init__(self, species: Sequence[str] | None, cutoff: float) -> None:
         super().__init__()
@@ -99,3 +146,17 @@ class Potential(torch.nn.Module):
 
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
+                        max_bytes: int = 2**27, feature_directions: torch.Tensor | None = None
+                        ) -> Iterator[GradientChunk] | None:
+        """Outputs and pair gradients without autograd, a range of centre atoms at a time.
+
+        Only for strictly local potentials, whose atomic energies depend on their
+        own pairs alone.  ``gradients``: also ∂E/∂r_p; ``members``: also every
+        ensemble member's ∂E_m/∂r_p.  ``max_bytes`` bounds the working memory
+        of one chunk.  ``feature_directions`` [M, F]: members with atomic
+        energies ``e_i + f_i · d_m`` (LLPR samples) instead of the model's own.  Returns ``None`` (the default) when the potential has no
+        such path; :func:`atomflux.evaluate` then uses autograd.
+        """
+        return None

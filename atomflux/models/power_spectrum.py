@@ -26,38 +26,15 @@ The nonlinear MLP of three-body features makes the model many-body.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from ..systems import Batch
-from .base import Potential
-from .cutoffs import polynomial_cutoff
-
-
-def _monomial_tables(max_angular: int) -> tuple[list[list[tuple[int, int]]], list[torch.Tensor]]:
-    """Recipes to build monomials of degree 1..L from degree l-1, and their weights.
-
-    Returns, per degree l, a list of ``(parent_index, axis)`` for each monomial
-    (parent in degree l-1) and a tensor of multinomial weights l!/(a!b!c!) such
-    that ``Σ_α w_α m_α(u) m_α(v) = (u·v)^l``.
-    """
-    exps: list[list[tuple[int, int, int]]] = [[(0, 0, 0)]]
-    recipes: list[list[tuple[int, int]]] = [[]]
-    weights = [torch.ones(1, dtype=torch.float64)]
-    for degree in range(1, max_angular + 1):
-        seen: dict[tuple[int, int, int], tuple[int, int]] = {}
-        for parent, e in enumerate(exps[-1]):
-            for axis in range(3):
-                child = tuple(e[k] + (k == axis) for k in range(3))
-                seen.setdefault(child, (parent, axis))
-        keys = sorted(seen, reverse=True)
-        exps.append(keys)
-        recipes.append([seen[k] for k in keys])
-        weights.append(torch.tensor(
-            [math.factorial(degree) / math.prod(math.factorial(x) for x in k) for k in keys],
-            dtype=torch.float64))
-    return recipes, weights
+from .base import GradientChunk, Potential, no_uncertainty_message
+from .centre_table import CentreTable
+from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, monomial_tables, pair_terms,
+                                    pair_vjp, padded_vectors, power_spectrum, power_spectrum_vjp)
 
 
 class PowerSpectrumPotential(Potential):
@@ -96,15 +73,10 @@ class PowerSpectrumPotential(Potential):
         S, K, C = self.n_species, self.n_radial, self.n_channels
         self.radial_weights = torch.nn.Parameter(torch.randn(S, K, C) / math.sqrt(K))
         self.centre_weights = torch.nn.Parameter(torch.ones(S, C))
-        recipes, weights = _monomial_tables(self.max_angular)
-        for l, rec in enumerate(recipes[1:], start=1):  # how to build degree-l monomials from degree l-1
-            self.register_buffer(f"parents_{l}", torch.tensor([p for p, _ in rec], dtype=torch.long), persistent=False)
-            self.register_buffer(f"axes_{l}", torch.tensor([a for _, a in rec], dtype=torch.long), persistent=False)
-        for l, w in enumerate(weights):
+        _, _, weights = monomial_tables(self.max_angular)
+        for l, w in enumerate(weights):  # kept in model files (constants: the multinomial weights of degree l)
             self.register_buffer(f"moment_weights_{l}", w.to(torch.get_default_dtype()))
-        triu = torch.triu_indices(C, C)
-        self.register_buffer("triu", triu, persistent=False)
-        n_desc = C + (self.max_angular + 1) * triu.shape[1]
+        n_desc = C + (self.max_angular + 1) * (C * (C + 1) // 2)
         self.n_descriptors = n_desc
         # statistics of the training data (set by fit_statistics)
         self.register_buffer("inv_neighbours", torch.tensor(1.0))
@@ -119,6 +91,7 @@ class PowerSpectrumPotential(Potential):
             width = h
         self.backbone = torch.nn.Sequential(*layers)
         self.last_layer = torch.nn.Linear(width, self.n_ensemble)
+        self._spec_cache: dict[tuple[torch.dtype, torch.device], DescriptorSpec] = {}
 
     @property
     def n_features(self) -> int:
@@ -130,40 +103,41 @@ class PowerSpectrumPotential(Potential):
                 "hidden": self.hidden, "n_ensemble": self.n_ensemble}
 
     # -- descriptor -------------------------------------------------------
+    def descriptor_spec(self, dtype: torch.dtype, device: torch.device) -> DescriptorSpec:
+        """Constant tables of the descriptor in ``dtype`` on ``device`` (cached)."""
+        key = (dtype, torch.device(device))
+        if key not in self._spec_cache:
+            self._spec_cache[key] = DescriptorSpec.build(self.cutoff, self.n_radial, self.n_channels,
+                                                         self.max_angular, dtype, device)
+        return self._spec_cache[key]
+
+    def _apply(self, fn, recurse=True):  # dtype/device changes invalidate the cached tables
+        self._spec_cache = {}
+        return super()._apply(fn, recurse)
+
     def descriptors(self, batch: Batch, vectors: torch.Tensor) -> torch.Tensor:
-        """Raw (unstandardised) invariant descriptors, Tensor [N, D]."""
+        """Raw (unstandardised) invariant descriptors, Tensor [N, D] (hand-derived backward)."""
         species = self.species_index(batch.numbers)
-        n_atoms = len(species)
-        i, j = batch.pairs[:, 0], batch.pairs[:, 1]
-        r = torch.linalg.norm(vectors, dim=1).clamp(min=1e-6)
-        unit = vectors / r[:, None]
-        k = torch.arange(1, self.n_radial + 1, dtype=r.dtype, device=r.device)
-        basis = (math.sqrt(2.0 / self.cutoff) * torch.sin(k * (math.pi / self.cutoff) * r[:, None])
-                 / r[:, None] * polynomial_cutoff(r, self.cutoff)[:, None])          # [P, K]
-        mixed = torch.einsum("pk,skc->psc", basis, self.radial_weights)               # [P, S, C]
-        g = mixed.gather(1, species[j].view(-1, 1, 1).expand(-1, 1, self.n_channels)).squeeze(1)
-        g = g * self.centre_weights[species[i]] * self.inv_neighbours                 # [P, C]
-        blocks = [torch.zeros(n_atoms, self.n_channels, dtype=r.dtype, device=r.device).index_add(0, i, g)]
-        a0 = blocks[0]
-        power = [(a0[:, :, None] * a0[:, None, :])[:, self.triu[0], self.triu[1]]]
-        moments, degree_moments = torch.ones_like(r)[:, None], []
-        for l in range(1, self.max_angular + 1):
-            moments = moments[:, getattr(self, f"parents_{l}")] * unit[:, getattr(self, f"axes_{l}")]  # [P, n_l]
-            degree_moments.append(moments)
-        if degree_moments:
-            all_moments = torch.cat(degree_moments, dim=1)                                  # [P, Σ n_l]
-            # outer products as a batched matmul: its backward is a bmm too (fast), unlike broadcasting
-            outer = torch.bmm(g[:, :, None], all_moments[:, None, :]).reshape(len(r), g.shape[1] * all_moments.shape[1])
-            density = torch.zeros(n_atoms, outer.shape[1], dtype=r.dtype, device=r.device).index_add(0, i, outer)
-            density = density.view(n_atoms, self.n_channels, -1)
-            start = 0
-            for l, m in enumerate(degree_moments, start=1):
-                block = density[:, :, start:start + m.shape[1]]
-                start += m.shape[1]
-                w = getattr(self, f"moment_weights_{l}").to(r.dtype)
-                p = torch.bmm(block * w, block.transpose(1, 2))                              # [N, C, C]
-                power.append(p[:, self.triu[0], self.triu[1]])
-        return torch.cat(blocks + power, dim=1)
+        table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
+        radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, slice(None),
+                                                             table.slots, table.n_atoms * table.width)
+        centre = self.centre_weights[species] * self.inv_neighbours
+        return PowerSpectrumDescriptor.apply(vectors, radial_weights, centre,
+                                             self.descriptor_spec(vectors.dtype, vectors.device), table, neighbours)
+
+    def _neighbour_weights(self, species: torch.Tensor, neighbours: torch.Tensor, table: CentreTable,
+                           pairs: slice | torch.Tensor, slots: torch.Tensor,
+                           n_slots: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Radial weights and the neighbour species of each slot [n_slots] (0 in empty slots);
+        with one species in the system, only that species' weights [1, K, C] and no slot species."""
+        if self.n_species == 1 or bool((species == species[0]).all()):
+            first = int(species[0]) if len(species) else 0
+            return self.radial_weights[first:first + 1], None
+        if table.order is not None and isinstance(pairs, slice):
+            pairs = table.order[pairs]
+        of_pairs = species[neighbours[pairs]]
+        slot_species = torch.zeros(n_slots, dtype=torch.long, device=species.device).index_copy(0, slots, of_pairs)
+        return self.radial_weights, slot_species
 
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
         species = self.species_index(batch.numbers)
@@ -175,6 +149,110 @@ class PowerSpectrumPotential(Potential):
         if self.n_ensemble > 1:
             out["energy_ensemble"] = members
         return out
+
+    # -- hand-derived gradients, chunked over centre atoms ------------------
+    @torch.no_grad()
+    def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
+                        max_bytes: int = 2**27, feature_directions: torch.Tensor | None = None
+                        ) -> Iterator[GradientChunk] | None:
+        """Outputs and hand-derived pair gradients, a range of centre atoms at a time.
+
+        See :meth:`Potential.gradient_chunks`.  ``feature_directions`` [M, F]:
+        members whose atomic energies are ``e_i + f_i · d_m`` (LLPR samples)
+        instead of this model's own ensemble members.  The energy and all
+        members share the pair terms and go through one batched backward pass
+        (for the model's own ensemble the energy is the members' mean, so its
+        gradient is theirs averaged: M cotangents, not M + 1).
+        """
+        if len(batch.numbers) == 0:
+            return None
+        weight = self.last_layer.weight * self.energy_scale                                    # [M_own, F]
+        if feature_directions is not None:
+            cotangents, plan = torch.cat([weight.mean(0, keepdim=True), feature_directions.to(vectors.dtype)]), "offsets"
+        elif members:
+            if self.n_ensemble < 2:
+                raise ValueError(no_uncertainty_message(self))
+            cotangents, plan = weight, "members"
+        else:
+            cotangents, plan = weight.mean(0, keepdim=True), "energy"
+        species = self.species_index(batch.numbers)
+        table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
+        spec = self.descriptor_spec(vectors.dtype, vectors.device)
+        centre = self.centre_weights[species] * self.inv_neighbours
+        rows = chunk_rows(table.width, len(cotangents) if gradients else 0, vectors.element_size(), max_bytes)
+        # atoms after the last one with pairs (ghost atoms of the LAMMPS bridge) skip the pair stage
+        with_pairs = table.last_centre() + 1
+        ranges = [(first, min(first + rows, with_pairs)) for first in range(0, with_pairs, rows)]
+        ranges += [(first, min(first + 4 * rows, table.n_atoms)) for first in range(with_pairs, table.n_atoms, 4 * rows)]
+        return (self._chunk(batch, vectors, species, table, spec, centre, first, last,
+                            (cotangents, plan) if gradients else None) for first, last in ranges)
+
+    @torch.no_grad()
+    def _chunk(self, batch: Batch, vectors: torch.Tensor, species: torch.Tensor, table: CentreTable,
+               spec: DescriptorSpec, centre: torch.Tensor, first: int, last: int,
+               backward: tuple[torch.Tensor, str] | None) -> GradientChunk:
+        """Outputs of atoms first..last-1 and, with ``backward`` = (cotangents [B, F] of the
+        features, plan), the gradients of their pairs: ``plan`` "energy" (one row: the energy),
+        "members" (rows: the members; energy = their mean) or "offsets" (row 0: the energy;
+        members = energy + each further row)."""
+        pairs, slots = table.pair_range(first, last)
+        terms = None
+        if len(slots):
+            n_slots = table.max_pairs(first, last)
+            slot_vectors = padded_vectors(vectors[pairs], slots, n_slots, self.cutoff)
+            radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, pairs, slots,
+                                                                 n_slots)
+            terms = pair_terms(spec, slot_vectors, neighbours, radial_weights, centre[first:last])
+            a = density(terms)
+        else:  # atoms without neighbours: zero density
+            a = torch.zeros((last - first, spec.n_channels, spec.n_moments), dtype=vectors.dtype, device=vectors.device)
+        own = species[first:last]
+        x = (power_spectrum(spec, a) - self.descriptor_mean) / self.descriptor_std
+        onehot = torch.nn.functional.one_hot(own, self.n_species).to(x.dtype)
+        features, pre_activations = self._backbone_with_pre_activations(torch.cat([x, onehot], dim=1))
+        member_energies = self.last_layer(features) * self.energy_scale + self.baseline[own][:, None]
+        outputs = {"energy": member_energies.mean(dim=1), "features": features}
+        if self.n_ensemble > 1:
+            outputs["energy_ensemble"] = member_energies
+        chunk = GradientChunk(atoms=slice(first, last), pairs=pairs, outputs=outputs)
+        if backward is None:
+            return chunk
+        cotangents, plan = backward
+        if terms is None:
+            pair_grad = vectors.new_zeros((0, 3, len(cotangents)))
+        else:
+            feature_cot = cotangents.expand(last - first, -1, -1)                               # [n, B, F]
+            input_cot = self._backbone_vjp(pre_activations, feature_cot)
+            descriptor_cot = input_cot[:, :, :self.n_descriptors] / self.descriptor_std
+            slot_grad, _ = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, descriptor_cot))
+            pair_grad = slot_grad.index_select(0, slots)                                        # [p, 3, B]
+        if plan == "members":
+            chunk.energy_gradient = pair_grad.mean(2)
+            chunk.member_gradients = pair_grad.permute(2, 0, 1)
+        else:
+            chunk.energy_gradient = pair_grad[:, :, 0]
+            if plan == "offsets":
+                chunk.member_gradients = (pair_grad[:, :, 1:] + pair_grad[:, :, :1]).permute(2, 0, 1)
+        return chunk
+
+    def _backbone_with_pre_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Backbone output and the input of each SiLU."""
+        pre = []
+        for layer in self.backbone:
+            if isinstance(layer, torch.nn.Linear):
+                x = layer(x)
+                pre.append(x)
+            else:
+                x = torch.nn.functional.silu(x)
+        return x, pre
+
+    def _backbone_vjp(self, pre_activations: list[torch.Tensor], cotangent: torch.Tensor) -> torch.Tensor:
+        """Cotangents [n, B, F] of the backbone output → of its input [n, B, D + S]."""
+        linears = [layer for layer in self.backbone if isinstance(layer, torch.nn.Linear)]
+        for layer, z in zip(reversed(linears), reversed(pre_activations)):
+            sig = torch.sigmoid(z)
+            cotangent = (cotangent * (sig * (1.0 + z * (1.0 - sig)))[:, None, :]) @ layer.weight
+        return cotangent
 
     # -- statistics from data ---------------------------------------------
     @torch.no_grad()
@@ -215,3 +293,23 @@ class PowerSpectrumPotential(Potential):
             self.energy_scale.fill_(max(scale, 1e-3))
         elif forces_rms:
             self.energy_scale.fill_(forces_rms)
+
+
+#: numbers per slot of the centre table in one chunk: fixed (pair terms) and per cotangent row
+SLOT_NUMBERS, SLOT_NUMBERS_PER_COTANGENT = 100, 60
+#: numbers per atom in one chunk: fixed and per cotangent row (density, descriptors, network)
+ATOM_NUMBERS, ATOM_NUMBERS_PER_COTANGENT = 600, 800
+#: bytes of the cotangent-dependent arrays of one chunk that keep the batched backward pass in cache
+CACHE_BYTES = 2**25
+
+
+def chunk_rows(width: int, n_cotangents: int, itemsize: int, max_bytes: int) -> int:
+    """Centre atoms per chunk: one chunk's working memory stays below ``max_bytes``, and its
+    cotangent-dependent part near the cache size (measured: ~1.2 kB per slot for the energy
+    alone, ~5 kB with 8 members, float64; ``tests/test_memory.py``)."""
+    per_cotangent = itemsize * (width * SLOT_NUMBERS_PER_COTANGENT + ATOM_NUMBERS_PER_COTANGENT) * n_cotangents
+    per_atom = itemsize * (width * SLOT_NUMBERS + ATOM_NUMBERS) + per_cotangent
+    rows = max_bytes // per_atom
+    if n_cotangents:
+        rows = min(rows, max(CACHE_BYTES // per_cotangent, 32))
+    return max(1, int(rows))

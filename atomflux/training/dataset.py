@@ -64,21 +64,22 @@ def read_frames(source: str | Path | Iterable[Atoms]) -> list[Frame]:
     Raises
     ------
     FileNotFoundError, ValueError
-        Missing file, or no frame with any target.
+        Missing, empty, unreadable or malformed file, or no frame with any target.
     """
     if isinstance(source, (str, Path)):
-        import ase.io
+        from ..structure_files import read_structures
 
-        if not Path(source).is_file():
+        if not Path(str(source).partition("@")[0]).exists():
             raise FileNotFoundError(f"no data file {str(source)!r}")
-        structures = ase.io.read(source, index=":")
+        structures = read_structures(source, index=":")
     else:
         structures = list(source)
     frames = [frame_from_atoms(a) for a in structures]
     if not frames:
         raise ValueError(f"no structures in {source}")
     if all(f.energy is None and f.forces is None and f.stress is None for f in frames):
-        raise ValueError(f"no energies, forces or stress found in {source}")
+        raise ValueError(f"no energies, forces or stress found in {source}: training and evaluation need "
+                         "reference data (e.g. an extxyz file written from DFT or ASE calculations)")
     return frames
 
 

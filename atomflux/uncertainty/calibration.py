@@ -33,15 +33,25 @@ def coverage(errors: np.ndarray, sigmas: np.ndarray, k: float = 1.0) -> float:
     return float(np.mean(np.abs(e) <= k * s))
 
 
-def miscalibration_area(errors: np.ndarray, sigmas: np.ndarray, n_levels: int = 101) -> float:
-    """Area between the observed and ideal coverage of central Gaussian intervals.
+def reliability_curve(errors: np.ndarray, sigmas: np.ndarray, n_levels: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """Expected and observed coverage of central Gaussian intervals, arrays [n_levels].
 
-    0 means perfectly calibrated; 0.5 is the worst possible.
+    For each probability p, the fraction of errors inside ±z_p σ with
+    z_p = √2 erf⁻¹(p); a calibrated model follows the diagonal.
     """
     e, s = _check(errors, sigmas)
     z = np.abs(e / s)
     levels = np.linspace(0.0, 1.0, n_levels)
     observed = np.array([np.mean(z <= np.sqrt(2) * erfinv(min(p, 1 - 1e-12))) for p in levels])
+    return levels, observed
+
+
+def miscalibration_area(errors: np.ndarray, sigmas: np.ndarray, n_levels: int = 101) -> float:
+    """Area between the observed and ideal coverage of central Gaussian intervals.
+
+    0 means perfectly calibrated; 0.5 is the worst possible.
+    """
+    levels, observed = reliability_curve(errors, sigmas, n_levels)
     return float(np.trapezoid(np.abs(observed - levels), levels))
 
 
@@ -75,6 +85,72 @@ class CalibrationReport:
         return (f"  {self.quantity:10s} n={self.count:6d}  RMSE {self.rmse:.4g} {self.unit}  mean σ {self.mean_sigma:.4g} {self.unit}"
                 f"  NLL {self.nll:8.3f}  miscal. area {self.miscalibration_area:.3f}"
                 f"  coverage 1σ {100 * self.coverage_1sigma:5.1f} % (68.3)  2σ {100 * self.coverage_2sigma:5.1f} % (95.4)")
+
+
+#: |z| below which a category counts as honest, and the fraction of values that must be below it
+HONEST_Z, HONEST_FRACTION = 3.0, 0.9
+
+
+@dataclass
+class ZScoreStats:
+    """How far errors fall outside the predicted σ: one category of structures, one quantity.
+
+    ``within_3sigma`` ≥ 0.9 is the stress-test bound (:data:`HONEST_FRACTION`);
+    a Gaussian gives 0.683 / 0.954 / 0.997 within 1 / 2 / 3 σ.
+    """
+
+    category: str
+    quantity: str
+    unit: str
+    count: int
+    rmse: float
+    mean_sigma: float
+    within_1sigma: float
+    within_2sigma: float
+    within_3sigma: float
+    median_abs_z: float
+    max_abs_z: float
+
+    @classmethod
+    def from_errors(cls, category: str, quantity: str, unit: str, errors: np.ndarray,
+                    sigmas: np.ndarray) -> "ZScoreStats":
+        e, s = _check(errors, sigmas)
+        z = np.abs(e / s)
+        return cls(category, quantity, unit, len(e), float(np.sqrt(np.mean(e**2))), float(np.mean(s)),
+                   float(np.mean(z <= 1)), float(np.mean(z <= 2)), float(np.mean(z < HONEST_Z)),
+                   float(np.median(z)), float(z.max()))
+
+    @property
+    def honest(self) -> bool:
+        return self.within_3sigma >= HONEST_FRACTION
+
+    def line(self) -> str:
+        verdict = "ok" if self.honest else "OVERCONFIDENT"
+        return (f"  {self.category:14s} {self.quantity:8s} n={self.count:5d}  RMSE {self.rmse:9.4g}  mean σ {self.mean_sigma:9.4g}"
+                f" {self.unit:8s} |z|<1 {100 * self.within_1sigma:5.1f} %  <2 {100 * self.within_2sigma:5.1f} %"
+                f"  <3 {100 * self.within_3sigma:5.1f} %  median |z| {self.median_abs_z:6.2f}  max {self.max_abs_z:7.2f}  {verdict}")
+
+
+def reliability_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, title: str = "") -> str:
+    """Observed vs expected coverage of central intervals, one line per quantity; returns the PNG path.
+
+    ``curves`` maps a label to ``(errors, sigmas)``.
+    """
+    from ..plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot([0, 1], [0, 1], "k-", lw=0.8, label="calibrated")
+    for label, (err, sig) in curves.items():
+        levels, observed = reliability_curve(err, sig)
+        ax.plot(levels, observed, lw=1.5, label=f"{label} (area {miscalibration_area(err, sig):.3f})")
+    ax.fill_between([0, 1], [0, 1], [1, 1], color="tab:green", alpha=0.06)
+    ax.text(0.04, 0.9, "under-confident", fontsize=8, color="tab:green")
+    ax.text(0.55, 0.08, "over-confident", fontsize=8, color="tab:red")
+    ax.set(xlabel="expected coverage of central interval", ylabel="observed coverage", xlim=(0, 1), ylim=(0, 1),
+           title=title)
+    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 0.12))
+    return str(save_figure(fig, path))
 
 
 def calibration_plots(errors: np.ndarray, sigmas: np.ndarray, path_prefix: str, label: str, unit: str) -> list[str]:

@@ -4,14 +4,16 @@
 into an M-member shallow ensemble after training: the backbone is frozen and
 the members' last-layer weights are w_m = w + δ_m - mean(δ), so the mean
 prediction (energies, forces, stress) is exactly the trained model's.  The
-deviations start as draws from the model's LLPR posterior (so members
-disagree where the training data say nothing, and the spread grows out of
-distribution), are then fitted to the training energies with a Gaussian
-negative log-likelihood (or CRPS), and the spread is finally scaled by one
-factor α calibrated on validation data (Kellner & Ceriotti,
-arXiv:2402.16621).  Joint
-training of mean and members is :class:`~atomflux.training.TrainConfig`'s
-``ensemble_loss`` with ``model={"n_ensemble": M}``.
+deviations start as draws from the model's force-aware LLPR posterior (so
+members disagree where the training data say nothing, and the spread grows
+out of distribution), are then fitted with a Gaussian negative
+log-likelihood (or CRPS) to the training residuals of energies, forces and
+stress — each member's forces and stress are linear in δ_m through the
+gradients of the last-layer features — and the spread is finally scaled by
+one factor per quantity calibrated on validation data (Kellner & Ceriotti,
+arXiv:2402.16621).  Joint training of mean and members is
+:class:`~atomflux.training.TrainConfig`'s ``ensemble_loss`` with
+``model={"n_ensemble": M}``.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import copy
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from ..evaluate import sum_per_system
 from ..models import PowerSpectrumPotential
-from ..systems import Batch
+from ..training.dataset import Frame
 from .calibration import optimal_scale
+from .lastlayer import QUANTITIES, LastLayerDesign, as_design
 from .llpr import LLPR
 
 LOSSES = ("nll", "crps")
@@ -54,90 +56,105 @@ def ensemble_loss(kind: str, residual: torch.Tensor, variance: torch.Tensor) -> 
     raise ValueError(f"ensemble loss must be one of {LOSSES}, got {kind!r}")
 
 
-@torch.no_grad()
-def _structure_features(model: PowerSpectrumPotential, batches: Sequence[Batch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per structure: Σ_i f_i [S, F], atom counts [S] and model energies [S]."""
-    phis, counts, energies = [], [], []
-    for batch in batches:
-        batch = batch.to(model.baseline.dtype)
-        out = model(batch, batch.pair_vectors())
-        phis.append(sum_per_system(out["features"], batch))
-        counts.append(batch.n_atoms.to(phis[-1].dtype))
-        energies.append(sum_per_system(out["energy"], batch))
-    return torch.cat(phis), torch.cat(counts), torch.cat(energies)
+def _normalised(design: LastLayerDesign, quantities: Sequence[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per quantity: rows and residuals divided by the quantity's RMS training residual (energies per atom)."""
+    out = {}
+    for q in quantities:
+        obs = getattr(design, q)
+        rows, residuals = obs.rows, obs.residuals
+        if q == "energy":
+            atoms = design.n_atoms[obs.owner][:, None]
+            rows, residuals = rows / atoms, residuals / atoms[:, 0]
+        unit = float(residuals.pow(2).mean().sqrt().clamp(min=1e-12))
+        out[q] = (rows / unit, residuals / unit)
+    return out
 
 
-def fit_shallow_ensemble(model: PowerSpectrumPotential, train_batches: Sequence[Batch], train_energies: Sequence[float],
-                         validation_batches: Sequence[Batch], validation_energies: Sequence[float],
-                         n_members: int = 8, loss: str = "nll", steps: int = 500, seed: int = 0) -> PowerSpectrumPotential:
+def _spreads(rows: torch.Tensor, deviations: torch.Tensor) -> torch.Tensor:
+    """Members' deviations of each observation, Tensor [R, M]."""
+    return rows @ (deviations - deviations.mean(0)).T
+
+
+def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[Frame] | LastLayerDesign,
+                         validation_frames: Sequence[Frame] | LastLayerDesign, n_members: int = 8, loss: str = "nll",
+                         quantities: Sequence[str] = QUANTITIES, steps: int = 1000, seed: int = 0,
+                         progress: bool = False) -> PowerSpectrumPotential:
     """A copy of ``model`` whose last layer is a calibrated M-member shallow ensemble.
+
+    With the backbone frozen every member's energy, forces and stress are
+    linear in its last-layer weights (:mod:`~atomflux.uncertainty.lastlayer`),
+    so the fit runs on precomputed rows: the members start as draws from the
+    model's force-aware LLPR posterior and their deviations are fitted by
+    ``loss`` on the training residuals of all ``quantities`` (each normalised
+    by its RMS residual, the per-quantity losses summed).  One factor per
+    quantity, calibrated on the validation frames (α² = mean z², the
+    NLL-optimal scale), is stored as ``uncertainty_scale`` (energy) and
+    ``uncertainty_scale_forces`` / ``uncertainty_scale_stress``.
 
     Parameters
     ----------
     model
         Trained single-output :class:`PowerSpectrumPotential`.
-    train_batches, train_energies
-        Structures and their reference total energies (eV) to fit the spread.
-    validation_batches, validation_energies
-        Held-out structures to calibrate the spread scale α.
+    train_frames
+        Structures with reference energies (eV), forces (eV/Å) and stress (eV/Å³), any may be missing;
+        or their precomputed :func:`~atomflux.uncertainty.lastlayer.last_layer_design` (also for
+        ``validation_frames``).
+    validation_frames
+        Held-out structures to calibrate the per-quantity scales.
     n_members
         M ≥ 2.
     loss
         ``"nll"`` (Gaussian negative log-likelihood) or ``"crps"``.
+    quantities
+        Targets the spread is fitted and calibrated on.
+    steps
+        Adam steps of the spread fit.
+    progress
+        Show progress bars.
     """
     if n_members < 2:
         raise ValueError("a shallow ensemble needs at least 2 members")
     if model.n_ensemble != 1:
         raise ValueError("model is already an ensemble")
+    if loss not in LOSSES:
+        raise ValueError(f"ensemble loss must be one of {LOSSES}, got {loss!r}")
     torch.manual_seed(seed)
-    phi_all, n_all, e0_all = _structure_features(model, train_batches)
-    keep = [k for k, e in enumerate(train_energies) if e is not None]
-    phi, n, e0 = phi_all[keep], n_all[keep], e0_all[keep]
-    reference = torch.tensor([train_energies[k] for k in keep], dtype=phi.dtype)
-    residual = (reference - e0) / n                                     # eV/atom
-    scale = float(model.energy_scale)
-    prior = LLPR(model).fit_features(torch.cat([phi_all, n_all[:, None]], dim=1))  # same φ: no second pass
-    prior.calibrate(validation_batches, validation_energies)
+    prior = LLPR(model)
+    train = as_design(prior, train_frames, quantities, progress)
+    prior.fit_observations(train)
+    validation = as_design(prior, validation_frames, quantities, progress)
+    prior.calibrate_observations(validation)
     _, chol = prior.posterior()
-    draws = (chol @ torch.randn(chol.shape[0], n_members, dtype=chol.dtype)).T / scale   # [M, F+1]
-    delta_w = torch.nn.Parameter(draws[:, :-1].clone())
-    delta_b = torch.nn.Parameter(draws[:, -1].clone())
-    optimiser = torch.optim.Adam([delta_w, delta_b], lr=1e-3)
-    for _ in range(steps):
+    scale = float(model.energy_scale)
+    fitted = train.quantities()
+    targets = _normalised(train, fitted)
+    deviations = torch.nn.Parameter((chol @ torch.randn(chol.shape[0], n_members, dtype=chol.dtype)).T / scale)
+    optimiser = torch.optim.Adam([deviations], lr=1e-3)
+    for _ in tqdm(range(steps), desc="ensemble spread", disable=not progress, leave=False):
         optimiser.zero_grad()
-        dw, db = delta_w - delta_w.mean(0), delta_b - delta_b.mean(0)
-        spread = scale * (phi @ dw.T + n[:, None] * db) / n[:, None]    # [S, M] eV/atom
-        variance = (spread**2).mean(1) + 1e-12
-        value = ensemble_loss(loss, residual, variance)
+        value = sum(ensemble_loss(loss, residual, (scale * _spreads(rows, deviations)).pow(2).mean(1) + 1e-12)
+                    for rows, residual in targets.values())
         value.backward()
         optimiser.step()
-    ensemble = PowerSpectrumPotential(**{**model.config(), "n_ensemble": n_members}).to(phi.dtype)
+    centred = (deviations - deviations.mean(0)).detach()
+    ensemble = PowerSpectrumPotential(**{**model.config(), "n_ensemble": n_members}).to(chol.dtype)
     state = copy.deepcopy(model.state_dict())
-    with torch.no_grad():
-        dw, db = delta_w - delta_w.mean(0), delta_b - delta_b.mean(0)
-        state["last_layer.weight"] = model.last_layer.weight + dw
-        state["last_layer.bias"] = model.last_layer.bias + db
+    state["last_layer.weight"] = model.last_layer.weight.detach() + centred[:, :-1]
+    state["last_layer.bias"] = model.last_layer.bias.detach() + centred[:, -1]
     ensemble.load_state_dict(state)
     ensemble.eval()
-    alpha = calibrate_ensemble(ensemble, validation_batches, validation_energies)
-    ensemble.uncertainty_scale = alpha
+    calibration = {}
+    for q in validation.quantities():
+        obs = getattr(validation, q)
+        sigma = (scale * _spreads(obs.rows, centred)).pow(2).mean(1).sqrt()
+        calibration["scale" if q == "energy" else f"scale_{q}"] = optimal_scale(obs.residuals.numpy(), sigma.numpy())
+    for key, value in calibration.items():
+        setattr(ensemble, "uncertainty_" + key, value)
     ensemble.metadata = dict(getattr(model, "metadata", {}) or {})
     ensemble.metadata["uncertainty"] = {"method": "shallow_ensemble", "n_members": n_members, "loss": loss,
-                                        "fit": "post-hoc, frozen backbone, mean preserved",
-                                        "calibration": {"scale": alpha}}
+                                        "fit": {"kind": "post-hoc, frozen backbone, mean preserved",
+                                                "quantities": fitted, "steps": steps,
+                                                "n_training_structures": len(train.n_atoms)},
+                                        "n_validation_structures": len(validation.n_atoms),
+                                        "calibration": calibration}
     return ensemble
-
-
-@torch.no_grad()
-def calibrate_ensemble(model: PowerSpectrumPotential, batches: Sequence[Batch], energies: Sequence[float]) -> float:
-    """Scale α of the members' spread that makes validation energy z-scores unit-variance."""
-    keep = [k for k, e in enumerate(energies) if e is not None]
-    if len(keep) < 2:
-        raise ValueError("calibration needs at least two validation structures with energies")
-    errors, sigmas = [], []
-    for k in keep:
-        batch = batches[k].to(model.baseline.dtype)
-        members = model(batch, batch.pair_vectors())["energy_ensemble"].sum(0)
-        errors.append(float(members.mean()) - float(energies[k]))
-        sigmas.append(float(members.std(unbiased=False)))
-    return optimal_scale(np.array(errors), np.array(sigmas))

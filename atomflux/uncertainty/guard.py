@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -35,11 +36,16 @@ class UncertaintyGuard:
     logfile
         Text file receiving ``step uncertainty`` lines.
     save
-        Where the offending frame is written (extxyz) when the threshold is crossed.
+        Where offending frames are written (extxyz): the first frame of each
+        excursion above the threshold.
+    warn_every
+        Seconds: with ``action="warn"``, at most one warning per this interval
+        (the next one counts what happened in between; :meth:`close` sums up).
     """
 
     def __init__(self, atoms: Atoms, threshold: float, quantity: str = "energy", action: str = "stop",
-                 logfile: str | Path | None = None, save: str | Path = "extrapolation.extxyz") -> None:
+                 logfile: str | Path | None = None, save: str | Path = "extrapolation.extxyz",
+                 warn_every: float = 30.0) -> None:
         if quantity not in ("energy", "forces"):
             raise ValueError("quantity must be 'energy' or 'forces'")
         if action not in ("stop", "warn"):
@@ -52,6 +58,12 @@ class UncertaintyGuard:
             self.log.write(f"# call  {quantity}_uncertainty ({unit})\n")
         self.history: list[float] = []
         self.triggered = False
+        self.warn_every = float(warn_every)
+        self.n_exceeded = 0          # calls above the threshold
+        self.n_saved = 0             # frames written to ``save``
+        self._above = False          # inside an excursion above the threshold
+        self._last_warning = -float("inf")
+        self._unreported: list[float] = []  # values above the threshold not yet warned about
 
     def current(self) -> float:
         calc = self.atoms.calc
@@ -71,13 +83,40 @@ class UncertaintyGuard:
         if self.log:
             self.log.write(f"{len(self.history) - 1:6d}  {value:.6g}\n")
             self.log.flush()
-        if value > self.threshold:
+        if value <= self.threshold:
+            self._above = False
+            return
+        self.triggered = True
+        self.n_exceeded += 1
+        if not self._above:  # the first frame of an excursion is saved; the next ones are like it
             import ase.io
 
-            self.triggered = True
             ase.io.write(self.save, self.atoms, append=self.save.exists())
-            message = (f"model uncertainty {value:.4g} exceeds threshold {self.threshold:.4g} "
-                       f"({self.quantity}); frame saved to {self.save}")
-            if self.action == "stop":
-                raise ExtrapolationError(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            self.n_saved += 1
+        self._above = True
+        message = (f"model uncertainty {value:.4g} exceeds threshold {self.threshold:.4g} "
+                   f"({self.quantity}); frame saved to {self.save}")
+        if self.action == "stop":
+            raise ExtrapolationError(message)
+        self._unreported.append(value)
+        now = time.monotonic()
+        if now - self._last_warning >= self.warn_every:
+            self._last_warning = now
+            warnings.warn(self._pending_report(), RuntimeWarning, stacklevel=2)
+
+    def _pending_report(self) -> str:
+        values, self._unreported = self._unreported, []
+        text = (f"model uncertainty {values[-1]:.4g} exceeds threshold {self.threshold:.4g} ({self.quantity}) at "
+                f"check {len(self.history) - 1}")
+        if len(values) > 1:
+            text += f"; {len(values)} checks above it since the last warning (largest {max(values):.4g})"
+        return (f"{text}; {self.n_exceeded} in all, first frame of each excursion saved to {self.save} "
+                f"({self.n_saved} frames); warnings at most every {self.warn_every:g} s")
+
+    def close(self) -> None:
+        """Close the log and warn about exceedances not reported yet."""
+        if self._unreported:
+            warnings.warn(self._pending_report(), RuntimeWarning, stacklevel=2)
+        if self.log:
+            self.log.close()
+            self.log = None

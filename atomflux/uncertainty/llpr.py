@@ -2,19 +2,31 @@
 
 Treat the energy as linear in the last-layer features, E_S = φ_S·w + ...,
 with φ_S = Σ_{i∈S} [f_i, 1] (the 1 carries the bias; the ``llpr_features``
-output holds [f_i, 1] per atom).  Over a training set,
-C = Σ_S φ_S φ_Sᵀ; the posterior covariance of the last-layer weights is
+output holds [f_i, 1] per atom).  Forces and stress are then linear in w
+too, with rows ψ = -∂φ_S/∂x and χ = (1/V)∂φ_S/∂ε
+(:mod:`atomflux.uncertainty.lastlayer`).  Over a training set with
+energies, forces and stress,
+
+    C = Σ_S φ_S φ_Sᵀ + w_F Σ_components ψ ψᵀ + w_σ Σ_components χ χᵀ
+
+(the Gauss–Newton matrix of a Gaussian likelihood of all three targets;
+w_q = s²_E / s²_q with s²_q the mean squared training residual of quantity
+q, the treatment of derivative observables in Bigi et al.,
+arXiv:2403.02251).  The posterior covariance of the last-layer weights is
 
     Σ = α² (C + ς² I)⁻¹
 
-and the energy variance of a structure is σ²_S = φ_Sᵀ Σ φ_S (per atom,
-f_iᵀ Σ f_i: the local prediction rigidity).  α and ς are calibrated on a
-validation set by minimising the Gaussian NLL.  Forces and stress
-uncertainties come from K fixed samples δw_k ~ N(0, Σ): member k has per-atom
-energy e_i + f_i·δw_k, and :func:`atomflux.evaluate` differentiates the members
-like a shallow ensemble.  Nothing about the base model is assumed beyond
-``features`` [N, F] being the input of a last linear layer; the base is not
-changed (reference: Bigi et al., arXiv:2403.02251).
+and the variance of any observable with row r is rᵀΣr: the energy of a
+structure φ_Sᵀ Σ φ_S (per atom, f_iᵀ Σ f_i: the local prediction rigidity),
+a force component ψᵀΣψ.  ς² is chosen by the summed Gaussian NLL of
+validation energies and forces; α is calibrated per quantity in closed form
+(α² = mean(r²/v)): α_E goes into Σ, and the ratios α_F/α_E, α_σ/α_E are the
+model's ``uncertainty_scale_forces`` / ``uncertainty_scale_stress``.  Forces
+and stress uncertainties come from K fixed samples δw_k ~ N(0, Σ): member k
+has per-atom energy e_i + f_i·δw_k, and :func:`atomflux.evaluate`
+differentiates the members like a shallow ensemble.  Nothing about the base
+model is assumed beyond ``features`` [N, F] being the input of a last linear
+layer; the base is not changed.
 
 A model that does not return ``features`` needs no rewriting: with
 ``last_layer="name"`` the features are the input of that linear layer, taken
@@ -32,6 +44,11 @@ import torch
 
 from ..models.base import Potential, floating_dtype
 from ..systems import Batch
+from ..training.dataset import Frame
+from .lastlayer import QUANTITIES, LastLayerDesign, as_design
+
+#: relative ς² grid of the calibration (times the largest eigenvalue of C)
+REGULARISER_GRID = np.logspace(-14, 0, 57)
 
 
 def _augmented(features: torch.Tensor) -> torch.Tensor:
@@ -210,48 +227,117 @@ class LLPR(Potential):
         return self
 
     @torch.no_grad()
-    def calibrate(self, batches: Sequence[Batch], energies: Sequence[float]) -> dict[str, float]:
-        """Choose ς² and α² minimising the NLL of validation energies.
+    def fit_observations(self, design: LastLayerDesign, weights: dict[str, float] | None = None) -> dict[str, float]:
+        """Set C = Σ_q w_q Σ_rows r rᵀ from training observations (energies, forces, stress).
 
-        For each ς² on a logarithmic grid, α² = mean(r²/v) is optimal in closed
-        form (v = φᵀ(C + ς² I)⁻¹φ, r the residual); the pair with the lowest
-        NLL is kept.  Returns the chosen values and the NLL.
+        Parameters
+        ----------
+        design
+            :func:`~atomflux.uncertainty.lastlayer.last_layer_design` of the training set.
+        weights
+            Weight of each quantity's rows; default w_q = s²_E/s²_q (s²_q the
+            mean squared training residual), so that α² stays an energy
+            variance (eV²) and each force component counts as an energy
+            observation of matching noise.
+
+        Returns
+        -------
+        dict
+            The weights used.
         """
-        phis, residuals = [], []
-        for batch, energy in zip(batches, energies):
-            if energy is None:
-                continue
-            batch = batch.to(self.covariance.dtype)
-            out = self.base(batch, batch.pair_vectors())
-            phis.append(_augmented(out["features"]).sum(0))
-            residuals.append(float(energy) - float(out["energy"].sum()))
-        if len(phis) < 2:
-            raise ValueError("LLPR calibration needs at least two validation structures with energies")
-        phi = torch.stack(phis)
-        r = torch.tensor(residuals, dtype=phi.dtype)
-        scale = float(torch.linalg.eigvalsh(self.covariance).max().clamp(min=1e-12))
-        eye = torch.eye(len(self.covariance), dtype=phi.dtype)
-        best = (np.inf, 1.0, 1e-6)
-        for reg in scale * np.logspace(-12, 0, 49):
-            inv = torch.linalg.inv(self.covariance + reg * eye)
-            v = ((phi @ inv) * phi).sum(-1).clamp(min=1e-300)
-            a2 = float((r**2 / v).mean())
-            nll = float((0.5 * (torch.log(2 * np.pi * a2 * v) + r**2 / (a2 * v))).mean())
-            if nll < best[0]:
-                best = (nll, a2, float(reg))
-        self.alpha_squared.fill_(best[1])
-        self.regulariser.fill_(best[2])
+        if weights is None:
+            weights = design.noise_weights()
+        self.covariance.copy_(design.precision(weights).to(self.covariance.dtype))
+        self.n_structures.fill_(len(design.n_atoms))
         self._invalidate()
-        return {"alpha_squared": best[1], "regulariser": best[2], "validation_nll": best[0]}
+        return {q: float(weights[q]) for q in design.quantities() if q in weights}
+
+    @torch.no_grad()
+    def calibrate_observations(self, design: LastLayerDesign) -> dict[str, Any]:
+        """Choose ς² by the summed NLL of the validation quantities, α per quantity in closed form.
+
+        For each ς² on :data:`REGULARISER_GRID`, α_q² = mean(r²/v) (v = rᵀ(C + ς²I)⁻¹r)
+        is optimal for quantity q; the ς² with the lowest sum over quantities of
+        the mean NLL is kept.  The energy α² (or the first quantity's) goes into
+        the posterior; the other quantities get their factor α_q/α_E as
+        ``uncertainty_scale_<q>``.
+
+        Returns
+        -------
+        dict
+            ``alpha_squared``, ``regulariser``, ``scale_forces`` / ``scale_stress``
+            (where calibrated) and ``validation_nll`` per quantity (nats).
+        """
+        quantities = design.quantities()
+        if not quantities or len(design.n_atoms) < 2:
+            raise ValueError("LLPR calibration needs at least two validation structures with energies or forces")
+        dtype = self.covariance.dtype
+        eigenvalues, eigenvectors = torch.linalg.eigh(self.covariance)
+        eigenvalues = eigenvalues.clamp(min=0.0)
+        projected = {q: ((getattr(design, q).rows.to(dtype) @ eigenvectors) ** 2, getattr(design, q).residuals.to(dtype) ** 2)
+                     for q in quantities}
+        top = float(eigenvalues.max().clamp(min=1e-12))
+        best: tuple[float, float, dict, dict] | None = None
+        for reg in top * REGULARISER_GRID:
+            alphas, nlls = {}, {}
+            for q, (squares, r2) in projected.items():
+                v = (squares / (eigenvalues + reg)).sum(1).clamp(min=1e-300)
+                alphas[q] = float((r2 / v).mean())
+                nlls[q] = float((0.5 * (torch.log(2 * np.pi * alphas[q] * v) + r2 / (alphas[q] * v))).mean())
+            if best is None or sum(nlls.values()) < best[0]:
+                best = (sum(nlls.values()), float(reg), alphas, nlls)
+        _, reg, alphas, nlls = best
+        reference = alphas[quantities[0]]
+        self.alpha_squared.fill_(reference)
+        self.regulariser.fill_(reg)
+        self._invalidate()
+        result: dict[str, Any] = {"alpha_squared": reference, "regulariser": reg, "quantities": quantities,
+                                  "validation_nll": nlls}
+        for q in QUANTITIES:
+            self.__dict__.pop(f"uncertainty_scale_{q}", None)
+        for q in quantities[1:]:
+            result[f"scale_{q}"] = float(np.sqrt(alphas[q] / reference))
+            setattr(self, f"uncertainty_scale_{q}", result[f"scale_{q}"])
+        return result
+
+    def calibrate(self, frames: Sequence[Frame] | LastLayerDesign, quantities: Sequence[str] = QUANTITIES,
+                  progress: bool = False) -> dict[str, Any]:
+        """:meth:`calibrate_observations` on validation frames (energies, forces, stress where present)."""
+        return self.calibrate_observations(as_design(self, frames, quantities, progress))
 
     # -- evaluation ------------------------------------------------------
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = dict(self.base(batch, vectors))
+        return self._with_samples(dict(self.base(batch, vectors)))
+
+    def _with_samples(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Base outputs plus ``llpr_features`` [N, F+1] and the K samples ``energy_ensemble`` [N, K]."""
         _, chol = self.posterior()
         weights = chol @ self.draws                                # [F+1, K]
         out["llpr_features"] = _augmented(out["features"])
         out["energy_ensemble"] = out["energy"][:, None] + out["llpr_features"] @ weights
         return out
+
+    def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
+                        max_bytes: int = 2**27):
+        """The base model's hand-derived chunks, with the K posterior samples as members.
+
+        Sample k has atomic energies e_i + [f_i, 1]·δw_k, so its pair gradients are
+        the energy's plus the gradient of Σ_i f_i·δw_k[:F]: the base computes all of
+        them in its one batched backward pass.
+        """
+        base_chunks = getattr(self.base, "gradient_chunks", None)
+        if base_chunks is None:
+            return None
+        directions = (self.posterior()[1] @ self.draws)[:-1].T if members else None   # [K, F]
+        chunks = base_chunks(batch, vectors, gradients=gradients, max_bytes=max_bytes, feature_directions=directions)
+        if chunks is None:
+            return None
+        return (self._sampled_chunk(chunk) for chunk in chunks)
+
+    def _sampled_chunk(self, chunk):
+        with torch.no_grad():
+            chunk.outputs = self._with_samples(chunk.outputs)
+        return chunk
 
 
 def _as_potential(model: Potential | torch.nn.Module | str) -> Potential:
@@ -286,20 +372,46 @@ def _probe_features(base: Potential) -> int:
     return int(out["features"].shape[1])
 
 
-def add_llpr(potential: Potential | torch.nn.Module | str, train_batches: Sequence[Batch],
-             validation_batches: Sequence[Batch], validation_energies: Sequence[float], n_samples: int = 16,
-             last_layer: str | None = None) -> LLPR:
+def add_llpr(potential: Potential | torch.nn.Module | str, train_frames: Sequence[Frame] | LastLayerDesign,
+             validation_frames: Sequence[Frame] | LastLayerDesign,
+             n_samples: int = 16, quantities: Sequence[str] = QUANTITIES, weights: dict[str, float] | None = None,
+             last_layer: str | None = None, progress: bool = False) -> LLPR:
     """Wrap a trained potential with LLPR, fitted on training and calibrated on validation data.
 
-    ``potential`` may be an atomflux potential, a model spec (``"sevennet:7net-0"``)
-    or a third-party torch model that :mod:`atomflux.foreign` adapts; with
-    ``last_layer`` the features come from a forward hook on that linear layer.
+    Parameters
+    ----------
+    potential
+        Trained potential with a ``features`` output, a model spec
+        (``"sevennet:7net-0"``) or a third-party torch model that
+        :mod:`atomflux.foreign` adapts.
+    train_frames
+        The training structures; their energies, forces and stress (those in
+        ``quantities``) enter the covariance C.  A precomputed
+        :func:`~atomflux.uncertainty.lastlayer.last_layer_design` of the
+        potential is accepted too (here and for ``validation_frames``).
+    validation_frames
+        Held-out structures: ς² and the per-quantity α are calibrated on them.
+    n_samples
+        Posterior samples K for force/stress uncertainties.
+    quantities
+        Targets used; ``("energy",)`` gives the energy-only LLPR.
+    weights
+        Weights of the quantities in C (default: inverse training noise, see :meth:`LLPR.fit_observations`).
+    last_layer
+        Name of the last linear layer, for models without a ``features``
+        output: its input become the features (forward hook).
+    progress
+        Show progress bars while computing feature gradients.
     """
     potential = _as_potential(potential)
-    model = LLPR(potential, n_samples=n_samples, last_layer=last_layer).fit(train_batches)
-    calibration = model.calibrate(validation_batches, validation_energies)
+    model = LLPR(potential, n_samples=n_samples, last_layer=last_layer)
+    used = model.fit_observations(as_design(model, train_frames, quantities, progress), weights)
+    validation = as_design(model, validation_frames, quantities, progress)
+    calibration = model.calibrate_observations(validation)
     model.metadata = dict(getattr(potential, "metadata", {}) or {})
     model.metadata["uncertainty"] = {"method": "llpr", "n_samples": n_samples,
                                      "n_training_structures": int(model.n_structures),
+                                     "fit": {"quantities": list(used), "weights": used},
+                                     "n_validation_structures": len(validation.n_atoms),
                                      "calibration": calibration}
     return model.eval()

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..models.base import Potential
+from ..models.base import Potential, n_members
 from ..systems import Batch
 
 
@@ -37,13 +37,6 @@ class EnsembleMember(Potential):
         members = out["energy_ensemble"]
         energy = out["energy"] + self.scale * (members[:, self.index] - members.mean(1))
         return {"energy": energy}
-
-
-def n_members(potential: Potential) -> int:
-    """Number of members (shallow ensemble) or posterior samples (LLPR); 0 if none."""
-    if hasattr(potential, "n_samples"):
-        return int(potential.n_samples)
-    return int(getattr(potential, "n_ensemble", 1)) if getattr(potential, "n_ensemble", 1) > 1 else 0
 
 
 def members(potential: Potential) -> list[EnsembleMember]:

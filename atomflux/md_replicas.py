@@ -1,0 +1,171 @@
+"""R replicas of one structure advanced in lockstep: one batched :func:`~atomflux.evaluate.evaluate` per step.
+
+The integrators are ASE's, written for arrays [R, N, 3]: :func:`langevin_step`
+is ``ase.md.langevin.Langevin`` (``fixcm=False``) and :func:`verlet_step` is
+``ase.md.verlet.VelocityVerlet``, operation for operation and in the same
+order, so replica r follows, to the rounding of the force evaluation, the
+trajectory ASE would give it alone with the same random generator.  State is
+kept as ASE keeps it: positions (Å) and momenta (amu·Å/ASE time unit),
+velocities formed as momenta / masses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from ase import Atoms, units
+
+from .evaluate import Results, evaluate, heat_flux
+from .systems import Batch, VerletList
+
+
+@dataclass
+class ReplicaState:
+    """Positions [R, N, 3] (Å) and momenta [R, N, 3] (ASE units) of R replicas of one structure."""
+
+    positions: np.ndarray
+    momenta: np.ndarray
+
+    @property
+    def n_replicas(self) -> int:
+        return int(self.positions.shape[0])
+
+
+class ReplicaForces:
+    """Forces, per-atom energies and receiver virials of R replicas from one batched evaluation.
+
+    Each replica keeps its own :class:`~atomflux.systems.VerletList` (pairs
+    searched within cutoff + skin, reused until an atom of that replica
+    moved more than skin/2); the R batches are collated and evaluated at once.
+
+    Parameters
+    ----------
+    potential
+        Any potential :func:`~atomflux.evaluate.evaluate` gives the heat flux of
+        (strictly local, or message passing with an ``interaction_range``).
+    atoms
+        The structure (cell, periodicity, elements; positions are replaced at each call).
+    n_replicas
+        R ≥ 1.
+    skin, min_distance
+        Neighbour-list skin and overlap threshold, Å.
+    """
+
+    def __init__(self, potential: torch.nn.Module, atoms: Atoms, n_replicas: int, skin: float = 1.0,
+                 min_distance: float = 0.3) -> None:
+        potential.check_species(atoms.numbers)
+        self.potential = potential
+        self.masses = atoms.get_masses()
+        self._atoms = [Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+                       for _ in range(n_replicas)]
+        self._lists = [VerletList(potential.cutoff, skin, torch.float64, "cpu", min_distance)
+                       for _ in range(n_replicas)]
+        self.batch: Batch | None = None
+        self.results: Results | None = None
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        """Forces [R, N, 3] (eV/Å) at ``positions`` [R, N, 3] (Å); energies and receiver virials kept."""
+        batches = []
+        for atoms, neighbours, x in zip(self._atoms, self._lists, positions):
+            atoms.positions = x
+            batches.append(canonical_pair_order(neighbours.batch(atoms)))
+        self.batch = Batch.collate(batches)
+        self.results = evaluate(self.potential, self.batch, forces=True, energies=True, flux_virials=True)
+        return self.results.forces.numpy().reshape(positions.shape)
+
+    def heat_flux(self, momenta: np.ndarray) -> np.ndarray:
+        """Heat flux [R, 3] (eV·Å/fs, not divided by volume) at the last positions with ``momenta`` [R, N, 3]."""
+        velocities = torch.from_numpy(velocities_per_fs(momenta, self.masses).reshape(-1, 3))
+        masses = torch.from_numpy(np.tile(self.masses, len(momenta)))
+        total, _ = heat_flux(self.results.energies, self.results.flux_virials, velocities, masses, self.batch)
+        return total.numpy()
+
+
+def canonical_pair_order(batch: Batch) -> Batch:
+    """``batch`` with its pairs sorted by (i, j, cell shift).
+
+    The order of a reused neighbour list depends on where the atoms were at
+    its last search, and the order of the sums over pairs sets their rounding;
+    in a fixed order the forces depend on the positions alone, so a run
+    resumed from a checkpoint (fresh lists) continues bit for bit.
+    """
+    shifts = batch.shifts.round().long()
+    span = int(shifts.abs().max()) * 2 + 1 if len(shifts) else 1
+    code = ((shifts[:, 0] + span // 2) * span + shifts[:, 1] + span // 2) * span + shifts[:, 2] + span // 2
+    n = len(batch.numbers)
+    key = (batch.pairs[:, 0] * n + batch.pairs[:, 1]) * span**3 + code
+    order = torch.argsort(key)
+    return replace(batch, pairs=batch.pairs.index_select(0, order), shifts=batch.shifts.index_select(0, order))
+
+
+def velocities_per_fs(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Velocities in Å/fs from momenta [R, N, 3] (ASE units) and masses [N] (amu), as ASE forms them."""
+    return momenta / masses[:, np.newaxis] * units.fs
+
+
+def temperatures(momenta: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Kinetic temperature of each replica, K [R] (3N degrees of freedom, as ``Atoms.get_temperature``)."""
+    velocities = momenta / masses[:, np.newaxis]
+    return np.array([2 * (0.5 * np.vdot(p, v)) / (3 * len(masses) * units.kB) for p, v in zip(momenta, velocities)])
+
+
+@dataclass(frozen=True)
+class LangevinCoefficients:
+    """The constants of ASE's Langevin propagator (Vanden-Eijnden & Ciccotti) for one set of masses.
+
+    ``dt`` in ASE time units, ``c1``/``c2`` scalars, ``c3``/``c4``/``c5`` [N, 1].
+    """
+
+    dt: float
+    c1: float
+    c2: float
+    c3: np.ndarray
+    c4: np.ndarray
+    c5: np.ndarray
+
+    @classmethod
+    def of(cls, masses: np.ndarray, timestep: float, temperature: float, friction: float) -> "LangevinCoefficients":
+        """From masses [N] (amu), timestep (fs), temperature (K) and friction (1/fs)."""
+        dt, kt, fr = timestep * units.fs, units.kB * temperature, friction / units.fs
+        sigma = np.sqrt(2 * kt * fr / masses[:, None])
+        c5 = dt**1.5 * sigma / (2 * np.sqrt(3))
+        return cls(dt=dt, c1=dt / 2.0 - dt * dt * fr / 8.0, c2=dt * fr / 2 - dt * dt * fr * fr / 8.0,
+                   c3=np.sqrt(dt) * sigma / 2.0 - dt**1.5 * fr * sigma / 8.0, c4=fr / 2.0 * c5, c5=c5)
+
+
+def langevin_step(state: ReplicaState, forces: np.ndarray, compute_forces, masses: np.ndarray,
+                  c: LangevinCoefficients, generators: list[np.random.Generator]) -> np.ndarray:
+    """One Langevin step of every replica in place; returns the forces at the new positions.
+
+    Replica r draws its noise from ``generators[r]`` exactly as ASE's
+    ``Langevin`` does (ξ then η, each [N, 3]).
+    """
+    m = masses[:, np.newaxis]
+    v = state.momenta / m
+    noise = [(g.standard_normal(size=m.shape[:1] + (3,)), g.standard_normal(size=m.shape[:1] + (3,)))
+             for g in generators]
+    xi, eta = np.array([n[0] for n in noise]), np.array([n[1] for n in noise])
+    rnd_pos = c.c5 * eta
+    rnd_vel = c.c3 * xi - c.c4 * eta
+    v += c.c1 * forces / m - c.c2 * v + rnd_vel
+    x = state.positions
+    state.positions = x + c.dt * v + rnd_pos
+    v = (state.positions - x - rnd_pos) / c.dt
+    forces = compute_forces(state.positions)
+    v += c.c1 * forces / m - c.c2 * v + rnd_vel
+    state.momenta = v * m
+    return forces
+
+
+def verlet_step(state: ReplicaState, forces: np.ndarray, compute_forces, masses: np.ndarray,
+                timestep: float) -> np.ndarray:
+    """One velocity-Verlet step (``timestep`` in fs) of every replica in place; returns the new forces."""
+    dt = timestep * units.fs
+    m = masses[:, np.newaxis]
+    p = state.momenta + 0.5 * dt * forces
+    state.positions = state.positions + dt * p / m
+    forces = compute_forces(state.positions)
+    state.momenta = p + 0.5 * dt * forces
+    return forces

@@ -1,0 +1,396 @@
+"""The power-spectrum descriptor with hand-derived derivatives.
+
+The descriptor of :mod:`atomflux.models.power_spectrum` in three stages, each
+with its vector-Jacobian product (VJP) written out, on the padded centre
+table of :class:`~atomflux.models.centre_table.CentreTable` (``n`` atoms ×
+``w`` slots, ``Q = n·w``; empty slots hold a vector outside the cutoff, so
+they contribute exactly zero):
+
+1. pair terms per slot: the species-mixed radial channels ``g_c(r)``, their
+   r-derivatives ``g'_c`` and the monomials ``m_α(r̂)`` (degree 0..L);
+2. the density ``A_i,cα = Σ_slots g_c m_α``: one batched matrix product;
+3. the power spectrum ``p_i,l,cc' = Σ_{α∈l} w_α A_i,cα A_i,c'α`` (upper
+   triangle c ≤ c'), after the two-body ``A_i,c0``.
+
+Backward, with cotangents ``Ā`` of the density, the gradient with respect
+to a slot's vector r = r r̂ is
+
+    ∂/∂r = r̂ Σ_c g'_c Σ_α m_α Ā_cα + (1 − r̂r̂ᵀ)/r · Σ_c g_c Σ_β m_β Ē_cβ,
+
+where ``Ē_k,cβ = (β_k + 1) Ā_c,β+e_k`` (the u-gradient of a monomial is a
+lower-degree monomial) is built per atom, so no per-slot Jacobian of the
+monomials is ever formed.  The VJPs take ``B`` cotangents at once: the
+energy and the M members of an ensemble share every per-slot term and go
+through the same matrix products.  :class:`PowerSpectrumDescriptor` wraps the
+stages as a ``torch.autograd.Function`` whose backward is itself made of
+differentiable torch operations, so forces can be differentiated again
+(training on forces, ``create_graph=True``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .centre_table import CentreTable
+
+
+def monomial_tables(max_angular: int) -> tuple[list[list[tuple[int, int, int]]], list[list[tuple[int, int]]],
+                                               list[torch.Tensor]]:
+    """Exponents, build recipes and weights of the monomials of degree 0..L.
+
+    Returns, per degree l, the exponent triples (a, b, c) of its monomials,
+    the ``(parent_index, axis)`` that builds each from degree l-1, and the
+    multinomial weights l!/(a!b!c!) such that ``Σ_α w_α m_α(u) m_α(v) = (u·v)^l``.
+    """
+    exps: list[list[tuple[int, int, int]]] = [[(0, 0, 0)]]
+    recipes: list[list[tuple[int, int]]] = [[]]
+    weights = [torch.ones(1, dtype=torch.float64)]
+    for degree in range(1, max_angular + 1):
+        seen: dict[tuple[int, int, int], tuple[int, int]] = {}
+        for parent, e in enumerate(exps[-1]):
+            for axis in range(3):
+                child = tuple(e[k] + (k == axis) for k in range(3))
+                seen.setdefault(child, (parent, axis))
+        keys = sorted(seen, reverse=True)
+        exps.append(keys)
+        recipes.append([seen[k] for k in keys])
+        weights.append(torch.tensor(
+            [math.factorial(degree) / math.prod(math.factorial(x) for x in k) for k in keys],
+            dtype=torch.float64))
+    return exps, recipes, weights
+
+
+@dataclass(frozen=True)
+class DescriptorSpec:
+    """Hyper-parameters and constant tables of the descriptor (one dtype and device).
+
+    Attributes
+    ----------
+    cutoff : float
+        Cutoff radius, Å.
+    n_radial, n_channels, max_angular : int
+        K, C and L.
+    recipe : list of (int, int)
+        For every monomial after the constant one, its parent monomial (one degree
+        lower) and the axis it is multiplied by.
+    weights : Tensor [A]
+        Multinomial weight of every monomial, degree 0 first (A = Σ_l n_l).
+    blocks : list of (int, int)
+        Range of each degree along the moment axis.
+    raise_index : Tensor [3 A'] (long)
+        For each monomial β of degree < L (A' of them) and axis k, the index of β + e_k.
+    raise_factor : Tensor [3 A']
+        β_k + 1.
+    triu : Tensor [2, T]
+        Upper triangle (c ≤ c') of the channel pairs.
+    triu_flat : Tensor [T] (long)
+        The same as positions c·C + c' in a flattened C×C matrix.
+    full_index : Tensor [C·C] (long)
+        Position in the upper triangle of each entry (c, c') of a C×C matrix.
+    full_factor : Tensor [C·C]
+        2 on the diagonal, 1 elsewhere: (G + Gᵀ) = G[full_index] · full_factor.
+    """
+
+    cutoff: float
+    n_radial: int
+    n_channels: int
+    max_angular: int
+    recipe: list[tuple[int, int]]
+    weights: torch.Tensor
+    blocks: list[tuple[int, int]]
+    raise_index: torch.Tensor
+    raise_factor: torch.Tensor
+    triu: torch.Tensor
+    triu_flat: torch.Tensor
+    full_index: torch.Tensor
+    full_factor: torch.Tensor
+
+    @classmethod
+    def build(cls, cutoff: float, n_radial: int, n_channels: int, max_angular: int, dtype: torch.dtype,
+              device: torch.device | str) -> "DescriptorSpec":
+        exps, recipes, weights = monomial_tables(max_angular)
+        flat = [e for level in exps for e in level]
+        position = {e: k for k, e in enumerate(flat)}
+        lower = flat[:len(flat) - len(exps[-1])]
+        raise_index, raise_factor = [], []
+        for e in lower:
+            for axis in range(3):
+                raised = tuple(e[k] + (k == axis) for k in range(3))
+                raise_index.append(position[raised])
+                raise_factor.append(e[axis] + 1.0)
+        ends = [0]
+        for level in exps:
+            ends.append(ends[-1] + len(level))
+        triu = torch.triu_indices(n_channels, n_channels, device=device)
+        position = torch.zeros(n_channels, n_channels, dtype=torch.long, device=device)
+        position[triu[0], triu[1]] = torch.arange(triu.shape[1], device=device)
+        position[triu[1], triu[0]] = torch.arange(triu.shape[1], device=device)
+        full_factor = 1.0 + torch.eye(n_channels, dtype=dtype, device=device)
+        long = dict(dtype=torch.long, device=device)
+        recipe = [(ends[degree - 1] + parent, axis) for degree in range(1, len(recipes))
+                  for parent, axis in recipes[degree]]
+        return cls(
+            cutoff=float(cutoff), n_radial=int(n_radial), n_channels=int(n_channels), max_angular=int(max_angular),
+            recipe=recipe,
+            weights=torch.cat(weights).to(dtype=dtype, device=device),
+            blocks=list(zip(ends[:-1], ends[1:])),
+            raise_index=torch.tensor(raise_index, **long),
+            raise_factor=torch.tensor(raise_factor, dtype=dtype, device=device),
+            triu=triu, triu_flat=triu[0] * n_channels + triu[1], full_index=position.reshape(-1), full_factor=full_factor.reshape(-1))
+
+    @property
+    def n_moments(self) -> int:
+        """A: monomials of degree 0..L."""
+        return int(self.weights.shape[0])
+
+    @property
+    def n_lower_moments(self) -> int:
+        """A': monomials of degree 0..L-1."""
+        return int(self.raise_index.shape[0]) // 3
+
+
+@dataclass
+class PairTerms:
+    """Per-slot quantities of ``n`` rows × ``width`` slots of the centre table (Q = n·w).
+
+    Attributes
+    ----------
+    distance : Tensor [Q]
+        r, Å.
+    unit : Tensor [Q, 3]
+        r̂.
+    channels, channel_derivatives : Tensor [n, w, C]
+        g_c(r) (eV-free mixing of the radial basis, with centre weights) and dg_c/dr.
+    moments : Tensor [Q, A]
+        Monomials m_α(r̂), degree 0 first.
+    basis : Tensor [Q, K]
+        Radial basis b_k(r) (for the weight gradients).
+    mixed : Tensor [Q, C]
+        Σ_k b_k W[s_j, k, c], before the centre weights (for the weight gradients).
+    centre : Tensor [n, C]
+        Centre weights of each row's atom.
+    neighbour_species : Tensor [Q] (long) or None
+        Species of each slot's neighbour (None: a single species everywhere).
+    """
+
+    distance: torch.Tensor
+    unit: torch.Tensor
+    channels: torch.Tensor
+    channel_derivatives: torch.Tensor
+    moments: torch.Tensor
+    basis: torch.Tensor
+    mixed: torch.Tensor
+    centre: torch.Tensor
+    neighbour_species: torch.Tensor | None
+
+    @property
+    def width(self) -> int:
+        return int(self.channels.shape[1])
+
+    def moment_table(self, count: int | None = None) -> torch.Tensor:
+        """The first ``count`` monomials of each slot, a [n, w, count] view."""
+        n, w, _ = self.channels.shape
+        table = self.moments.view(n, w, -1)
+        return table if count is None else table[:, :, :count]
+
+
+def padded_vectors(vectors: torch.Tensor, slots: torch.Tensor, n_slots: int, cutoff: float) -> torch.Tensor:
+    """Pair vectors [P, 3] placed in their slots of a table of ``n_slots`` [n_slots, 3];
+    empty slots hold a vector of length 2 × cutoff (outside the cutoff)."""
+    table = torch.zeros((n_slots, 3), dtype=vectors.dtype, device=vectors.device)
+    table[:, 0] = 2.0 * cutoff
+    return table.index_copy(0, slots, vectors)
+
+
+def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: torch.Tensor | None,
+               radial_weights: torch.Tensor, centre: torch.Tensor) -> PairTerms:
+    """Stage 1 on the slots of ``n = len(centre)`` rows: ``vectors`` [n·w, 3] in Å.
+
+    Radial basis ``b_k = √(2/r_c) sin(kπr/r_c)/r · f_c(r)`` (f_c the quintic
+    switch); ``radial_weights`` [S, K, C]; ``centre`` [n, C] the centre weights
+    of each row's atom; ``neighbour_species`` [Q] (``None`` when all slots
+    have the neighbour species 0 of a one-species ``radial_weights``, or the
+    caller passes that species' weights [1, K, C]).
+    """
+    n = centre.shape[0]
+    r = torch.linalg.norm(vectors, dim=1).clamp(min=1e-6)
+    unit = vectors / r[:, None]
+    rc = spec.cutoff
+    x = torch.clamp(r / rc, max=1.0)
+    x2 = x * x
+    switch = 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2)
+    bump = x - x2
+    switch_derivative = (-30.0 / rc) * bump * bump
+    k = torch.arange(1, spec.n_radial + 1, dtype=r.dtype, device=r.device) * (math.pi / rc)
+    phase = k * r[:, None]
+    sin, cos = torch.sin(phase), torch.cos(phase)
+    inv_r = 1.0 / r
+    scaled = (math.sqrt(2.0 / rc) * inv_r)[:, None]
+    basis = scaled * sin * switch[:, None]
+    basis_derivative = scaled * ((k * cos - sin * inv_r[:, None]) * switch[:, None] + sin * switch_derivative[:, None])
+    mixed, mixed_derivative = _mix(torch.cat([basis, basis_derivative]), radial_weights, neighbour_species).chunk(2)
+    scale = centre[:, None, :]
+    channels = mixed.view(n, -1, spec.n_channels) * scale
+    channel_derivatives = mixed_derivative.view(n, -1, spec.n_channels) * scale
+    return PairTerms(r, unit, channels, channel_derivatives, _monomials(spec, unit), basis, mixed, centre,
+                     neighbour_species)
+
+
+def _mix(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tensor | None) -> torch.Tensor:
+    """Σ_k b_k W[s, k, c] for rows of ``basis`` [R, K] whose neighbour species ``species`` repeat
+    with period R/len(species) (``None``: species 0)."""
+    n_species, n_radial, n_channels = radial_weights.shape
+    if species is None:
+        return basis @ radial_weights[0]
+    species = species.repeat(len(basis) // len(species))
+    onehot = torch.nn.functional.one_hot(species, n_species).to(basis.dtype)
+    expanded = (onehot[:, :, None] * basis[:, None, :]).reshape(len(basis), n_species * n_radial)
+    return expanded @ radial_weights.reshape(n_species * n_radial, n_channels)
+
+
+def _monomials(spec: DescriptorSpec, unit: torch.Tensor) -> torch.Tensor:
+    """Monomials m_α(u) of degree 0..L, [Q, A] (one product of contiguous columns each)."""
+    axes = unit.T.contiguous()
+    columns = [torch.ones_like(axes[0])]
+    for parent, axis in spec.recipe:
+        columns.append(columns[parent] * axes[axis])
+    return torch.stack(columns, 1)
+
+
+def density(terms: PairTerms) -> torch.Tensor:
+    """Stage 2: A [n, C, A] = Σ_slots g_c m_α."""
+    return torch.bmm(terms.channels.transpose(1, 2), terms.moment_table())
+
+
+def power_spectrum(spec: DescriptorSpec, a: torch.Tensor) -> torch.Tensor:
+    """Stage 3: descriptors [n, D] = [A_c0, p_0, p_1, ..., p_L] from the density [n, C, A]."""
+    n, c, _ = a.shape
+    parts = [a[:, :, 0]]
+    for start, end in spec.blocks:
+        block = a[:, :, start:end]
+        square = torch.bmm(block * spec.weights[start:end], block.transpose(1, 2))
+        parts.append(square.view(n, c * c).index_select(1, spec.triu_flat))
+    return torch.cat(parts, 1)
+
+
+def power_spectrum_vjp(spec: DescriptorSpec, a: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor:
+    """VJP of stage 3: cotangents [n, B, D] of the descriptors → of the density, as [n, A, B·C].
+
+    With P_l = A_l W_l A_lᵀ and G the cotangent of P_l: ∂/∂A_l = (G + Gᵀ) A_l W_l.
+    """
+    n, n_cot, n_desc = cotangent.shape
+    c = spec.n_channels
+    # (G + Gᵀ) of every degree, gathered straight into the layout [n, L+1, C, B·C] of the products
+    # below (it is symmetric, so its rows serve as columns)
+    sym = cotangent.reshape(n, n_cot * n_desc).index_select(1, _symmetric_index(spec, n_cot, n_desc))
+    sym = (sym.view(n, len(spec.blocks), c, n_cot, c) * spec.full_factor.view(1, 1, c, 1, c)).view(
+        n, len(spec.blocks), c, n_cot * c)
+    parts = [torch.bmm(a[:, :, start:end].transpose(1, 2), sym[:, l]) * spec.weights[start:end, None]
+             for l, (start, end) in enumerate(spec.blocks)]
+    parts[0] = parts[0] + cotangent[:, :, :c].reshape(n, 1, n_cot * c)
+    return torch.cat(parts, 1)
+
+
+def _symmetric_index(spec: DescriptorSpec, n_cot: int, n_desc: int) -> torch.Tensor:
+    """Flat positions in a [B, D] cotangent of the entries (l, d, b, e) of (G_l + G_lᵀ)."""
+    c, n_pairs = spec.n_channels, spec.triu.shape[1]
+    device = spec.full_index.device
+    blocks = torch.arange(len(spec.blocks), device=device).view(-1, 1, 1, 1) * n_pairs
+    rows = torch.arange(n_cot, device=device).view(1, 1, -1, 1) * n_desc
+    triangle = spec.full_index.view(c, c)[:, None, :]                    # [d, 1, e]
+    return (c + blocks + rows + triangle[None]).reshape(-1)
+
+
+#: from this many cotangents on, the angular VJP goes through per-slot outer products m ⊗ g
+OUTER_PRODUCT_COTANGENTS = 8
+
+
+def pair_vjp(spec: DescriptorSpec, terms: PairTerms, density_cot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VJP of stages 1–2: density cotangents [n, A, B·C] → slot vectors [Q, 3, B], and the
+    cotangents of the channels g [n, w, B, C] (for the weight gradients)."""
+    n, w, c = terms.channels.shape
+    n_cot = density_cot.shape[2] // c
+    q = n * w
+    lower = spec.n_lower_moments
+    channel_cot = torch.bmm(terms.moment_table(), density_cot)                          # [n, w, B·C]
+    radial = torch.bmm(channel_cot.view(q, n_cot, c), terms.channel_derivatives.reshape(q, c, 1))   # [Q, B, 1]
+    raised = density_cot.index_select(1, spec.raise_index) * spec.raise_factor[:, None]  # [n, 3A', B·C]
+    if n_cot < OUTER_PRODUCT_COTANGENTS:  # contract the monomials, then the channels of each slot
+        raised = torch.bmm(terms.moment_table(lower), raised.view(n, lower, 3 * n_cot * c))  # [n, w, 3·B·C]
+        tangent = torch.bmm(raised.view(q, 3 * n_cot, c), terms.channels.reshape(q, c, 1))
+    else:  # many cotangents: one product with the slots' m ⊗ g, shared by all of them
+        outer = (terms.moment_table(lower)[:, :, :, None] * terms.channels[:, :, None, :]).reshape(n, w, lower * c)
+        raised = raised.view(n, lower, 3, n_cot, c).permute(0, 1, 4, 2, 3).reshape(n, lower * c, 3 * n_cot)
+        tangent = torch.bmm(outer, raised)
+    tangent = tangent.view(q, 3, n_cot)                                                 # ∇_u
+    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r
+    inv_r = 1.0 / terms.distance[:, None]
+    unit = terms.unit[:, :, None]
+    along = (tangent * unit).sum(1)                                                     # [Q, B]
+    grad = unit * (radial.view(q, n_cot) - along * inv_r)[:, None, :] + tangent * inv_r[:, :, None]
+    return grad, channel_cot.view(n, w, n_cot, c)
+
+
+def weight_vjp(terms: PairTerms, channel_cot: torch.Tensor, n_species: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cotangents of the radial weights [S, K, C] (S = 1 without neighbour species) and of
+    the per-row centre weights [n, C] from one cotangent of the channels [n, w, 1, C]."""
+    n, w, _, c = channel_cot.shape
+    channel_cot = channel_cot[:, :, 0, :]
+    mixed = terms.mixed.view(n, w, c)
+    centre_cot = (channel_cot * mixed).sum(1)
+    mixed_cot = (channel_cot * terms.centre[:, None, :]).reshape(n * w, c)
+    basis = terms.basis
+    if terms.neighbour_species is None:
+        return (basis.T @ mixed_cot)[None], centre_cot
+    onehot = torch.nn.functional.one_hot(terms.neighbour_species, n_species).to(basis.dtype)
+    expanded = (onehot[:, :, None] * basis[:, None, :]).reshape(n * w, -1)
+    return (expanded.T @ mixed_cot).view(n_species, -1, c), centre_cot
+
+
+class PowerSpectrumDescriptor(torch.autograd.Function):
+    """Descriptors [N, D] from pair vectors, with the hand-derived backward.
+
+    ``apply(vectors, radial_weights, centre_weights, spec, table, neighbour_species)``:
+    ``vectors`` [P, 3] in the batch's pair order, ``radial_weights`` [S, K, C],
+    ``centre_weights`` [N, C] per atom, ``neighbour_species`` [N·w] per slot
+    (or ``None``: one species).  When a graph of the gradient is requested
+    (``create_graph=True``) the backward rebuilds the pair terms with autograd
+    on, so double backward is exact.
+    """
+
+    @staticmethod
+    def forward(ctx, vectors, radial_weights, centre_weights, spec, table, neighbour_species):
+        terms = _table_terms(spec, table, vectors, radial_weights, centre_weights, neighbour_species)
+        a = density(terms)
+        ctx.save_for_backward(vectors, radial_weights, centre_weights)
+        ctx.spec, ctx.table, ctx.neighbour_species = spec, table, neighbour_species
+        ctx.terms, ctx.density = terms, a
+        return power_spectrum(spec, a)
+
+    @staticmethod
+    def backward(ctx, cotangent):
+        vectors, radial_weights, centre_weights = ctx.saved_tensors
+        spec, table = ctx.spec, ctx.table
+        if torch.is_grad_enabled():  # a graph of the gradient is wanted: rebuild the terms differentiably
+            terms = _table_terms(spec, table, vectors, radial_weights, centre_weights, ctx.neighbour_species)
+            a = density(terms)
+        else:
+            terms, a = ctx.terms, ctx.density
+        slot_grad, channel_cot = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, cotangent[:, None, :]))
+        grad_vectors = slot_grad[:, :, 0].index_select(0, table.slots)
+        if table.order is not None:
+            grad_vectors = torch.zeros_like(grad_vectors).index_copy(0, table.order, grad_vectors)
+        radial_cot = centre_cot = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            radial_cot, centre_cot = weight_vjp(terms, channel_cot, radial_weights.shape[0])
+        return grad_vectors, radial_cot, centre_cot, None, None, None
+
+
+def _table_terms(spec: DescriptorSpec, table: CentreTable, vectors: torch.Tensor, radial_weights: torch.Tensor,
+                 centre_weights: torch.Tensor, neighbour_species: torch.Tensor | None) -> PairTerms:
+    sorted_vectors = vectors if table.order is None else vectors[table.order]
+    slot_vectors = padded_vectors(sorted_vectors, table.slots, table.n_atoms * table.width, spec.cutoff)
+    return pair_terms(spec, slot_vectors, neighbour_species, radial_weights, centre_weights)

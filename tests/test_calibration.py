@@ -1,0 +1,257 @@
+"""Force-aware uncertainty: last-layer rows, LLPR with force targets against Bayesian linear regression,
+per-quantity calibration, the off-domain stress test and the force guard."""
+
+import json
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase import Atoms, units
+from ase.build import fcc111
+from ase.calculators.emt import parameters as emt_parameters
+from ase.md.verlet import VelocityVerlet
+
+from atomflux.calculators import AtomfluxCalculator
+from atomflux.cli import main
+from atomflux.evaluate import evaluate
+from atomflux.io import load_model, save_model
+from atomflux.md import thermalize
+from atomflux.models import PowerSpectrumPotential
+from atomflux.reference_data import STRESS_TEST_CATEGORIES, emt_dataset, labelled, stress_test_dataset
+from atomflux.systems import Batch
+from atomflux.training import read_frames
+from atomflux.uncertainty import LLPR, ExtrapolationError, UncertaintyGuard
+from atomflux.uncertainty.lastlayer import atom_features, last_layer_design, structure_rows
+from atomflux.uncertainty.report import stress_test_report
+from test_uncertainty import LinearRadialModel, cu_structures
+
+#: eV/Å, largest per-atom force σ the guard accepts (demo: the island at rest ~0.6, 1 Å higher 1.9,
+#: detached 2.2)
+FORCE_GUARD_THRESHOLD = 1.6
+
+
+def summed_features(model, atoms, cutoff):
+    batch = Batch.from_atoms(atoms, cutoff)
+    with torch.no_grad():
+        return atom_features(model, batch, batch.pair_vectors()).sum(0).numpy()
+
+
+def finite_difference_rows(model, atoms, cutoff, h=1e-5):
+    """-∂φ/∂x by central differences, [3N, F+1] (independent of autograd)."""
+    rows = []
+    for i in range(len(atoms)):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, k] += h
+            minus.positions[i, k] -= h
+            rows.append(-(summed_features(model, plus, cutoff) - summed_features(model, minus, cutoff)) / (2 * h))
+    return np.array(rows)
+
+
+def test_last_layer_rows_are_derivatives_of_the_features(alloy, random_model):
+    """Force rows = -∂φ/∂x and stress rows = (1/V)∂φ/∂ε, by finite differences of the summed features."""
+    batch = Batch.from_atoms(alloy, random_model.cutoff)
+    phi, forces, stress = structure_rows(random_model, batch, forces=True, stress=True)
+    np.testing.assert_allclose(phi.numpy(), summed_features(random_model, alloy, random_model.cutoff), atol=1e-12)
+    fd = finite_difference_rows(random_model, alloy, random_model.cutoff)
+    np.testing.assert_allclose(forces.numpy(), fd, atol=1e-7 * max(1.0, np.abs(fd).max()))
+    h, volume = 1e-6, alloy.get_volume()
+    for row, (a, b) in zip(stress.numpy(), ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
+        eps = np.zeros((3, 3))
+        eps[a, b] += h / 2
+        eps[b, a] += h / 2
+        plus, minus = alloy.copy(), alloy.copy()
+        plus.set_cell(alloy.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+        minus.set_cell(alloy.cell.array @ (np.eye(3) - eps), scale_atoms=True)
+        expected = (summed_features(random_model, plus, 4.0) - summed_features(random_model, minus, 4.0)) / (2 * h * volume)
+        np.testing.assert_allclose(row, expected, atol=1e-6 * max(1.0, np.abs(expected).max()))
+
+
+def test_llpr_force_variance_equals_bayesian_linear_regression():
+    """LLPR fitted on energies and forces of a model linear in its features is Bayesian linear regression
+    with energy and force observations: closed-form σ(F) to 1e-7, and evaluate's K posterior samples to ~2/√(2K)."""
+    model = LinearRadialModel()
+    train = read_frames([labelled(a) for a in cu_structures(6, 0)])
+    noise_e, noise_f, prior = 0.02, 0.05, 0.5  # σ_E (eV), σ_F (eV/Å), σ_w
+    llpr = LLPR(model, n_samples=4096)
+    llpr.fit_observations(last_layer_design(llpr, train, ("energy", "forces")),
+                          weights={"energy": 1.0, "forces": noise_e**2 / noise_f**2})
+    llpr.alpha_squared.fill_(noise_e**2)
+    llpr.regulariser.fill_(noise_e**2 / prior**2)
+    # closed form with numpy and finite-difference feature gradients: Σ = (ΦᵀΦ/σ_E² + ΨᵀΨ/σ_F² + I/σ_w²)⁻¹
+    phi = np.array([summed_features(model, f.atoms, 4.0) for f in train])
+    psi = np.vstack([finite_difference_rows(model, f.atoms, 4.0) for f in train])
+    posterior = np.linalg.inv(phi.T @ phi / noise_e**2 + psi.T @ psi / noise_f**2 + np.eye(phi.shape[1]) / prior**2)
+    test = cu_structures(1, 5)[0]
+    rows = finite_difference_rows(model, test, 4.0)
+    expected = np.sqrt(np.einsum("rf,fg,rg->r", rows, posterior, rows)).reshape(-1, 3)
+    batch = Batch.from_atoms(test, 4.0)
+    _, autograd_rows, _ = structure_rows(llpr, batch)
+    closed_form = llpr.energy_variance(autograd_rows).sqrt().reshape(-1, 3).numpy()
+    np.testing.assert_allclose(closed_form, expected, rtol=1e-7)
+    sampled = evaluate(llpr, batch, uncertainty=True).forces_uncertainty.numpy()
+    np.testing.assert_allclose(sampled, expected, rtol=0.1)
+    assert abs(np.mean(sampled / expected) - 1) < 0.03
+    # the force observations shrink the posterior: energy-only LLPR is wider
+    energy_only = LLPR(model, n_samples=8)
+    energy_only.fit_observations(last_layer_design(energy_only, train, ("energy",)))
+    energy_only.alpha_squared.fill_(noise_e**2)
+    energy_only.regulariser.fill_(noise_e**2 / prior**2)
+    assert (energy_only.energy_variance(autograd_rows) > llpr.energy_variance(autograd_rows)).all()
+
+
+def test_least_squares_refit_recovers_the_weights_behind_energies_and_forces():
+    """Energies and forces made by known last-layer weights w*: the weighted least-squares change of a model
+    with other weights recovers w* - w (the design's residuals then vanish)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    truth, model = LinearRadialModel(), LinearRadialModel()
+    with torch.no_grad():
+        truth.last.weight.copy_(torch.tensor([[0.3, -1.2, 0.8, 0.1, -0.5]], dtype=torch.float64))
+        truth.last.bias.fill_(-2.0)
+    structures = []
+    for atoms in cu_structures(6, 3):
+        result = evaluate(truth, Batch.from_atoms(atoms, 4.0), forces=True)
+        atoms.calc = SinglePointCalculator(atoms, energy=float(result.energy[0]), forces=result.forces.numpy())
+        structures.append(atoms)
+    design = last_layer_design(model, read_frames(structures), ("energy", "forces"))
+    delta = design.least_squares(regulariser=1e-14)
+    expected = torch.cat([truth.last.weight[0] - model.last.weight[0], truth.last.bias - model.last.bias])
+    np.testing.assert_allclose(delta.detach().numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-8)
+    corrected = design.corrected(delta)
+    assert float(corrected.forces.residuals.abs().max()) < 1e-8 and float(corrected.energy.residuals.abs().max()) < 1e-7
+
+
+def test_per_quantity_scales_are_stored_and_applied(tmp_path, alloy):
+    model = load_model("demo")
+    batch = Batch.from_atoms(alloy[[0, 2, 3]] * (2, 2, 2), model.cutoff)  # Cu only: the demo knows Cu
+    before = evaluate(model, batch, stress=True, uncertainty=True)
+    model.metadata["uncertainty"]["calibration"].update(
+        scale_forces=2 * getattr(model, "uncertainty_scale_forces", model.uncertainty_scale),
+        scale_stress=3 * getattr(model, "uncertainty_scale_stress", model.uncertainty_scale))
+    path = save_model(model, tmp_path / "m.pt")
+    after = evaluate(load_model(path), batch, stress=True, uncertainty=True)
+    np.testing.assert_allclose(after.energy_uncertainty, before.energy_uncertainty, rtol=1e-12)
+    np.testing.assert_allclose(after.forces_uncertainty, 2 * before.forces_uncertainty, rtol=1e-10)
+    np.testing.assert_allclose(after.stress_uncertainty, 3 * before.stress_uncertainty, rtol=1e-10)
+
+
+def test_stress_test_structures_are_what_they_claim():
+    structures = stress_test_dataset(("Cu", "Au"), per_category=3, seed=5)
+    assert list(structures) == list(STRESS_TEST_CATEGORIES)
+    for category, frames in structures.items():
+        assert all(a.info["category"] == category for a in frames)
+        for atoms in frames:  # labels are EMT's, and forces on a free structure sum to zero
+            assert abs(atoms.get_forces().sum(0)).max() < 1e-8
+    for atoms in structures["isolated_atom"]:  # an isolated EMT atom costs its cohesive energy -E0
+        assert len(atoms) == 1 and atoms.get_potential_energy() == pytest.approx(-emt_parameters[atoms[0].symbol][0])
+    for atoms in structures["dimer"]:
+        assert 1.8 < atoms.get_distance(0, 1) < 4.7 and not atoms.pbc.any()
+    assert all(3 <= len(a) <= 13 and not a.pbc.any() for a in structures["cluster"])
+    assert all(list(a.pbc) == [True, True, False] and "stress" not in a.calc.results for a in structures["surface"])
+    assert all(len(a) in (28, 29, 30) for a in structures["vacancies"])
+    assert all(len(a) == 33 for a in structures["interstitial"])
+    for atoms in structures["strong_strain"]:  # ≥ 8 % linear strain: the volume is ≥ 15 % off Vegard's cell
+        a0 = np.mean([{"Cu": 3.6, "Au": 4.06}[s] for s in atoms.get_chemical_symbols()])
+        assert abs(atoms.get_volume() / (8 * a0**3) - 1) > 0.15
+    for atoms in structures["melt"] + structures["vacancies"]:  # a melt has no fcc Bragg peaks: S(q) ~ 1, not ~ N
+        reciprocal = 2 * np.pi * np.linalg.inv(atoms.cell.array / 2)
+        peaks = [reciprocal @ np.array(hkl) for hkl in ((1, 1, 1), (1, 1, -1), (1, -1, 1), (-1, 1, 1),
+                                                        (2, 0, 0), (0, 2, 0), (0, 0, 2))]
+        bragg = np.mean([abs(np.exp(1j * atoms.positions @ q).sum()) ** 2 / len(atoms) for q in peaks])
+        assert bragg < 0.25 * len(atoms) if atoms.info["category"] == "melt" else bragg > 0.5 * len(atoms)
+    with pytest.raises(ValueError, match="EMT"):
+        stress_test_dataset(("Cu", "Fe"))
+
+
+@pytest.fixture(scope="module")
+def stress_test():
+    """Fresh stress-test structures (seed 2024: no seed the demo models were fitted or calibrated with)."""
+    return stress_test_dataset(per_category=8, seed=2024)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("demo", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: surface energies "
+                                                 "7/8 below 3σ (dimer forces 88 % with seed 2025)")),
+    pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: LLPR energies "
+                                                      "of isolated atoms, dimers, surfaces, strong strain (median |z| "
+                                                      "2-5, see docs/benchmarks.md)"))])
+def test_shipped_models_are_honest_off_the_training_domain(name, stress_test):
+    """In every stress-test category at least 90 % of |error|/σ are below 3, for energies and force components."""
+    rows = stress_test_report(load_model(name), stress_test)
+    assert {(r.category, r.quantity) for r in rows} >= {(c, "energy") for c in STRESS_TEST_CATEGORIES}
+    assert {r.category for r in rows if r.quantity == "forces"} == set(STRESS_TEST_CATEGORIES) - {"isolated_atom"}
+    overconfident = [r.line() for r in rows if r.quantity in ("energy", "forces") and not r.honest]
+    assert not overconfident, "\n".join(overconfident)
+    copper = next(a for a in stress_test["isolated_atom"] if a.get_chemical_symbols() == ["Cu"]).copy()
+    copper.calc = AtomfluxCalculator(name)
+    z = (copper.get_potential_energy() - 3.51) / copper.calc.results["energy_uncertainty"]
+    assert abs(z) < 3, z  # the issue's example: E = 1.00 ± 0.15 eV against EMT's 3.51 eV (16σ)
+
+
+def test_calibrate_command_reports_per_quantity_and_stress_test(tmp_path, capsys):
+    valid = tmp_path / "valid.extxyz"
+    ase.io.write(valid, emt_dataset(n_trajectories=3, snapshots=2, seed=7))
+    prefix = tmp_path / "plots" / "cal"
+    assert main(["calibrate", "demo-llpr", str(valid), "--stress-test", "--per-category", "2", "--plots",
+                 str(prefix), "--json", str(tmp_path / "cal.json")]) == 0
+    out = capsys.readouterr().out
+    assert "coverage 1σ" in out and "miscal. area" in out and "stress test of demo-llpr" in out
+    for category in STRESS_TEST_CATEGORIES:
+        assert category in out
+    report = json.loads((tmp_path / "cal.json").read_text())
+    assert {r["quantity"] for r in report if r["kind"] == "calibration"} == {"energy", "forces", "stress"}
+    assert {r["category"] for r in report if r["kind"] == "stress_test"} == set(STRESS_TEST_CATEGORIES)
+    for name in ("reliability", "stress-test", "forces-zscores", "stress-error-vs-sigma"):
+        assert (tmp_path / "plots" / f"cal-{name}.png").is_file()
+    assert main(["calibrate", "demo"]) == 2
+    assert "give held-out structures" in capsys.readouterr().err
+    iron = PowerSpectrumPotential(["Fe", "Cu"], cutoff=4.0, hidden=[8], n_ensemble=2)
+    save_model(iron, tmp_path / "iron.pt")
+    assert main(["calibrate", str(tmp_path / "iron.pt"), "--stress-test"]) == 2
+    err = capsys.readouterr().err
+    assert "EMT" in err and "Fe" in err
+
+
+def cluster_on_surface(kick: float) -> tuple[Atoms, int]:
+    """Cu(111) slab (27 atoms) with a Cu3 island on fcc hollow sites, at 300 K; the island atoms get an
+    extra upward velocity ``kick`` (Å/fs). Returns the atoms and the number of slab atoms."""
+    slab = fcc111("Cu", size=(3, 3, 3), a=3.6, vacuum=8.0)
+    n_slab, top = len(slab), slab.positions[:, 2].max()
+    nearest = 3.6 / np.sqrt(2)
+    corner = slab.positions[np.argmax(slab.positions[:, 2])]
+    triangle = np.array([[0, 0, 0], [nearest, 0, 0], [nearest / 2, nearest * np.sqrt(3) / 2, 0]])
+    hollow = np.array([nearest / 2, nearest / (2 * np.sqrt(3)), top - corner[2] + 2.1])
+    slab += Atoms("Cu3", positions=triangle + corner + hollow)
+    thermalize(slab, 300.0, np.random.default_rng(0))
+    velocities = slab.get_velocities()
+    velocities[n_slab:, 2] += kick / units.fs
+    slab.set_velocities(velocities)
+    return slab, n_slab
+
+
+@pytest.mark.parametrize("name", [
+    "demo",
+    pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 not met yet: the LLPR force σ "
+                                                      "of the island barely changes when it leaves (0.40 → 0.48 eV/Å)"))])
+def test_force_guard_stops_a_cluster_evaporating_from_a_surface(name, tmp_path):
+    """With quantity="forces" the guard stops NVE MD once a Cu3 island leaves the surface (kicked with ~3 eV
+    per atom, above its binding), and stays quiet for the same island vibrating in place."""
+    threshold = FORCE_GUARD_THRESHOLD
+    atoms, n_slab = cluster_on_surface(kick=0.03)
+    atoms.calc = AtomfluxCalculator(name)
+    guard = UncertaintyGuard(atoms, threshold=threshold, quantity="forces", save=tmp_path / "bad.extxyz")
+    dyn = VelocityVerlet(atoms, 2 * units.fs)
+    dyn.attach(guard, interval=5)
+    with pytest.raises(ExtrapolationError, match="forces"):
+        dyn.run(150)
+    stopped = ase.io.read(tmp_path / "bad.extxyz")
+    assert stopped.positions[n_slab:, 2].mean() - stopped.positions[:n_slab, 2].max() > 2.6  # adsorbed: 2.1 Å
+    quiet, _ = cluster_on_surface(kick=0.0)
+    quiet.calc = AtomfluxCalculator(name)
+    calm = UncertaintyGuard(quiet, threshold=threshold, quantity="forces", save=tmp_path / "none.extxyz")
+    dyn = VelocityVerlet(quiet, 2 * units.fs)
+    dyn.attach(calm, interval=5)
+    dyn.run(150)
+    assert not calm.triggered and max(calm.history) < threshold
