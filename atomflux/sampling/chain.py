@@ -18,14 +18,13 @@ Units: eV, K.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+from ase import units
 
 from .energies import SwapEnergy, Trial
 from .proposals import SwapProposer
-
-#: Boltzmann constant, eV/K
-BOLTZMANN_EV_PER_K = 8.617333262e-5
 
 
 @dataclass
@@ -37,6 +36,7 @@ class SwapCounts:
 
     @property
     def acceptance(self) -> float:
+        """Accepted / attempted (NaN before the first attempt)."""
         return self.accepted / self.attempted if self.attempted else float("nan")
 
 
@@ -55,22 +55,28 @@ class SwapChain:
         Atom indices allowed to swap (default: all).
     batch_size
         Trial swaps evaluated per call.
+    observer
+        Called with the energy engine after every attempt (accepted or not),
+        e.g. to record the chain of energies or configurations.
     """
 
     def __init__(self, energy: SwapEnergy, temperature: float, rng: np.random.Generator,
-                 region: np.ndarray | None = None, batch_size: int = 32) -> None:
+                 region: np.ndarray | None = None, batch_size: int = 32,
+                 observer: Callable[[SwapEnergy], None] | None = None) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 K, got {temperature}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.energy, self.temperature, self.rng = energy, float(temperature), rng
         self.batch_size = int(batch_size)
+        self.observer = observer
         self.proposer = SwapProposer(energy.numbers, region, rng)
         self.counts = SwapCounts()
 
     @property
     def beta(self) -> float:
-        return 1.0 / (BOLTZMANN_EV_PER_K * self.temperature)
+        """1 / (k_B T), 1/eV."""
+        return 1.0 / (units.kB * self.temperature)
 
     def attempt(self, n_attempts: int) -> SwapCounts:
         """Attempt ``n_attempts`` swaps; returns the counts of this call (totals in :attr:`counts`)."""
@@ -120,4 +126,6 @@ class SwapChain:
                 else:
                     changed_at[trial.affected] = accepted
                 accepted += 1
+            if self.observer is not None:
+                self.observer(self.energy)
         return accepted

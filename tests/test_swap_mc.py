@@ -1,0 +1,114 @@
+"""Swap Monte Carlo: local energy changes are exact, and the chain samples the Boltzmann distribution."""
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.build import bulk, fcc111
+from ase.calculators.emt import EMT
+
+from atomflux.evaluate import evaluate
+from atomflux.io import load_model
+from atomflux.sampling import LocalSwapEnergy, swap_monte_carlo
+from atomflux.systems import Batch
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_model("demo", dtype="float64")
+
+
+def full_energy(model, atoms) -> float:
+    """The whole system's energy, evaluated from scratch (no per-atom bookkeeping)."""
+    batch = Batch.from_atoms(atoms, model.cutoff, torch.float64)
+    with torch.no_grad():
+        return float(evaluate(model, batch, forces=False).energy.sum())
+
+
+def alloy(atoms, seed: int):
+    rng = np.random.default_rng(seed)
+    atoms = atoms.copy()
+    atoms.numbers = rng.choice([28, 29, 79], size=len(atoms))
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+@pytest.mark.parametrize("name, atoms", [
+    ("bulk 32 atoms, cell < 2 cutoffs", bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 2))),
+    ("4-atom cell, many periodic images", bulk("Cu", "fcc", a=3.7, cubic=True)),
+    ("slab, periodic in-plane only", fcc111("Cu", size=(3, 3, 4), a=3.7, vacuum=6.0)),
+])
+def test_local_delta_e_equals_full_energy_difference(demo, name, atoms):
+    atoms = alloy(atoms, seed=len(atoms))
+    engine = LocalSwapEnergy(demo, atoms)
+    reference = full_energy(demo, atoms)
+    assert engine.energy == pytest.approx(reference, abs=1e-10)
+    rng = np.random.default_rng(7)
+    current = atoms.copy()
+    for _ in range(4):  # trials on a configuration, then one applied: the bookkeeping stays exact
+        pairs = [(a, b) for a, b in rng.integers(0, len(atoms), (30, 2)) if current.numbers[a] != current.numbers[b]]
+        trials = engine.trials(np.array(pairs))
+        for trial in trials:
+            swapped = current.copy()
+            swapped.numbers[[trial.a, trial.b]] = swapped.numbers[[trial.b, trial.a]]
+            assert trial.delta == pytest.approx(full_energy(demo, swapped) - reference, abs=1e-10), name
+        chosen = trials[0]
+        engine.apply(chosen)
+        current.numbers[[chosen.a, chosen.b]] = current.numbers[[chosen.b, chosen.a]]
+        reference = full_energy(demo, current)
+        assert engine.energy == pytest.approx(reference, abs=1e-10)
+        assert np.array_equal(engine.numbers, current.numbers)
+
+
+def six_atoms():
+    """6 sites, 3 Cu + 3 Au: C(6, 3) = 20 configurations, made distinct by a rattle."""
+    atoms = bulk("Cu", "fcc", a=3.75).repeat((1, 2, 3))
+    atoms.rattle(0.08, seed=3)
+    atoms.numbers = [29, 79, 29, 79, 29, 79]
+    return atoms
+
+
+@pytest.mark.parametrize("engine, batch_size, n_attempts", [
+    ("demo model, local ΔE", 8, 6000),
+    ("ASE EMT", 4, 3000),
+])
+def test_detailed_balance_occupations_match_boltzmann(demo, engine, batch_size, n_attempts):
+    atoms = six_atoms()
+    model = demo if engine.startswith("demo") else EMT()
+    configurations = [tuple(sorted(c)) for c in combinations(range(6), 3)]  # the Au sites
+    energies = []
+    for au in configurations:
+        trial = atoms.copy()
+        trial.numbers = [79 if i in au else 29 for i in range(6)]
+        trial.calc = EMT() if model is not demo else None
+        energies.append(full_energy(demo, trial) if model is demo else trial.get_potential_energy())
+    energies = np.array(energies)
+    temperature = 0.6 * energies.std() / units.kB   # several configurations well populated, some rare
+    weights = np.exp(-(energies - energies.min()) / (units.kB * temperature))
+    boltzmann = weights / weights.sum()
+
+    visits = []
+    index = {c: k for k, c in enumerate(configurations)}
+
+    def observe(state):
+        visits.append(index[tuple(np.flatnonzero(state.numbers == 79))])
+
+    from atomflux.sampling import SwapChain, swap_energy
+    chain = SwapChain(swap_energy(model, atoms), temperature, np.random.default_rng(11),
+                      batch_size=batch_size, observer=observe)
+    chain.attempt(n_attempts)
+    visits = np.array(visits)
+    assert len(visits) == n_attempts
+    # block averages: errors that include the chain's correlation
+    blocks = np.array([np.bincount(b, minlength=20) / len(b) for b in np.array_split(visits, 30)])
+    frequency = np.bincount(visits, minlength=20) / len(visits)
+    sigma = np.maximum(blocks.std(axis=0, ddof=1) / np.sqrt(len(blocks)),
+                       np.sqrt(boltzmann * (1 - boltzmann) / len(visits)))
+    z = (frequency - boltzmann) / sigma
+    assert np.abs(z).max() < 4.0, (engine, np.round(z, 2), np.round(boltzmann, 3))
+    assert 0.05 < chain.counts.acceptance < 0.95
+    # the test has power: a wrong temperature is detected
+    wrong = np.exp(-(energies - energies.min()) / (units.kB * 2.0 * temperature))
+    assert np.abs((frequency - wrong / wrong.sum()) / sigma).max() > 4.0
