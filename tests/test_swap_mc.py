@@ -112,3 +112,19 @@ def test_detailed_balance_occupations_match_boltzmann(demo, engine, batch_size, 
     # the test has power: a wrong temperature is detected
     wrong = np.exp(-(energies - energies.min()) / (units.kB * 2.0 * temperature))
     assert np.abs((frequency - wrong / wrong.sum()) / sigma).max() > 4.0
+
+
+def test_driver_is_deterministic_keeps_composition_and_region(demo):
+    slab = alloy(fcc111("Cu", size=(3, 3, 3), a=3.7, vacuum=6.0), seed=5)
+    region = np.arange(9, 27)                      # the two upper layers only
+    runs = [swap_monte_carlo(slab, demo, 2000.0, 200, seed=4, region=region, record_every=10,
+                             show_progress=False) for _ in range(2)]
+    first, second = runs
+    assert np.array_equal(first.energies, second.energies)
+    assert np.array_equal(first.atoms.numbers, second.atoms.numbers)
+    assert first.accepted > 0 and first.attempted == 200 and len(first.energies) == 21
+    assert np.array_equal(first.atoms.numbers[:9], slab.numbers[:9])
+    assert np.array_equal(np.bincount(first.atoms.numbers), np.bincount(slab.numbers))
+    assert first.energies[-1] == pytest.approx(full_energy(demo, first.atoms), abs=1e-10)
+    with pytest.raises(ValueError, match="nothing to swap"):
+        swap_monte_carlo(slab, demo, 300.0, 10, region=[0], show_progress=False)
