@@ -11,7 +11,7 @@ from ase.calculators.emt import EMT
 
 from atomflux.evaluate import evaluate
 from atomflux.io import load_model
-from atomflux.sampling import LocalSwapEnergy, swap_monte_carlo
+from atomflux.sampling import LocalSwapEnergy, SwapChain, swap_energy, swap_monte_carlo
 from atomflux.systems import Batch
 
 
@@ -95,7 +95,6 @@ def test_detailed_balance_occupations_match_boltzmann(demo, engine, batch_size, 
     def observe(state):
         visits.append(index[tuple(np.flatnonzero(state.numbers == 79))])
 
-    from atomflux.sampling import SwapChain, swap_energy
     chain = SwapChain(swap_energy(model, atoms), temperature, np.random.default_rng(11),
                       batch_size=batch_size, observer=observe)
     chain.attempt(n_attempts)
