@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from ase import Atoms
 from ase.build import bulk
@@ -553,3 +554,30 @@ def test_runner_records_and_checks_elements(tmp_path, capsys):
     assert "already complete" in capsys.readouterr().out
     assert main(["ipi", "run", str(xml), "-o", str(folder)]) == 2       # other settings: never mixed into one run
     assert "holds a different run" in capsys.readouterr().err
+
+
+def test_rotationally_averaged_model_by_spec_suffix_drives_like_the_averaging_calculator(tmp_path):
+    """IPIDriver("model.pt@lebedev:2") answers with the rotational average of an orientation-dependent model."""
+    from ase.cluster import Icosahedron
+
+    from atomflux.io import save_model
+    from atomflux.ipi.protocol import Request
+    from atomflux.models.unconstrained import UnconstrainedPotential
+    from atomflux.systems import Batch
+
+    cluster = Icosahedron("Cu", 2)
+    cluster.rattle(0.05, seed=4)
+    torch.manual_seed(0)
+    model = UnconstrainedPotential(["Cu"], cutoff=4.0, n_channels=4, max_angular=3, hidden=[8]).double()
+    model.fit_statistics([Batch.from_atoms(cluster, 4.0)], [0.0], forces_rms=0.3)
+    path = save_model(model.eval(), tmp_path / "unconstrained.pt")
+    reply = IPIDriver(f"{path}@lebedev:2", cluster).compute(
+        Request(np.zeros((1, 3, 3)), cluster.positions[None] * BOHR_PER_ANGSTROM))
+    reference = cluster.copy()
+    reference.calc = AtomfluxCalculator(f"{path}@lebedev:2", dtype="float64")
+    energy, forces = reference.get_potential_energy(), reference.get_forces()
+    assert reply.energies[0] / HARTREE_PER_EV == pytest.approx(energy, rel=1e-6)
+    np.testing.assert_allclose(reply.forces[0] / EV_PER_ANGSTROM, forces, rtol=0, atol=1e-5 * np.abs(forces).max())
+    bare = cluster.copy()
+    bare.calc = AtomfluxCalculator(str(path), dtype="float64")
+    assert abs(bare.get_potential_energy() - energy) > 1e-6 * abs(energy)   # averaging changed the numbers
