@@ -160,3 +160,44 @@ class Potential(torch.nn.Module):
         such path; :func:`atomflux.evaluate` then uses autograd.
         """
         return None
+
+
+@torch.no_grad()
+def fit_energy_baseline(potential: "Potential", batches: Sequence[Batch], energies: Sequence[float | None],
+                        forces_rms: float | None = None) -> None:
+    """Neighbour normalisation, per-species energy baseline and output energy scale from training data.
+
+    For models with buffers ``inv_neighbours`` (atoms per pair), ``baseline``
+    [n_species] (eV per atom of each species, least squares on the total
+    energies) and ``energy_scale`` (eV: ``forces_rms`` when given, else the
+    std of the per-atom residual energies).
+
+    Parameters
+    ----------
+    potential
+        The model whose buffers are set.
+    batches
+        One batch per training structure.
+    energies
+        Total energy of each structure in eV (``None`` where unknown).
+    forces_rms
+        RMS force component of the training data, eV/Å.
+    """
+    n_pairs = sum(b.pairs.shape[0] for b in batches)
+    n_atoms = sum(len(b.numbers) for b in batches)
+    potential.inv_neighbours.fill_(n_atoms / max(n_pairs, 1))
+    rows, targets = [], []
+    for b, e in zip(batches, energies):
+        if e is not None:
+            rows.append(torch.bincount(potential.species_index(b.numbers), minlength=potential.n_species)
+                        .to(torch.float64))
+            targets.append(float(e))
+    if rows:
+        a, y = torch.stack(rows), torch.tensor(targets, dtype=torch.float64)
+        coef = torch.linalg.solve(a.T @ a + 1e-8 * torch.eye(a.shape[1], dtype=torch.float64), a.T @ y)
+        potential.baseline.copy_(coef.to(potential.baseline.dtype))
+        residual = (y - a @ coef) / a.sum(1)
+        scale = forces_rms if forces_rms else float(residual.std()) if len(y) > 1 else 1.0
+        potential.energy_scale.fill_(max(scale, 1e-3))
+    elif forces_rms:
+        potential.energy_scale.fill_(forces_rms)

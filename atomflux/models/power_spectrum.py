@@ -31,7 +31,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..systems import Batch
-from .base import GradientChunk, Potential, no_uncertainty_message
+from .base import GradientChunk, Potential, fit_energy_baseline, no_uncertainty_message
 from .centre_table import CentreTable
 from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, monomial_tables, pair_terms,
                                     pair_vjp, padded_vectors, power_spectrum, power_spectrum_vjp)
@@ -270,29 +270,11 @@ class PowerSpectrumPotential(Potential):
             RMS force component of the training data (eV/Å), used as the
             energy scale of the network output; default: residual energy std.
         """
-        n_pairs = sum(b.pairs.shape[0] for b in batches)
-        n_atoms = sum(len(b.numbers) for b in batches)
-        self.inv_neighbours.fill_(n_atoms / max(n_pairs, 1))
+        fit_energy_baseline(self, batches, energies, forces_rms)   # inv_neighbours first: the descriptors use it
         desc = torch.cat([self.descriptors(b.to(self.baseline.dtype), b.to(self.baseline.dtype).pair_vectors())
                           for b in batches])
         self.descriptor_mean.copy_(desc.mean(0))
         self.descriptor_std.copy_(desc.std(0).clamp(min=1e-6) if len(desc) > 1 else torch.ones_like(desc[0]))
-        rows, targets = [], []
-        for b, e in zip(batches, energies):
-            if e is None:
-                continue
-            rows.append(torch.bincount(self.species_index(b.numbers), minlength=self.n_species).to(torch.float64))
-            targets.append(float(e))
-        if rows:
-            a, y = torch.stack(rows), torch.tensor(targets, dtype=torch.float64)
-            ridge = 1e-8 * torch.eye(a.shape[1], dtype=torch.float64)
-            coef = torch.linalg.solve(a.T @ a + ridge, a.T @ y)
-            self.baseline.copy_(coef.to(self.baseline.dtype))
-            residual = (y - a @ coef) / a.sum(1)
-            scale = forces_rms if forces_rms else float(residual.std()) if len(y) > 1 else 1.0
-            self.energy_scale.fill_(max(scale, 1e-3))
-        elif forces_rms:
-            self.energy_scale.fill_(forces_rms)
 
 
 #: numbers per slot of the centre table in one chunk: fixed (pair terms) and per cotangent row

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import torch
 
 from ..systems import Batch
-from .base import Potential
+from .base import Potential, fit_energy_baseline
 from .cutoffs import polynomial_cutoff
 
 
@@ -151,9 +151,7 @@ class UnconstrainedPotential(Potential):
             of the network output; default: residual energy std.
         """
         dtype = self.baseline.dtype
-        n_pairs = sum(b.pairs.shape[0] for b in batches)
-        n_atoms = sum(len(b.numbers) for b in batches)
-        self.inv_neighbours.fill_(n_atoms / max(n_pairs, 1))
+        fit_energy_baseline(self, batches, energies, forces_rms)   # inv_neighbours first: the descriptors use it
         desc = torch.cat([self.descriptors(b.to(dtype), b.to(dtype).pair_vectors()) for b in batches])
         desc = desc.view(len(desc), self.n_channels, self.n_monomials)
         mean = torch.zeros_like(desc[0])
@@ -166,17 +164,3 @@ class UnconstrainedPotential(Potential):
             std[:, block] = rms.clamp(min=1e-6)[:, None]
         self.descriptor_mean.copy_(mean.reshape(-1))
         self.descriptor_std.copy_(std.reshape(-1))
-        rows, targets = [], []
-        for b, e in zip(batches, energies):
-            if e is not None:
-                rows.append(torch.bincount(self.species_index(b.numbers), minlength=self.n_species).to(torch.float64))
-                targets.append(float(e))
-        if rows:
-            a, y = torch.stack(rows), torch.tensor(targets, dtype=torch.float64)
-            coef = torch.linalg.solve(a.T @ a + 1e-8 * torch.eye(a.shape[1], dtype=torch.float64), a.T @ y)
-            self.baseline.copy_(coef.to(dtype))
-            residual = (y - a @ coef) / a.sum(1)
-            scale = forces_rms if forces_rms else float(residual.std()) if len(y) > 1 else 1.0
-            self.energy_scale.fill_(max(scale, 1e-3))
-        elif forces_rms:
-            self.energy_scale.fill_(forces_rms)
