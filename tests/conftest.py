@@ -120,3 +120,18 @@ def small_mace_model():
         atomic_inter_shift=0.2)
     torch.set_default_dtype(previous)
     return model.eval()
+
+
+# ------------------------------------------------------------- an orientation-dependent (not rotation-invariant) model
+
+def orientation_dependent_model_file(atoms, path):
+    """An untrained ``UnconstrainedPotential`` for Cu (float64, input statistics of ``atoms``) saved to ``path``:
+    its energy changes under rotation, so a rotational average gives different numbers."""
+    from atomflux.io import save_model
+    from atomflux.models.unconstrained import UnconstrainedPotential
+    from atomflux.systems import Batch
+
+    torch.manual_seed(0)
+    model = UnconstrainedPotential(["Cu"], cutoff=4.0, n_channels=4, max_angular=3, hidden=[8]).double()
+    model.fit_statistics([Batch.from_atoms(atoms, 4.0)], [0.0], forces_rms=0.3)
+    return save_model(model.eval(), path)

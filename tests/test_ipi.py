@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
 from ase import Atoms
 from ase.build import bulk
@@ -560,17 +559,12 @@ def test_rotationally_averaged_model_by_spec_suffix_drives_like_the_averaging_ca
     """IPIDriver("model.pt@lebedev:2") answers with the rotational average of an orientation-dependent model."""
     from ase.cluster import Icosahedron
 
-    from atomflux.io import save_model
     from atomflux.ipi.protocol import Request
-    from atomflux.models.unconstrained import UnconstrainedPotential
-    from atomflux.systems import Batch
+    from conftest import orientation_dependent_model_file
 
     cluster = Icosahedron("Cu", 2)
     cluster.rattle(0.05, seed=4)
-    torch.manual_seed(0)
-    model = UnconstrainedPotential(["Cu"], cutoff=4.0, n_channels=4, max_angular=3, hidden=[8]).double()
-    model.fit_statistics([Batch.from_atoms(cluster, 4.0)], [0.0], forces_rms=0.3)
-    path = save_model(model.eval(), tmp_path / "unconstrained.pt")
+    path = orientation_dependent_model_file(cluster, tmp_path / "unconstrained.pt")
     reply = IPIDriver(f"{path}@lebedev:2", cluster).compute(
         Request(np.zeros((1, 3, 3)), cluster.positions[None] * BOHR_PER_ANGSTROM))
     reference = cluster.copy()

@@ -484,14 +484,11 @@ def test_mpi_dynamics_follow_the_serial_trajectory(big_alloy, tmp_path):
 
 def test_rotationally_averaged_model_by_spec_suffix_equals_the_averaging_calculator(tmp_path):
     """pair_coeff * * MODEL@lebedev:2 runs the average (an orientation-dependent model: it changes the numbers)."""
-    from atomflux.models.unconstrained import UnconstrainedPotential
+    from conftest import orientation_dependent_model_file
 
-    torch.manual_seed(0)
-    model = UnconstrainedPotential(["Cu"], cutoff=4.0, n_channels=4, max_angular=3, hidden=[8]).double()
     crystal = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
     crystal.rattle(0.08, seed=3)
-    model.fit_statistics([Batch.from_atoms(crystal, 4.0)], [0.0], forces_rms=0.3)
-    path = save_model(model.eval(), tmp_path / "unconstrained.pt")
+    path = orientation_dependent_model_file(crystal, tmp_path / "unconstrained.pt")
     atoms, data = lammps_ready(crystal, tmp_path, ["Cu"])
     lmp = start(data, f"pair_style atomflux precision float64\npair_coeff * * {path}@lebedev:2 Cu")
     atoms.calc = AtomfluxCalculator(f"{path}@lebedev:2", dtype="float64")
