@@ -4,7 +4,7 @@ import torch
 from ase.build import bulk, molecule
 
 from atomflux import Batch, evaluate
-from atomflux.models import PowerSpectrumPotential
+from atomflux.models import Potential, PowerSpectrumPotential
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +135,38 @@ def orientation_dependent_model_file(atoms, path):
     model = UnconstrainedPotential(["Cu"], cutoff=4.0, n_channels=4, max_angular=3, hidden=[8]).double()
     model.fit_statistics([Batch.from_atoms(atoms, 4.0)], [0.0], forces_rms=0.3)
     return save_model(model.eval(), path)
+
+
+class TwoLayerToy(Potential):
+    """U_i = a ρ_i + b m_i², ρ_i = Σ_j φ(r_ij), m_i = Σ_j φ(r_ij) ρ_j: atom i feels atoms two cutoffs away.
+
+    φ is finite at r = 0, so atoms can pass through each other; ``core`` > 0 adds a pair repulsion
+    core · Σ_j φ(r_ij) c²/r_ij² that keeps a crystal stable in MD. With ``members`` > 0 it is also a
+    shallow ensemble: member m scales the second-layer term by 1 + (m - (M-1)/2) / M, so the members
+    differ in their many-body part.
+    """
+
+    strictly_local = False
+
+    def __init__(self, cutoff: float = 3.0, members: int = 0, core: float = 0.0) -> None:
+        super().__init__(None, cutoff)
+        self.interaction_range = 2 * cutoff
+        self.n_ensemble = max(members, 1)
+        self.core = core
+
+    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        r2 = (vectors**2).sum(1) / self.cutoff**2
+        phi = torch.where(r2 < 1, (1 - r2.clamp(max=1)) ** 3, torch.zeros_like(r2))
+        i, j = batch.pairs[:, 0], batch.pairs[:, 1]
+        zeros = torch.zeros(len(batch.numbers), dtype=vectors.dtype, device=vectors.device)
+        rho = zeros.index_add(0, i, phi)
+        message = zeros.index_add(0, i, phi * rho[j])
+        energy = -0.7 * rho + 0.5 * message**2
+        if self.core:
+            energy = energy + self.core * zeros.index_add(0, i, phi / r2)
+        outputs = {"energy": energy}
+        if self.n_ensemble > 1:
+            m = self.n_ensemble
+            factors = 1 + (torch.arange(m, dtype=vectors.dtype, device=vectors.device) - (m - 1) / 2) / m
+            outputs["energy_ensemble"] = (energy - 0.5 * message**2)[:, None] + 0.5 * (message**2)[:, None] * factors
+        return outputs

@@ -192,8 +192,9 @@ def test_missing_extra_is_named_in_one_line(monkeypatch):
         load_model("sevennet:7net-omat")
 
 
-def test_lammps_pair_coeff_takes_the_spec_and_names_the_missing_locality():
+def test_lammps_pair_coeff_takes_the_spec_as_a_whole_system_model():
+    """SevenNet is message passing: pair_style atomflux hands it whole systems (test_lammps_message_passing.py)."""
     from atomflux.lammps_bridge.callbacks import setup_model
 
-    with pytest.raises(ValueError, match="not strictly local \\(message passing reaches 25 Å\\)"):
-        setup_model("sevennet:7net-0", ["Si"], "", "metal", 1)
+    bridged = setup_model("sevennet:7net-0", ["Si"], "", "metal", 1)
+    assert bridged.whole_system and bridged.potential.interaction_range == pytest.approx(25.0)

@@ -15,29 +15,10 @@ from ase.build import bulk
 
 from atomflux import AtomfluxCalculator, Batch, evaluate
 from atomflux.evaluate import unfolded_flux_virials
-from atomflux.models import LennardJones, Potential
+from atomflux.models import LennardJones
 from atomflux.systems import unfold
 
-from conftest import assert_flux_is_the_time_derivative, random_cluster
-
-
-class TwoLayerToy(Potential):
-    """U_i = a ρ_i + b m_i², ρ_i = Σ_j φ(r_ij), m_i = Σ_j φ(r_ij) ρ_j: atom i feels atoms two cutoffs away."""
-
-    strictly_local = False
-
-    def __init__(self, cutoff: float = 3.0) -> None:
-        super().__init__(None, cutoff)
-        self.interaction_range = 2 * cutoff
-
-    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
-        r2 = (vectors**2).sum(1) / self.cutoff**2
-        phi = torch.where(r2 < 1, (1 - r2.clamp(max=1)) ** 3, torch.zeros_like(r2))
-        i, j = batch.pairs[:, 0], batch.pairs[:, 1]
-        zeros = torch.zeros(len(batch.numbers), dtype=vectors.dtype, device=vectors.device)
-        rho = zeros.index_add(0, i, phi)
-        message = zeros.index_add(0, i, phi * rho[j])
-        return {"energy": -0.7 * rho + 0.5 * message**2}
+from conftest import TwoLayerToy, assert_flux_is_the_time_derivative, random_cluster
 
 
 def test_message_passing_flux_is_the_time_derivative_of_the_energy_moment():

@@ -13,6 +13,11 @@ no cell shifts), checked for overlapping atoms and replaced every ghost
 neighbour by a stand-in atom of its type; its buffers live across steps, and
 the tensors here are views of them (no copies).  The results go back as
 pointers into the result tensors, kept alive until the next call.
+
+A message-passing model (not strictly local) is called through
+:func:`_compute_system` instead, with whole systems: the local atoms in the
+periodic box on one MPI rank, the local atoms and a ghost shell of its whole
+interaction range on several (:mod:`.whole_system`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ase.data import atomic_numbers
 from ..evaluate import energy_uncertainty_components, evaluate
 from ..systems import MIN_DISTANCE, Batch
 from ..uncertainty.propagation import n_members
+from .whole_system import OwnedEnergies, system_batch
 
 MESSAGE_SIZE = 4096
 INT64_P = ctypes.POINTER(ctypes.c_int64)
@@ -40,7 +46,8 @@ class AtomfluxSetup(ctypes.Structure):
         ("model", ctypes.c_char_p), ("elements", ctypes.c_char_p), ("options", ctypes.c_char_p),
         ("units", ctypes.c_char_p), ("ntypes", ctypes.c_int), ("rank", ctypes.c_int), ("nprocs", ctypes.c_int),
         ("numbers_of_type", INT64_P), ("cutoff", ctypes.c_double), ("min_distance", ctypes.c_double),
-        ("pairwise", ctypes.c_int), ("n_components", ctypes.c_int), ("handle", ctypes.c_longlong),
+        ("pairwise", ctypes.c_int), ("n_components", ctypes.c_int), ("whole_system", ctypes.c_int),
+        ("interaction_range", ctypes.c_double), ("handle", ctypes.c_longlong),
         ("message", ctypes.c_char * MESSAGE_SIZE),
     ]
 
@@ -57,8 +64,23 @@ class AtomfluxCompute(ctypes.Structure):
     ]
 
 
+class AtomfluxSystem(ctypes.Structure):
+    _fields_ = [
+        ("handle", ctypes.c_longlong), ("nlocal", ctypes.c_int), ("natoms", ctypes.c_int),
+        ("periodic", ctypes.c_int * 3), ("cell", ctypes.c_double * 9), ("origin", ctypes.c_double * 3),
+        ("want_virials", ctypes.c_int), ("want_centroid", ctypes.c_int), ("want_uncertainty", ctypes.c_int),
+        ("atom_capacity", ctypes.c_longlong),
+        ("positions", DOUBLE_P), ("numbers", INT64_P), ("ids", INT64_P),
+        ("uncertainty_atom", DOUBLE_P), ("components", DOUBLE_P),
+        ("energy_atom", ctypes.c_void_p), ("forces", ctypes.c_void_p), ("virial", ctypes.c_void_p),
+        ("virials", ctypes.c_void_p), ("centroid", ctypes.c_void_p),
+        ("message", ctypes.c_char * MESSAGE_SIZE),
+    ]
+
+
 SETUP_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(AtomfluxSetup))
 COMPUTE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(AtomfluxCompute))
+SYSTEM_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(AtomfluxSystem))
 RELEASE_FN = ctypes.CFUNCTYPE(None, ctypes.c_longlong)
 
 
@@ -130,11 +152,15 @@ class BridgedModel:
     device
         Where the model runs (in its own dtype; pair vectors, energies and
         gradients stay float64, as LAMMPS gives and takes them).
+    whole_system
+        The potential is not strictly local (message passing): it is called
+        with whole systems (:meth:`compute_system`), not pairs.
     """
 
     potential: torch.nn.Module
     numbers_of_type: np.ndarray
     device: torch.device
+    whole_system: bool = False
     _views: dict[str, _View] = field(
         default_factory=lambda: {"numbers": _View(1), "pairs": _View(2), "vectors": _View(3)}, repr=False)
     _constants: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -186,6 +212,45 @@ class BridgedModel:
         self._returned = (energies, gradients)
         call.energy_atom = energies.data_ptr()
         call.pair_gradient = gradients.data_ptr()
+        if want:
+            _as_tensor(call.uncertainty_atom, (nlocal,)).copy_(results.energies_uncertainty[:nlocal])
+            components = energy_uncertainty_components(self.potential, results.outputs, slice(0, nlocal))
+            _as_tensor(call.components, (len(components),)).copy_(components)
+
+    def compute_system(self, call: AtomfluxSystem) -> None:
+        """Evaluate a message-passing model on one rank's whole system; point ``call`` at the results.
+
+        Reads ``natoms`` positions (Å), atomic numbers and IDs, the box and its
+        periodicity; the first ``nlocal`` atoms are LAMMPS's local atoms, the
+        others (several MPI ranks) the ghost shell, whose energies do not count.
+        Sets ``energy_atom`` [natoms] (eV), ``forces`` [natoms, 3] (eV/Å),
+        ``virial`` [3, 3] (W = -Σ g ⊗ r, eV) and, when asked, ``virials``
+        (per-atom, two-body split) and ``centroid`` (heat-flux receiver
+        virials W̃, :func:`~atomflux.evaluate.unfolded_flux_virials`), both
+        [natoms, 3, 3] eV, as float64 tensors kept alive until the next call.
+        """
+        n, nlocal, want = call.natoms, call.nlocal, bool(call.want_uncertainty)
+        batch = system_batch(np.ctypeslib.as_array(call.positions, shape=(n, 3)),
+                             np.ctypeslib.as_array(call.numbers, shape=(n,)), np.reshape(call.cell[:], (3, 3)),
+                             np.array(call.origin[:]), np.array(call.periodic[:], dtype=bool),
+                             float(self.potential.cutoff), np.ctypeslib.as_array(call.ids, shape=(n,)),
+                             device=self.device)
+        model = self.potential if n == nlocal else OwnedEnergies(self.potential, nlocal)
+        results = evaluate(model, batch, forces=True, stress=True, energies=True, virials=bool(call.want_virials),
+                           flux_virials=bool(call.want_centroid), uncertainty="energy" if want else False)
+
+        def out(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.detach().to(device="cpu", dtype=torch.float64).contiguous()
+
+        returned = [out(results.energies), out(results.forces), out(results.virial[0])]
+        call.energy_atom, call.forces, call.virial = (t.data_ptr() for t in returned)
+        if call.want_virials:
+            returned.append(out(results.virials))
+            call.virials = returned[-1].data_ptr()
+        if call.want_centroid:
+            returned.append(out(results.flux_virials))
+            call.centroid = returned[-1].data_ptr()
+        self._returned = tuple(returned)
         if want:
             _as_tensor(call.uncertainty_atom, (nlocal,)).copy_(results.energies_uncertainty[:nlocal])
             components = energy_uncertainty_components(self.potential, results.outputs, slice(0, nlocal))
@@ -259,12 +324,14 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
         potential.check_species(numbers[1:])
     except ValueError as error:
         raise ValueError(f"pair_coeff * * {model}: {error}") from None
-    if not getattr(potential, "strictly_local", False):
-        reach = getattr(potential, "interaction_range", None)
-        reach = f" (message passing reaches {reach:g} Å)" if reach else ""
-        raise ValueError(f"{type(potential).__name__} is not strictly local{reach}: an atom's energy depends on more "
-                         "than its own neighbours, which pair_style atomflux's domain decomposition needs")
-    return BridgedModel(potential, numbers, device)
+    # message passing: whole systems (periodic box on one rank, ghost shell of the reach on several)
+    whole_system = not getattr(potential, "strictly_local", False)
+    if whole_system and nprocs > 1 and getattr(potential, "interaction_range", None) is None:
+        raise ValueError(f"{type(potential).__name__} is not strictly local and declares no interaction_range "
+                         f"(Å, layers × cutoff), so the ghost shell its energies need on {nprocs} MPI ranks is "
+                         "unknown; run on one MPI rank (exact periodic message passing), or give the potential "
+                         "an interaction_range")
+    return BridgedModel(potential, numbers, device, whole_system=whole_system)
 
 
 def _setup(pointer: ctypes.POINTER(AtomfluxSetup)) -> int:
@@ -279,8 +346,11 @@ def _setup(pointer: ctypes.POINTER(AtomfluxSetup)) -> int:
         _as_tensor(setup.numbers_of_type, (setup.ntypes + 1,))[:] = torch.from_numpy(bridged.numbers_of_type)
         setup.cutoff = float(bridged.potential.cutoff)
         setup.min_distance = MIN_DISTANCE
-        setup.pairwise = bool(getattr(bridged.potential, "pairwise", False)) and bridged.n_components == 0
+        setup.pairwise = (bool(getattr(bridged.potential, "pairwise", False)) and bridged.n_components == 0
+                          and not bridged.whole_system)
         setup.n_components = bridged.n_components
+        setup.whole_system = bridged.whole_system
+        setup.interaction_range = float(getattr(bridged.potential, "interaction_range", 0.0) or 0.0)
         return 0
     except Exception as error:  # noqa: BLE001 - every failure becomes a LAMMPS error message
         _write_message(setup, f"{type(error).__name__}: {error}" if not isinstance(error, ValueError)
@@ -298,12 +368,25 @@ def _compute(pointer: ctypes.POINTER(AtomfluxCompute)) -> int:
         return 1
 
 
+def _compute_system(pointer: ctypes.POINTER(AtomfluxSystem)) -> int:
+    call = pointer.contents
+    try:
+        _models[call.handle].compute_system(call)
+        return 0
+    except ValueError as error:
+        _write_message(call, f"pair_style atomflux: {error}")
+        return 1
+    except Exception as error:  # noqa: BLE001
+        _write_message(call, f"pair_style atomflux: {type(error).__name__}: {error}")
+        return 1
+
+
 def _release(handle: int) -> None:
     _models.pop(int(handle), None)
 
 
 # the ctypes callbacks must stay alive as long as the library may call them
-_CALLBACKS = (SETUP_FN(_setup), COMPUTE_FN(_compute), RELEASE_FN(_release))
+_CALLBACKS = (SETUP_FN(_setup), COMPUTE_FN(_compute), SYSTEM_FN(_compute_system), RELEASE_FN(_release))
 _registered: set[str] = set()
 
 

@@ -16,11 +16,22 @@
 // steps a compute atomflux/uncertainty is invoked on).  Ghost forces are
 // reverse-communicated by LAMMPS (newton pair on).
 //
+// A message-passing model (not strictly local: an atom's energy reaches `interaction_range`,
+// layers x cutoff) cannot be fed pairs with ghost stand-ins.  It gets whole systems instead:
+// - one MPI rank: the local atoms and the periodic box; atomflux builds its own periodic
+//   neighbour list (cell shifts) and returns forces on the local atoms only, the virial and
+//   per-atom (centroid) virials from the model -- exact, no ghost replication;
+// - several ranks: the local atoms and a ghost shell of the full interaction range
+//   (`comm_modify cutoff`), as a non-periodic cluster; the model's energy is that of the local
+//   atoms, whose gradient puts forces on ghosts, reverse-communicated by LAMMPS.
+// The virial comes from the model in both cases (no F.r over LAMMPS's atoms).
+//
 // Built and cached by atomflux/lammps_bridge/plugin.py; loaded with `plugin load`.
 
 #include "atom.h"
 #include "comm.h"
 #include "compute.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "lammps.h"
@@ -30,6 +41,7 @@
 #include "neighbor.h"
 #include "pair.h"
 #include "update.h"
+#include "utils.h"
 
 #include <mpi.h>
 
@@ -59,6 +71,10 @@ struct AtomfluxSetup {
   int pairwise;               // out: 1 if the energy is a sum of symmetric pair terms and nothing
                               //      else (no uncertainty): a half neighbour list will do
   int n_components;           // out: length of the uncertainty component vector
+  int whole_system;           // out: 0 = strictly local (pairs, ghost stand-ins); 1 = the model needs
+                              //      whole systems (message passing): periodic box on one rank,
+                              //      a ghost shell of the interaction range on several
+  double interaction_range;   // out: how far an atom's energy reaches, Angstrom (whole_system only)
   long long handle;           // out: model handle for later calls
   char message[4096];         // out: error message when the call returns non-zero
 };
@@ -81,18 +97,47 @@ struct AtomfluxCompute {
   char message[4096];
 };
 
+// One force call of a whole-system model (message passing).
+struct AtomfluxSystem {
+  long long handle;
+  int nlocal;                 // atoms 0 .. nlocal-1 are LAMMPS's local atoms, whose energies count
+  int natoms;                 // atoms handed over: nlocal (periodic box) or nlocal + nghost (ghost shell)
+  int periodic[3];            // periodicity of the box along a, b, c (all 0 for a ghost shell)
+  double cell[9];             // box vectors a, b, c as rows (LAMMPS's lower-triangular box), Angstrom
+  double origin[3];           // boxlo, Angstrom
+  int want_virials;           // this step: per-atom virials (two-body split, stress/atom)
+  int want_centroid;          // this step: per-atom centroid virials (centroid/stress/atom, heat/flux)
+  int want_uncertainty;
+  long long atom_capacity;    // allocated rows of numbers and ids
+  const double *positions;    // [natoms][3] Angstrom (atom->x)
+  const int64_t *numbers;     // [natoms] atomic numbers
+  const int64_t *ids;         // [natoms] atom IDs (for messages)
+  double *uncertainty_atom;   // out [nlocal] eV (only when want_uncertainty)
+  double *components;         // out [n_components]
+  const double *energy_atom;  // out: [natoms] eV (only the first nlocal count)
+  const double *forces;       // out: [natoms][3] eV/Angstrom
+  const double *virial;       // out: [9] W = -sum g (x) r, eV, row-major
+  const double *virials;      // out: [natoms][9] eV (want_virials)
+  const double *centroid;     // out: [natoms][9] eV (want_centroid)
+  char message[4096];
+};
+
 typedef int (*atomflux_setup_fn)(AtomfluxSetup *);
 typedef int (*atomflux_compute_fn)(AtomfluxCompute *);
+typedef int (*atomflux_system_fn)(AtomfluxSystem *);
 typedef void (*atomflux_release_fn)(long long);
 
 static atomflux_setup_fn setup_callback = nullptr;
 static atomflux_compute_fn compute_callback = nullptr;
+static atomflux_system_fn system_callback = nullptr;
 static atomflux_release_fn release_callback = nullptr;
 
-void atomflux_set_callbacks(atomflux_setup_fn setup, atomflux_compute_fn compute, atomflux_release_fn release)
+void atomflux_set_callbacks(atomflux_setup_fn setup, atomflux_compute_fn compute, atomflux_system_fn system,
+                            atomflux_release_fn release)
 {
   setup_callback = setup;
   compute_callback = compute;
+  system_callback = system;
   release_callback = release;
 }
 
@@ -181,6 +226,12 @@ class PairAtomflux : public Pair {
     min_distance = setup.min_distance;
     pairwise = setup.pairwise;
     n_components = setup.n_components;
+    whole_system = setup.whole_system != 0;
+    interaction_range = setup.interaction_range;
+    reported_ghosts = false;
+    // a whole-system model gives its own virial: F.r over LAMMPS's atoms would use unwrapped
+    // positions of atoms whose forces came from periodic images
+    no_virial_fdotr_compute = whole_system ? 1 : 0;
     components.assign(n_components > 0 ? n_components : 1, 0.0);
     for (int i = 1; i <= ntypes; i++)
       for (int j = 1; j <= ntypes; j++) setflag[i][j] = 1;
@@ -195,9 +246,19 @@ class PairAtomflux : public Pair {
     if (handle < 0) error->all(FLERR, "pair_style atomflux: no model set; use pair_coeff * * MODEL ELEMENTS...");
     if (atom->ntypes + 1 != (int) numbers_of_type.size())
       error->all(FLERR, "pair_style atomflux: the number of atom types changed since pair_coeff; repeat pair_coeff");
+    if (whole_system && comm->nprocs > 1) {
+      // the local atoms' energies must see every atom within the interaction range
+      const double needed = interaction_range + neighbor->skin;
+      if (comm->mode != Comm::SINGLE || comm->cutghostuser < needed)
+        error->all(FLERR, "pair_style atomflux: this message-passing model reaches {:.6g} Å, so on {} MPI ranks "
+                   "every rank needs ghost atoms out to {:.6g} Å (reach + neighbor skin); add "
+                   "`comm_modify cutoff {:.6g}` before the run, or run on one MPI rank, which needs no ghosts",
+                   interaction_range, comm->nprocs, needed, std::ceil(needed * 100.0) / 100.0);
+    }
     // a sum of symmetric pair terms needs each pair once (half the work); a many-body
-    // model needs all pairs of each atom
-    neighbor->add_request(this, pairwise ? NeighConst::REQ_DEFAULT : NeighConst::REQ_FULL);
+    // model needs all pairs of each atom; a whole-system model builds its own (the
+    // cheapest list is requested, unused)
+    neighbor->add_request(this, pairwise || whole_system ? NeighConst::REQ_DEFAULT : NeighConst::REQ_FULL);
   }
 
   double init_one(int, int) override { return cutoff; }
@@ -205,6 +266,10 @@ class PairAtomflux : public Pair {
   void compute(int eflag, int vflag) override
   {
     ev_init(eflag, vflag);
+    if (whole_system) {
+      compute_whole_system();
+      return;
+    }
     if (!compute_callback) error->one(FLERR, NOT_REGISTERED);
     const int nlocal = atom->nlocal, ntypes = atom->ntypes;
     const bool want = uncertainty_requested();
@@ -255,6 +320,88 @@ class PairAtomflux : public Pair {
     for (Compute *compute : modify->get_compute_list())
       if (strcmp(compute->style, UNCERTAINTY_STYLE) == 0 && compute->matchstep(update->ntimestep)) requested = true;
     return requested;
+  }
+
+  // A message-passing model on this rank's atoms: the local atoms in the periodic box (one
+  // rank) or the local atoms and the whole ghost shell (several ranks).
+  void compute_whole_system()
+  {
+    if (!system_callback) error->one(FLERR, NOT_REGISTERED);
+    const int nlocal = atom->nlocal, nprocs = comm->nprocs;
+    const bool ghost_shell = nprocs > 1;
+    const int natoms = ghost_shell ? nlocal + atom->nghost : nlocal;
+    if (ghost_shell && !reported_ghosts) report_ghosts();
+    const bool want = uncertainty_requested();
+    const int *type = atom->type;
+    const tagint *tag = atom->tag;
+    double **x = atom->x;
+    reserve_at_least(numbers, (size_t) natoms + 1);
+    reserve_at_least(ids, (size_t) natoms + 1);
+    for (int i = 0; i < natoms; i++) {
+      if (!std::isfinite(x[i][0]) || !std::isfinite(x[i][1]) || !std::isfinite(x[i][2]))
+        error->one(FLERR, "pair_style atomflux: NaN or inf position of atom ID {}", tag[i]);
+      numbers[i] = numbers_of_type[type[i]];
+      ids[i] = tag[i];
+    }
+    AtomfluxSystem call{};
+    call.handle = handle;
+    call.nlocal = nlocal;
+    call.natoms = natoms;
+    const int periodic[3] = {domain->xperiodic, domain->yperiodic, domain->zperiodic};
+    for (int k = 0; k < 3; k++) call.periodic[k] = ghost_shell ? 0 : periodic[k];
+    const double cell[9] = {domain->xprd, 0.0, 0.0, domain->xy, domain->yprd, 0.0,
+                            domain->xz, domain->yz, domain->zprd};
+    std::copy(cell, cell + 9, call.cell);
+    std::copy(domain->boxlo, domain->boxlo + 3, call.origin);
+    call.want_virials = vflag_atom;
+    call.want_centroid = cvflag_atom;
+    call.want_uncertainty = want;
+    call.atom_capacity = (long long) numbers.size();
+    call.positions = natoms ? &x[0][0] : nullptr;
+    call.numbers = numbers.data();
+    call.ids = ids.data();
+    reserve_at_least(uncertainty_local, (size_t) nlocal + 1);
+    std::fill(components.begin(), components.end(), 0.0);
+    call.uncertainty_atom = uncertainty_local.data();
+    call.components = components.data();
+    if (nlocal > 0) {
+      if (system_callback(&call) != 0) error->one(FLERR, call.message);
+      double **f = atom->f;
+      for (int i = 0; i < natoms; i++)
+        for (int a = 0; a < 3; a++) f[i][a] += call.forces[3 * i + a];
+      if (eflag_global)
+        for (int i = 0; i < nlocal; i++) eng_vdwl += call.energy_atom[i];
+      if (eflag_atom)
+        for (int i = 0; i < nlocal; i++) eatom[i] += call.energy_atom[i];
+      // LAMMPS's virial component xy is sum x f_y, atomflux's W_yx (W = -sum g (x) r)
+      static const int VIRIAL[6] = {0, 4, 8, 3, 6, 7};
+      static const int CENTROID[9] = {0, 4, 8, 1, 2, 5, 3, 6, 7};
+      if (vflag_global)
+        for (int k = 0; k < 6; k++) virial[k] += call.virial[VIRIAL[k]];
+      if (vflag_atom)
+        for (int i = 0; i < natoms; i++)
+          for (int k = 0; k < 6; k++) vatom[i][k] += call.virials[9 * (size_t) i + VIRIAL[k]];
+      // the receiver virials of the heat flux, J_pot = sum_k W~_k v_k: xy = W~_xy
+      if (cvflag_atom)
+        for (int i = 0; i < natoms; i++)
+          for (int k = 0; k < 9; k++) cvatom[i][k] += call.centroid[9 * (size_t) i + CENTROID[k]];
+    }
+    if (want) reduce_uncertainty();
+  }
+
+  // Once per model: how many ghost atoms the full-range shell costs, and what avoids it.
+  void report_ghosts()
+  {
+    const double mine[2] = {(double) atom->nlocal, (double) atom->nghost};
+    double total[2] = {0.0, 0.0};
+    MPI_Allreduce(mine, total, 2, MPI_DOUBLE, MPI_SUM, world);
+    reported_ghosts = true;
+    if (comm->me == 0)
+      utils::logmesg(lmp, "pair_style atomflux: the message-passing model reaches {:.6g} Å; on {} MPI ranks it "
+                     "evaluates {:.0f} ghost atoms for {:.0f} local atoms ({:.1f} ghosts per local atom). "
+                     "Energies and forces are exact, but the ghosts cost model time: one MPI rank needs no "
+                     "ghosts (periodic message passing), or use a model with a shorter reach\n",
+                     interaction_range, comm->nprocs, total[1], total[0], total[1] / std::max(total[0], 1.0));
   }
 
   // Pairs of the neighbour list within the model cutoff: LAMMPS indices, vectors, and the
@@ -408,6 +555,10 @@ class PairAtomflux : public Pair {
   double cutoff = 0.0, min_distance = 0.0;
   int n_components = 0;
   bool pairwise = false;    // energy = sum of symmetric pair terms, no uncertainty: half neighbour list
+  bool whole_system = false;    // message passing: whole systems (periodic box, or ghost shell under MPI)
+  double interaction_range = 0.0;
+  bool reported_ghosts = false;
+  std::vector<int64_t> ids;
   std::vector<int64_t> numbers_of_type;
   // buffers viewed by Python, kept across steps
   std::vector<int64_t> numbers, model_pairs;

@@ -1,0 +1,114 @@
+"""Message-passing models in LAMMPS: whole systems instead of pairs with ghost stand-ins.
+
+A potential that is not strictly local (``strictly_local = False``; message
+passing reaches ``interaction_range`` R = layers × cutoff) gives an atom an
+energy that depends on atoms up to R away, so the pairs of LAMMPS's
+neighbour list with one stand-in atom per ghost type are not enough.
+``pair_style atomflux`` hands such a model whole systems instead, as
+:class:`~atomflux.systems.Batch` es built by :func:`system_batch`:
+
+- one MPI rank: the local atoms in the LAMMPS box, periodic where the box
+  is, with atomflux's own neighbour list (cell shifts, as for ASE): message
+  passing over the periodic graph is exact for any box size and no atom is
+  replicated;
+- several ranks: the local atoms followed by LAMMPS's ghost atoms out to
+  R + skin, as one non-periodic cluster; only the local atoms' energies
+  count (:class:`OwnedEnergies`), and the forces their gradient puts on
+  ghost atoms are summed into the owners by LAMMPS's reverse communication.
+
+Forces, the virial, per-atom virials and the heat-flux ("centroid")
+virials all come from :func:`~atomflux.evaluate.evaluate` on that batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from ..systems import MIN_DISTANCE, Batch
+
+
+def system_batch(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, origin: np.ndarray,
+                 periodic: np.ndarray, cutoff: float, ids: np.ndarray,
+                 device: torch.device | str = "cpu") -> Batch:
+    """One LAMMPS rank's atoms as a one-system :class:`~atomflux.systems.Batch` (float64).
+
+    Parameters
+    ----------
+    positions : ndarray [N, 3]
+        Atom positions, Å (LAMMPS's ``x``; atoms may have drifted out of the
+        box since the last re-neighbouring).
+    numbers : ndarray [N]
+        Atomic numbers.
+    cell : ndarray [3, 3]
+        Box vectors a, b, c as rows, Å: LAMMPS's restricted triclinic box
+        ``[[lx, 0, 0], [xy, ly, 0], [xz, yz, lz]]`` is ASE's cell as it is.
+    origin : ndarray [3]
+        ``boxlo``, Å.
+    periodic : ndarray [3] (bool)
+        Periodicity along a, b, c (``boundary p``); ``f``, ``s`` and ``m``
+        directions are open, and a ghost-shell cluster is open in all three.
+    cutoff
+        Neighbour cutoff, Å.
+    ids : ndarray [N]
+        LAMMPS atom IDs, to name overlapping atoms.
+
+    Raises
+    ------
+    ValueError
+        Atoms closer than :data:`~atomflux.systems.MIN_DISTANCE`, named by ID.
+    """
+    periodic = np.asarray(periodic, dtype=bool)
+    # wrap into the box along periodic vectors (a lattice translation: nothing physical changes)
+    fractional = (np.asarray(positions, dtype=np.float64) - origin) @ np.linalg.inv(cell)
+    fractional[:, periodic] -= np.floor(fractional[:, periodic])
+    atoms = Atoms(numbers=numbers, positions=fractional @ cell, cell=cell, pbc=periodic)
+    batch = Batch.from_atoms(atoms, cutoff, device=device, min_distance=0.0)
+    if len(batch.pairs):
+        distances = torch.linalg.norm(batch.pair_vectors(), dim=1)
+        closest = int(torch.argmin(distances))
+        if float(distances[closest]) < MIN_DISTANCE:
+            a, b = (int(ids[int(k)]) for k in batch.pairs[closest])
+            raise ValueError(f"atoms with IDs {a} and {b} overlap: distance {float(distances[closest]):.3g} Å "
+                             f"< {MIN_DISTANCE} Å")
+    return batch
+
+
+class OwnedEnergies(torch.nn.Module):
+    """A potential whose atoms from ``n_owned`` on (ghost atoms) have zero energy.
+
+    The ghost atoms still pass messages, so the owned atoms' energies are
+    exact when the ghost shell covers the interaction range; differentiating
+    their sum puts forces on ghosts too.  Every other attribute is the
+    wrapped potential's (cutoff, ``interaction_range``, uncertainty scales...).
+
+    Parameters
+    ----------
+    potential
+        The message-passing potential.
+    n_owned
+        Number of owned (LAMMPS local) atoms, which come first.
+    """
+
+    #: a hand-derived gradient path of the wrapped potential would differentiate every atom's energy
+    gradient_chunks = None
+
+    def __init__(self, potential: torch.nn.Module, n_owned: int) -> None:
+        super().__init__()
+        self.potential = potential
+        self.n_owned = int(n_owned)
+
+    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The wrapped potential's outputs, ``energy`` [N] (eV) zero beyond the owned atoms."""
+        outputs = dict(self.potential(batch, vectors))
+        energy = outputs["energy"]
+        owned = torch.arange(len(energy), device=energy.device) < self.n_owned
+        outputs["energy"] = torch.where(owned, energy, torch.zeros_like(energy))
+        return outputs
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["potential"], name)
