@@ -296,7 +296,7 @@ def test_sevennet_equals_its_own_calculator(sevennet_calculator, tmp_path):
 def test_sevennet_nve_conserves_energy(tmp_path):
     """SevenNet-0 on 8 Si atoms, 100 NVE steps of 1 fs: the total energy stays within float32 noise.
     (Its heat flux in LAMMPS goes through the same unfolded-system virials as the toy's above; for a
-    25 Å reach that cluster holds ~5 000 atoms and needs > 14 GB, so it is not run here.)"""
+    25 Å reach that cluster holds 4 253 atoms for this cell and had reached 14 GB when stopped: not run here.)"""
     atoms, data = lammps_ready(bulk("Si", "diamond", a=5.43, cubic=True), tmp_path, ["Si"])
     lmp = start(data, "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si",
                 "velocity all create 600 7 mom yes dist gaussian\ntimestep 0.001\nfix nve all nve\n"

@@ -6,6 +6,8 @@
   version (:mod:`.plugin`), calling the model through Python callbacks
   (:mod:`.callbacks`).  Start LAMMPS with :func:`start_lammps` or run a
   script with :func:`run_script` / ``atomflux lammps in.lammps``.
+  Message-passing models (SevenNet, MACE) get whole systems (:mod:`.whole_system`):
+  the periodic box on one MPI rank, a ghost shell of their whole reach on several.
 - ``pair_style python`` and ``pair_style table`` exports for pairwise
   models (:mod:`.pair_export`).
 
