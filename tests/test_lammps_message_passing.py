@@ -184,6 +184,15 @@ def test_uncertainty_compute_equals_the_calculator(toy, tmp_path):
 
 # ---- several MPI ranks: a ghost shell of the whole reach
 
+
+def test_a_model_without_interaction_range_is_refused_on_several_ranks_only(toy):
+    from atomflux.lammps_bridge.callbacks import setup_model
+
+    del toy.interaction_range
+    assert setup_model("toy", ["Ar"], "", "metal", 1).whole_system          # one rank needs no reach
+    with pytest.raises(ValueError, match="declares no interaction_range .* run on one MPI rank"):
+        setup_model("toy", ["Ar"], "", "metal", 1, nprocs=2)
+
 WORKER = """
 import json, sys
 import numpy as np

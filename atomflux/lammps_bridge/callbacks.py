@@ -69,7 +69,6 @@ class AtomfluxSystem(ctypes.Structure):
         ("handle", ctypes.c_longlong), ("nlocal", ctypes.c_int), ("natoms", ctypes.c_int),
         ("periodic", ctypes.c_int * 3), ("cell", ctypes.c_double * 9), ("origin", ctypes.c_double * 3),
         ("want_virials", ctypes.c_int), ("want_centroid", ctypes.c_int), ("want_uncertainty", ctypes.c_int),
-        ("atom_capacity", ctypes.c_longlong),
         ("positions", DOUBLE_P), ("numbers", INT64_P), ("ids", INT64_P),
         ("uncertainty_atom", DOUBLE_P), ("components", DOUBLE_P),
         ("energy_atom", ctypes.c_void_p), ("forces", ctypes.c_void_p), ("virial", ctypes.c_void_p),

@@ -108,7 +108,6 @@ struct AtomfluxSystem {
   int want_virials;           // this step: per-atom virials (two-body split, stress/atom)
   int want_centroid;          // this step: per-atom centroid virials (centroid/stress/atom, heat/flux)
   int want_uncertainty;
-  long long atom_capacity;    // allocated rows of numbers and ids
   const double *positions;    // [natoms][3] Angstrom (atom->x)
   const int64_t *numbers;     // [natoms] atomic numbers
   const int64_t *ids;         // [natoms] atom IDs (for messages)
@@ -356,7 +355,6 @@ class PairAtomflux : public Pair {
     call.want_virials = vflag_atom;
     call.want_centroid = cvflag_atom;
     call.want_uncertainty = want;
-    call.atom_capacity = (long long) numbers.size();
     call.positions = natoms ? &x[0][0] : nullptr;
     call.numbers = numbers.data();
     call.ids = ids.data();
