@@ -182,6 +182,16 @@ def test_uncertainty_compute_equals_the_calculator(toy, tmp_path):
     lmp.close()
 
 
+def test_hybrid_sub_style_is_refused(toy, tmp_path):
+    _, data = lammps_ready(argon(), tmp_path, ["Ar"])
+    lmp = lammps_bridge.start_lammps(["-log", "none", "-screen", "none"])
+    with pytest.raises(Exception, match="cannot be a sub-style of pair_style hybrid"):
+        lmp.commands_string(f"units metal\natom_style atomic\nread_data {data}\n"
+                            "pair_style hybrid/overlay atomflux zero 3.0\npair_coeff * * atomflux toy Ar\n"
+                            "pair_coeff * * zero\nrun 0")
+    lmp.close()
+
+
 # ---- several MPI ranks: a ghost shell of the whole reach
 
 

@@ -245,6 +245,9 @@ class PairAtomflux : public Pair {
     if (handle < 0) error->all(FLERR, "pair_style atomflux: no model set; use pair_coeff * * MODEL ELEMENTS...");
     if (atom->ntypes + 1 != (int) numbers_of_type.size())
       error->all(FLERR, "pair_style atomflux: the number of atom types changed since pair_coeff; repeat pair_coeff");
+    if (whole_system && force->pair != this)
+      error->all(FLERR, "pair_style atomflux: a message-passing model cannot be a sub-style of pair_style hybrid "
+                 "(it takes whole systems, all types, and gives its own virial); use it as the only pair style");
     if (whole_system && comm->nprocs > 1) {
       // the local atoms' energies must see every atom within the interaction range
       const double needed = interaction_range + neighbor->skin;
