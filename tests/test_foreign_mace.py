@@ -101,3 +101,50 @@ def test_mace_heat_flux_through_the_unfolded_system(mace_model, tmp_path):
                         masses=torch.ones(len(atoms))).heat_flux[0].numpy()
 
     np.testing.assert_allclose(flux(crystal * (2, 2, 2), np.tile(v, (8, 1))), 8 * flux(crystal, v), rtol=1e-8)
+
+
+def test_mace_in_lammps_equals_mace_calculator(mace_model, tmp_path):
+    """pair_style atomflux with the MACE file on one MPI rank (a triclinic box smaller than the 8 Å reach:
+    atomflux's periodic graph, no ghosts) equals mace-torch's MACECalculator in float64 to 1e-8: energy,
+    forces, stress; LAMMPS's heat/flux potential part equals atomflux's unfolded-system flux; the pickle
+    loads only with `trust yes`."""
+    lammps_bridge = pytest.importorskip("atomflux.lammps_bridge")
+    try:
+        lammps_bridge.session.lammps_module()
+        lammps_bridge.plugin.find_compiler()
+    except (ImportError, lammps_bridge.PluginBuildError) as error:
+        pytest.skip(f"LAMMPS bridge unavailable here: {error}")
+    from ase.geometry import cellpar_to_cell
+    from ase.io import write
+    from mace.calculators import MACECalculator
+
+    path = tmp_path / "small.model"
+    torch.save(mace_model, path)
+    atoms = strained_sic()
+    atoms.set_cell(cellpar_to_cell(atoms.cell.cellpar()), scale_atoms=True)     # LAMMPS's lower-triangular box
+    data = tmp_path / "sic.data"
+    write(data, atoms, format="lammps-data", specorder=["C", "Si"], masses=True)
+    setup = f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
+    lmp = lammps_bridge.start_lammps(["-log", "none", "-screen", "none"])
+    with pytest.raises(Exception, match="add `trust yes` to pair_style atomflux"):
+        lmp.commands_string(f"{setup}pair_style atomflux\npair_coeff * * mace:{path} C Si\nrun 0")
+    lmp.close()
+    lmp = lammps_bridge.start_lammps(["-log", "none", "-screen", "none"])
+    lmp.commands_string(
+        f"{setup}pair_style atomflux trust yes\npair_coeff * * mace:{path} C Si\n"
+        "velocity all create 600 4 mom yes dist gaussian\ncompute ke all ke/atom\ncompute pe all pe/atom\n"
+        "compute st all centroid/stress/atom NULL virial\ncompute flux all heat/flux ke pe st\n"
+        "compute virial all pressure NULL virial\nthermo_style custom step pe c_virial[1] c_flux[1]\nrun 0")
+    energy, forces, stress = results(MACECalculator(models=mace_model, default_dtype="float64", device="cpu"), atoms)
+    assert lmp.get_thermo("pe") == pytest.approx(energy, rel=1e-8)
+    lammps_forces = np.array(lmp.gather("f", 1, 3)).reshape(-1, 3)
+    assert np.abs(lammps_forces - forces).max() <= 1e-8 * np.abs(forces).max()
+    pressure = np.array(lmp.numpy.extract_compute("virial", 0, 1))[[0, 1, 2, 5, 4, 3]]   # no kinetic part
+    assert np.abs(-pressure / lmp.extract_global("nktv2p") - stress).max() <= 1e-8 * np.abs(stress).max()
+    flux = np.array(lmp.numpy.extract_compute("flux", 0, 1)) / 1000.0                # eV·Å/fs
+    velocities = np.array(lmp.gather("v", 1, 3)).reshape(-1, 3) / 1000.0             # Å/fs
+    lmp.close()
+    potential = load_model(f"mace:{path}", trust=True)
+    expected = evaluate(potential, Batch.from_atoms(atoms, potential.cutoff), velocities=torch.tensor(velocities),
+                        masses=torch.tensor(atoms.get_masses())).heat_flux_potential[0].numpy()
+    assert np.abs(flux[:3] - flux[3:] - expected).max() <= 1e-8 * np.abs(expected).max()

@@ -192,6 +192,15 @@ def test_hybrid_sub_style_is_refused(toy, tmp_path):
     lmp.close()
 
 
+def test_trust_keyword_takes_yes_or_no():
+    from atomflux.lammps_bridge.callbacks import parse_options
+
+    assert parse_options("trust yes precision float64", 1)[2] is True
+    assert parse_options("", 1)[2] is False
+    with pytest.raises(ValueError, match="trust must be yes or no, got 'maybe'"):
+        parse_options("trust maybe", 1)
+
+
 # ---- several MPI ranks: a ghost shell of the whole reach
 
 

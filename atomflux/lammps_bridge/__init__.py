@@ -15,7 +15,7 @@ Input script::
 
     units metal
     ...
-    pair_style atomflux                 # [precision auto|float32|float64|native] [device cuda] [threads N]
+    pair_style atomflux                 # [precision auto|float32|float64|native] [device cuda] [threads N] [trust yes]
     pair_coeff * * demo Cu Au           # model file or shipped name, one element per type
     compute unc all atomflux/uncertainty
     thermo_style custom step temp pe c_unc

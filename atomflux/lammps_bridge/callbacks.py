@@ -268,15 +268,17 @@ def _write_message(structure: ctypes.Structure, text: str) -> None:
     ctypes.memmove(address, data + b"\0", len(data) + 1)
 
 
-def parse_options(options: str, nprocs: int) -> tuple[str, torch.device]:
-    """``pair_style atomflux [precision auto|float32|float64|native] [device cpu|cuda] [threads N]``:
-    the precision choice (``dtype float32|float64`` is the same as ``precision``) and the device."""
+def parse_options(options: str, nprocs: int) -> tuple[str, torch.device, bool]:
+    """``pair_style atomflux [precision auto|float32|float64|native] [device cpu|cuda] [threads N] [trust yes|no]``:
+    the precision choice (``dtype float32|float64`` is the same as ``precision``), the device, and whether
+    a third-party pickle checkpoint (``mace:PATH``, ``sevennet:PATH``) may be loaded (``trust yes``: only
+    for files whose origin you trust, unpickling can run code)."""
     from ..io import PRECISIONS
 
     words = options.split()
     if len(words) % 2:
         raise ValueError(f"pair_style atomflux options come in 'keyword value' pairs, got '{options}'")
-    precision, device, threads = "auto", torch.device("cpu"), None
+    precision, device, threads, trust = "auto", torch.device("cpu"), None, False
     for key, value in zip(words[::2], words[1::2]):
         if key in ("precision", "dtype"):
             allowed = PRECISIONS if key == "precision" else ("float32", "float64")
@@ -288,13 +290,17 @@ def parse_options(options: str, nprocs: int) -> tuple[str, torch.device]:
             device = torch.device(value)
         elif key == "threads":
             threads = int(value)
+        elif key == "trust":
+            if value not in ("yes", "no"):
+                raise ValueError(f"pair_style atomflux trust must be yes or no, got '{value}'")
+            trust = value == "yes"
         else:
-            raise ValueError(f"unknown pair_style atomflux keyword '{key}' (known: precision, device, threads)")
+            raise ValueError(f"unknown pair_style atomflux keyword '{key}' (known: precision, device, threads, trust)")
     if threads is None and nprocs > 1:  # one process per core is the MPI default: do not oversubscribe
         threads = max(1, (os.cpu_count() or 1) // nprocs)
     if threads is not None:
         torch.set_num_threads(threads)
-    return precision, device
+    return precision, device, trust
 
 
 def setup_model(model: str, elements: list[str], options: str, units: str, ntypes: int,
@@ -311,10 +317,14 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
     if unknown:
         raise ValueError(f"pair_coeff: {', '.join(repr(e) for e in unknown)} is not a chemical element "
                          "(give one element symbol per atom type, e.g. Cu Ag)")
-    precision, device = parse_options(options, nprocs)
+    precision, device, trust = parse_options(options, nprocs)
     # precision auto (the default, as in `atomflux md`): float32 for atomflux models, the model's own
     # dtype for model specs (sevennet:7net-0, mace:PATH); float64 accumulation either way
-    potential = load_model(model, dtype=md_dtype(precision, [model]), device=device)
+    try:
+        potential = load_model(model, dtype=md_dtype(precision, [model]), device=device, trust=trust)
+    except ValueError as error:  # an untrusted pickle: name the pair_style keyword, not the Python argument
+        raise ValueError(str(error).replace("pass trust=True (CLI: --trust-model)",
+                                            "add `trust yes` to pair_style atomflux")) from None
     if not getattr(potential, "predicts_energy", True):
         raise ValueError(f"pair_coeff * * {model}: a {type(potential).__name__} predicts orbital energies, "
                          "not the energy; pair_style atomflux needs an energy model")
