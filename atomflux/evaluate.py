@@ -33,6 +33,17 @@ energies U_i are those of the crystal, and
 
 over the cluster atoms k, folded onto the atoms they are images of (an
 image moves with its atom's velocity): four backward passes, no Jacobian.
+When only the flux vector is wanted (``velocities=`` without
+``flux_virials=True``: MD), :func:`unfolded_heat_flux` contracts with the
+velocities first,
+
+    J_pot = Σ_{i ∈ cell} r_i dU_i/dt − Σ_k r_k (∂U/∂r_k · v_k),
+
+dU_i/dt from one forward-mode (Jacobian-vector) pass along the velocities and
+∂U/∂r_k from one backward pass, on only the part of the cluster that the
+model's message passing reaches (:func:`~atomflux.systems.unfold` with
+``hops``).  Both terms change by c Σ_i dU_i/dt − c Σ_k ∂U/∂r_k · v_k = 0
+under a shift r → r + c of the origin.
 
 Uncertainty (``uncertainty=True``) goes through the same path: a potential
 that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
@@ -49,9 +60,11 @@ energy variance in closed form instead of from samples.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 
 import torch
+from torch.autograd import forward_ad
 
 from .memory import check_evaluation
 from .models.base import GradientChunk, floating_dtype, n_members, no_uncertainty_message
@@ -178,7 +191,11 @@ def evaluate(
     velocities, masses
         Velocities [N, 3] in Å/fs and masses [N] in amu: also return the heat
         flux (eV·Å/fs).  Needs a potential with ``strictly_local = True`` or
-        an ``interaction_range`` (Å; then through the unfolded system).
+        an ``interaction_range`` (Å; then through the unfolded system: the
+        flux vector alone by :func:`unfolded_heat_flux`, unless
+        ``flux_virials=True`` asks for the per-atom receiver virials too).
+    flux_virials
+        Also return the receiver virials W̃_j [N, 3, 3] (eV), J_pot = Σ_j W̃_j v_j.
     pair_gradients
         Also return ``g_p = ∂E/∂r_p`` [P, 3] (eV/Å), for front ends that
         accumulate forces themselves (the LAMMPS bridge).
@@ -199,6 +216,7 @@ def evaluate(
         raise ValueError(f"batch built with cutoff {batch.cutoff} Å < potential cutoff {cutoff} Å")
     if uncertainty not in (False, True, "full", "energy"):
         raise ValueError(f"uncertainty must be False, True, 'full' or 'energy', got {uncertainty!r}")
+    flux_vector_only = velocities is not None and not flux_virials
     flux_virials = flux_virials or velocities is not None
     unfolded_flux = flux_virials and not getattr(potential, "strictly_local", False)
     if unfolded_flux and getattr(potential, "interaction_range", None) is None:
@@ -247,11 +265,15 @@ def evaluate(
             results.virial, results.stress = total.virial, _stress(total.virial, batch)
         results.virials = total.virials
         results.flux_virials = total.flux_virials
-    if unfolded_flux:
+    if unfolded_flux and not flux_vector_only:
         results.flux_virials = unfolded_flux_virials(potential, batch)
     if uncertainty:
         _add_uncertainty(results, potential, batch, members.to(vectors.dtype), total, forces, stress)
-    if velocities is not None:
+    if unfolded_flux and flux_vector_only:
+        results.heat_flux_potential = unfolded_heat_flux(potential, batch, velocities)
+        results.heat_flux = convective_heat_flux(results.energies.detach(), velocities, masses, batch
+                                                 ) + results.heat_flux_potential
+    elif velocities is not None:
         results.heat_flux, results.heat_flux_potential = heat_flux(
             results.energies.detach(), results.flux_virials, velocities, masses, batch)
     return results if create_graph else _detached(results)
@@ -328,6 +350,91 @@ def unfolded_flux_virials(potential: torch.nn.Module, batch: Batch, reach: float
         receiver = moment - cluster.positions[:, :, None] * gradients[0][:, None, :]   # Σ_i (r_i - r_k)^a ∂U_i/∂r_k^b
         out[own] = torch.zeros((n, 3, 3), dtype=out.dtype, device=out.device).index_add(0, origin, receiver.detach())
     return out
+
+
+def unfolded_heat_flux(potential: torch.nn.Module, batch: Batch, velocities: torch.Tensor,
+                       reach: float | None = None) -> torch.Tensor:
+    """Potential part J_pot [S, 3] (eV·Å/fs) of the heat flux of a semi-local potential, for given velocities.
+
+    The same J_pot = Σ_k W̃_k v_k as :func:`unfolded_flux_virials`, without
+    forming W̃: on the cluster of each system's atoms and the images that
+    ``ceil(reach / cutoff)`` rounds of message passing reach
+    (:func:`~atomflux.systems.unfold` with ``hops``), with the images moving
+    at their atoms' velocities,
+
+        J_pot = Σ_{i ∈ cell} r_i dU_i/dt − Σ_k r_k (∂U/∂r_k · v_k),   U = Σ_{i ∈ cell} U_i,
+
+    dU_i/dt = Σ_k ∂U_i/∂r_k · v_k from one forward-mode pass (the
+    Jacobian-vector product along the pair-vector rates v_j − v_i) and
+    ∂U/∂r_k from one backward pass; positions are taken from the cell's
+    centroid (J_pot does not depend on the origin).  The sum rule
+    Σ_i dU_i/dt = Σ_k ∂U/∂r_k · v_k is checked; a model whose operations have
+    no forward-mode derivative (or that breaks the rule) gets the
+    per-atom path of :func:`unfolded_flux_virials` instead.
+
+    Parameters
+    ----------
+    potential
+        A :class:`~atomflux.models.Potential` whose atomic energies reach at
+        most ``reach`` Å along its pairs (message passing).
+    batch
+        The systems (periodic or not).
+    velocities
+        Tensor [N, 3], Å/fs.
+    reach
+        Interaction range in Å; ``None``: ``potential.interaction_range``.
+
+    Returns
+    -------
+    Tensor [S, 3] in the batch's dtype, eV·Å/fs (not divided by the volume).
+    """
+    reach = float(getattr(potential, "interaction_range") if reach is None else reach)
+    hops = max(1, math.ceil(reach / float(potential.cutoff) - 1e-9))
+    out = torch.zeros((batch.n_systems, 3), dtype=batch.dtype, device=batch.device)
+    for system in range(batch.n_systems):
+        own = batch.system == system
+        cluster, origin = unfold(batch, system, reach, hops=hops)
+        n = int(own.sum())
+        v = velocities[own].to(batch.dtype)[origin]                                   # images move with their atoms
+        vectors = cluster.pair_vectors().detach()
+        model_dtype = floating_dtype(potential, vectors.dtype)
+        model_cluster = cluster if model_dtype == cluster.dtype else cluster.to(model_dtype)
+        rates = _energy_rates(potential, model_cluster, vectors, v[cluster.pairs[:, 1]] - v[cluster.pairs[:, 0]])
+        vectors.requires_grad_(True)
+        with torch.enable_grad():
+            energy = potential(model_cluster, vectors.to(model_dtype))["energy"].to(vectors.dtype)[:n]
+            (grad,) = torch.autograd.grad(energy.sum(), vectors, allow_unused=True)
+        grad = torch.zeros_like(vectors) if grad is None else grad
+        energy_gradient = -forces_from_pair_gradient(grad, cluster)                  # ∂U/∂r_k [Nc, 3]
+        power = (energy_gradient * v).sum(1)                                          # ∂U/∂r_k · v_k
+        if rates is None or not _sum_rule_holds(rates[:n], power, model_dtype):
+            out[system] = torch.einsum("nab,nb->a", unfolded_flux_virials(potential, batch, reach)[own], v[:n])
+            continue
+        position = cluster.positions - cluster.positions[:n].mean(0)
+        out[system] = (position[:n] * rates[:n, None]).sum(0) - (position * power[:, None]).sum(0)
+    return out
+
+
+def _energy_rates(potential: torch.nn.Module, batch: Batch, vectors: torch.Tensor,
+                  rates: torch.Tensor) -> torch.Tensor | None:
+    """dU_i/dt [N] of the atomic energies when the pair vectors [P, 3] change at ``rates`` [P, 3] (Å/fs):
+    one forward-mode pass; ``None`` where the model has an operation without a forward-mode derivative."""
+    model_dtype = floating_dtype(potential, vectors.dtype)
+    try:
+        with forward_ad.dual_level(), torch.no_grad():
+            dual = forward_ad.make_dual(vectors.detach(), rates.to(vectors.dtype))
+            energy = potential(batch, dual.to(model_dtype))["energy"]
+            tangent = forward_ad.unpack_dual(energy).tangent
+    except NotImplementedError:
+        return None
+    return torch.zeros(len(energy), dtype=vectors.dtype) if tangent is None else tangent.to(vectors.dtype)
+
+
+def _sum_rule_holds(rates: torch.Tensor, power: torch.Tensor, model_dtype: torch.dtype) -> bool:
+    """Σ_i dU_i/dt (forward mode) = Σ_k ∂U/∂r_k · v_k (reverse mode), to the model's precision."""
+    scale = float(rates.abs().sum() + power.abs().sum())
+    tolerance = 1e-3 if model_dtype == torch.float32 else 1e-9
+    return abs(float(rates.sum() - power.sum())) <= tolerance * scale + 1e-300
 
 
 def _autograd_chunk(potential: torch.nn.Module, batch: Batch, vectors: torch.Tensor, need_grad: bool,
@@ -446,9 +553,16 @@ def heat_flux(energies: torch.Tensor, flux_virials: torch.Tensor, velocities: to
     receiver virials [N, 3, 3] (eV), velocities [N, 3] (Å/fs) and masses [N] (amu)."""
     v = velocities.to(flux_virials.dtype)
     potential_part = sum_per_system(torch.einsum("nab,nb->na", flux_virials, v), batch)
+    return convective_heat_flux(energies, v, masses, batch) + potential_part, potential_part
+
+
+def convective_heat_flux(energies: torch.Tensor, velocities: torch.Tensor, masses: torch.Tensor,
+                         batch: Batch) -> torch.Tensor:
+    """Convective heat flux Σ_i (U_i + ½ m_i v_i²) v_i [S, 3] (eV·Å/fs) from potential energies [N] (eV),
+    velocities [N, 3] (Å/fs) and masses [N] (amu)."""
+    v = velocities.to(energies.dtype)
     kinetic = 0.5 * AMU_A2_PER_FS2_IN_EV * masses.to(v.dtype) * (v**2).sum(1)
-    convective = sum_per_system((energies + kinetic)[:, None] * v, batch)
-    return convective + potential_part, potential_part
+    return sum_per_system((energies + kinetic)[:, None] * v, batch)
 
 
 def _spread(members: torch.Tensor, mean: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,15 +17,13 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
+from .analysis.flux_io import ATOMFLUX_UNITS as FLUX_UNITS
 from .progress import progress as progress_reporter
 from .records import deferred_interrupts, finish_run, model_record, open_run, read_run, update_info, \
     write_atomically
 
 ENSEMBLES = ("nve", "langevin")
 
-#: units of the arrays in ``flux.npz`` (stored in the file as JSON under ``units``)
-FLUX_UNITS = {"time": "fs", "heat_flux": "eV*Angstrom/fs", "species_velocity": "Angstrom/fs",
-              "volume": "Angstrom^3", "temperature": "K", "mean_temperature": "K", "timestep": "fs"}
 
 
 def thermalize(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from ase import Atoms, units
 
-from .evaluate import Results, evaluate, heat_flux
+from .evaluate import Results, convective_heat_flux, evaluate, heat_flux, unfolded_heat_flux
 from .systems import Batch, VerletList
 
 
@@ -72,13 +72,17 @@ class ReplicaForces:
             atoms.positions = x
             batches.append(canonical_pair_order(neighbours.batch(atoms)))
         self.batch = Batch.collate(batches)
-        self.results = evaluate(self.potential, self.batch, forces=True, energies=True, flux_virials=True)
+        local = getattr(self.potential, "strictly_local", False)  # message passing: the flux vector later
+        self.results = evaluate(self.potential, self.batch, forces=True, energies=True, flux_virials=local)
         return self.results.forces.numpy().reshape(positions.shape)
 
     def heat_flux(self, momenta: np.ndarray) -> np.ndarray:
         """Heat flux [R, 3] (eV·Å/fs, not divided by volume) at the last positions with ``momenta`` [R, N, 3]."""
         velocities = torch.from_numpy(velocities_per_fs(momenta, self.masses).reshape(-1, 3))
         masses = torch.from_numpy(np.tile(self.masses, len(momenta)))
+        if self.results.flux_virials is None:  # message passing: through the unfolded system, with these velocities
+            flux = convective_heat_flux(self.results.energies, velocities, masses, self.batch)
+            return (flux + unfolded_heat_flux(self.potential, self.batch, velocities)).numpy()
         total, _ = heat_flux(self.results.energies, self.results.flux_virials, velocities, masses, self.batch)
         return total.numpy()
 

@@ -244,16 +244,16 @@ class VerletList:
         return bool(moved > (0.5 * self.skin) ** 2)
 
 
-def unfold(batch: Batch, system: int, reach: float) -> tuple[Batch, torch.Tensor]:
+def unfold(batch: Batch, system: int, reach: float, hops: int | None = None) -> tuple[Batch, torch.Tensor]:
     """One system of ``batch`` with its periodic images within ``reach``, as a non-periodic cluster.
 
     The *unfolded system* of Langer et al., PRB 108, L100302 (2023): the
     system's own atoms come first (in their order), followed by every
-    periodic image that lies within ``reach`` of one of them.  An atomic
-    energy that depends on atoms up to ``reach`` away (a message-passing
-    model: ``reach`` = layers × cutoff) has the same value for the first
-    atoms of the cluster as in the periodic system.  Non-periodic systems
-    and directions get no images.
+    periodic image that lies within ``reach`` of one of them (ordered by
+    integer cell shift, then atom).  An atomic energy that depends on atoms
+    up to ``reach`` away (a message-passing model: ``reach`` = layers ×
+    cutoff) has the same value for the first atoms of the cluster as in the
+    periodic system.  Non-periodic systems and directions get no images.
 
     Parameters
     ----------
@@ -263,6 +263,14 @@ def unfold(batch: Batch, system: int, reach: float) -> tuple[Batch, torch.Tensor
         Index of the system to unfold.
     reach
         Interaction range, Å.
+    hops
+        ``None``: every image within ``reach`` and every pair within
+        ``batch.cutoff``.  An integer H: only what H rounds of message passing
+        along the pairs need for the energies of the system's own atoms —
+        images more than H pairs away from them are dropped, and so are the
+        pairs between two atoms H pairs away (such an atom only sends its
+        species-level state).  The own atoms' energies are unchanged; the
+        cluster is smaller (see :func:`atomflux.evaluate.unfolded_heat_flux`).
 
     Returns
     -------
@@ -278,37 +286,54 @@ def unfold(batch: Batch, system: int, reach: float) -> tuple[Batch, torch.Tensor
     positions = batch.positions.detach().cpu().numpy().astype(np.float64)[mask]
     numbers = batch.numbers.cpu().numpy()[mask]
     cell = batch.cell[system].detach().cpu().numpy().astype(np.float64)
-    pbc = batch.pbc[system].cpu().numpy()
-    counts = np.zeros(3, dtype=int)
+    pbc = batch.pbc[system].cpu().numpy().astype(bool)
+    origins = np.arange(len(positions))
+    images = positions
     if pbc.any():
-        # images beyond this many cells along a periodic vector are farther than the reach
-        # from every atom: the spacing of lattice planes is V / |a_j × a_k|
-        volume = abs(np.linalg.det(cell)) if pbc.all() else None
-        for k in np.flatnonzero(pbc):
-            if volume is not None:
-                spacing = volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
-            else:
-                spacing = np.linalg.norm(cell[k])  # lower dimensional periodicity: a safe bound below
-                others = [cell[m] for m in np.flatnonzero(pbc) if m != k]
-                for other in others:
-                    unit = other / np.linalg.norm(other)
-                    spacing = min(spacing, np.linalg.norm(cell[k] - (cell[k] @ unit) * unit))
-            extent = np.ptp(positions @ np.linalg.pinv(cell)[:, k]) if len(positions) > 1 else 0.0
-            counts[k] = int(np.ceil(reach / spacing + extent)) + 1
-    grid = np.stack(np.meshgrid(*[np.arange(-c, c + 1) for c in counts], indexing="ij"), -1).reshape(-1, 3)
-    grid = grid[np.any(grid != 0, axis=1)]
-    images, origins = [positions], [np.arange(len(positions))]
-    for shift in grid:
-        shifted = positions + shift @ cell
-        gaps = np.sqrt(((shifted[:, None, :] - positions[None, :, :]) ** 2).sum(-1)).min(1)
-        near = gaps < reach
-        if near.any():
-            images.append(shifted[near])
-            origins.append(np.flatnonzero(near))
-    cluster = Atoms(numbers=np.concatenate([numbers] + [numbers[o] for o in origins[1:]]),
-                    positions=np.concatenate(images), pbc=False)
+        # images within reach of an own atom = the periodic neighbours within reach with a nonzero shift
+        own = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc)
+        _, j, shifts = _neighbour_shifts(own, reach)
+        away = np.any(shifts != 0, axis=1)
+        keys = np.unique(np.concatenate([shifts[away], j[away, None]], axis=1).astype(np.int64), axis=0)
+        origins = np.concatenate([origins, keys[:, 3]])
+        images = np.concatenate([positions, positions[keys[:, 3]] + keys[:, :3] @ cell])
+    cluster = Atoms(numbers=numbers[origins], positions=images, pbc=False)
     unfolded = Batch.from_atoms(cluster, batch.cutoff, batch.dtype, batch.device, min_distance=0.0)
-    return unfolded, torch.tensor(np.concatenate(origins), dtype=torch.long, device=batch.device)
+    origin = torch.tensor(origins, dtype=torch.long, device=batch.device)
+    if hops is not None:
+        unfolded, origin = _message_passing_part(unfolded, origin, len(positions), int(hops))
+    return unfolded, origin
+
+
+def _neighbour_shifts(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs within ``cutoff`` of a (partly) periodic system: first atoms, second atoms, integer shifts."""
+    from vesin import NeighborList
+
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    nl = NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, shifts = nl.compute(atoms.positions, _box_for_vesin(atoms), pbc.tolist(), quantities="ijS")
+    return np.asarray(i), np.asarray(j), np.asarray(shifts)
+
+
+def _message_passing_part(cluster: Batch, origin: torch.Tensor, n_own: int, hops: int) -> tuple[Batch, torch.Tensor]:
+    """The atoms of ``cluster`` at most ``hops`` pairs from its first ``n_own`` atoms, without the pairs
+    between two atoms ``hops`` pairs away (see :func:`unfold`)."""
+    if hops < 1:
+        raise ValueError(f"message passing needs at least one hop, got {hops}")
+    first, second = cluster.pairs[:, 0], cluster.pairs[:, 1]
+    distance = torch.full((len(cluster.numbers),), hops + 1, dtype=torch.long, device=first.device)
+    distance[:n_own] = 0
+    for hop in range(1, hops + 1):
+        reached = torch.zeros_like(distance, dtype=torch.bool)
+        reached[second[distance[first] == hop - 1]] = True
+        distance[reached & (distance > hop)] = hop
+    keep_atom = distance <= hops
+    keep_pair = keep_atom[first] & keep_atom[second] & ((distance[first] < hops) | (distance[second] < hops))
+    renumber = torch.cumsum(keep_atom.long(), 0) - 1
+    part = replace(cluster, positions=cluster.positions[keep_atom], numbers=cluster.numbers[keep_atom],
+                    system=cluster.system[keep_atom], pairs=renumber[cluster.pairs[keep_pair]],
+                    shifts=cluster.shifts[keep_pair])
+    return part, origin[keep_atom]
 
 
 def _cell_array(atoms: Atoms) -> np.ndarray:

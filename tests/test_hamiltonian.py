@@ -173,6 +173,9 @@ def test_cli_data_train_eval(tmp_path):
     data, model, out = tmp_path / "data.json", tmp_path / "ham.pt", tmp_path / "eval"
     assert main(["hamiltonian", "data", "--molecules", "H2O", "NH3", "--per-molecule", "3", "-o", str(data)]) == 0
     assert main(["hamiltonian", "train", str(data), "--epochs", "30", "-o", str(model)]) == 0
+    before = model.read_bytes()
+    assert main(["hamiltonian", "train", str(data), "--epochs", "1", "-o", str(model)]) == 2  # kept, not overwritten
+    assert model.read_bytes() == before
     reference = read_metadata(model)["reference"]
     assert reference["method"] == "RHF" and reference["basis"] == "cc-pvdz" and "occupied" in reference["levels"]
     assert main(["hamiltonian", "eval", str(model), str(data), "--molecule", "NH3", "--output-dir", str(out)]) == 0

@@ -33,7 +33,7 @@ import numpy as np
 
 #: the ``units`` record of a flux.npz written by :func:`atomflux.md.run_transport_md`
 ATOMFLUX_UNITS = {"time": "fs", "heat_flux": "eV*Angstrom/fs", "species_velocity": "Angstrom/fs",
-                  "volume": "Angstrom^3", "temperature": "K", "timestep": "fs"}
+                  "volume": "Angstrom^3", "temperature": "K", "mean_temperature": "K", "timestep": "fs"}
 _AVOGADRO, _ELECTRON_VOLT_J = 6.02214076e23, 1.602176634e-19
 #: LAMMPS unit style → (heat/flux value in eV·Å/fs, time unit in fs)
 LAMMPS_UNITS = {"metal": (1e-3, 1e3), "real": (4184.0 / (_AVOGADRO * _ELECTRON_VOLT_J), 1.0)}

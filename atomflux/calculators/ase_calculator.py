@@ -10,7 +10,8 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ..evaluate import Results, evaluate, heat_flux, pair_gradient_sums, unfolded_flux_virials
+from ..evaluate import (Results, convective_heat_flux, evaluate, heat_flux, pair_gradient_sums,
+                        unfolded_heat_flux)
 from ..foreign import potential_from_object
 from ..io import load_model, native_dtypes, parse_dtype, place
 from ..models import Potential
@@ -164,8 +165,6 @@ class AtomfluxCalculator(Calculator):
         if wants_flux:
             if res.flux_virials is None and getattr(self.potential, "strictly_local", False):
                 res.flux_virials = pair_gradient_sums(batch, res.pair_gradients, flux_virials=True).flux_virials
-            elif res.flux_virials is None:  # message passing: through the unfolded system
-                res.flux_virials = unfolded_flux_virials(self.potential, batch)
             self.results["heat_flux"] = self.heat_flux(atoms)
 
     def _evaluate(self, atoms: Atoms, members: bool, periodic_3d: bool) -> None:
@@ -173,8 +172,10 @@ class AtomfluxCalculator(Calculator):
         ``members``, the members' forces and stress; kept with its pair gradients."""
         batch = self.batch(atoms)
         uncertainty = ("full" if members else "energy") if self.uncertainty else False
+        strictly_local = getattr(self.potential, "strictly_local", False)
         res = evaluate(self.potential, batch, forces=True, energies=True, pair_gradients=True,
-                       stress=members and periodic_3d, uncertainty=uncertainty, flux_virials=self.track_heat_flux)
+                       stress=members and periodic_3d, uncertainty=uncertainty,
+                       flux_virials=self.track_heat_flux and strictly_local)
         self._kept = (batch, res)
         energy = float(res.energy[0])
         self.results = {"energy": energy, "free_energy": energy, "forces": _numpy(res.forces),
@@ -193,18 +194,25 @@ class AtomfluxCalculator(Calculator):
     def heat_flux(self, atoms: Atoms) -> np.ndarray:
         """Heat flux J (eV·Å/fs, [3], not divided by volume) with the atoms' *current* velocities.
 
-        Reuses the last evaluation when positions are unchanged: J is linear in
-        the velocities, so an MD observer can call it after the velocity update
-        at no extra cost (with ``track_heat_flux`` the receiver virials are
-        formed during the force call itself).
+        Reuses the last evaluation when positions are unchanged.  Strictly
+        local models: J is linear in the velocities, so an MD observer can call
+        it after the velocity update at no extra cost (with ``track_heat_flux``
+        the receiver virials are formed during the force call itself).
+        Message-passing models: the flux vector with these velocities through
+        the unfolded system (:func:`~atomflux.evaluate.unfolded_heat_flux`: one
+        forward-mode and one backward pass, no per-atom virials).
         """
-        if self.calculation_required(atoms, ["energy"]) or self._kept is None or self._kept[1].flux_virials is None:
+        strictly_local = getattr(self.potential, "strictly_local", False)
+        if (self.calculation_required(atoms, ["energy"]) or self._kept is None
+                or (strictly_local and self._kept[1].flux_virials is None)):
             self.calculate(atoms, ["energy", "heat_flux"])
         batch, res = self._kept
-        flux_virials = res.flux_virials
-        v = torch.tensor(atoms.get_velocities() * units.fs, dtype=flux_virials.dtype, device=flux_virials.device)
-        m = torch.tensor(atoms.get_masses(), dtype=flux_virials.dtype, device=flux_virials.device)
-        total, _ = heat_flux(res.energies, flux_virials, v, m, batch)
+        v = torch.tensor(atoms.get_velocities() * units.fs, dtype=batch.dtype, device=batch.device)
+        m = torch.tensor(atoms.get_masses(), dtype=batch.dtype, device=batch.device)
+        if strictly_local:
+            total, _ = heat_flux(res.energies, res.flux_virials, v, m, batch)
+        else:
+            total = convective_heat_flux(res.energies, v, m, batch) + unfolded_heat_flux(self.potential, batch, v)
         return total[0].cpu().numpy().astype(np.float64)
 
 

@@ -25,9 +25,12 @@ def _cmd_hamiltonian(args: argparse.Namespace) -> None:
         from ..hamiltonian.train import alignment_text, level_errors, train_hamiltonian
         from ..io import save_model
 
+        from ..records import check_output_path
+
         if Path(args.output).is_dir():
             raise ValueError(f"-o {args.output} is a folder; give a model file name, e.g. "
                              f"-o {Path(args.output) / 'hamiltonian.pt'}")
+        check_output_path(args.output, keep_existing=True)
 
         frames = hdata.read_frames(args.data)
         validation = hdata.read_frames(args.validation) if args.validation else []
@@ -103,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--epochs", type=positive(int), default=1500, help="training epochs")
     q.add_argument("--lr", type=positive(float), default=1e-2, help="learning rate")
     q.add_argument("--seed", type=int, default=0, help="random seed")
-    q.add_argument("-o", "--output", default="hamiltonian.pt", help="model file to write")
+    q.add_argument("-o", "--output", default="hamiltonian.pt", help="model file to write (an existing file is kept: give a new name)")
     q = hsub.add_parser("eval", help="errors on a data file, level parity plot and level diagram")
     q.add_argument("model", help="Hamiltonian model file or shipped name")
     q.add_argument("data", help="data file from `atomflux hamiltonian data`")

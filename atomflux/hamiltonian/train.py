@@ -66,7 +66,7 @@ def train_hamiltonian(train: Sequence[OrbitalFrame], validation: Sequence[Orbita
     model_options
         Extra keyword arguments of :class:`HamiltonianModel`.
     """
-    from tqdm import tqdm
+    from ..progress import progress as progress_bar
 
     torch.manual_seed(seed)
     species = [chemical_symbols[z] for z in sorted({int(z) for f in train for z in f.atoms.numbers})]
@@ -79,8 +79,8 @@ def train_hamiltonian(train: Sequence[OrbitalFrame], validation: Sequence[Orbita
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma=0.1 ** (1.0 / epochs))
     result = HamiltonianTraining(model)
     best, best_state = float("inf"), None
-    bar = tqdm(range(epochs), desc="Hamiltonian head", unit="epoch", disable=not progress)
-    for _ in bar:
+    bar = progress_bar(epochs, "Hamiltonian head", unit="epoch", enabled=progress)
+    for _ in range(epochs):
         optimiser.zero_grad()
         loss = _loss(model, *data)
         loss.backward()
@@ -94,6 +94,8 @@ def train_hamiltonian(train: Sequence[OrbitalFrame], validation: Sequence[Orbita
         if current < best:
             best, best_state = current, copy.deepcopy(model.state_dict())
         bar.set_postfix(rmse_eV=f"{current ** 0.5:.3f}")
+        bar.update(1)
+    bar.close()
     model.load_state_dict(best_state)
     return result
 

@@ -294,10 +294,9 @@ def _ended(process: subprocess.Popen, log: Path) -> str | None:
 
 
 def _drive(driver: IPIDriver, sock: socket.socket, spec: IPIInput, first_step: int, progress: bool) -> DriverSummary:
-    from tqdm import tqdm
+    from ..progress import progress as progress_bar
 
-    with tqdm(total=spec.total_steps, initial=first_step, unit="step", desc="i-PI", disable=not progress,
-              leave=False) as bar:
+    with progress_bar(spec.total_steps, "i-PI", unit="step", initial=first_step, enabled=progress) as bar:
         def advance(session) -> None:
             done = session.structures // max(spec.n_beads, 1) - 1      # the first call is step 0
             steps = min(spec.total_steps, first_step + max(0, done))

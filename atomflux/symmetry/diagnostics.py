@@ -170,7 +170,7 @@ def symmetry_report(model, sets: dict[str, Sequence[Atoms]], grid: str = "lebede
     progress
         Show progress bars.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress as progress_bar
 
     if grid not in ("lebedev", "legendre"):
         raise ValueError(f"diagnostics need a fixed grid ('lebedev' or 'legendre'), got {grid!r}")
@@ -185,7 +185,7 @@ def symmetry_report(model, sets: dict[str, Sequence[Atoms]], grid: str = "lebede
     reference_grid = RotationalAverage(model, reference_order, grid, inversion).last_grid
     report = SymmetryReport(label or type(model).__name__, grid, reference_grid.describe())
     total = sum(len(s) for s in sets.values()) * (len(orders) + 1)
-    with tqdm(total=total, desc="rotational averages", unit="structure", disable=None if progress else True) as bar:
+    with progress_bar(total, "rotational averages", unit="structure", enabled=progress) as bar:
         for name, structures in sets.items():
             report.sets[name] = _analyse_set(model, list(structures), grid, orders, reference_order, inversion, bar)
     if nve is not None and nve.steps > 0:
@@ -288,9 +288,9 @@ def nve_runs(model, atoms: Atoms, grid: str, inversion: bool, settings: NVESetti
 
         clock = time.perf_counter()
         dyn.attach(record, interval=1)
-        from tqdm.auto import tqdm
+        from ..progress import progress as progress_bar
 
-        with tqdm(total=outer, desc=f"NVE {name}", unit="step", disable=None if progress else True) as bar:
+        with progress_bar(outer, f"NVE {name}", unit="step", enabled=progress) as bar:
             dyn.attach(lambda: bar.update(1) if dyn.nsteps > 0 else None, interval=1)
             dyn.run(outer)
         inner_steps = outer * (settings.mts_interval if slow is not None else 1)
