@@ -18,8 +18,6 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ase.geometry import cellpar_to_cell
-from ase.io import write
 
 import atomflux.io
 from atomflux.calculators import AtomfluxCalculator
@@ -27,6 +25,7 @@ from atomflux.evaluate import evaluate
 from atomflux.systems import Batch
 
 from conftest import TwoLayerToy
+from test_lammps import lammps_ready, stress_from_lammps
 
 lammps_bridge = pytest.importorskip("atomflux.lammps_bridge")
 try:
@@ -57,15 +56,6 @@ def argon(repeat=(2, 1, 1), seed=3, rattle=0.1, a=4.2):
     return atoms
 
 
-def lammps_ready(atoms, tmp_path: Path, elements: list[str]):
-    """Atoms re-oriented the way LAMMPS stores a triclinic box (lower-triangular cell), and their data file."""
-    atoms = atoms.copy()
-    atoms.set_cell(cellpar_to_cell(atoms.cell.cellpar()), scale_atoms=True)
-    path = tmp_path / "structure.data"
-    write(path, atoms, format="lammps-data", specorder=elements, masses=True)
-    return atoms, path
-
-
 def start(data: Path, pair_lines: str, extra: str = "", boundary: str = "p p p"):
     lmp = lammps_bridge.start_lammps(["-log", "none", "-screen", "none"])
     lmp.commands_string(f"units metal\nboundary {boundary}\natom_style atomic\natom_modify map array\n"
@@ -75,12 +65,6 @@ def start(data: Path, pair_lines: str, extra: str = "", boundary: str = "p p p")
 
 def by_id(lmp, name: str, width: int) -> np.ndarray:
     return np.array(lmp.gather(name, 1, width)).reshape(-1, width)
-
-
-def stress(lmp) -> np.ndarray:
-    """ASE-convention Voigt stress (eV/Å³) from the LAMMPS pressure (no kinetic part)."""
-    p = np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pyz", "pxz", "pxy")])
-    return -p / lmp.extract_global("nktv2p")
 
 
 def assert_close(actual, expected, rel):
@@ -107,7 +91,7 @@ def test_toy_on_one_rank_equals_the_calculator_in_a_cell_smaller_than_its_reach(
     assert max(atoms.cell.lengths()) < toy.interaction_range
     lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * toy Ar", PER_ATOM)
     assert_equals_calculator(lmp, atoms, toy)
-    assert_close(stress(lmp), atoms.get_stress(), 1e-10)
+    assert_close(stress_from_lammps(lmp), atoms.get_stress(), 1e-10)
     # a strictly local reading of the same model (pairs with ghost stand-ins) would be wrong
     toy.strictly_local = True
     local = start(data, "pair_style atomflux precision float64\npair_coeff * * toy Ar")
@@ -153,20 +137,25 @@ def test_heat_flux_compute_equals_the_unfolded_system_flux(toy, tmp_path):
     assert np.abs(pair_form - expected).max() > 0.01 * np.abs(expected).max()
 
 
-def test_toy_nve_conserves_energy(toy, tmp_path):
-    toy.core = 0.5                                             # a pair repulsion: a stable crystal
-    _, data = lammps_ready(argon((2, 2, 2), rattle=0.05, a=5.0), tmp_path, ["Ar"])
-    lmp = start(data, "pair_style atomflux precision float64\npair_coeff * * toy Ar",
-                "velocity all create 300 7 mom yes dist gaussian\ntimestep 0.002\nfix nve all nve\n"
-                "thermo_style custom step pe etotal")
+def nve(data: Path, pair_lines: str, temperature: float, timestep: float, chunks: int, steps: int):
+    """Spread (eV) of the total energy read every ``steps`` NVE steps (``chunks`` times), and the final kinetic energy."""
+    lmp = start(data, pair_lines, f"velocity all create {temperature} 7 mom yes dist gaussian\ntimestep {timestep}\n"
+                "fix nve all nve\nthermo_style custom step pe etotal")
     totals = []
-    for _ in range(8):
-        lmp.command("run 25 post no")
+    for _ in range(chunks):
+        lmp.command(f"run {steps} post no")
         totals.append(lmp.get_thermo("etotal"))
     kinetic = lmp.get_thermo("etotal") - lmp.get_thermo("pe")
     lmp.close()
+    return float(np.ptp(totals)), kinetic
+
+
+def test_toy_nve_conserves_energy(toy, tmp_path):
+    toy.core = 0.5                                             # a pair repulsion: a stable crystal
+    _, data = lammps_ready(argon((2, 2, 2), rattle=0.05, a=5.0), tmp_path, ["Ar"])
+    drift, kinetic = nve(data, "pair_style atomflux precision float64\npair_coeff * * toy Ar", 300, 0.002, 8, 25)
     assert kinetic > 0.005 * 8                                 # it moves
-    assert np.ptp(totals) / 8 < 2e-5, f"total energy wanders by {np.ptp(totals) / 8:.2e} eV/atom"
+    assert drift / 8 < 2e-5, f"total energy wanders by {drift / 8:.2e} eV/atom"
 
 
 def test_uncertainty_compute_equals_the_calculator(toy, tmp_path):
@@ -218,6 +207,7 @@ import numpy as np
 sys.path.insert(0, sys.argv[3])
 import atomflux.io
 from conftest import TwoLayerToy
+from test_lammps import lammps_ready, stress_from_lammps
 toy = TwoLayerToy(float(sys.argv[4]), members=4)
 original = atomflux.io.load_model
 atomflux.io.load_model = lambda name, *a, **k: toy if name == "toy" else original(name, *a, **k)
@@ -310,7 +300,7 @@ def test_sevennet_equals_its_own_calculator(sevennet_calculator, tmp_path):
     energy = atoms.get_potential_energy()
     assert lmp.get_thermo("pe") == pytest.approx(energy, rel=1e-5)
     assert_close(by_id(lmp, "f", 3), atoms.get_forces(), 1e-5)
-    assert_close(stress(lmp), atoms.get_stress(), 1e-5)
+    assert_close(stress_from_lammps(lmp), atoms.get_stress(), 1e-5)
     assert_close(by_id(lmp, "c_pe", 1)[:, 0], atoms.calc.results["energies"], 1e-5)
     lmp.close()
     lmp = lammps_bridge.start_lammps(["-log", "none", "-screen", "none"])
@@ -326,14 +316,6 @@ def test_sevennet_nve_conserves_energy(tmp_path):
     (Its heat flux in LAMMPS goes through the same unfolded-system virials as the toy's above; for a
     25 Å reach that cluster holds 4 253 atoms for this cell and had reached 14 GB when stopped: not run here.)"""
     atoms, data = lammps_ready(bulk("Si", "diamond", a=5.43, cubic=True), tmp_path, ["Si"])
-    lmp = start(data, "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si",
-                "velocity all create 600 7 mom yes dist gaussian\ntimestep 0.001\nfix nve all nve\n"
-                "thermo_style custom step pe etotal")
-    totals = []
-    for _ in range(10):
-        lmp.command("run 10 post no")
-        totals.append(lmp.get_thermo("etotal"))
-    kinetic = lmp.get_thermo("etotal") - lmp.get_thermo("pe")
-    lmp.close()
+    drift, kinetic = nve(data, "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si", 600, 0.001, 10, 10)
     assert kinetic > 0.01 * len(atoms)
-    assert np.ptp(totals) / len(atoms) < 2e-4, f"total energy wanders by {np.ptp(totals) / len(atoms):.2e} eV/atom"
+    assert drift / len(atoms) < 2e-4, f"total energy wanders by {drift / len(atoms):.2e} eV/atom"
