@@ -189,7 +189,7 @@ def test_cli_model_error_from_ensemble_members_and_region(tmp_path):
     slab = cu_au_slab(structure)
     out = tmp_path / "run"
     assert main(["segregation", str(structure), "--temperature", "900", "--sweeps", "6", "--equilibration", "2",
-                 "--blocks", "2", "--model-error", "--swap-layers", "-1,-2,-3", "-o", str(out)]) == 0
+                 "--blocks", "2", "--model-error", "--swap-layers=-1,-2,-3", "-o", str(out)]) == 0
     result = json.loads((out / "profile.json").read_text())
     model_error = np.array(result["model_error"])
     assert result["inputs"]["members"] == 8 and model_error.shape == (5, 2)

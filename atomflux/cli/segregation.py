@@ -181,12 +181,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="layers at least this deep below the nearer surface count as bulk (surface = depth 0)")
     p.add_argument("--swap-layers", metavar="LIST",
                    help="only atoms of these layers swap: comma-separated indices, 0 = bottom, -1 = top "
-                        "(e.g. -1,-2,-3 for the three top layers) (default: all atoms)")
+                        "(e.g. --swap-layers=-1,-2,-3 for the three top layers; write = before a leading minus) (default: all atoms)")
     p.add_argument("--layer-separation", type=positive(float),
                    help="Å: height gap that starts a new layer (default: the natural break of the height gaps)")
     p.add_argument("--seed", type=int, default=0, help="random seed (swaps, MD velocities and thermostat)")
-    p.add_argument("--batch-size", type=positive(int), default=64,
-                   help="trial swaps per energy call (the Markov chain is the same for any value)")
+    p.add_argument("--batch-size", type=positive(int), default=4,
+                   help="trial swaps per energy call (the Markov chain is the same for any value; at high acceptance most of a large batch goes stale: docs/benchmarks.md)")
     p.add_argument("--model-error", action="store_true",
                    help="also run the chain with every ensemble member / LLPR sample: their spread is the model error")
     hybrid = p.add_argument_group("hybrid MC/MD (atoms move between sweeps; off by default)")
