@@ -54,7 +54,8 @@ class SwapChain:
     region
         Atom indices allowed to swap (default: all).
     batch_size
-        Trial swaps evaluated per call.
+        Trial swaps evaluated per call (1 for engines that evaluate one trial per call anyway:
+        a batch there only adds recomputations of stale trials).
     observer
         Called with the energy engine after every attempt (accepted or not),
         e.g. to record the chain of energies or configurations.
@@ -68,7 +69,7 @@ class SwapChain:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.energy, self.temperature, self.rng = energy, float(temperature), rng
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size) if energy.batched else 1
         self.observer = observer
         self.proposer = SwapProposer(energy.numbers, region, rng)
         self.counts = SwapCounts()

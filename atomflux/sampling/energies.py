@@ -68,6 +68,8 @@ class SwapEnergy:
 
     numbers: np.ndarray
     energy: float
+    #: whether several trials cost less per trial than one (else the chain evaluates them one at a time)
+    batched: bool = True
 
     def reset(self, atoms: Atoms) -> None:
         """Take positions, cell and species from ``atoms`` and compute the energy."""
@@ -261,6 +263,8 @@ class FullSwapEnergy(SwapEnergy):
 
 class CalculatorSwapEnergy(SwapEnergy):
     """ΔE of swaps from any ASE calculator: one energy call per trial (the reference path)."""
+
+    batched = False
 
     def __init__(self, calculator, atoms: Atoms) -> None:
         self.calculator = calculator
