@@ -193,7 +193,8 @@ def stress_test():
 
 @pytest.mark.parametrize("name", [
     pytest.param("demo", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: surface energies "
-                                                 "7/8 below 3σ (dimer forces 88 % with seed 2025)")),
+                                                 "7/8 below 3σ; dimer forces 81 % over seeds 2024+2025 "
+                                                 "(88 % before the force noise floor)")),
     pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: LLPR energies "
                                                       "of isolated atoms, dimers, surfaces, strong strain (median |z| "
                                                       "2-5, see docs/benchmarks.md)"))])
@@ -254,7 +255,8 @@ def cluster_on_surface(kick: float) -> tuple[Atoms, int]:
 @pytest.mark.parametrize("name", [
     "demo",
     pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 not met yet: the LLPR force σ "
-                                                      "of the island barely changes when it leaves (0.40 → 0.48 eV/Å)"))])
+                                                      "of the island barely changes when it leaves (0.40 → 0.48 eV/Å under "
+                                                      "the former force factor, ×0.87 now)"))])
 def test_force_guard_stops_a_cluster_evaporating_from_a_surface(name, tmp_path):
     """With quantity="forces" the guard stops NVE MD once a Cu3 island leaves the surface (kicked with ~3 eV
     per atom, above its binding), and stays quiet for the same island vibrating in place."""
