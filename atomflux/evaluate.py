@@ -51,8 +51,10 @@ posterior samples of the last layer) gets each member's forces and stress
 from one batched backward pass, and the spread of the members, times the
 potential's calibrated ``uncertainty_scale``, is the uncertainty (forces and
 stress σ carry their own factors ``uncertainty_scale_forces`` /
-``uncertainty_scale_stress`` where calibrated; the members' forces and stress
-stay the derivatives of their energies).  A
+``uncertainty_scale_stress`` where calibrated, and a noise floor τ added in
+quadrature, ``uncertainty_floor_forces`` / ``uncertainty_floor_stress``: the
+predictive σ' = √(α²σ² + τ²); the members' forces and stress stay the
+derivatives of their energies).  A
 potential with an ``energy_variance(features_sum)`` method (LLPR) gives the
 energy variance in closed form instead of from samples.
 """
@@ -591,16 +593,22 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
     # stress carries their own calibration factors
     if forces:
         results.forces_ensemble, sigma = _spread(totals.member_forces, results.forces, scale)
-        results.forces_uncertainty = sigma * _factor(potential, "forces", scale)
+        results.forces_uncertainty = _with_floor(sigma * _factor(potential, "forces", scale), potential, "forces")
     if stress:
         results.stress_ensemble, sigma = _spread(_stress(totals.member_virial, batch), results.stress, scale)
-        results.stress_uncertainty = sigma * _factor(potential, "stress", scale)
+        results.stress_uncertainty = _with_floor(sigma * _factor(potential, "stress", scale), potential, "stress")
 
 
 def _factor(potential: torch.nn.Module, quantity: str, scale: float) -> float:
     """σ of ``quantity`` relative to the members' spread at the energy ``scale``: uncertainty_scale_<quantity>/scale."""
     own = getattr(potential, f"uncertainty_scale_{quantity}", None)
     return 1.0 if own is None or scale == 0 else float(own) / scale
+
+
+def _with_floor(sigma: torch.Tensor, potential: torch.nn.Module, quantity: str) -> torch.Tensor:
+    """√(σ² + τ²) with the calibrated noise floor τ = ``uncertainty_floor_<quantity>`` (same unit as σ), where set."""
+    floor = getattr(potential, f"uncertainty_floor_{quantity}", None)
+    return sigma if not floor else torch.sqrt(sigma**2 + float(floor) ** 2)
 
 
 def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],
