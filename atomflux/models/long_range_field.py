@@ -1,0 +1,238 @@
+"""Long-range pair fields of per-atom charges with torch-pme: Ewald, PME, P3M or a direct sum.
+
+For per-atom "charges" q_i (one column per channel) and a pair kernel
+v(r) = k / r^p (p = 1: Coulomb, k = e²/4πε₀ = 14.3996 eV·Å; p = 6: dispersion,
+k = -1 eV·Å⁶), the field of a system is
+
+    Ṽ_i = ½ Σ_j' q_j v(r_ij) - ½ Σ_{j: r_ij < r_c} q_j v(r_ij) s(r_ij)      (eV per unit charge)
+
+with the first sum over all atoms j and all their periodic images (j' ≠ i
+in the home cell), the second over the pairs within the short-range cutoff
+r_c and s(r) the C² quintic switch of :func:`~atomflux.models.cutoffs.polynomial_cutoff`
+(1 at r = 0, 0 at r_c).  The energy E = Σ_i q_i Ṽ_i is then the full lattice
+sum ½ Σ_ij q_i q_j v(r_ij) minus the smoothly excluded short pairs, which the
+short-range model describes: nothing is counted twice, and the kernel
+v(r)(1 - s(r)) is the same whichever method evaluates the first sum:
+
+- fully periodic systems: Ewald (``torchpme.EwaldCalculator``) or a mesh
+  method (``PMECalculator``, ``P3MCalculator``) on the system's full
+  neighbour list (real-space cutoff = r_c), with a neutralising background
+  for a charged cell;
+- non-periodic systems: the direct sum over all pairs (``torchpme.Calculator``).
+
+Mixed periodicity (slabs with one open direction) is refused.  The Ewald
+splitting width (smearing) and the k-space resolution are chosen from
+torch-pme's error bounds (``torchpme.tuning``) for unit charges and a stated
+RMS force accuracy (eV/Å), deterministically (the largest k-space spacing
+that meets the accuracy; no timing runs), and cached per (atoms, cell,
+method, accuracy).  All of it is differentiable with respect to charges,
+positions and cell (autograd), which is how :func:`atomflux.evaluate`
+obtains forces and stress of a long-range model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ..systems import Batch
+from .cutoffs import polynomial_cutoff
+
+#: e²/(4πε₀) in eV·Å (the value torch-pme uses, ``torchpme.prefactors.eV_A``)
+COULOMB_CONSTANT = 14.399645478425667
+#: kernel prefactor of each supported exponent p (eV·Å^p per unit "charge" squared)
+PREFACTORS = {1: COULOMB_CONSTANT, 6: -1.0}
+METHODS = ("auto", "ewald", "pme", "p3m")
+#: "auto" uses Ewald up to this many atoms per system, PME above (benchmarks/bench_long_range.py)
+EWALD_MAX_ATOMS = 1000
+#: the finest mesh (points per cell vector) PME/P3M may use before the accuracy is called unreachable
+MAX_MESH_POINTS = 256
+#: PME/P3M interpolation order
+INTERPOLATION_NODES = 4
+
+
+def _torchpme():
+    try:
+        import torchpme
+        import torchpme.tuning  # noqa: F401
+    except ImportError:
+        raise ImportError("long-range models need torch-pme: pip install 'atomflux[longrange]' "
+                          "(or pip install torch-pme==0.5.0)") from None
+    return torchpme
+
+
+class LongRangeField:
+    """The long-range fields Ṽ [N, C] of a batch for given charges (see module doc).
+
+    Parameters
+    ----------
+    cutoff
+        Short-range cutoff r_c (Å): the exclusion radius and the real-space cutoff.
+    exponents
+        Exponent p of each charge channel (1 and/or 6).
+    accuracy
+        Target RMS force error of the k-space method for unit charges, eV/Å.
+    method
+        ``"auto"`` (Ewald up to :data:`EWALD_MAX_ATOMS` atoms, PME above),
+        ``"ewald"``, ``"pme"`` or ``"p3m"``; non-periodic systems always use the direct sum.
+    """
+
+    def __init__(self, cutoff: float, exponents: Sequence[int] = (1,), accuracy: float = 1e-3,
+                 method: str = "auto") -> None:
+        bad = [p for p in exponents if p not in PREFACTORS]
+        if bad or not exponents:
+            raise ValueError(f"long-range exponents must be chosen from {sorted(PREFACTORS)}, got {list(exponents)}")
+        if not (math.isfinite(accuracy) and accuracy > 0):
+            raise ValueError(f"long-range accuracy must be > 0 eV/Å, got {accuracy}")
+        self.cutoff = float(cutoff)
+        self.exponents = [int(p) for p in exponents]
+        self.accuracy = float(accuracy)
+        self.method = method
+        self._tuned: dict[tuple, tuple[float, float]] = {}
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @method.setter
+    def method(self, value: str) -> None:
+        if value not in METHODS:
+            raise ValueError(f"long-range method must be one of {', '.join(METHODS)}, got {value!r}")
+        self._method = value
+
+    def fields(self, batch: Batch, vectors: torch.Tensor, charges: torch.Tensor) -> torch.Tensor:
+        """Fields Ṽ [N, C] (eV per unit charge) of every system of ``batch``.
+
+        Parameters
+        ----------
+        batch
+            Systems; their positions and cells (Å) enter the k-space part.
+        vectors
+            Pair vectors [P, 3] (Å) of ``batch.pairs`` (the real-space part and the exclusion).
+        charges
+            Charges [N, C], one column per exponent (e for p = 1).
+        """
+        out = []
+        distances = torch.linalg.norm(vectors, dim=1)
+        counts = batch.n_atoms.tolist()
+        starts = [0]
+        for n in counts[:-1]:
+            starts.append(starts[-1] + n)
+        owner = batch.system[batch.pairs[:, 0]]
+        for s, (first, n) in enumerate(zip(starts, counts)):
+            pairs = torch.nonzero(owner == s).squeeze(1)
+            atoms = slice(first, first + n)
+            out.append(self._system(batch.positions[atoms], batch.cell[s], batch.pbc[s], charges[atoms],
+                                    batch.pairs[pairs] - first, distances[pairs]))
+        return torch.cat(out) if out else charges.new_zeros(charges.shape)
+
+    def _system(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, charges: torch.Tensor,
+                pairs: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
+        torchpme = _torchpme()
+        periodic = bool(pbc.all())
+        if bool(pbc.any()) and not periodic:
+            raise ValueError(f"long-range models need a system periodic in all three directions or in none "
+                             f"(pbc = {pbc.tolist()}); for a slab, make it periodic with enough vacuum")
+        columns = []
+        short = distances < self.cutoff
+        near_pairs, near = pairs[short], distances[short]
+        exclusion = polynomial_cutoff(near, self.cutoff)
+        if periodic:
+            smearing, spacing = self.parameters(positions, cell)
+            method = self.resolved_method(len(positions))
+        else:
+            all_pairs, all_distances = _all_pairs(positions)
+        for c, p in enumerate(self.exponents):
+            q = charges[:, c:c + 1]
+            if periodic:
+                potential = _potential(torchpme, p, smearing)
+                if method == "ewald":
+                    calculator = torchpme.EwaldCalculator(potential, lr_wavelength=spacing, full_neighbor_list=True)
+                else:
+                    cls = torchpme.PMECalculator if method == "pme" else torchpme.P3MCalculator
+                    calculator = cls(potential, mesh_spacing=spacing, interpolation_nodes=INTERPOLATION_NODES,
+                                     full_neighbor_list=True)
+                calculator.to(dtype=positions.dtype, device=positions.device)
+                full = calculator(q, cell, positions, pairs, distances)
+            else:
+                potential = _potential(torchpme, p, None)
+                calculator = torchpme.Calculator(potential, full_neighbor_list=True).to(
+                    dtype=positions.dtype, device=positions.device)
+                full = calculator(q, cell, positions, all_pairs, all_distances)
+            kernel = potential.from_dist(near) * exclusion
+            excluded = torch.zeros_like(q).index_add(0, near_pairs[:, 0], 0.5 * q[near_pairs[:, 1]] * kernel[:, None])
+            columns.append(full - excluded)
+        return torch.cat(columns, dim=1)
+
+    def resolved_method(self, n_atoms: int) -> str:
+        """The k-space method used for a periodic system of ``n_atoms`` atoms."""
+        if self.method != "auto":
+            return self.method
+        return "ewald" if n_atoms <= EWALD_MAX_ATOMS else "pme"
+
+    def parameters(self, positions: torch.Tensor, cell: torch.Tensor) -> tuple[float, float]:
+        """Smearing σ (Å) and k-space spacing (Ewald ``lr_wavelength`` or mesh spacing, Å) of a periodic system.
+
+        Tuned once per (atoms, cell rounded to 1e-6 Å, method, accuracy) from torch-pme's
+        error bounds for unit charges: σ sets the real-space error at the cutoff, the spacing
+        is the coarsest of torch-pme's tuning grid whose total error bound meets the accuracy.
+        """
+        method = self.resolved_method(len(positions))
+        key = (len(positions), tuple(round(float(x), 6) for x in cell.detach().flatten()), method, self.accuracy)
+        if key not in self._tuned:
+            self._tuned[key] = _tune(method, len(positions), cell.detach().to(torch.float64), self.cutoff,
+                                     self.accuracy / COULOMB_CONSTANT)
+        return self._tuned[key]
+
+
+def _potential(torchpme, exponent: int, smearing: float | None):
+    if exponent == 1:
+        return torchpme.CoulombPotential(smearing=smearing, prefactor=PREFACTORS[1])
+    return torchpme.InversePowerLawPotential(exponent=exponent, smearing=smearing, prefactor=PREFACTORS[exponent])
+
+
+def _all_pairs(positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ordered pair (i, j), i ≠ j, of a non-periodic system and its distances (Å)."""
+    n = len(positions)
+    index = torch.arange(n, device=positions.device)
+    i, j = torch.meshgrid(index, index, indexing="ij")
+    keep = i != j
+    pairs = torch.stack([i[keep], j[keep]], dim=1)
+    return pairs, torch.linalg.norm(positions[pairs[:, 1]] - positions[pairs[:, 0]], dim=1)
+
+
+def _tune(method: str, n_atoms: int, cell: torch.Tensor, cutoff: float, accuracy: float) -> tuple[float, float]:
+    """(smearing, spacing) from torch-pme's error bounds for ``n_atoms`` unit charges (accuracy in e²/Å²)."""
+    torchpme = _torchpme()
+    from torchpme.tuning.ewald import EwaldErrorBounds
+    from torchpme.tuning.pme import PMEErrorBounds
+    from torchpme.tuning.p3m import P3MErrorBounds
+    from torchpme.tuning.tuner import TunerBase
+
+    if float(torch.linalg.det(cell).abs()) < 1e-9:
+        raise ValueError("a periodic long-range system needs a cell of non-zero volume")
+    charges = torch.ones((n_atoms, 1), dtype=torch.float64)
+    positions = torch.zeros((n_atoms, 3), dtype=torch.float64)
+    calculator = torchpme.EwaldCalculator if method == "ewald" else torchpme.PMECalculator
+    smearing = TunerBase(charges, cell, positions, cutoff, calculator).estimate_smearing(float(accuracy))
+    shortest = float(torch.linalg.norm(cell, dim=1).min())
+    longest = float(torch.linalg.norm(cell, dim=1).max())
+    if method == "ewald":
+        # torch-pme 0.5.0's Ewald keeps the k-vectors of an FFT grid of ceil(L/λ) points per direction, i.e.
+        # |k| up to π/λ, while its error bound assumes 2π/λ: the bound is evaluated at the effective 2λ
+        bounds = EwaldErrorBounds(charges, cell, positions)
+        spacings = [shortest / ns for ns in range(1, 400)]
+        error = lambda h: float(bounds(smearing=smearing, lr_wavelength=2 * h, cutoff=cutoff))  # noqa: E731
+    else:
+        bounds = (PMEErrorBounds if method == "pme" else P3MErrorBounds)(charges, cell, positions)
+        spacings = [2 * shortest / (2**ns - 1) for ns in range(1, 12)
+                    if longest / (2 * shortest / (2**ns - 1)) <= MAX_MESH_POINTS]
+        error = lambda h: float(bounds(smearing=smearing, mesh_spacing=h, cutoff=cutoff,  # noqa: E731
+                                       interpolation_nodes=INTERPOLATION_NODES))
+    for spacing in spacings:
+        if error(spacing) < accuracy:
+            return smearing, spacing
+    raise ValueError(f"no {method} k-space resolution reaches the long-range accuracy {accuracy * COULOMB_CONSTANT:g} "
+                     f"eV/Å for this cell; ask for a looser accuracy")
