@@ -49,7 +49,7 @@ energy variance in closed form instead of from samples.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -200,6 +200,10 @@ def evaluate(
     if uncertainty not in (False, True, "full", "energy"):
         raise ValueError(f"uncertainty must be False, True, 'full' or 'energy', got {uncertainty!r}")
     flux_virials = flux_virials or velocities is not None
+    if getattr(potential, "long_range", False):
+        return _evaluate_long_range(potential, batch, forces=forces, stress=stress, energies=energies,
+                                    virials=virials, uncertainty=uncertainty, flux_virials=flux_virials,
+                                    pair_gradients=pair_gradients, create_graph=create_graph)
     unfolded_flux = flux_virials and not getattr(potential, "strictly_local", False)
     if unfolded_flux and getattr(potential, "interaction_range", None) is None:
         raise ValueError(f"heat flux needs a potential whose atomic energies depend only on their own pairs "
@@ -254,6 +258,73 @@ def evaluate(
     if velocities is not None:
         results.heat_flux, results.heat_flux_potential = heat_flux(
             results.energies.detach(), results.flux_virials, velocities, masses, batch)
+    return results if create_graph else _detached(results)
+
+
+#: why per-atom virials, pair gradients and the heat flux are refused for long-range models
+LONG_RANGE_REFUSAL = ("{what} of a long-range model (Ewald/PME charges) is not defined by pair gradients: its energy "
+                      "depends on positions and cell beyond the cutoff, so the Green–Kubo flux would need the "
+                      "reciprocal-space (Ewald) energy-current term, which atomflux does not implement; use a "
+                      "short-range model for per-atom virials and heat flux")
+
+
+def _evaluate_long_range(potential: torch.nn.Module, batch: Batch, *, forces: bool, stress: bool, energies: bool,
+                         virials: bool, uncertainty: bool | str, flux_virials: bool, pair_gradients: bool,
+                         create_graph: bool) -> Results:
+    """:func:`evaluate` for a potential whose energy depends on positions and cell directly (``long_range``).
+
+    The pair vectors are formed from strained positions x (1 + ε) and cell
+    h (1 + ε) (ε [S, 3, 3] zero), so one backward pass gives forces
+    F = -∂E/∂x and virial W = -(∂E/∂ε)ᵀ, through the real-space pairs, the
+    charges and the k-space sums (including their cell dependence) alike;
+    stress σ = -W/V as for every potential.  Members of an ensemble (or LLPR
+    samples) get theirs from one batched backward pass.
+    """
+    for asked, what in ((virials, "the per-atom virial"), (flux_virials, "the heat flux"),
+                        (pair_gradients, "the pair gradient ∂E/∂r_ij")):
+        if asked:
+            raise ValueError(LONG_RANGE_REFUSAL.format(what=what))
+    need_grad = forces or stress
+    member_grads = bool(uncertainty in (True, "full") and need_grad)
+    with torch.set_grad_enabled(need_grad or create_graph or torch.is_grad_enabled()):
+        positions = batch.positions.detach().requires_grad_(need_grad)
+        strain = torch.zeros((batch.n_systems, 3, 3), dtype=batch.dtype, device=batch.device,
+                             requires_grad=need_grad)
+        deformation = torch.eye(3, dtype=batch.dtype, device=batch.device) + strain
+        strained = replace(batch, positions=torch.einsum("na,nab->nb", positions, deformation[batch.system]),
+                           cell=batch.cell @ deformation)
+        vectors = strained.pair_vectors()
+        model_dtype = floating_dtype(potential, vectors.dtype)
+        model_batch = strained if model_dtype == batch.dtype else strained.to(model_dtype)
+        outputs = dict(potential(model_batch, vectors.to(model_dtype)))
+        atom_energy = outputs.pop("energy").to(batch.dtype)
+        results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
+        if energies:
+            results.energies = atom_energy
+        members = outputs.get("energy_ensemble")
+        if uncertainty and members is None:
+            raise ValueError(no_uncertainty_message(potential))
+        total = _Totals(batch, vectors.detach(), forces=False, stress=False, virials=False, flux_virials=False,
+                        pair_gradients=False)
+        if need_grad:
+            inputs = [positions, strain]
+            grads = torch.autograd.grad(atom_energy.sum(), inputs, create_graph=create_graph,
+                                        retain_graph=member_grads or create_graph, allow_unused=True)
+            grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+            results.forces = -grads[0] if forces else None
+            if stress:
+                results.virial = -grads[1].transpose(1, 2)
+                results.stress = _stress(results.virial, batch)
+            if member_grads:
+                system_members = sum_per_system(members.to(batch.dtype), batch).sum(0)        # [M]
+                eye = torch.eye(len(system_members), dtype=batch.dtype, device=batch.device)
+                member_pos, member_strain = torch.autograd.grad(system_members, inputs, grad_outputs=eye,
+                                                                is_grads_batched=True, create_graph=create_graph,
+                                                                allow_unused=True)
+                total.member_forces = -member_pos
+                total.member_virial = -member_strain.transpose(2, 3)
+    if uncertainty:
+        _add_uncertainty(results, potential, batch, members.to(batch.dtype), total, forces, stress)
     return results if create_graph else _detached(results)
 
 
