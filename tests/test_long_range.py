@@ -175,3 +175,41 @@ def test_model_file_front_ends_and_refusals(tmp_path) -> None:
     slab.pbc = [True, True, False]
     with pytest.raises(ValueError, match="periodic in all three directions or in none"):
         _energy(model, slab)
+
+
+def _ion_pair_frames(distances: np.ndarray) -> list:
+    """Na–Cl pairs with a rigid-ion reference written here: Born–Mayer A e^{-r/ρ} (A = 1200 eV, ρ = 0.32 Å)
+    plus the Coulomb energy of charges ±1 e; energies (eV) and forces (eV/Å)."""
+    from atomflux.training.dataset import Frame
+
+    frames = []
+    for r in distances:
+        energy = 1200.0 * np.exp(-r / 0.32) - COULOMB_CONSTANT / r
+        slope = -1200.0 / 0.32 * np.exp(-r / 0.32) + COULOMB_CONSTANT / r**2      # dE/dr
+        atoms = Atoms("NaCl", positions=[[0, 0, 0], [r, 0, 0]])
+        forces = np.array([[slope, 0, 0], [-slope, 0, 0]])
+        frames.append(Frame(atoms=atoms, energy=float(energy), forces=forces))
+    return frames
+
+
+@pytest.mark.slow
+def test_long_range_model_follows_the_coulomb_tail_beyond_the_cutoff() -> None:
+    """Trained on Na–Cl pairs at 2–6 Å (cutoff 3 Å), the long-range model follows -k/r to 12 Å;
+    the same short-range model, blind beyond its cutoff, cannot (errors of E(r) - E(12 Å))."""
+    from atomflux.training.trainer import TrainConfig, train
+
+    frames = _ion_pair_frames(np.linspace(2.0, 6.0, 24))
+    test = np.linspace(6.5, 12.0, 12)
+    reference = np.array([f.energy for f in _ion_pair_frames(test)])
+    errors = {}
+    for architecture in ("LongRangePotential", "PowerSpectrumPotential"):
+        config = TrainConfig(architecture=architecture, epochs=120, batch_size=8, learning_rate=3e-2, patience=120,
+                             validation_fraction=0.0, progress=False, seed=0,
+                             model={"cutoff": 3.0, "n_radial": 4, "n_channels": 2, "max_angular": 0, "hidden": [8]})
+        model = train(frames, config).potential
+        predicted = np.array([_energy(model, f.atoms) for f in _ion_pair_frames(test)])
+        shape = (predicted - predicted[-1]) - (reference - reference[-1])
+        errors[architecture] = float(np.sqrt(np.mean(shape**2)))
+    print(f"tail RMSE of E(r) - E(12 Å) over 6.5-12 Å: {errors}")
+    assert errors["PowerSpectrumPotential"] > 0.5                      # -k/r varies by 1.0 eV over the test range
+    assert errors["LongRangePotential"] < 0.1 * errors["PowerSpectrumPotential"], errors

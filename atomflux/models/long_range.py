@@ -1,7 +1,7 @@
 """A power-spectrum potential with a long-range head: learned charges in Ewald/PME fields.
 
 Per atom i, a linear head on the short-range model's last-layer features f_i
-gives one "charge" per exponent p (:mod:`atomflux.models.long_range_field`):
+plus a learnt charge of its species gives one "charge" per exponent p (:mod:`atomflux.models.long_range_field`):
 q_i (e) for Coulomb (p = 1), c_i for dispersion (p = 6, kernel -c_i c_j / r⁶ eV).
 With ``neutral`` the Coulomb charges of every system are shifted by their
 mean, so each system has total charge 0.  The energy is
@@ -78,6 +78,8 @@ class LongRangePotential(Potential):
         self.charge_head = torch.nn.Linear(n, len(self.field.exponents))
         torch.nn.init.normal_(self.charge_head.weight, std=0.3 / math.sqrt(n))
         torch.nn.init.zeros_(self.charge_head.bias)
+        #: a charge per species and channel added to the head's output (formal charges are learnt fastest here)
+        self.species_charges = torch.nn.Parameter(torch.zeros(self.n_species, len(self.field.exponents)))
         self.n_ensemble = self.short_range.n_ensemble
 
     @property
@@ -103,7 +105,7 @@ class LongRangePotential(Potential):
 
     def charges(self, batch: Batch, features: torch.Tensor) -> torch.Tensor:
         """Charges [N, C] from the short-range features (Coulomb column neutral per system if asked)."""
-        charges = self.charge_head(features)
+        charges = self.charge_head(features) + self.species_charges[self.species_index(batch.numbers)]
         if self.neutral and 1 in self.field.exponents:
             c = self.field.exponents.index(1)
             mean = _system_mean(charges[:, c], batch)
