@@ -192,24 +192,28 @@ def _ion_pair_frames(distances: np.ndarray) -> list:
     return frames
 
 
-@pytest.mark.slow
 def test_long_range_model_follows_the_coulomb_tail_beyond_the_cutoff() -> None:
-    """Trained on Na–Cl pairs at 2–6 Å (cutoff 3 Å), the long-range model follows -k/r to 12 Å;
-    the same short-range model, blind beyond its cutoff, cannot (errors of E(r) - E(12 Å))."""
+    """Trained on Na–Cl pairs at 2.4–8 Å (cutoff 3 Å), the long-range model learns charges near ±1 e and
+    follows -k/r out to 12 Å; the same short-range model, blind beyond its cutoff, cannot (RMS errors of
+    E(r) - E(12 Å) over 6.5–12 Å, where the reference varies by 1.0 eV)."""
     from atomflux.training.trainer import TrainConfig, train
 
-    frames = _ion_pair_frames(np.linspace(2.0, 6.0, 24))
+    frames = _ion_pair_frames(np.linspace(2.4, 8.0, 24))
     test = np.linspace(6.5, 12.0, 12)
     reference = np.array([f.energy for f in _ion_pair_frames(test)])
     errors = {}
     for architecture in ("LongRangePotential", "PowerSpectrumPotential"):
-        config = TrainConfig(architecture=architecture, epochs=120, batch_size=8, learning_rate=3e-2, patience=120,
+        config = TrainConfig(architecture=architecture, epochs=100, batch_size=8, learning_rate=3e-2, patience=100,
                              validation_fraction=0.0, progress=False, seed=0,
                              model={"cutoff": 3.0, "n_radial": 4, "n_channels": 2, "max_angular": 0, "hidden": [8]})
         model = train(frames, config).potential
         predicted = np.array([_energy(model, f.atoms) for f in _ion_pair_frames(test)])
         shape = (predicted - predicted[-1]) - (reference - reference[-1])
         errors[architecture] = float(np.sqrt(np.mean(shape**2)))
-    print(f"tail RMSE of E(r) - E(12 Å) over 6.5-12 Å: {errors}")
-    assert errors["PowerSpectrumPotential"] > 0.5                      # -k/r varies by 1.0 eV over the test range
-    assert errors["LongRangePotential"] < 0.1 * errors["PowerSpectrumPotential"], errors
+        if architecture == "LongRangePotential":
+            charges = evaluate(model, Batch.from_atoms(frames[-1].atoms, model.cutoff)).outputs["charges"][:, 0]
+    print(f"tail RMSE of E(r) - E(12 Å) over 6.5-12 Å (eV): {errors}; learned charges {charges.tolist()}")
+    # E is even in the charges: ±1 e up to one overall sign
+    assert 0.85 < abs(float(charges[0])) < 1.1 and float(charges[0] + charges[1]) == pytest.approx(0, abs=1e-12)
+    assert errors["PowerSpectrumPotential"] > 0.5
+    assert errors["LongRangePotential"] < 0.1, errors

@@ -114,57 +114,62 @@ class LongRangeField:
         charges
             Charges [N, C], one column per exponent (e for p = 1).
         """
-        out = []
-        distances = torch.linalg.norm(vectors, dim=1)
-        counts = batch.n_atoms.tolist()
-        starts = [0]
-        for n in counts[:-1]:
-            starts.append(starts[-1] + n)
-        owner = batch.system[batch.pairs[:, 0]]
-        for s, (first, n) in enumerate(zip(starts, counts)):
-            pairs = torch.nonzero(owner == s).squeeze(1)
-            atoms = slice(first, first + n)
-            out.append(self._system(batch.positions[atoms], batch.cell[s], batch.pbc[s], charges[atoms],
-                                    batch.pairs[pairs] - first, distances[pairs]))
-        return torch.cat(out) if out else charges.new_zeros(charges.shape)
-
-    def _system(self, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, charges: torch.Tensor,
-                pairs: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
         torchpme = _torchpme()
-        periodic = bool(pbc.all())
-        if bool(pbc.any()) and not periodic:
+        periodic = batch.pbc.all(dim=1)
+        mixed = batch.pbc.any(dim=1) & ~periodic
+        if bool(mixed.any()):
+            s = int(torch.nonzero(mixed)[0])
             raise ValueError(f"long-range models need a system periodic in all three directions or in none "
-                             f"(pbc = {pbc.tolist()}); for a slab, make it periodic with enough vacuum")
+                             f"(system {s} has pbc = {batch.pbc[s].tolist()}); for a slab, make it periodic "
+                             "with enough vacuum")
+        distances = torch.linalg.norm(vectors, dim=1)
+        full = charges.new_zeros(charges.shape)
+        open_atoms = torch.nonzero(~periodic[batch.system]).squeeze(1)
+        if len(open_atoms):  # all non-periodic systems at once: the direct sum over pairs within each system
+            pairs = _open_pairs(open_atoms, batch.system)
+            pair_distances = torch.linalg.norm(batch.positions[pairs[:, 1]] - batch.positions[pairs[:, 0]], dim=1)
+            columns = []
+            for c, p in enumerate(self.exponents):
+                calculator = torchpme.Calculator(_potential(torchpme, p, None), full_neighbor_list=True)
+                calculator.to(dtype=charges.dtype, device=charges.device)
+                columns.append(calculator(charges[:, c:c + 1], batch.cell[0], batch.positions, pairs, pair_distances))
+            full = full + torch.cat(columns, dim=1)
+        owner = batch.system[batch.pairs[:, 0]]
+        for s in torch.nonzero(periodic).squeeze(1).tolist():
+            atoms = torch.nonzero(batch.system == s).squeeze(1)
+            first = int(atoms[0])
+            own = torch.nonzero(owner == s).squeeze(1)
+            values = self._periodic(batch.positions[atoms], batch.cell[s], charges[atoms],
+                                    batch.pairs[own] - first, distances[own])
+            full = full.index_add(0, atoms, values)
+        return full - self._excluded(batch, distances, charges)
+
+    def _periodic(self, positions: torch.Tensor, cell: torch.Tensor, charges: torch.Tensor, pairs: torch.Tensor,
+                  distances: torch.Tensor) -> torch.Tensor:
+        """½ Σ_j' q_j v(r_ij) [n, C] of one periodic system by Ewald, PME or P3M (real space: ``pairs``)."""
+        torchpme = _torchpme()
+        smearing, spacing = self.parameters(positions, cell)
+        method = self.resolved_method(len(positions))
         columns = []
-        short = distances < self.cutoff
-        near_pairs, near = pairs[short], distances[short]
-        exclusion = polynomial_cutoff(near, self.cutoff)
-        if periodic:
-            smearing, spacing = self.parameters(positions, cell)
-            method = self.resolved_method(len(positions))
-        else:
-            all_pairs, all_distances = _all_pairs(positions)
         for c, p in enumerate(self.exponents):
-            q = charges[:, c:c + 1]
-            if periodic:
-                potential = _potential(torchpme, p, smearing)
-                if method == "ewald":
-                    calculator = torchpme.EwaldCalculator(potential, lr_wavelength=spacing, full_neighbor_list=True)
-                else:
-                    cls = torchpme.PMECalculator if method == "pme" else torchpme.P3MCalculator
-                    calculator = cls(potential, mesh_spacing=spacing, interpolation_nodes=INTERPOLATION_NODES,
-                                     full_neighbor_list=True)
-                calculator.to(dtype=positions.dtype, device=positions.device)
-                full = calculator(q, cell, positions, pairs, distances)
+            potential = _potential(torchpme, p, smearing)
+            if method == "ewald":
+                calculator = torchpme.EwaldCalculator(potential, lr_wavelength=spacing, full_neighbor_list=True)
             else:
-                potential = _potential(torchpme, p, None)
-                calculator = torchpme.Calculator(potential, full_neighbor_list=True).to(
-                    dtype=positions.dtype, device=positions.device)
-                full = calculator(q, cell, positions, all_pairs, all_distances)
-            kernel = potential.from_dist(near) * exclusion
-            excluded = torch.zeros_like(q).index_add(0, near_pairs[:, 0], 0.5 * q[near_pairs[:, 1]] * kernel[:, None])
-            columns.append(full - excluded)
+                cls = torchpme.PMECalculator if method == "pme" else torchpme.P3MCalculator
+                calculator = cls(potential, mesh_spacing=spacing, interpolation_nodes=INTERPOLATION_NODES,
+                                 full_neighbor_list=True)
+            calculator.to(dtype=positions.dtype, device=positions.device)
+            columns.append(calculator(charges[:, c:c + 1], cell, positions, pairs, distances))
         return torch.cat(columns, dim=1)
+
+    def _excluded(self, batch: Batch, distances: torch.Tensor, charges: torch.Tensor) -> torch.Tensor:
+        """½ Σ_{j: r_ij < r_c} q_j v(r_ij) s(r_ij) [N, C]: the part the short-range model describes."""
+        near = torch.nonzero(distances < self.cutoff).squeeze(1)
+        i, j, r = batch.pairs[near, 0], batch.pairs[near, 1], distances[near]
+        switch = polynomial_cutoff(r, self.cutoff)
+        kernels = torch.stack([PREFACTORS[p] * r.pow(-p) * switch for p in self.exponents], dim=1)   # [p, C]
+        return charges.new_zeros(charges.shape).index_add(0, i, 0.5 * charges[j] * kernels)
 
     def resolved_method(self, n_atoms: int) -> str:
         """The k-space method used for a periodic system of ``n_atoms`` atoms."""
@@ -193,14 +198,11 @@ def _potential(torchpme, exponent: int, smearing: float | None):
     return torchpme.InversePowerLawPotential(exponent=exponent, smearing=smearing, prefactor=PREFACTORS[exponent])
 
 
-def _all_pairs(positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every ordered pair (i, j), i ≠ j, of a non-periodic system and its distances (Å)."""
-    n = len(positions)
-    index = torch.arange(n, device=positions.device)
-    i, j = torch.meshgrid(index, index, indexing="ij")
-    keep = i != j
-    pairs = torch.stack([i[keep], j[keep]], dim=1)
-    return pairs, torch.linalg.norm(positions[pairs[:, 1]] - positions[pairs[:, 0]], dim=1)
+def _open_pairs(atoms: torch.Tensor, system: torch.Tensor) -> torch.Tensor:
+    """Every ordered pair (i, j), i ≠ j, of ``atoms`` [n] that belong to the same system, Tensor [P, 2]."""
+    i, j = torch.meshgrid(atoms, atoms, indexing="ij")
+    keep = (i != j) & (system[i] == system[j])
+    return torch.stack([i[keep], j[keep]], dim=1)
 
 
 def _tune(method: str, n_atoms: int, cell: torch.Tensor, cutoff: float, accuracy: float) -> tuple[float, float]:
