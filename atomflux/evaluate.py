@@ -261,6 +261,22 @@ def evaluate(
     return results if create_graph else _detached(results)
 
 
+def strained_batch(batch: Batch, requires_grad: bool = True) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+    """``batch`` with positions x (1 + ε) and cells h (1 + ε) for a zero strain ε [S, 3, 3].
+
+    Returns the strained batch and the two leaves, positions [N, 3] and ε: for an
+    energy E of the strained batch, F = -∂E/∂x and the virial W = -(∂E/∂ε)ᵀ
+    (σ = -W/V = (1/V) ∂E/∂ε), whatever way E depends on positions and cell.
+    """
+    positions = batch.positions.detach().requires_grad_(requires_grad)
+    strain = torch.zeros((batch.n_systems, 3, 3), dtype=batch.dtype, device=batch.device,
+                         requires_grad=requires_grad)
+    deformation = torch.eye(3, dtype=batch.dtype, device=batch.device) + strain
+    strained = replace(batch, positions=torch.einsum("na,nab->nb", positions, deformation[batch.system]),
+                       cell=batch.cell @ deformation)
+    return strained, positions, strain
+
+
 #: why per-atom virials, pair gradients and the heat flux are refused for long-range models
 LONG_RANGE_REFUSAL = ("{what} of a long-range model (Ewald/PME charges) is not defined by pair gradients: its energy "
                       "depends on positions and cell beyond the cutoff, so the Green–Kubo flux would need the "
@@ -287,12 +303,7 @@ def _evaluate_long_range(potential: torch.nn.Module, batch: Batch, *, forces: bo
     need_grad = forces or stress
     member_grads = bool(uncertainty in (True, "full") and need_grad)
     with torch.set_grad_enabled(need_grad or create_graph or torch.is_grad_enabled()):
-        positions = batch.positions.detach().requires_grad_(need_grad)
-        strain = torch.zeros((batch.n_systems, 3, 3), dtype=batch.dtype, device=batch.device,
-                             requires_grad=need_grad)
-        deformation = torch.eye(3, dtype=batch.dtype, device=batch.device) + strain
-        strained = replace(batch, positions=torch.einsum("na,nab->nb", positions, deformation[batch.system]),
-                           cell=batch.cell @ deformation)
+        strained, positions, strain = strained_batch(batch, need_grad)
         vectors = strained.pair_vectors()
         model_dtype = floating_dtype(potential, vectors.dtype)
         model_batch = strained if model_dtype == batch.dtype else strained.to(model_dtype)

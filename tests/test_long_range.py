@@ -217,3 +217,42 @@ def test_long_range_model_follows_the_coulomb_tail_beyond_the_cutoff() -> None:
     assert 0.85 < abs(float(charges[0])) < 1.1 and float(charges[0] + charges[1]) == pytest.approx(0, abs=1e-12)
     assert errors["PowerSpectrumPotential"] > 0.5
     assert errors["LongRangePotential"] < 0.1, errors
+
+
+def test_last_layer_rows_cover_the_long_range_head() -> None:
+    """LLPR's rows of a long-range model: the features are the Jacobian of the energy in the readout and
+    charge-head weights (a change of charge-head weights moves E by features · δw to first order), and
+    the force/stress rows are -∂φ/∂x and (1/V) ∂φ/∂ε by finite differences (k-space part included)."""
+    from atomflux.uncertainty.lastlayer import atom_features, structure_rows
+
+    model, atoms = _model(accuracy=1e-7), _crystal()
+    batch = Batch.from_atoms(atoms, model.cutoff)
+    phi, force_rows, stress_rows = structure_rows(model, batch, forces=True, stress=True)
+
+    def summed(a: Atoms) -> torch.Tensor:
+        b = Batch.from_atoms(a, model.cutoff)
+        with torch.no_grad():
+            return atom_features(model, b, b.pair_vectors()).sum(0)
+
+    h = 1e-5
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions[2, 1] += h
+    minus.positions[2, 1] -= h
+    assert torch.allclose(force_rows[3 * 2 + 1], -(summed(plus) - summed(minus)) / (2 * h), rtol=1e-5, atol=1e-6)
+    eps = np.zeros((3, 3))
+    eps[0, 0] = h
+    deformed = []
+    for sign in (1, -1):
+        strained = atoms.copy()
+        strained.set_cell(atoms.cell.array @ (np.eye(3) + sign * eps), scale_atoms=True)
+        deformed.append(summed(strained))
+    assert torch.allclose(stress_rows[0], (deformed[0] - deformed[1]) / (2 * h) / atoms.get_volume(),
+                          rtol=1e-5, atol=1e-7)
+    # the charge-head block of φ predicts the energy change of a small charge-head step
+    n = model.short_range.n_features
+    step = 1e-4 * torch.randn(n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    before = _energy(model, atoms)
+    with torch.no_grad():
+        model.charge_head.weight[0] += step
+    change = _energy(model, atoms) - before
+    assert change == pytest.approx(float(phi[n:2 * n] @ step), rel=1e-3)
