@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import torch
 
 from ..systems import Batch
-from .long_range_field import EWALD_MAX_ATOMS, LongRangeField
+from .long_range_field import LongRangeField
 from .power_spectrum import PowerSpectrumPotential
 from .base import Potential
 
@@ -55,7 +55,7 @@ class LongRangePotential(Potential):
     accuracy : float
         Target RMS force error of the k-space sums for unit charges, eV/Å.
     method : str
-        ``"auto"`` (Ewald up to 1000 atoms, PME above), ``"ewald"``, ``"pme"`` or ``"p3m"``;
+        ``"auto"`` (Ewald for small cells, PME for large), ``"ewald"``, ``"pme"`` or ``"p3m"``;
         non-periodic systems use the direct sum.  May be changed after loading (``potential.method``).
     """
 
@@ -140,4 +140,4 @@ def _system_mean(values: torch.Tensor, batch: Batch) -> torch.Tensor:
     return (sums / batch.n_atoms.to(values.dtype))[batch.system]
 
 
-__all__ = ["EWALD_MAX_ATOMS", "LongRangePotential"]
+__all__ = ["LongRangePotential"]

@@ -14,8 +14,8 @@ sum ½ Σ_ij q_i q_j v(r_ij) minus the smoothly excluded short pairs, which the
 short-range model describes: nothing is counted twice, and the kernel
 v(r)(1 - s(r)) is the same whichever method evaluates the first sum:
 
-- fully periodic systems: Ewald (``torchpme.EwaldCalculator``) or a mesh
-  method (``PMECalculator``, ``P3MCalculator``) on the system's full
+- fully periodic systems: Ewald (``torchpme.EwaldCalculator``, small cells:
+  its memory grows as k-vectors × atoms) or a mesh method (``PMECalculator``, ``P3MCalculator``) on the system's full
   neighbour list (real-space cutoff = r_c), with a neutralising background
   for a charged cell;
 - non-periodic systems: the direct sum over all pairs (``torchpme.Calculator``).
@@ -45,8 +45,9 @@ COULOMB_CONSTANT = 14.399645478425667
 #: kernel prefactor of each supported exponent p (eV·Å^p per unit "charge" squared)
 PREFACTORS = {1: COULOMB_CONSTANT, 6: -1.0}
 METHODS = ("auto", "ewald", "pme", "p3m")
-#: "auto" uses Ewald up to this many atoms per system, PME above (benchmarks/bench_long_range.py)
-EWALD_MAX_ATOMS = 1000
+#: "auto" uses Ewald while (k-vectors × atoms) stays below this, PME above: in benchmarks/bench_long_range.py
+#: PME was already faster for 64 atoms (1.4e5 entries), and Ewald's [k, N] arrays grow as N² at fixed density
+EWALD_MAX_ENTRIES = 10**5
 #: the finest mesh (points per cell vector) PME/P3M may use before the accuracy is called unreachable
 MAX_MESH_POINTS = 256
 #: PME/P3M interpolation order
@@ -75,7 +76,8 @@ class LongRangeField:
     accuracy
         Target RMS force error of the k-space method for unit charges, eV/Å.
     method
-        ``"auto"`` (Ewald up to :data:`EWALD_MAX_ATOMS` atoms, PME above),
+        ``"auto"`` (Ewald while its k-vectors × atoms stay below :data:`EWALD_MAX_ENTRIES`, i.e. for
+        small cells, PME above),
         ``"ewald"``, ``"pme"`` or ``"p3m"``; non-periodic systems always use the direct sum.
     """
 
@@ -148,8 +150,7 @@ class LongRangeField:
                   distances: torch.Tensor) -> torch.Tensor:
         """½ Σ_j' q_j v(r_ij) [n, C] of one periodic system by Ewald, PME or P3M (real space: ``pairs``)."""
         torchpme = _torchpme()
-        smearing, spacing = self.parameters(positions, cell)
-        method = self.resolved_method(len(positions))
+        method, smearing, spacing = self.settings(len(positions), cell)
         columns = []
         for c, p in enumerate(self.exponents):
             potential = _potential(torchpme, p, smearing)
@@ -171,25 +172,32 @@ class LongRangeField:
         kernels = torch.stack([PREFACTORS[p] * r.pow(-p) * switch for p in self.exponents], dim=1)   # [p, C]
         return charges.new_zeros(charges.shape).index_add(0, i, 0.5 * charges[j] * kernels)
 
-    def resolved_method(self, n_atoms: int) -> str:
-        """The k-space method used for a periodic system of ``n_atoms`` atoms."""
-        if self.method != "auto":
-            return self.method
-        return "ewald" if n_atoms <= EWALD_MAX_ATOMS else "pme"
-
-    def parameters(self, positions: torch.Tensor, cell: torch.Tensor) -> tuple[float, float]:
-        """Smearing σ (Å) and k-space spacing (Ewald ``lr_wavelength`` or mesh spacing, Å) of a periodic system.
+    def settings(self, n_atoms: int, cell: torch.Tensor) -> tuple[str, float, float]:
+        """Method, smearing σ (Å) and k-space spacing (Ewald ``lr_wavelength`` or mesh spacing, Å) of a
+        periodic system of ``n_atoms`` atoms.
 
         Tuned once per (atoms, cell rounded to 1e-6 Å, method, accuracy) from torch-pme's
         error bounds for unit charges: σ sets the real-space error at the cutoff, the spacing
         is the coarsest of torch-pme's tuning grid whose total error bound meets the accuracy.
+        ``"auto"`` takes Ewald unless its k-vectors × atoms exceed :data:`EWALD_MAX_ENTRIES`.
         """
-        method = self.resolved_method(len(positions))
-        key = (len(positions), tuple(round(float(x), 6) for x in cell.detach().flatten()), method, self.accuracy)
+        key = (n_atoms, tuple(round(float(x), 6) for x in cell.detach().flatten()), self.method, self.accuracy)
         if key not in self._tuned:
-            self._tuned[key] = _tune(method, len(positions), cell.detach().to(torch.float64), self.cutoff,
-                                     self.accuracy / COULOMB_CONSTANT)
+            cell64 = cell.detach().to(torch.float64)
+            accuracy = self.accuracy / COULOMB_CONSTANT
+            method = "ewald" if self.method == "auto" else self.method
+            smearing, spacing = _tune(method, n_atoms, cell64, self.cutoff, accuracy)
+            if self.method == "auto" and ewald_entries(n_atoms, cell64, spacing) > EWALD_MAX_ENTRIES:
+                method = "pme"
+                smearing, spacing = _tune(method, n_atoms, cell64, self.cutoff, accuracy)
+            self._tuned[key] = (method, smearing, spacing)
         return self._tuned[key]
+
+
+def ewald_entries(n_atoms: int, cell: torch.Tensor, lr_wavelength: float) -> int:
+    """k-vectors × atoms of torch-pme's Ewald sum (its grid keeps ceil(|a_i|/λ) points per cell vector)."""
+    points = [math.ceil(float(length) / lr_wavelength) for length in torch.linalg.norm(cell, dim=1)]
+    return math.prod(points) * n_atoms
 
 
 def _potential(torchpme, exponent: int, smearing: float | None):
