@@ -25,7 +25,9 @@ splitting width (smearing) and the k-space resolution are chosen from
 torch-pme's error bounds (``torchpme.tuning``) for unit charges and a stated
 RMS force accuracy (eV/Å), deterministically (the largest k-space spacing
 that meets the accuracy; no timing runs), and cached per (atoms, cell,
-method, accuracy).  All of it is differentiable with respect to charges,
+method, accuracy).  A cell that changes (NPT, strain derivatives by finite
+differences) is re-tuned: the energy may then step by up to the stated
+accuracy between cells.  All of it is differentiable with respect to charges,
 positions and cell (autograd), which is how :func:`atomflux.evaluate`
 obtains forces and stress of a long-range model.
 """
@@ -50,6 +52,8 @@ METHODS = ("auto", "ewald", "pme", "p3m")
 EWALD_MAX_ENTRIES = 10**5
 #: the finest mesh (points per cell vector) PME/P3M may use before the accuracy is called unreachable
 MAX_MESH_POINTS = 256
+#: tuned cells kept (oldest dropped first)
+TUNING_CACHE_SIZE = 64
 #: PME/P3M interpolation order
 INTERPOLATION_NODES = 4
 
@@ -190,6 +194,8 @@ class LongRangeField:
             if self.method == "auto" and ewald_entries(n_atoms, cell64, spacing) > EWALD_MAX_ENTRIES:
                 method = "pme"
                 smearing, spacing = _tune(method, n_atoms, cell64, self.cutoff, accuracy)
+            if len(self._tuned) >= TUNING_CACHE_SIZE:  # a cell that changes every step (NPT) re-tunes every step
+                self._tuned.pop(next(iter(self._tuned)))
             self._tuned[key] = (method, smearing, spacing)
         return self._tuned[key]
 
