@@ -34,6 +34,20 @@ energies U_i are those of the crystal, and
 over the cluster atoms k, folded onto the atoms they are images of (an
 image moves with its atom's velocity): four backward passes, no Jacobian.
 
+Long-range potentials (``long_range = True``: learned charges in Ewald/PME
+fields, :mod:`atomflux.models.long_range`) depend on absolute positions and
+on the cell, not on pair vectors alone: their forces and stress come from
+one backward pass through strained positions and cell
+(:func:`strained_batch`; F = -∂E/∂x, W = -(∂E/∂ε)ᵀ).  What is refused for
+them, with one line: pair gradients, per-atom virials (the k-space energy
+Σ_k |S(k)|² ĝ(k)/2V, S(k) = Σ_j q_j e^{ik·r_j}, has no unique split over
+atoms or pairs) and the heat flux.  Their Green–Kubo flux J = d/dt Σ_i r_i e_i
+with e_i = e_i^SR + q_i Ṽ_i would need, beyond the pair terms, the energy
+current of the reciprocal-space sum (a Σ_k over ∂ĝ/∂k ⊗ k terms of the
+structure factors, as in the Ewald heat flux of molecular force fields) and
+the motion of the charges themselves (q_i depends on the neighbours through
+the short-range features); atomflux does not implement it.
+
 Uncertainty (``uncertainty=True``) goes through the same path: a potential
 that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
 posterior samples of the last layer) gets each member's forces and stress

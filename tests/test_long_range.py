@@ -58,6 +58,15 @@ def test_madelung_constants(structure: str, primitive: bool, repeat: int, method
     assert madelung == pytest.approx(MADELUNG[structure], abs=tolerance)
 
 
+@pytest.mark.parametrize("method,accuracy,tolerance", [("ewald", 1e-8, 1e-6), ("pme", 1e-5, 2e-5)])
+def test_madelung_constant_in_an_orthorhombic_supercell(method: str, accuracy: float, tolerance: float) -> None:
+    """Rock salt in a 3 × 1 × 2 supercell of the cubic cell (an orthorhombic box of 16.9 × 5.6 × 11.3 Å)."""
+    atoms, nearest = _ionic("rocksalt", False, 1)
+    atoms = atoms.repeat((3, 1, 2))
+    energy = _lattice_energy(atoms, 3.5, method, accuracy)
+    assert -energy / (len(atoms) / 2) * nearest / COULOMB_CONSTANT == pytest.approx(MADELUNG["rocksalt"], abs=tolerance)
+
+
 def test_direct_sum_is_coulomb_minus_excluded_pairs() -> None:
     """Non-periodic: Σ q_i Ṽ_i = Σ_{i<j} k q_i q_j (1 - s(r_ij)) / r_ij, summed independently in numpy."""
     rng = np.random.default_rng(3)
@@ -171,6 +180,12 @@ def test_model_file_front_ends_and_refusals(tmp_path) -> None:
     from atomflux.lammps_bridge.callbacks import setup_model
     with pytest.raises(ValueError, match="not strictly local"):
         setup_model(str(path), ["Na", "Cl"], "", "metal", 2)
+    from atomflux.symmetry.potential import AveragedPotential
+    from atomflux.uncertainty import fit_shallow_ensemble
+    with pytest.raises(ValueError, match="without an averaging suffix"):
+        AveragedPotential(model, "lebedev:3")
+    with pytest.raises(ValueError, match="use LLPR"):
+        fit_shallow_ensemble(model, [], [])
     slab = atoms.copy()
     slab.pbc = [True, True, False]
     with pytest.raises(ValueError, match="periodic in all three directions or in none"):
