@@ -152,7 +152,8 @@ def test_invariances_and_calculator_choice() -> None:
     for method in ("ewald", "pme", "p3m"):
         model.method = method
         energies[method] = _energy(model, atoms)
-    assert max(energies.values()) - min(energies.values()) < 1e-3 * len(atoms) ** 0.5, energies
+    # accuracy 1e-5 eV/Å (RMS force error); measured spread 4e-7 eV
+    assert max(energies.values()) - min(energies.values()) < 1e-5 * len(atoms), energies
 
 
 def test_model_file_front_ends_and_refusals(tmp_path) -> None:
