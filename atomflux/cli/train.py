@@ -21,6 +21,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise ValueError(f"-o {output} is a folder; give a model file name, e.g. -o {output / 'model.pt'}")
     model = {"cutoff": args.cutoff, "hidden": args.hidden, "n_channels": args.channels,
              "max_angular": args.max_angular}
+    if args.architecture == "LongRangePotential":
+        model.update(exponents=args.exponents, accuracy=args.long_range_accuracy)
     cfg = TrainConfig(energy_weight=args.energy_weight, forces_weight=args.forces_weight,
                       stress_weight=args.stress_weight, learning_rate=args.lr, epochs=args.epochs,
                       batch_size=args.batch_size, patience=args.patience,
@@ -120,9 +122,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=positive(int), nargs="+", default=[64, 64], help="MLP hidden-layer widths")
     p.add_argument("--channels", type=positive(int), default=8, help="species-mixed radial channels")
     p.add_argument("--max-angular", type=non_negative(int), default=3, help="highest angular degree l")
-    p.add_argument("--architecture", choices=["PowerSpectrumPotential", "UnconstrainedPotential"],
+    p.add_argument("--architecture", choices=["PowerSpectrumPotential", "UnconstrainedPotential", "LongRangePotential"],
                    default="PowerSpectrumPotential",
-                   help="invariant power spectrum, or lab-frame moments (not rotation invariant; see --augment)")
+                   help="invariant power spectrum, lab-frame moments (not rotation invariant; see --augment), or "
+                        "the power spectrum with learned charges in Ewald/PME fields (needs atomflux[longrange])")
+    p.add_argument("--exponents", type=int, nargs="+", choices=[1, 6], default=[1],
+                   help="LongRangePotential: 1/r^p channels, 1 = Coulomb (charges in e), 6 = dispersion")
+    p.add_argument("--long-range-accuracy", type=positive(float), default=1e-3,
+                   help="LongRangePotential: RMS force accuracy of the k-space sums for unit charges, eV/Å")
     p.add_argument("--augment", action="store_true",
                    help="turn every training structure (and its forces, stress) by a random rotation at every step")
     p.add_argument("--epochs", type=positive(int), default=300, help="maximum training epochs")

@@ -119,6 +119,9 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
         raise ValueError("a shallow ensemble needs at least 2 members")
     if model.n_ensemble != 1:
         raise ValueError("model is already an ensemble")
+    if getattr(model, "long_range", False):
+        raise ValueError(f"a post-hoc shallow ensemble varies the last layer of a PowerSpectrumPotential; for the "
+                         f"{type(model).__name__} use LLPR (atomflux llpr), which covers its charge head too")
     if loss not in LOSSES:
         raise ValueError(f"ensemble loss must be one of {LOSSES}, got {loss!r}")
     torch.manual_seed(seed)

@@ -146,6 +146,7 @@ class LLPR(Potential):
         super().__init__(base.species, base.cutoff)
         self.base = base
         self.strictly_local = getattr(base, "strictly_local", False)
+        self.long_range = getattr(base, "long_range", False)  # evaluate differentiates positions and strain
         if hasattr(base, "interaction_range"):
             self.interaction_range = base.interaction_range
         self.last_layer = last_layer
