@@ -103,7 +103,7 @@ def test_bad_inputs_get_one_clear_line():
 def test_l1_weight_matches_a_direct_quadrature_of_the_density():
     """h(d) d̂ = ∫_{|r|<rc} r̂ exp(−|r − d|²/2σ²) d³r, here on a 3-D grid (independent of the Bessel form)."""
     cutoff, width = 3.0, 0.5
-    h = 0.04
+    h = 0.03
     axis = np.arange(-cutoff + h / 2, cutoff, h)
     x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
     r = np.sqrt(x**2 + y**2 + z**2)
