@@ -5,6 +5,7 @@ import pytest
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
+from atomflux.analysis.dipole_correlations import dipole_correlations
 from atomflux.analysis.ferroelectric import (BATIO3_BORN_CHARGES, E_PER_A2_TO_UC_PER_CM2, descriptor_dipoles,
                                              displacements, local_dipoles, neighbour_density_l1,
                                              perovskite_cells)
@@ -128,3 +129,31 @@ def test_descriptor_proxy_zero_at_ideal_follows_the_b_shift_and_rotates():
     turned.set_cell(frame.cell.array @ rotation.T, scale_atoms=False)
     turned.positions = frame.positions @ rotation.T
     assert np.abs(descriptor_dipoles(turned, "Ti")[0] - proxy @ rotation.T).max() < 1e-10
+
+
+def periodic_exponential_spectrum(n_cells: int, xi: float) -> np.ndarray:
+    """Spectrum of the periodic covariance e^(−n/ξ) + e^(−(L−n)/ξ) on a ring of L sites."""
+    n = np.arange(n_cells)
+    return np.fft.fft(np.exp(-n / xi) + np.exp(-(n_cells - n) / xi)).real
+
+
+def test_correlation_lengths_of_a_field_with_known_covariance():
+    """Gaussian dipole field, covariance separable: ξ = 3 cells along z (the polar axis), 1 cell along x and y."""
+    size, xi_along, xi_across = 12, 3.0, 1.0
+    ref = batio3((size, size, size))
+    cells = perovskite_cells(ref, "Ba", "Ti")
+    across = periodic_exponential_spectrum(size, xi_across)
+    spectrum = across[:, None, None] * across[None, :, None] * periodic_exponential_spectrum(size, xi_along)[None, None]
+    assert spectrum.min() > 0
+    rng = np.random.default_rng(4)
+    noise = rng.normal(size=(200, size, size, size))
+    field = np.fft.ifftn(np.sqrt(spectrum) * np.fft.fftn(noise, axes=(1, 2, 3)), axes=(1, 2, 3)).real
+    p = np.zeros((200, cells.n_cells, 3))
+    p[:, :, 2] = 0.2 + field[(slice(None),) + tuple(cells.grid.T)]  # a uniform polarization drops out
+    p[:, :, :2] = rng.normal(scale=0.3, size=(200, cells.n_cells, 2))  # uncorrelated other components
+    result = dipole_correlations(cells, p, ref.cell.array, axis=2)
+    assert result.along[0] == 1.0 and result.distance_along[1] == pytest.approx(A0)
+    assert result.length_along == pytest.approx(xi_along * A0, rel=0.1)
+    assert result.length_across == pytest.approx(xi_across * A0, rel=0.1)
+    with pytest.raises(ValueError, match="≥ 4 cells"):
+        dipole_correlations(perovskite_cells(batio3((3, 3, 3)), "Ba", "Ti"), np.zeros((1, 27, 3)), np.eye(3))

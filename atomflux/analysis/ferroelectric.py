@@ -107,16 +107,18 @@ def perovskite_cells(reference: Atoms, a_site: str, b_site: str, x_site: str = "
     numbers = np.array(symbols)
     b_indices = np.flatnonzero(numbers == b_site)
     members = np.empty((n_b, 15), dtype=int)
+    order = np.argsort(i, kind="stable")
+    starts = np.searchsorted(i[order], np.arange(len(reference) + 1))
     for row, b in enumerate(b_indices):
-        mine = i == b
+        near = order[starts[b]:starts[b + 1]]
         for species, count, start in ((a_site, 8, 1), (x_site, 6, 9)):
-            pick = mine & (numbers[j] == species)
-            if pick.sum() < count:
+            pick = near[numbers[j[near]] == species]
+            if len(pick) < count:
                 raise ValueError(f"B site {b} has fewer than {count} {species} neighbours within "
                                  f"{1.2 * spacing:.2f} Å: the reference is not a perovskite with B={b_site} at the "
                                  "cell centres; give the ideal (cubic) structure as reference")
-            order = np.argsort(d[pick], kind="stable")[:count]
-            members[row, start:start + count] = j[pick][order]
+            nearest = pick[np.argsort(d[pick], kind="stable")[:count]]
+            members[row, start:start + count] = j[nearest]
         members[row, 0] = b
     weights = np.array([1.0] + [A_WEIGHT] * 8 + [X_WEIGHT] * 6)
     coverage = np.zeros(len(reference))
