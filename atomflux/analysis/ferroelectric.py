@@ -302,3 +302,32 @@ def descriptor_dipoles(frames: Atoms | Sequence[Atoms], b_site: str, cutoff: flo
         np.add.at(total, i[keep], contribution)
         out.append(total[sites])
     return np.stack(out)
+
+
+def ideal_perovskite_reference(atoms: Atoms, a_site: str) -> Atoms:
+    """The ideal cubic reference of a perovskite supercell frame: every atom moved to its nearest ideal site.
+
+    The supercell must be n1 × n2 × n3 pseudo-cubic cells along its own
+    vectors (n_k = |a_k| / a_pc, a_pc = (V / N_A)^(1/3)); ideal sites are the
+    multiples of 1/(2 n_k) in fractional coordinates, counted from the first A
+    atom.  Displacements up to a quarter of a cell (~1 Å) are undone, far more
+    than any ferroelectric distortion.
+    """
+    symbols = np.array(atoms.get_chemical_symbols())
+    a_atoms = np.flatnonzero(symbols == a_site)
+    if not len(a_atoms):
+        raise ValueError(f"no {a_site} atoms in {atoms.get_chemical_formula()}; name the A species")
+    spacing = (atoms.get_volume() / len(a_atoms)) ** (1.0 / 3.0)
+    ratio = atoms.cell.lengths() / spacing
+    shape = np.rint(ratio)
+    if np.any(np.abs(ratio - shape) > 0.1) or np.prod(shape) != len(a_atoms):
+        raise ValueError(f"the cell ({', '.join(f'{x:.2f}' for x in atoms.cell.lengths())} Å) is not a whole number of "
+                         f"pseudo-cubic cells of {spacing:.2f} Å along each vector; give --reference (the ideal "
+                         "structure, same atom order)")
+    fractional = atoms.get_scaled_positions(wrap=False)
+    origin = fractional[a_atoms[0]]
+    ideal = np.rint((fractional - origin) * 2 * shape) / (2 * shape) + origin
+    reference = atoms.copy()
+    reference.calc = None
+    reference.set_scaled_positions(ideal)
+    return reference

@@ -9,7 +9,7 @@ frame from a system of N units (cells, spins) at temperature T:
   ordered phase;
 - Binder cumulant, vector form: U₄ = 1 − ⟨|P|⁴⟩ / (3 ⟨|P|²⟩²).  Ordered limit
   2/3; disordered limit 1 − (n + 2)/(3n): 0 for n = 1, 4/9 for n = 3.  Curves
-  of several sizes cross at T_c;
+  of several sizes cross at T_c; NaN when P is identically zero;
 - errors from the jackknife over ``blocks`` contiguous blocks of the series
   (block averaging: blocks longer than the correlation time give honest errors).
 """
@@ -83,8 +83,9 @@ def order_statistics(order_parameter: np.ndarray, temperature: float, n_units: i
     def chi(x):
         return n_units * (np.mean(x**2) - np.mean(x) ** 2) / temperature
 
-    def binder(x):
-        return 1.0 - np.mean(x**4) / (3.0 * np.mean(x**2) ** 2)
+    def binder(x):  # NaN when P is identically zero (undefined)
+        second = np.mean(x**2)
+        return 1.0 - np.mean(x**4) / (3.0 * second**2) if second > 0 else float("nan")
 
     return OrderStatistics(float(temperature), int(n_units), p.mean(0), _jackknife(size, np.mean, blocks),
                            _jackknife(size, chi, blocks), _jackknife(size, binder, blocks))
