@@ -120,3 +120,16 @@ def test_ramp_and_pressure_parsing():
     with pytest.raises(ValueError, match="one number or six"):
         pressure_tensor([1.0, 2.0])
     assert np.array_equal(pressure_tensor([1, 2, 3, 4, 5, 6]), [[1, 6, 5], [6, 2, 4], [5, 4, 3]])
+
+
+def test_npt_command_line_errors(tmp_path, capsys):
+    from atomflux.cli import main
+
+    bulk("Cu", cubic=True).write(tmp_path / "cu.xyz")
+    cases = {("--pressure", "1"): "apply to --ensemble npt",
+             ("--ensemble", "npt", "--pressure", "1", "2"): "one number or six",
+             ("--ensemble", "npt", "--temperature-ramp", "300-200"): "T0:T1:dT",
+             ("--ensemble", "npt", "--transport"): "drop --ensemble npt"}
+    for extra, message in cases.items():
+        assert main(["md", str(tmp_path / "cu.xyz"), *extra, "-o", str(tmp_path / "run")]) == 2
+        assert message in capsys.readouterr().err
