@@ -179,8 +179,8 @@ def test_model_file_front_ends_and_refusals(tmp_path) -> None:
         with pytest.raises(ValueError, match="long-range model"):
             evaluate(model, batch, **option)
     from atomflux.lammps_bridge.callbacks import setup_model
-    with pytest.raises(ValueError, match="not strictly local"):
-        setup_model(str(path), ["Na", "Cl"], "", "metal", 2)
+    with pytest.raises(ValueError, match="run LAMMPS on one rank"):
+        setup_model(str(path), ["Na", "Cl"], "", "metal", 2, nprocs=2)
     from atomflux.symmetry.potential import AveragedPotential
     from atomflux.uncertainty import fit_shallow_ensemble
     with pytest.raises(ValueError, match="without an averaging suffix"):
@@ -272,3 +272,32 @@ def test_last_layer_rows_cover_the_long_range_head() -> None:
         model.charge_head.weight[0] += step
     change = _energy(model, atoms) - before
     assert change == pytest.approx(float(phi[n:2 * n] @ step), rel=1e-3)
+
+
+def test_lammps_on_one_rank_equals_the_calculator(tmp_path) -> None:
+    """pair_style atomflux hands a long-range model the whole periodic box on one rank: energy, forces and
+    stress (k-space cell dependence included) equal the ASE calculator's; per-atom virials are refused."""
+    lammps_bridge = pytest.importorskip("atomflux.lammps_bridge")
+    try:
+        lammps_bridge.session.lammps_module()
+        lammps_bridge.plugin.find_compiler()
+    except (ImportError, lammps_bridge.PluginBuildError) as error:  # pragma: no cover - depends on the machine
+        pytest.skip(f"LAMMPS bridge unavailable here: {error}")
+    from test_lammps import lammps_ready, stress_from_lammps
+    from atomflux.calculators import AtomfluxCalculator
+
+    path = save_model(_model(exponents=(1, 6), method="ewald"), tmp_path / "lr.pt")
+    atoms, data = lammps_ready(_crystal(), tmp_path, ["Na", "Cl"])
+    lmp = lammps_bridge.start_lammps(["-log", "none", "-screen", "none"])
+    lmp.commands_string(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
+                        f"pair_style atomflux precision float64\npair_coeff * * {path} Na Cl\n"
+                        "thermo_style custom step pe pxx pyy pzz pxy pxz pyz\nrun 0")
+    atoms.calc = AtomfluxCalculator(str(path))
+    assert lmp.get_thermo("pe") == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+    forces = np.array(lmp.gather("f", 1, 3)).reshape(-1, 3)
+    assert np.abs(forces - atoms.get_forces()).max() < 1e-9 * np.abs(atoms.get_forces()).max()
+    assert np.allclose(stress_from_lammps(lmp), atoms.get_stress(), rtol=1e-8, atol=1e-10)
+    with pytest.raises(Exception, match="long-range model"):
+        lmp.commands_string("compute s all stress/atom NULL virial\nvariable s equal c_s[1][1]\n"
+                            "dump d all custom 1 " + str(tmp_path / "d.txt") + " c_s[1]\nrun 0")
+    lmp.close()
