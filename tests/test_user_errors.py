@@ -362,7 +362,9 @@ MISTAKES = [
     (["md", "{ar}", "--model", "{lj}", "--trajectory", "{ar}/md.traj"], "is a file, not a folder"),
     (["md", "{ar}", "--model", "{lj}", "--trajectory", "{dir}/same", "--log", "{dir}/same"], "the same file"),
     (["md", "{ar}", "--model", "{lj}", "--transport", "-o", "{ar}"], "is a file, not a folder"),
-    (["md", "{ar}", "--model", "{lj}", "--ensemble", "npt"], "invalid choice"),
+    (["md", "{ar}", "--model", "{lj}", "--ensemble", "nvt"], "invalid choice"),
+    (["md", "{ar}", "--model", "{lj}", "--ensemble", "npt", "--transport"], "drop --ensemble npt"),
+    (["md", "{ar}", "--model", "{lj}", "--pressure", "1"], "apply to --ensemble npt"),
     (["md", "{ar}", "--model", "{lj}", "--timestep", "two"], "expected a number"),
     (["md"], "required: structure"),
     (["train", "{empty}"], "empty.extxyz is empty"),  # UnknownFileTypeError traceback before
