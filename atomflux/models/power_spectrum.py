@@ -248,12 +248,17 @@ class PowerSpectrumPotential(Potential):
             terms = pair_terms(spec, slot_vectors, neighbours, radial_weights, centre[first:last],
                                None if neighbours is None else self.species_mixing)
             a = density(terms)
-        else:  # atoms without neighbours: zero density
-            a = torch.zeros((last - first, spec.n_channels, spec.n_moments), dtype=vectors.dtype, device=vectors.device)
         own = species[first:last]
+        if terms is None:  # atoms without neighbours: zero density, the same outputs for all atoms of a species
+            kinds, of_kind = torch.unique(own, return_inverse=True)
+            a = torch.zeros((len(kinds), spec.n_channels, spec.n_moments), dtype=vectors.dtype, device=vectors.device)
+        else:
+            kinds, of_kind = own, None
         x = (power_spectrum(spec, a) - self.descriptor_mean) / self.descriptor_std
         features, pre_activations = self._backbone_with_pre_activations(
-            torch.cat([x, self.centre_embedding(own, x.dtype)], dim=1))
+            torch.cat([x, self.centre_embedding(kinds, x.dtype)], dim=1))
+        if of_kind is not None:
+            features = features[of_kind]
         member_energies = self.last_layer(features) * self.energy_scale + self.baseline[own][:, None]
         outputs = {"energy": member_energies.mean(dim=1), "features": features}
         if self.n_ensemble > 1:
