@@ -116,16 +116,22 @@ SURFACE_CATEGORIES = ("bulk", "surface", "surface_vacancy", "bulk_vacancy")
 
 
 def alloy_slab(elements: Sequence[str], rng: np.random.Generator, facet: str = "111",
-               size: tuple[int, int, int] = (2, 2, 5), vacuum: float = 6.0) -> Atoms:
+               size: tuple[int, int, int] = (2, 2, 5), vacuum: float = 6.0, dilute: bool = False) -> Atoms:
     """An fcc(``facet``) slab (``facet`` "111", "100" or "110"; ``size`` in-plane repeats × layers) with
-    random occupation by ``elements`` at a random composition, Vegard lattice constant, ``vacuum`` Å
-    of vacuum on each side (periodic in-plane only)."""
+    random occupation by ``elements`` at a random composition (``dilute``: the first element with 1-3
+    atoms of the others), Vegard lattice constant, ``vacuum`` Å of vacuum on each side (periodic
+    in-plane only)."""
     builders = {"111": fcc111, "100": fcc100, "110": fcc110}
     if facet not in builders:
         raise ValueError(f"facet must be one of {', '.join(builders)}, got {facet!r}")
-    weights = rng.dirichlet(np.ones(len(elements)))
     n = size[0] * size[1] * size[2]
-    symbols = [str(e) for e in rng.choice(list(elements), size=n, p=weights)]
+    if dilute:
+        symbols = [str(elements[0])] * n
+        for site in rng.choice(n, size=int(rng.integers(1, 4)), replace=False):
+            symbols[site] = str(rng.choice(list(elements[1:]) or [elements[0]]))
+    else:
+        weights = rng.dirichlet(np.ones(len(elements)))
+        symbols = [str(e) for e in rng.choice(list(elements), size=n, p=weights)]
     a = float(np.mean([lattice_constant(e) for e in symbols]))
     slab = builders[facet]("Cu", size=size, a=a, vacuum=vacuum, orthogonal=True)
     slab.set_chemical_symbols(symbols)
@@ -157,7 +163,9 @@ def alloy_surface_dataset(elements: Sequence[str] = tuple(FCC_LATTICE), per_cate
     sites, 6 Å vacuum each side, not periodic along the normal),
     ``surface_vacancy`` (such slabs with one atom of the top or second layer
     removed), ``bulk_vacancy`` (one or two vacancies in a 32-site cell).
-    Each structure mixes 2-4 of ``elements`` at a random composition and
+    Each structure mixes 2-4 of ``elements`` at a random composition (every
+    second slab is dilute: one host element with 1-3 solute atoms, the
+    dilute limit that segregation energies describe) and
     gives ``snapshots`` Langevin snapshots (40 fs apart) at a temperature
     drawn from ``temperatures`` (K).
 
@@ -200,7 +208,8 @@ def alloy_surface_dataset(elements: Sequence[str] = tuple(FCC_LATTICE), per_cate
                     strain = np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))
                     atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
             else:
-                atoms = alloy_slab(mix, rng, facet=("111", "100", "110")[len(frames) // snapshots % 3])
+                structure = len(frames) // snapshots
+                atoms = alloy_slab(mix, rng, facet=("111", "100", "110")[structure % 3], dilute=structure % 2 == 1)
                 if category == "surface_vacancy":
                     heights = atoms.positions[:, 2]
                     layers = np.unique(np.round(heights, 1))

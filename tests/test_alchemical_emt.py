@@ -29,7 +29,7 @@ def trained():
     torch.set_num_threads(1)
     data = alloy_surface_dataset(METALS, per_category=48, snapshots=3, seed=0)
     frames = read_frames([atoms for category in SURFACE_CATEGORIES for atoms in data[category]])
-    config = TrainConfig(epochs=150, batch_size=8, learning_rate=3e-3, energy_weight=10.0, patience=30,
+    config = TrainConfig(epochs=200, batch_size=8, learning_rate=3e-3, energy_weight=10.0, patience=30,
                          progress=False, model={"n_pseudo": 4, "hidden": [32, 32]})
     return train(frames, config).potential
 
