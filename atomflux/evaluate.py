@@ -45,14 +45,30 @@ model's message passing reaches (:func:`~atomflux.systems.unfold` with
 ``hops``).  Both terms change by c Σ_i dU_i/dt − c Σ_k ∂U/∂r_k · v_k = 0
 under a shift r → r + c of the origin.
 
+Long-range potentials (``long_range = True``: learned charges in Ewald/PME
+fields, :mod:`atomflux.models.long_range`) depend on absolute positions and
+on the cell, not on pair vectors alone: their forces and stress come from
+one backward pass through strained positions and cell
+(:func:`strained_batch`; F = -∂E/∂x, W = -(∂E/∂ε)ᵀ).  What is refused for
+them, with one line: pair gradients, per-atom virials (the k-space energy
+Σ_k |S(k)|² ĝ(k)/2V, S(k) = Σ_j q_j e^{ik·r_j}, has no unique split over
+atoms or pairs) and the heat flux.  Their Green–Kubo flux J = d/dt Σ_i r_i e_i
+with e_i = e_i^SR + q_i Ṽ_i would need, beyond the pair terms, the energy
+current of the reciprocal-space sum (a Σ_k over ∂ĝ/∂k ⊗ k terms of the
+structure factors, as in the Ewald heat flux of molecular force fields) and
+the motion of the charges themselves (q_i depends on the neighbours through
+the short-range features); atomflux does not implement it.
+
 Uncertainty (``uncertainty=True``) goes through the same path: a potential
 that returns ``energy_ensemble`` [N, M] (a shallow ensemble, or LLPR
 posterior samples of the last layer) gets each member's forces and stress
 from one batched backward pass, and the spread of the members, times the
 potential's calibrated ``uncertainty_scale``, is the uncertainty (forces and
 stress σ carry their own factors ``uncertainty_scale_forces`` /
-``uncertainty_scale_stress`` where calibrated; the members' forces and stress
-stay the derivatives of their energies).  A
+``uncertainty_scale_stress`` where calibrated, and a noise floor τ added in
+quadrature, ``uncertainty_floor_forces`` / ``uncertainty_floor_stress``: the
+predictive σ' = √(α²σ² + τ²); the members' forces and stress stay the
+derivatives of their energies).  A
 potential with an ``energy_variance(features_sum)`` method (LLPR) gives the
 energy variance in closed form instead of from samples.
 """
@@ -61,7 +77,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.autograd import forward_ad
@@ -218,6 +234,10 @@ def evaluate(
         raise ValueError(f"uncertainty must be False, True, 'full' or 'energy', got {uncertainty!r}")
     flux_vector_only = velocities is not None and not flux_virials
     flux_virials = flux_virials or velocities is not None
+    if getattr(potential, "long_range", False):
+        return _evaluate_long_range(potential, batch, forces=forces, stress=stress, energies=energies,
+                                    virials=virials, uncertainty=uncertainty, flux_virials=flux_virials,
+                                    pair_gradients=pair_gradients, create_graph=create_graph)
     unfolded_flux = flux_virials and not getattr(potential, "strictly_local", False)
     if unfolded_flux and getattr(potential, "interaction_range", None) is None:
         raise ValueError(f"heat flux needs a potential whose atomic energies depend only on their own pairs "
@@ -276,6 +296,84 @@ def evaluate(
     elif velocities is not None:
         results.heat_flux, results.heat_flux_potential = heat_flux(
             results.energies.detach(), results.flux_virials, velocities, masses, batch)
+    return results if create_graph else _detached(results)
+
+
+def strained_batch(batch: Batch, requires_grad: bool = True) -> tuple[Batch, torch.Tensor, torch.Tensor]:
+    """``batch`` with positions x (1 + ε) and cells h (1 + ε) for a zero strain ε [S, 3, 3].
+
+    Returns the strained batch and the two leaves, positions [N, 3] and ε: for an
+    energy E of the strained batch, F = -∂E/∂x and the virial W = -(∂E/∂ε)ᵀ
+    (σ = -W/V = (1/V) ∂E/∂ε), whatever way E depends on positions and cell.
+    """
+    positions = batch.positions.detach().requires_grad_(requires_grad)
+    strain = torch.zeros((batch.n_systems, 3, 3), dtype=batch.dtype, device=batch.device,
+                         requires_grad=requires_grad)
+    deformation = torch.eye(3, dtype=batch.dtype, device=batch.device) + strain
+    strained = replace(batch, positions=torch.einsum("na,nab->nb", positions, deformation[batch.system]),
+                       cell=batch.cell @ deformation)
+    return strained, positions, strain
+
+
+#: why per-atom virials, pair gradients and the heat flux are refused for long-range models
+LONG_RANGE_REFUSAL = ("{what} of a long-range model (Ewald/PME charges) is not defined by pair gradients: its energy "
+                      "depends on positions and cell beyond the cutoff, so the Green–Kubo flux would need the "
+                      "reciprocal-space (Ewald) energy-current term, which atomflux does not implement; use a "
+                      "short-range model for per-atom virials and heat flux")
+
+
+def _evaluate_long_range(potential: torch.nn.Module, batch: Batch, *, forces: bool, stress: bool, energies: bool,
+                         virials: bool, uncertainty: bool | str, flux_virials: bool, pair_gradients: bool,
+                         create_graph: bool) -> Results:
+    """:func:`evaluate` for a potential whose energy depends on positions and cell directly (``long_range``).
+
+    The pair vectors are formed from strained positions x (1 + ε) and cell
+    h (1 + ε) (ε [S, 3, 3] zero), so one backward pass gives forces
+    F = -∂E/∂x and virial W = -(∂E/∂ε)ᵀ, through the real-space pairs, the
+    charges and the k-space sums (including their cell dependence) alike;
+    stress σ = -W/V as for every potential.  Members of an ensemble (or LLPR
+    samples) get theirs from one batched backward pass.
+    """
+    for asked, what in ((virials, "the per-atom virial"), (flux_virials, "the heat flux"),
+                        (pair_gradients, "the pair gradient ∂E/∂r_ij")):
+        if asked:
+            raise ValueError(LONG_RANGE_REFUSAL.format(what=what))
+    need_grad = forces or stress
+    member_grads = bool(uncertainty in (True, "full") and need_grad)
+    with torch.set_grad_enabled(need_grad or create_graph or torch.is_grad_enabled()):
+        strained, positions, strain = strained_batch(batch, need_grad)
+        vectors = strained.pair_vectors()
+        model_dtype = floating_dtype(potential, vectors.dtype)
+        model_batch = strained if model_dtype == batch.dtype else strained.to(model_dtype)
+        outputs = dict(potential(model_batch, vectors.to(model_dtype)))
+        atom_energy = outputs.pop("energy").to(batch.dtype)
+        results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
+        if energies:
+            results.energies = atom_energy
+        members = outputs.get("energy_ensemble")
+        if uncertainty and members is None:
+            raise ValueError(no_uncertainty_message(potential))
+        total = _Totals(batch, vectors.detach(), forces=False, stress=False, virials=False, flux_virials=False,
+                        pair_gradients=False)
+        if need_grad:
+            inputs = [positions, strain]
+            grads = torch.autograd.grad(atom_energy.sum(), inputs, create_graph=create_graph,
+                                        retain_graph=member_grads or create_graph, allow_unused=True)
+            grads = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+            results.forces = -grads[0] if forces else None
+            if stress:
+                results.virial = -grads[1].transpose(1, 2)
+                results.stress = _stress(results.virial, batch)
+            if member_grads:
+                system_members = sum_per_system(members.to(batch.dtype), batch).sum(0)        # [M]
+                eye = torch.eye(len(system_members), dtype=batch.dtype, device=batch.device)
+                member_pos, member_strain = torch.autograd.grad(system_members, inputs, grad_outputs=eye,
+                                                                is_grads_batched=True, create_graph=create_graph,
+                                                                allow_unused=True)
+                total.member_forces = -member_pos
+                total.member_virial = -member_strain.transpose(2, 3)
+    if uncertainty:
+        _add_uncertainty(results, potential, batch, members.to(batch.dtype), total, forces, stress)
     return results if create_graph else _detached(results)
 
 
@@ -591,16 +689,22 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
     # stress carries their own calibration factors
     if forces:
         results.forces_ensemble, sigma = _spread(totals.member_forces, results.forces, scale)
-        results.forces_uncertainty = sigma * _factor(potential, "forces", scale)
+        results.forces_uncertainty = _with_floor(sigma * _factor(potential, "forces", scale), potential, "forces")
     if stress:
         results.stress_ensemble, sigma = _spread(_stress(totals.member_virial, batch), results.stress, scale)
-        results.stress_uncertainty = sigma * _factor(potential, "stress", scale)
+        results.stress_uncertainty = _with_floor(sigma * _factor(potential, "stress", scale), potential, "stress")
 
 
 def _factor(potential: torch.nn.Module, quantity: str, scale: float) -> float:
     """σ of ``quantity`` relative to the members' spread at the energy ``scale``: uncertainty_scale_<quantity>/scale."""
     own = getattr(potential, f"uncertainty_scale_{quantity}", None)
     return 1.0 if own is None or scale == 0 else float(own) / scale
+
+
+def _with_floor(sigma: torch.Tensor, potential: torch.nn.Module, quantity: str) -> torch.Tensor:
+    """√(σ² + τ²) with the calibrated noise floor τ = ``uncertainty_floor_<quantity>`` (same unit as σ), where set."""
+    floor = getattr(potential, f"uncertainty_floor_{quantity}", None)
+    return sigma if not floor else torch.sqrt(sigma**2 + float(floor) ** 2)
 
 
 def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],

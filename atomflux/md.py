@@ -326,6 +326,10 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
         raise ValueError(f"equilibration steps must be a whole number ≥ 0, got {equilibration_steps}")
     if not hasattr(calculator, "heat_flux"):
         raise ValueError("transport MD needs an AtomfluxCalculator (it provides the heat flux)")
+    if getattr(getattr(calculator, "potential", None), "long_range", False):
+        from .evaluate import LONG_RANGE_REFUSAL
+
+        raise ValueError(LONG_RANGE_REFUSAL.format(what="the heat flux"))
     if int(replicas) != replicas or replicas < 1:
         raise ValueError(f"replicas must be a whole number ≥ 1, got {replicas}")
     from ase.io import read

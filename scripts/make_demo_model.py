@@ -18,11 +18,16 @@
    energy bias that the few large off-domain energies pull on; this linear
    step removes most of it.
 4. ``atomflux/data/demo.pt``: the base made an 8-member shallow ensemble
-   (post hoc, Gaussian NLL on training energies and forces; one calibration
-   factor per quantity from the calibration set).
+   (post hoc, Gaussian NLL on training energies and forces; from the
+   calibration set one factor for energies, a factor and a noise floor for
+   forces and stress).
 5. ``atomflux/data/demo-llpr.pt``: the base with LLPR (covariance from
-   training energies, forces and stress; α per quantity and ς calibrated on
-   energies and forces of the calibration set).
+   training energies, forces and stress; ς, α per quantity and the force and
+   stress noise floors calibrated on the calibration set).
+
+``--recalibrate`` redoes only the calibration of steps 4 and 5 on the shipped
+files (how the shipped models got their force/stress noise floors; members,
+covariance and weights are unchanged, so the in-domain RMSE is too).
 
 Why the off-domain data: a model trained on bulk alone maps an isolated atom
 or a dimer to last-layer features that its training set already spans, so no
@@ -48,6 +53,7 @@ from atomflux.reference_data import emt_dataset, stress_test_dataset
 from atomflux.training import TrainConfig, read_frames, train
 from atomflux.training.trainer import report
 from atomflux.uncertainty import add_llpr, fit_shallow_ensemble
+from atomflux.uncertainty.ensemble import recalibrate_ensemble
 from atomflux.uncertainty.lastlayer import last_layer_design
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +111,13 @@ def rms(design) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=ROOT / "atomflux" / "data")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="only recalibrate the models in --output-dir on the calibration set (members, "
+                             "covariance and weights unchanged)")
     args = parser.parse_args()
+    if args.recalibrate:
+        recalibrate(args.output_dir)
+        return
     base = base_model()
     # the last-layer rows (feature gradients) are the same for all three steps: compute them once
     frames = last_layer_design(base, training_frames(), progress=True)
@@ -122,6 +134,19 @@ def main() -> None:
     llpr = add_llpr(base, frames, calibration, progress=True)
     save_model(llpr, args.output_dir / "demo-llpr.pt")
     print(f"wrote {args.output_dir / 'demo-llpr.pt'}: {llpr.metadata['uncertainty']}")
+
+
+def recalibrate(directory: Path) -> None:
+    """Step 4's and 5's calibration alone, on the shipped models (after a change of the calibration method)."""
+    ensemble, llpr = load_model(directory / "demo.pt"), load_model(directory / "demo-llpr.pt")
+    calibration = last_layer_design(llpr, calibration_frames(), progress=True)   # the two share the base
+    print(f"demo: {ensemble.metadata['uncertainty']['calibration']} ->")
+    print(f"      {recalibrate_ensemble(ensemble, calibration)}")
+    save_model(ensemble, directory / "demo.pt")
+    print(f"demo-llpr: {llpr.metadata['uncertainty']['calibration']} ->")
+    llpr.metadata["uncertainty"]["calibration"] = llpr.calibrate_observations(calibration)
+    print(f"           {llpr.metadata['uncertainty']['calibration']}")
+    save_model(llpr, directory / "demo-llpr.pt")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ from atomflux.reference_data import STRESS_TEST_CATEGORIES, emt_dataset, labelle
 from atomflux.systems import Batch
 from atomflux.training import read_frames
 from atomflux.uncertainty import LLPR, ExtrapolationError, UncertaintyGuard
+from atomflux.uncertainty.calibration import optimal_scale, scale_and_floor
 from atomflux.uncertainty.lastlayer import atom_features, last_layer_design, structure_rows
 from atomflux.uncertainty.report import stress_test_report
 from test_uncertainty import LinearRadialModel, cu_structures
 
-#: eV/Å, largest per-atom force σ the guard accepts (demo: the island at rest ~0.6, 1 Å higher 1.9,
-#: detached 2.2)
-FORCE_GUARD_THRESHOLD = 1.6
+#: eV/Å, largest per-atom force σ the guard accepts (demo with its force factor and noise floor: the island at
+#: rest ≤ 0.34, 1.4 Å higher ~1.05, detached up to 1.1; the threshold was 1.6 under the former factor, 1.71× larger)
+FORCE_GUARD_THRESHOLD = 0.9
 
 
 def summed_features(model, atoms, cutoff):
@@ -129,12 +130,31 @@ def test_per_quantity_scales_are_stored_and_applied(tmp_path, alloy):
     before = evaluate(model, batch, stress=True, uncertainty=True)
     model.metadata["uncertainty"]["calibration"].update(
         scale_forces=2 * getattr(model, "uncertainty_scale_forces", model.uncertainty_scale),
-        scale_stress=3 * getattr(model, "uncertainty_scale_stress", model.uncertainty_scale))
+        scale_stress=3 * getattr(model, "uncertainty_scale_stress", model.uncertainty_scale),
+        floor_forces=0.05, floor_stress=0.0)
+    floor = getattr(model, "uncertainty_floor_forces", 0.0)
     path = save_model(model, tmp_path / "m.pt")
     after = evaluate(load_model(path), batch, stress=True, uncertainty=True)
     np.testing.assert_allclose(after.energy_uncertainty, before.energy_uncertainty, rtol=1e-12)
-    np.testing.assert_allclose(after.forces_uncertainty, 2 * before.forces_uncertainty, rtol=1e-10)
-    np.testing.assert_allclose(after.stress_uncertainty, 3 * before.stress_uncertainty, rtol=1e-10)
+    # the noise floor adds in quadrature: σ' = √((2σ)² + τ²), σ the member spread before any floor
+    spread = np.sqrt(before.forces_uncertainty.numpy() ** 2 - floor**2)
+    np.testing.assert_allclose(after.forces_uncertainty, np.sqrt((2 * spread) ** 2 + 0.05**2), rtol=1e-10)
+    stress_floor = getattr(model, "uncertainty_floor_stress", 0.0)
+    np.testing.assert_allclose(after.stress_uncertainty, 3 * np.sqrt(before.stress_uncertainty.numpy() ** 2
+                                                                      - stress_floor**2), rtol=1e-8)
+
+
+def test_scale_and_floor_recover_the_generating_noise():
+    """Errors drawn from N(0, α²σ² + τ²) with known α, τ: the NLL fit recovers both (to the sampling error of
+    20 000 draws); with τ = 0 no floor is fitted and α is the closed-form NLL optimum."""
+    rng = np.random.default_rng(3)
+    sigma = rng.lognormal(-3.0, 0.8, 20000)                      # predicted σ over a decade, eV/Å
+    errors = rng.normal(size=sigma.size) * np.sqrt((1.7 * sigma) ** 2 + 0.03**2)
+    alpha, floor = scale_and_floor(errors, sigma)
+    assert alpha == pytest.approx(1.7, rel=0.05) and floor == pytest.approx(0.03, rel=0.05)
+    pure = rng.normal(size=sigma.size) * 0.8 * sigma
+    alpha, floor = scale_and_floor(pure, sigma)
+    assert floor < 0.05 * np.median(0.8 * sigma) and alpha == pytest.approx(optimal_scale(pure, sigma), rel=0.02)
 
 
 def test_stress_test_structures_are_what_they_claim():
@@ -173,7 +193,8 @@ def stress_test():
 
 @pytest.mark.parametrize("name", [
     pytest.param("demo", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: surface energies "
-                                                 "7/8 below 3σ (dimer forces 88 % with seed 2025)")),
+                                                 "7/8 below 3σ; dimer forces 81 % over seeds 2024+2025 "
+                                                 "(88 % before the force noise floor)")),
     pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: LLPR energies "
                                                       "of isolated atoms, dimers, surfaces, strong strain (median |z| "
                                                       "2-5, see docs/benchmarks.md)"))])
@@ -234,7 +255,8 @@ def cluster_on_surface(kick: float) -> tuple[Atoms, int]:
 @pytest.mark.parametrize("name", [
     "demo",
     pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 not met yet: the LLPR force σ "
-                                                      "of the island barely changes when it leaves (0.40 → 0.48 eV/Å)"))])
+                                                      "of the island barely changes when it leaves (0.40 → 0.48 eV/Å under "
+                                                      "the former force factor, ×0.87 now)"))])
 def test_force_guard_stops_a_cluster_evaporating_from_a_surface(name, tmp_path):
     """With quantity="forces" the guard stops NVE MD once a Cu3 island leaves the surface (kicked with ~3 eV
     per atom, above its binding), and stays quiet for the same island vibrating in place."""

@@ -500,3 +500,25 @@ def test_rotationally_averaged_model_by_spec_suffix_equals_the_averaging_calcula
     bare.calc = AtomfluxCalculator(str(path), dtype="float64")
     assert abs(bare.get_potential_energy() - energy) > 1e-6 * abs(energy)   # the average is not the bare model
     lmp.close()
+
+
+@pytest.mark.parametrize("barostat", ["aniso", "tri"])
+def test_fix_npt_with_pair_atomflux_equals_lj_cut(barostat, tmp_path):
+    """fix npt with an anisotropic target (x, y free at 0 bar, z at 2000 bar; tri: also the tilts at 0 bar)
+    moves the box the same way with pair_style atomflux as with LAMMPS's own lj/cut."""
+    data, model = lj_argon(tmp_path)
+    targets = {"aniso": "x 0 0 0.5 y 0 0 0.5 z 2000 2000 0.5",
+               "tri": "x 0 0 0.5 y 0 0 0.5 z 2000 2000 0.5 xy 0 0 0.5 xz 0 0 0.5 yz 0 0 0.5"}[barostat]
+    run = (("change_box all triclinic\n" if barostat == "tri" else "")
+           + "velocity all create 40 3 mom yes dist gaussian\ntimestep 0.002\n"
+           + f"fix baro all npt temp 40 40 0.1 {targets}\nthermo 10\nrun 100")
+    boxes, energies = [], []
+    for pair in (LJ_CUT, f"pair_style atomflux precision float64\npair_coeff * * {model} Ar"):
+        lmp = start(data, pair, run)
+        low, high, xy, yz, xz, _, _ = lmp.extract_box()
+        boxes.append(np.array([*np.subtract(high, low), xy, yz, xz]))
+        energies.append(lmp.get_thermo("pe"))
+        lmp.close()
+    assert energies[1] == pytest.approx(energies[0], rel=1e-8)
+    assert np.abs(boxes[1] - boxes[0]).max() < 1e-8 * 16
+    assert boxes[0][2] < 3 * 5.3 - 0.01 < boxes[0][0]  # compressed along z, not along x: the barostat acted

@@ -109,10 +109,7 @@ def assert_calibrated(model, frames, quantities=("energy", "forces")):
         assert 0.60 <= within1 <= 0.80 and within2 >= 0.90, (quantity, within1, within2)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("demo", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: force 1σ coverage "
-                                                 "81.2 % (> 80 %) with the NLL-optimal force scale")),
-    "demo-llpr"])
+@pytest.mark.parametrize("name", ["demo", "demo-llpr"])
 def test_shipped_models_are_calibrated_on_held_out_data(name, held_out):
     """Energies per atom and force components of 100 unseen structures (50 independent MD runs)."""
     _, test = held_out

@@ -10,7 +10,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ..evaluate import (Results, convective_heat_flux, evaluate, heat_flux, pair_gradient_sums,
+from ..evaluate import (LONG_RANGE_REFUSAL, Results, convective_heat_flux, evaluate, heat_flux, pair_gradient_sums,
                         unfolded_heat_flux)
 from ..foreign import potential_from_object
 from ..io import load_model, native_dtypes, parse_dtype, place
@@ -151,6 +151,10 @@ class AtomfluxCalculator(Calculator):
             raise PropertyNotImplementedError(f"{', '.join(sorted(wanted & MEMBER_PROPERTIES))} need(s) "
                                               "uncertainty='full' (this calculator has uncertainty='energy')")
         wants_flux = self.track_heat_flux or "heat_flux" in wanted
+        long_range = getattr(self.potential, "long_range", False)
+        if long_range and (wants_flux or "stresses" in wanted):
+            what = "the heat flux" if wants_flux else "the per-atom virial (stresses)"
+            raise PropertyNotImplementedError(LONG_RANGE_REFUSAL.format(what=what))
         if wants_flux and not (getattr(self.potential, "strictly_local", False)
                                or getattr(self.potential, "interaction_range", None)):
             raise PropertyNotImplementedError("heat flux needs a strictly local potential (strictly_local = True) "
@@ -158,7 +162,10 @@ class AtomfluxCalculator(Calculator):
         if system_changes or self._kept is None or (members and self._kept[1].forces_ensemble is None):
             self._evaluate(atoms, members, periodic_3d)
         batch, res = self._kept
-        if wanted & {"stress", "stresses"} and not ("stress" in self.results and "stresses" in self.results):
+        if long_range and "stress" in wanted:  # from evaluate's strain derivative (no pair gradients)
+            if "stress" not in self.results:
+                self._evaluate(atoms, members, periodic_3d)
+        elif wanted & {"stress", "stresses"} and not ("stress" in self.results and "stresses" in self.results):
             sums = pair_gradient_sums(batch, res.pair_gradients, stress=True, virials=True)
             self.results["stress"] = full_3x3_to_voigt_6_stress(_numpy(sums.stress[0]))
             self.results["stresses"] = full_3x3_to_voigt_6_stress(-_numpy(sums.virials) / atoms.get_volume())
@@ -173,13 +180,16 @@ class AtomfluxCalculator(Calculator):
         batch = self.batch(atoms)
         uncertainty = ("full" if members else "energy") if self.uncertainty else False
         strictly_local = getattr(self.potential, "strictly_local", False)
-        res = evaluate(self.potential, batch, forces=True, energies=True, pair_gradients=True,
-                       stress=members and periodic_3d, uncertainty=uncertainty,
+        long_range = getattr(self.potential, "long_range", False)  # stress from the strain derivative, every call
+        res = evaluate(self.potential, batch, forces=True, energies=True, pair_gradients=not long_range,
+                       stress=(members or long_range) and periodic_3d, uncertainty=uncertainty,
                        flux_virials=self.track_heat_flux and strictly_local)
         self._kept = (batch, res)
         energy = float(res.energy[0])
         self.results = {"energy": energy, "free_energy": energy, "forces": _numpy(res.forces),
                         "energies": _numpy(res.energies)}
+        if res.stress is not None:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(_numpy(res.stress[0]))
         if self.uncertainty:
             self.results["energy_uncertainty"] = float(res.energy_uncertainty[0])
             self.results["energies_uncertainty"] = _numpy(res.energies_uncertainty)
@@ -188,7 +198,6 @@ class AtomfluxCalculator(Calculator):
             self.results["forces_uncertainty"] = _numpy(res.forces_uncertainty)
             self.results["forces_ensemble"] = _numpy(res.forces_ensemble)
             if periodic_3d:
-                self.results["stress"] = full_3x3_to_voigt_6_stress(_numpy(res.stress[0]))
                 self.results["stress_uncertainty"] = full_3x3_to_voigt_6_stress(_numpy(res.stress_uncertainty[0]))
 
     def heat_flux(self, atoms: Atoms) -> np.ndarray:

@@ -40,7 +40,11 @@ def _cmd_md(args: argparse.Namespace) -> None:
     from ..md import check_md_settings
     from ..structure_files import read_structure
 
-    thermostat = args.transport or args.ensemble == "langevin"
+    thermostat = args.transport or args.ensemble in ("langevin", "npt")
+    if args.transport and args.ensemble == "npt":
+        raise ValueError("--transport runs are NVT then NVE; drop --ensemble npt (or --transport)")
+    if args.ensemble != "npt" and (args.temperature_ramp or args.pressure != [0.0]):
+        raise ValueError("--pressure and --temperature-ramp apply to --ensemble npt; add it")
     if args.replicas != 1 and not args.transport:
         raise ValueError("--replicas applies to --transport runs only; add --transport (or drop --replicas)")
     check_md_settings(temperature=args.temperature, thermostat=thermostat)
@@ -48,8 +52,12 @@ def _cmd_md(args: argparse.Namespace) -> None:
     if args.repeat:
         atoms = atoms * tuple(args.repeat)
     models = args.model or [DEFAULT_MODEL]
+    if args.output is None:
+        args.output = "npt-run" if args.ensemble == "npt" else "transport-run"
     if args.transport:
         _transport_md(atoms, models, args)
+    elif args.ensemble == "npt":
+        _npt_md(atoms, models, args)
     else:
         _plain_md(atoms, models, args)
 
@@ -107,6 +115,28 @@ def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _npt_md(atoms, models: list[str], args: argparse.Namespace) -> None:
+    from ..calculators import make_calculator
+    from ..md_npt import ramp_temperatures, run_npt_ramp
+
+    if args.max_uncertainty is not None:
+        raise ValueError("--max-uncertainty applies to plain NVE/Langevin MD; check the structures of an NPT run "
+                         "with a plain run or `atomflux calibrate`")
+    calc = make_calculator(models, uncertainty=False, trust=args.trust_model, dtype=_precision(models, args))
+    temperatures = ramp_temperatures(args.temperature_ramp) if args.temperature_ramp else [args.temperature]
+    args.on_interrupt = lambda: (f"{args.output} holds the temperatures finished so far (thermo.json); run the "
+                                 "same command again to continue with the next one")
+    thermo = run_npt_ramp(atoms, calc, args.output, temperatures, steps=args.steps,
+                          pressure=args.pressure[0] if len(args.pressure) == 1 else args.pressure,
+                          timestep=args.timestep, thermostat_time=args.thermostat_time,
+                          barostat_time=args.barostat_time, stride=args.interval, seed=args.seed,
+                          restart=args.restart, model_spec=" ".join(map(str, models)))
+    for row in json.loads(thermo.read_text()):
+        print(f"T = {row['temperature_K']:g} K: <T> = {row['mean_temperature_K']:.1f} K, "
+              f"<P> = {row['mean_pressure_GPa']:.3f} GPa, <V> = {row['mean_volume']:.2f} Å³")
+    print(f"trajectories {Path(args.output) / 'stage-*.traj'} (one per temperature); table {thermo}")
+
+
 def _precision(models: list[str], args: argparse.Namespace) -> str | None:
     """Model arithmetic of --precision (see :func:`atomflux.io.md_dtype`)."""
     from ..io import md_dtype
@@ -144,8 +174,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="K: initial temperature and thermostat target (> 0 with a thermostat)")
     p.add_argument("--steps", type=positive(int), default=1000, help="MD steps (production steps with --transport)")
     p.add_argument("--timestep", type=positive(float), default=2.0, help="fs")
-    p.add_argument("--ensemble", choices=["nve", "langevin"], default="langevin",
-                   help="NVE (velocity Verlet) or NVT (Langevin)")
+    p.add_argument("--ensemble", choices=["nve", "langevin", "npt"], default="langevin",
+                   help="NVE (velocity Verlet), NVT (Langevin), or NPT (MTK Nosé–Hoover chains, fully flexible "
+                        "cell; writes a folder -o, see the NPT options)")
     p.add_argument("--trajectory", default="md.traj", help="ASE trajectory file (plain runs)")
     p.add_argument("--log", default="md.log", help="MD log file (plain runs)")
     p.add_argument("--interval", type=positive(int), default=10, help="write trajectory and log every N steps")
@@ -161,6 +192,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what to do when --max-uncertainty is exceeded (warn: rate-limited warnings)")
     p.add_argument("--restart", action="store_true",
                    help="outputs of another run are in the way: move them aside (never deleted) and start over")
+    npt = p.add_argument_group("NPT runs (--ensemble npt): one folder (-o) with a trajectory per temperature")
+    npt.add_argument("--pressure", type=float, nargs="+", default=[0.0], metavar="GPa",
+                     help="target pressure, GPa, compressive positive: one value (hydrostatic) or six "
+                          "(xx yy zz yz xz xy, a pressure tensor as LAMMPS's fix npt pxx ... targets)")
+    npt.add_argument("--barostat-time", type=positive(float), help="fs (default 1000 timesteps)")
+    npt.add_argument("--thermostat-time", type=positive(float), help="fs (default 100 timesteps)")
+    npt.add_argument("--temperature-ramp", metavar="T0:T1:dT",
+                     help="K: run --steps steps at T0, T0±dT, ... T1 in turn (heating when T1 > T0, cooling when "
+                          "T1 < T0), cell and velocities carried over; each finished temperature is a checkpoint "
+                          "(rerun the same command to resume); trajectory frames every --interval steps")
     transport = p.add_argument_group("transport runs (--transport): NVT equilibration, then NVE recording the heat flux")
     transport.add_argument("--transport", action="store_true",
                            help="NVT equilibration, then NVE production recording the heat flux")
@@ -172,7 +213,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="independent replicas (replica r with seed --seed + r) advanced together, one batched "
                                 "model evaluation per step; flux.npz then holds [steps, replicas, 3] heat fluxes and "
                                 "production.traj replica 0")
-    transport.add_argument("-o", "--output", default="transport-run",
-                           help="output folder (run.json, flux.npz, production.traj, checkpoints)")
+    transport.add_argument("-o", "--output",
+                           help="output folder of --transport runs (run.json, flux.npz, production.traj, "
+                                "checkpoints; default transport-run) and --ensemble npt runs (run.json, thermo.json, "
+                                "stage-<k>.traj, checkpoint.traj; default npt-run)")
     p.set_defaults(func=_cmd_md)
 

@@ -25,6 +25,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         if args.architecture != "PowerSpectrumPotential":
             raise ValueError(f"--pseudo-elements needs --architecture PowerSpectrumPotential, not {args.architecture}")
         model["n_pseudo"] = args.pseudo_elements
+    if args.architecture == "LongRangePotential":
+        model.update(exponents=args.exponents, accuracy=args.long_range_accuracy)
     cfg = TrainConfig(energy_weight=args.energy_weight, forces_weight=args.forces_weight,
                       stress_weight=args.stress_weight, learning_rate=args.lr, epochs=args.epochs,
                       batch_size=args.batch_size, patience=args.patience,
@@ -128,9 +130,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="alchemical compression: every element a learned mix of this many pseudo-elements "
                         "(neighbour channels and centre species; ~4 for many-element alloys); default: none, "
                         "each element its own weights")
-    p.add_argument("--architecture", choices=["PowerSpectrumPotential", "UnconstrainedPotential"],
+    p.add_argument("--architecture", choices=["PowerSpectrumPotential", "UnconstrainedPotential", "LongRangePotential"],
                    default="PowerSpectrumPotential",
-                   help="invariant power spectrum, or lab-frame moments (not rotation invariant; see --augment)")
+                   help="invariant power spectrum, lab-frame moments (not rotation invariant; see --augment), or "
+                        "the power spectrum with learned charges in Ewald/PME fields (needs atomflux[longrange])")
+    p.add_argument("--exponents", type=int, nargs="+", choices=[1, 6], default=[1],
+                   help="LongRangePotential: 1/r^p channels, 1 = Coulomb (charges in e), 6 = dispersion")
+    p.add_argument("--long-range-accuracy", type=positive(float), default=1e-3,
+                   help="LongRangePotential: RMS force accuracy of the k-space sums for unit charges, eV/Å")
     p.add_argument("--augment", action="store_true",
                    help="turn every training structure (and its forces, stress) by a random rotation at every step")
     p.add_argument("--epochs", type=positive(int), default=300, help="maximum training epochs")

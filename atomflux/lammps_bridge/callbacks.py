@@ -335,6 +335,9 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
         raise ValueError(f"pair_coeff * * {model}: {error}") from None
     # message passing: whole systems (periodic box on one rank, ghost shell of the reach on several)
     whole_system = not getattr(potential, "strictly_local", False)
+    if getattr(potential, "long_range", False) and nprocs > 1:
+        raise ValueError(f"{type(potential).__name__} is a long-range model (Ewald/PME sums over the whole periodic "
+                         f"box), which no ghost shell reproduces on {nprocs} MPI ranks; run LAMMPS on one rank")
     if whole_system and nprocs > 1 and getattr(potential, "interaction_range", None) is None:
         raise ValueError(f"{type(potential).__name__} is not strictly local and declares no interaction_range "
                          f"(Å, layers × cutoff), so the ghost shell its energies need on {nprocs} MPI ranks is "

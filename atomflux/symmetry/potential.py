@@ -62,6 +62,10 @@ class AveragedPotential(Potential):
             raise ValueError(f"{type(base).__name__} predicts no energy: there is nothing to average")
         if isinstance(base, AveragedPotential):
             raise ValueError("this model is already rotationally averaged; give one averaging suffix only")
+        if getattr(base, "long_range", False):
+            raise ValueError(f"{type(base).__name__} is exactly rotation invariant and its long-range part depends on "
+                             "positions and cell, which rotated pair-vector copies do not carry: use it without "
+                             "an averaging suffix")
         super().__init__(base.species, base.cutoff)
         self.base = base
         self.average = AverageSpec.parse(average) if isinstance(average, str) else average

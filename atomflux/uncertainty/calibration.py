@@ -61,6 +61,37 @@ def optimal_scale(errors: np.ndarray, sigmas: np.ndarray) -> float:
     return float(np.sqrt(np.mean((e / s) ** 2)))
 
 
+def scale_and_floor(errors: np.ndarray, sigmas: np.ndarray) -> tuple[float, float]:
+    """Factor α and noise floor τ of the predictive σ' = √(α²σ² + τ²) that minimise the Gaussian NLL.
+
+    σ is the model's (epistemic) uncertainty of a prediction; the error of a
+    prediction against a reference also contains the part no last-layer
+    weight can explain (model misspecification, noise of the reference), the
+    observation-noise term of Bayesian linear regression's predictive
+    variance.  Fitting both on held-out data lets small σ (where the model
+    is sure of itself but still wrong by its typical residual) grow to the
+    noise level without inflating every other σ; with an informative σ the fit
+    returns τ ≈ 0 and α = :func:`optimal_scale`.  Units: α dimensionless, τ
+    those of the errors.
+    """
+    from scipy.optimize import minimize
+
+    e, s = _check(errors, sigmas)
+    alpha2 = optimal_scale(e, s) ** 2
+    unit = float(np.mean(e**2))
+
+    def nll(log_params: np.ndarray) -> float:
+        variance = np.exp(log_params[0]) * alpha2 * s**2 + np.exp(log_params[1]) * unit
+        return float(np.mean(np.log(variance) + e**2 / variance))
+
+    best = min((minimize(nll, [0.0, start], method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-10})
+                for start in (-8.0, -2.0)), key=lambda r: r.fun)
+    alpha_only = nll(np.array([0.0, -60.0]))
+    if best.fun >= alpha_only:  # no floor beats the NLL-optimal α alone
+        return float(np.sqrt(alpha2)), 0.0
+    return float(np.sqrt(np.exp(best.x[0]) * alpha2)), float(np.sqrt(np.exp(best.x[1]) * unit))
+
+
 @dataclass
 class CalibrationReport:
     """Calibration of one quantity (energies per atom, force components ...)."""

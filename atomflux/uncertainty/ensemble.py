@@ -9,9 +9,10 @@ members disagree where the training data say nothing, and the spread grows
 out of distribution), are then fitted with a Gaussian negative
 log-likelihood (or CRPS) to the training residuals of energies, forces and
 stress — each member's forces and stress are linear in δ_m through the
-gradients of the last-layer features — and the spread is finally scaled by
-one factor per quantity calibrated on validation data (Kellner & Ceriotti,
-arXiv:2402.16621).  Joint training of mean and members is
+gradients of the last-layer features — and the spread is finally calibrated
+per quantity on validation data (Kellner & Ceriotti, arXiv:2402.16621): one
+factor for energies, a factor and a noise floor (σ' = √(α²σ² + τ²)) for
+forces and stress; :func:`recalibrate_ensemble` redoes this step alone.  Joint training of mean and members is
 :class:`~atomflux.training.TrainConfig`'s ``ensemble_loss`` with
 ``model={"n_ensemble": M}``.
 """
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..models import PowerSpectrumPotential
 from ..training.dataset import Frame
-from .calibration import optimal_scale
+from .calibration import optimal_scale, scale_and_floor
 from .lastlayer import QUANTITIES, LastLayerDesign, as_design
 from .llpr import LLPR
 
@@ -86,10 +87,12 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
     so the fit runs on precomputed rows: the members start as draws from the
     model's force-aware LLPR posterior and their deviations are fitted by
     ``loss`` on the training residuals of all ``quantities`` (each normalised
-    by its RMS residual, the per-quantity losses summed).  One factor per
-    quantity, calibrated on the validation frames (α² = mean z², the
-    NLL-optimal scale), is stored as ``uncertainty_scale`` (energy) and
-    ``uncertainty_scale_forces`` / ``uncertainty_scale_stress``.
+    by its RMS residual, the per-quantity losses summed).  Calibrated on the
+    validation frames: the energy factor (α² = mean z², the NLL-optimal
+    scale) is stored as ``uncertainty_scale``; forces and stress get a factor
+    and a noise floor of their predictive σ' = √(α²σ² + τ²), fitted together by
+    the NLL, as ``uncertainty_scale_forces`` / ``uncertainty_floor_forces``
+    (and ``_stress``).
 
     Parameters
     ----------
@@ -116,6 +119,9 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
         raise ValueError("a shallow ensemble needs at least 2 members")
     if model.n_ensemble != 1:
         raise ValueError("model is already an ensemble")
+    if getattr(model, "long_range", False):
+        raise ValueError(f"a post-hoc shallow ensemble varies the last layer of a PowerSpectrumPotential; for the "
+                         f"{type(model).__name__} use LLPR (atomflux llpr), which covers its charge head too")
     if loss not in LOSSES:
         raise ValueError(f"ensemble loss must be one of {LOSSES}, got {loss!r}")
     torch.manual_seed(seed)
@@ -143,13 +149,7 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
     state["last_layer.bias"] = model.last_layer.bias.detach() + centred[:, -1]
     ensemble.load_state_dict(state)
     ensemble.eval()
-    calibration = {}
-    for q in validation.quantities():
-        obs = getattr(validation, q)
-        sigma = (scale * _spreads(obs.rows, centred)).pow(2).mean(1).sqrt()
-        calibration["scale" if q == "energy" else f"scale_{q}"] = optimal_scale(obs.residuals.numpy(), sigma.numpy())
-    for key, value in calibration.items():
-        setattr(ensemble, "uncertainty_" + key, value)
+    calibration = _calibrate(ensemble, validation, centred, scale)
     ensemble.metadata = dict(getattr(model, "metadata", {}) or {})
     ensemble.metadata["uncertainty"] = {"method": "shallow_ensemble", "n_members": n_members, "loss": loss,
                                         "fit": {"kind": "post-hoc, frozen backbone, mean preserved",
@@ -158,3 +158,56 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
                                         "n_validation_structures": len(validation.n_atoms),
                                         "calibration": calibration}
     return ensemble
+
+
+def _calibrate(ensemble: PowerSpectrumPotential, validation: LastLayerDesign, centred: torch.Tensor,
+               scale: float) -> dict[str, float]:
+    """Per-quantity calibration of the members' spread on validation rows; sets the model's attributes.
+
+    Energies: the NLL-optimal factor (α² = mean z²).  Forces and stress: factor
+    and noise floor of the predictive σ' = √(α²σ² + τ²), both by the NLL
+    (:func:`~atomflux.uncertainty.calibration.scale_and_floor`).
+    """
+    for q in QUANTITIES:
+        ensemble.__dict__.pop(f"uncertainty_floor_{q}", None)
+    calibration = {}
+    for q in validation.quantities():
+        obs = getattr(validation, q)
+        sigma = (scale * _spreads(obs.rows, centred)).pow(2).mean(1).sqrt().numpy()
+        if q == "energy":
+            calibration["scale"] = optimal_scale(obs.residuals.numpy(), sigma)
+        else:
+            calibration[f"scale_{q}"], calibration[f"floor_{q}"] = scale_and_floor(obs.residuals.numpy(), sigma)
+    for key, value in calibration.items():
+        setattr(ensemble, "uncertainty_" + key, value)
+    return calibration
+
+
+def recalibrate_ensemble(ensemble: PowerSpectrumPotential, validation_frames: Sequence[Frame] | LastLayerDesign,
+                         progress: bool = False) -> dict[str, float]:
+    """Calibrate the spread of an existing shallow ensemble anew on held-out data (members unchanged).
+
+    Parameters
+    ----------
+    ensemble
+        A :class:`PowerSpectrumPotential` with ``n_ensemble`` ≥ 2 whose members share the backbone.
+    validation_frames
+        Held-out structures, or their last-layer design (of the ensemble's mean model).
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        The new calibration (``scale``, ``scale_forces``, ``floor_forces`` ...), also stored in
+        ``ensemble.metadata["uncertainty"]["calibration"]``.
+    """
+    if ensemble.n_ensemble < 2:
+        raise ValueError("recalibrate_ensemble needs a shallow ensemble (n_ensemble ≥ 2)")
+    weights = torch.cat([ensemble.last_layer.weight, ensemble.last_layer.bias[:, None]], dim=1).detach()
+    centred = weights - weights.mean(0)
+    validation = as_design(ensemble, validation_frames, QUANTITIES, progress)
+    calibration = _calibrate(ensemble, validation, centred.to(validation.n_atoms.dtype), float(ensemble.energy_scale))
+    ensemble.metadata.setdefault("uncertainty", {})["calibration"] = calibration
+    ensemble.metadata["uncertainty"]["n_validation_structures"] = len(validation.n_atoms)
+    return calibration

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluate import _stress, evaluate
+from ..evaluate import _stress, evaluate, strained_batch
 from ..models.base import Potential, floating_dtype
 from ..systems import Batch
 from ..training.dataset import Frame
@@ -185,6 +185,8 @@ def structure_rows(potential: Potential, batch: Batch, forces: bool = True, stre
     if not (forces or stress):
         with torch.no_grad():
             return atom_features(potential, batch, vectors).sum(0), None, None
+    if getattr(feature_source(potential), "long_range", False):
+        return _long_range_rows(feature_source(potential), batch, forces, stress)
     phi, grads = _feature_pair_gradients(feature_source(potential), batch, vectors)
     n = len(phi) - 1
     force_rows = stress_rows = None
@@ -200,6 +202,29 @@ def structure_rows(potential: Potential, batch: Batch, forces: bool = True, stre
         voigt = torch.stack([per_feature[:, a, b] for a, b in VOIGT], dim=0)                 # [6, F]
         stress_rows = torch.cat([voigt, torch.zeros(6, 1, dtype=phi.dtype)], dim=1)
     return phi.detach(), force_rows, stress_rows
+
+
+def _long_range_rows(base: Potential, batch: Batch, forces: bool, stress: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`structure_rows` of a long-range model: features differentiated with respect to positions
+    and strain (their k-space part depends on both directly), as :func:`~atomflux.evaluate.evaluate` does."""
+    with torch.enable_grad():
+        strained, positions, strain = strained_batch(batch)
+        phi = atom_features(base, strained, strained.pair_vectors()).sum(0)
+        n = len(phi) - 1
+        eye = torch.eye(n, dtype=phi.dtype, device=phi.device)
+        by_position, by_strain = torch.autograd.grad(phi[:n], [positions, strain], grad_outputs=eye,
+                                                     is_grads_batched=True, allow_unused=True)
+    by_position = torch.zeros((n,) + positions.shape, dtype=phi.dtype) if by_position is None else by_position
+    by_strain = torch.zeros((n,) + strain.shape, dtype=phi.dtype) if by_strain is None else by_strain
+    force_rows = stress_rows = None
+    if forces:
+        force_rows = torch.cat([-by_position.reshape(n, -1).T, phi.new_zeros(by_position[0].numel(), 1)], dim=1)
+    if stress:  # σ = (1/V) ∂E/∂ε
+        per_feature = _stress(-by_strain.transpose(2, 3), batch)[:, 0]                         # [F, 3, 3]
+        voigt = torch.stack([per_feature[:, a, b] for a, b in VOIGT], dim=0)
+        stress_rows = torch.cat([voigt, phi.new_zeros(6, 1)], dim=1)
+    return phi.detach(), force_rows.detach() if forces else None, stress_rows.detach() if stress else None
 
 
 def last_layer_design(potential: Potential, frames: Sequence[Frame], quantities: Sequence[str] = QUANTITIES,

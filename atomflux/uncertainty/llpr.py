@@ -20,8 +20,12 @@ and the variance of any observable with row r is rᵀΣr: the energy of a
 structure φ_Sᵀ Σ φ_S (per atom, f_iᵀ Σ f_i: the local prediction rigidity),
 a force component ψᵀΣψ.  ς² is chosen by the summed Gaussian NLL of
 validation energies and forces; α is calibrated per quantity in closed form
-(α² = mean(r²/v)): α_E goes into Σ, and the ratios α_F/α_E, α_σ/α_E are the
-model's ``uncertainty_scale_forces`` / ``uncertainty_scale_stress``.  Forces
+(α² = mean(r²/v)): α_E goes into Σ.  Forces and stress get the predictive
+variance of Bayesian linear regression, α_q² rᵀΣ₁r + τ_q² (Σ₁ the posterior at
+α = 1, τ_q the observation noise the last layer cannot explain), with α_q and
+τ_q fitted by the NLL of the validation data: the ratios α_F/α_E, α_σ/α_E are
+the model's ``uncertainty_scale_forces`` / ``uncertainty_scale_stress``, τ_q
+its ``uncertainty_floor_forces`` / ``uncertainty_floor_stress``.  Forces
 and stress uncertainties come from K fixed samples δw_k ~ N(0, Σ): member k
 has per-atom energy e_i + f_i·δw_k, and :func:`atomflux.evaluate`
 differentiates the members like a shallow ensemble.  Nothing about the base
@@ -45,6 +49,7 @@ import torch
 from ..models.base import Potential, floating_dtype
 from ..systems import Batch
 from ..training.dataset import Frame
+from .calibration import scale_and_floor
 from .lastlayer import QUANTITIES, LastLayerDesign, as_design
 
 #: relative ς² grid of the calibration (times the largest eigenvalue of C)
@@ -141,6 +146,7 @@ class LLPR(Potential):
         super().__init__(base.species, base.cutoff)
         self.base = base
         self.strictly_local = getattr(base, "strictly_local", False)
+        self.long_range = getattr(base, "long_range", False)  # evaluate differentiates positions and strain
         if hasattr(base, "interaction_range"):
             self.interaction_range = base.interaction_range
         self.last_layer = last_layer
@@ -259,14 +265,16 @@ class LLPR(Potential):
         For each ς² on :data:`REGULARISER_GRID`, α_q² = mean(r²/v) (v = rᵀ(C + ς²I)⁻¹r)
         is optimal for quantity q; the ς² with the lowest sum over quantities of
         the mean NLL is kept.  The energy α² (or the first quantity's) goes into
-        the posterior; the other quantities get their factor α_q/α_E as
-        ``uncertainty_scale_<q>``.
+        the posterior; the other quantities get a factor and a noise floor τ_q of
+        their predictive σ' = √(α_q² v + τ_q²), both by the NLL
+        (:func:`~atomflux.uncertainty.calibration.scale_and_floor`), stored as
+        ``uncertainty_scale_<q>`` = α_q/α_E and ``uncertainty_floor_<q>`` = τ_q.
 
         Returns
         -------
         dict
-            ``alpha_squared``, ``regulariser``, ``scale_forces`` / ``scale_stress``
-            (where calibrated) and ``validation_nll`` per quantity (nats).
+            ``alpha_squared``, ``regulariser``, ``scale_forces`` / ``scale_stress`` and
+            ``floor_forces`` / ``floor_stress`` (eV/Å, eV/Å³; where calibrated) and ``validation_nll`` per quantity (nats).
         """
         quantities = design.quantities()
         if not quantities or len(design.n_atoms) < 2:
@@ -295,9 +303,14 @@ class LLPR(Potential):
                                   "validation_nll": nlls}
         for q in QUANTITIES:
             self.__dict__.pop(f"uncertainty_scale_{q}", None)
-        for q in quantities[1:]:
-            result[f"scale_{q}"] = float(np.sqrt(alphas[q] / reference))
+            self.__dict__.pop(f"uncertainty_floor_{q}", None)
+        for q in quantities[1:]:  # forces, stress: factor and observation-noise floor of the predictive σ
+            squares, r2 = projected[q]
+            v = (squares / (eigenvalues + reg)).sum(1).clamp(min=1e-300)
+            alpha, floor = scale_and_floor(r2.sqrt().numpy(), v.sqrt().numpy())
+            result[f"scale_{q}"], result[f"floor_{q}"] = alpha / float(np.sqrt(reference)), floor
             setattr(self, f"uncertainty_scale_{q}", result[f"scale_{q}"])
+            setattr(self, f"uncertainty_floor_{q}", floor)
         return result
 
     def calibrate(self, frames: Sequence[Frame] | LastLayerDesign, quantities: Sequence[str] = QUANTITIES,

@@ -16,19 +16,21 @@ from .lastlayer import VOIGT
 
 #: quantities of the reports and their units
 UNITS = {"energy": "eV/atom", "forces": "eV/Å", "stress": "eV/Å³"}
-#: below this, an error and its σ are both symmetry zeros (e.g. forces on an isolated atom) and carry no information
+#: below this, a predicted and a reference value are both symmetry zeros (e.g. forces on an isolated atom) and
+#: carry no information (their σ may still be a calibrated noise floor)
 SYMMETRY_ZERO = 1e-9
 
 
 def errors_and_sigmas(potential, frames: Sequence[Frame]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Prediction errors and predicted σ: energies per atom, force components, stress (Voigt) components.
 
-    Components whose error and σ are both below :data:`SYMMETRY_ZERO` (zero
-    by symmetry in model and reference alike) are left out.  Stress enters
+    Components whose predicted and reference values are both below
+    :data:`SYMMETRY_ZERO` (zero by symmetry in model and reference alike) are
+    left out.  Stress enters
     for 3-D periodic frames with a reference stress.
     """
     dtype = floating_dtype(potential)
-    out: dict[str, tuple[list, list]] = {q: ([], []) for q in UNITS}
+    out: dict[str, tuple[list, list, list]] = {q: ([], [], []) for q in UNITS}
     for frame in frames:
         batch = Batch.from_atoms(frame.atoms, potential.cutoff, dtype=dtype)
         wants_forces = frame.forces is not None
@@ -37,22 +39,28 @@ def errors_and_sigmas(potential, frames: Sequence[Frame]) -> dict[str, tuple[np.
                        uncertainty=True if wants_forces or wants_stress else "energy")
         n = len(frame.atoms)
         if frame.energy is not None:
-            out["energy"][0].append([(float(res.energy[0]) - frame.energy) / n])
-            out["energy"][1].append([float(res.energy_uncertainty[0]) / n])
+            _add(out["energy"], [float(res.energy[0]) / n], [frame.energy / n], [float(res.energy_uncertainty[0]) / n])
         if wants_forces:
-            out["forces"][0].append((res.forces.numpy() - frame.forces).ravel())
-            out["forces"][1].append(res.forces_uncertainty.numpy().ravel())
+            _add(out["forces"], res.forces.numpy().ravel(), frame.forces.ravel(), res.forces_uncertainty.numpy().ravel())
         if wants_stress:
-            out["stress"][0].append(np.array([res.stress[0, a, b].item() - frame.stress[a, b] for a, b in VOIGT]))
-            out["stress"][1].append(np.array([res.stress_uncertainty[0, a, b].item() for a, b in VOIGT]))
+            _add(out["stress"], [res.stress[0, a, b].item() for a, b in VOIGT], [frame.stress[a, b] for a, b in VOIGT],
+                 [res.stress_uncertainty[0, a, b].item() for a, b in VOIGT])
     result = {}
-    for key, (err, sig) in out.items():
+    for key, (err, sig, size) in out.items():
         if err:
             e, s = np.hstack(err), np.hstack(sig)
-            informative = (np.abs(e) > SYMMETRY_ZERO) | (s > SYMMETRY_ZERO)
+            informative = np.hstack(size) > SYMMETRY_ZERO
             if informative.any():
                 result[key] = (e[informative], s[informative])
     return result
+
+
+def _add(store: tuple[list, list, list], predicted, reference, sigma) -> None:
+    """Append errors, σ and the larger magnitude of prediction and reference (to spot symmetry zeros)."""
+    predicted, reference = np.asarray(predicted, dtype=float), np.asarray(reference, dtype=float)
+    store[0].append(predicted - reference)
+    store[1].append(np.asarray(sigma, dtype=float))
+    store[2].append(np.maximum(np.abs(predicted), np.abs(reference)))
 
 
 def calibration_report(potential, frames: Sequence[Frame], plot_prefix: str | Path | None = None,
