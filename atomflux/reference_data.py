@@ -3,6 +3,8 @@
 :func:`emt_dataset` samples fcc metals and their random alloys with ASE's EMT
 potential: Langevin MD snapshots at several temperatures, strained cells and
 vacancies.  The demo model is trained on it (see ``scripts/make_demo_model.py``).
+:func:`alloy_surface_dataset` adds alloy slabs of three facets and vacancies at
+surfaces and in the bulk (many-element models for segregation).
 :func:`stress_test_dataset` generates the configurations such a bulk data set
 does not contain — isolated atoms, dimers, small clusters, surfaces, several
 vacancies, interstitials, strong strain, melts — to test whether a model's
@@ -107,6 +109,117 @@ def emt_dataset(n_trajectories: int = 24, snapshots: int = 8, elements: Sequence
             dyn.run(10)
             frames.append(labelled(atoms))
     return frames
+
+
+#: categories of :func:`alloy_surface_dataset`, in order
+SURFACE_CATEGORIES = ("bulk", "surface", "surface_vacancy", "bulk_vacancy")
+
+
+def alloy_slab(elements: Sequence[str], rng: np.random.Generator, facet: str = "111",
+               size: tuple[int, int, int] = (2, 2, 5), vacuum: float = 6.0, dilute: bool = False) -> Atoms:
+    """An fcc(``facet``) slab (``facet`` "111", "100" or "110"; ``size`` in-plane repeats × layers) with
+    random occupation by ``elements`` at a random composition (``dilute``: the first element with 1-3
+    atoms of the others), Vegard lattice constant, ``vacuum`` Å of vacuum on each side (periodic
+    in-plane only)."""
+    builders = {"111": fcc111, "100": fcc100, "110": fcc110}
+    if facet not in builders:
+        raise ValueError(f"facet must be one of {', '.join(builders)}, got {facet!r}")
+    n = size[0] * size[1] * size[2]
+    if dilute:
+        symbols = [str(elements[0])] * n
+        for site in rng.choice(n, size=int(rng.integers(1, 4)), replace=False):
+            symbols[site] = str(rng.choice(list(elements[1:]) or [elements[0]]))
+    else:
+        weights = rng.dirichlet(np.ones(len(elements)))
+        symbols = [str(e) for e in rng.choice(list(elements), size=n, p=weights)]
+    a = float(np.mean([lattice_constant(e) for e in symbols]))
+    slab = builders[facet]("Cu", size=size, a=a, vacuum=vacuum, orthogonal=True)
+    slab.set_chemical_symbols(symbols)
+    slab.info.pop("adsorbate_info", None)
+    return slab
+
+
+def _snapshots(atoms: Atoms, rng: np.random.Generator, temperature: float, count: int) -> list[Atoms]:
+    """``count`` EMT-labelled Langevin snapshots 40 fs apart after 100 fs at ``temperature`` (K)."""
+    atoms.calc = EMT()
+    thermalize(atoms, temperature, rng)
+    dyn = Langevin(atoms, 2.0 * units.fs, temperature_K=temperature, friction=0.05, fixcm=False, rng=rng)
+    dyn.run(50)
+    frames = []
+    for _ in range(count):
+        dyn.run(20)
+        frames.append(labelled(atoms))
+    return frames
+
+
+def alloy_surface_dataset(elements: Sequence[str] = tuple(FCC_LATTICE), per_category: int = 24,
+                          snapshots: int = 3, temperatures: tuple[float, float] = (300.0, 1200.0),
+                          seed: int = 0) -> dict[str, list[Atoms]]:
+    """EMT-labelled bulk, surface and defect structures of random alloys, for many-element models
+    meant for segregation (surfaces, vacancies and the bulk they are compared with).
+
+    Categories (:data:`SURFACE_CATEGORIES`): ``bulk`` (32-site cubic cells,
+    up to 2 % strain), ``surface`` ((111), (100), (110) slabs of 2 × 2 × 5
+    sites, 6 Å vacuum each side, not periodic along the normal),
+    ``surface_vacancy`` (such slabs with one atom of the top or second layer
+    removed), ``bulk_vacancy`` (one or two vacancies in a 32-site cell).
+    Each structure mixes 2-4 of ``elements`` at a random composition (every
+    second slab is dilute: one host element with 1-3 solute atoms, the
+    dilute limit that segregation energies describe) and
+    gives ``snapshots`` Langevin snapshots (40 fs apart) at a temperature
+    drawn from ``temperatures`` (K).
+
+    Parameters
+    ----------
+    elements
+        Elements ASE's EMT describes (:data:`EMT_ELEMENTS`); default the seven
+        fcc metals of :data:`FCC_LATTICE`.
+    per_category
+        Snapshots per category (rounded up to whole structures).
+    snapshots
+        Snapshots per structure.
+    temperatures
+        Range of the Langevin temperatures, K.
+    seed
+        Random seed; different seeds give different structures.
+
+    Returns
+    -------
+    dict
+        Category -> list of Atoms with a ``SinglePointCalculator`` (energy
+        eV, forces eV/Å, stress eV/Å³ for 3-D periodic cells) and
+        ``info["category"]``.
+    """
+    chosen = check_emt_elements(elements)
+    if per_category < 1 or snapshots < 1:
+        raise ValueError(f"per_category and snapshots must be at least 1, got {per_category} and {snapshots}")
+    if not 0 < temperatures[0] <= temperatures[1]:
+        raise ValueError(f"temperatures must be a range 0 < low ≤ high (K), got {temperatures}")
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[Atoms]] = {}
+    for category in SURFACE_CATEGORIES:
+        frames: list[Atoms] = []
+        while len(frames) < per_category:
+            mix = [str(e) for e in rng.choice(chosen, size=int(rng.integers(2, min(4, len(chosen)) + 1)), replace=False)] \
+                if len(chosen) > 1 else chosen
+            if category in ("bulk", "bulk_vacancy"):
+                atoms = random_alloy(mix, rng, vacancies=int(rng.integers(1, 3)) if category == "bulk_vacancy" else 0)
+                if category == "bulk":
+                    strain = np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))
+                    atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+            else:
+                structure = len(frames) // snapshots
+                atoms = alloy_slab(mix, rng, facet=("111", "100", "110")[structure % 3], dilute=structure % 2 == 1)
+                if category == "surface_vacancy":
+                    heights = atoms.positions[:, 2]
+                    layers = np.unique(np.round(heights, 1))
+                    near_top = np.flatnonzero(np.round(heights, 1) >= layers[-2])
+                    del atoms[int(rng.choice(near_top))]
+            for frame in _snapshots(atoms, rng, float(rng.uniform(*temperatures)), snapshots):
+                frame.info["category"] = category
+                frames.append(frame)
+        out[category] = frames
+    return out
 
 
 def check_emt_elements(elements: Sequence[str]) -> list[str]:

@@ -21,6 +21,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise ValueError(f"-o {output} is a folder; give a model file name, e.g. -o {output / 'model.pt'}")
     model = {"cutoff": args.cutoff, "hidden": args.hidden, "n_channels": args.channels,
              "max_angular": args.max_angular}
+    if args.pseudo_elements is not None:  # absent otherwise: runs recorded before the option resume as before
+        if args.architecture != "PowerSpectrumPotential":
+            raise ValueError(f"--pseudo-elements needs --architecture PowerSpectrumPotential, not {args.architecture}")
+        model["n_pseudo"] = args.pseudo_elements
     if args.architecture == "LongRangePotential":
         model.update(exponents=args.exponents, accuracy=args.long_range_accuracy)
     cfg = TrainConfig(energy_weight=args.energy_weight, forces_weight=args.forces_weight,
@@ -122,6 +126,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=positive(int), nargs="+", default=[64, 64], help="MLP hidden-layer widths")
     p.add_argument("--channels", type=positive(int), default=8, help="species-mixed radial channels")
     p.add_argument("--max-angular", type=non_negative(int), default=3, help="highest angular degree l")
+    p.add_argument("--pseudo-elements", type=positive(int), default=None,
+                   help="alchemical compression: every element a learned mix of this many pseudo-elements "
+                        "(neighbour channels and centre species; ~4 for many-element alloys); default: none, "
+                        "each element its own weights")
     p.add_argument("--architecture", choices=["PowerSpectrumPotential", "UnconstrainedPotential", "LongRangePotential"],
                    default="PowerSpectrumPotential",
                    help="invariant power spectrum, lab-frame moments (not rotation invariant; see --augment), or "

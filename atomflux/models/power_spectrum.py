@@ -21,6 +21,19 @@ hidden layer is the ``features`` output (for LLPR), and a last linear layer
 with ``n_ensemble`` outputs (a shallow ensemble when > 1) gives the atomic
 energy, plus a per-species composition baseline fitted by least squares.
 The nonlinear MLP of three-body features makes the model many-body.
+
+Many elements (alchemical compression, arXiv:2310.07604): with ``n_pseudo``
+= P, every element s is a learned point u_s ∈ R^P (the element →
+pseudo-element matrix U [S, P]) and all species dependence goes through it:
+
+    W[s, k, c] = Σ_p U[s, p] W̃[p, k, c]      (neighbour species)
+    E[s, c]    = 1 + Σ_p U[s, p] Ẽ[p, c]      (centre weights)
+
+and u_s replaces the one-hot of the centre species in the MLP input.  The
+descriptor size depends on C and L only; the parameters grow by P per
+element, and the per-slot cost and memory go with P instead of S.  With
+P = S and U the identity this is the uncompressed model (W̃ = W,
+Ẽ = E - 1).
 """
 
 from __future__ import annotations
@@ -56,6 +69,9 @@ class PowerSpectrumPotential(Potential):
         Widths of the MLP hidden layers; the last is the feature size F.
     n_ensemble : int
         Outputs of the last layer; > 1 makes it a shallow ensemble.
+    n_pseudo : int or None
+        Pseudo-elements P of the alchemical compression (see module doc);
+        ``None``: each element has its own radial weights and centre one-hot.
     """
 
     architecture = "PowerSpectrumPotential"
@@ -63,16 +79,25 @@ class PowerSpectrumPotential(Potential):
 
     def __init__(self, species: Sequence[str], cutoff: float = 4.5, n_radial: int = 8,
                  n_channels: int = 8, max_angular: int = 3, hidden: Sequence[int] = (64, 64),
-                 n_ensemble: int = 1) -> None:
+                 n_ensemble: int = 1, n_pseudo: int | None = None) -> None:
         super().__init__(species, cutoff)
         if not species:
             raise ValueError("PowerSpectrumPotential needs at least one species")
+        if n_pseudo is not None and not (int(n_pseudo) == n_pseudo and n_pseudo >= 1):
+            raise ValueError(f"n_pseudo (pseudo-elements) must be a whole number ≥ 1 or None, got {n_pseudo}")
         self.n_radial, self.n_channels, self.max_angular = int(n_radial), int(n_channels), int(max_angular)
         self.hidden = [int(h) for h in hidden]
         self.n_ensemble = int(n_ensemble)
+        self.n_pseudo = None if n_pseudo is None else int(n_pseudo)
         S, K, C = self.n_species, self.n_radial, self.n_channels
-        self.radial_weights = torch.nn.Parameter(torch.randn(S, K, C) / math.sqrt(K))
-        self.centre_weights = torch.nn.Parameter(torch.ones(S, C))
+        rows = S if self.n_pseudo is None else self.n_pseudo     # rows of the species-dependent weights
+        if self.n_pseudo is not None:
+            self.species_mixing = torch.nn.Parameter(torch.randn(S, rows) / math.sqrt(rows))
+            self.centre_weights = torch.nn.Parameter(torch.zeros(rows, C))
+        else:
+            self.species_mixing = None
+            self.centre_weights = torch.nn.Parameter(torch.ones(S, C))
+        self.radial_weights = torch.nn.Parameter(torch.randn(rows, K, C) / math.sqrt(K))
         _, _, weights = monomial_tables(self.max_angular)
         for l, w in enumerate(weights):  # kept in model files (constants: the multinomial weights of degree l)
             self.register_buffer(f"moment_weights_{l}", w.to(torch.get_default_dtype()))
@@ -85,7 +110,7 @@ class PowerSpectrumPotential(Potential):
         self.register_buffer("baseline", torch.zeros(S))
         self.register_buffer("energy_scale", torch.tensor(1.0))
         layers: list[torch.nn.Module] = []
-        width = n_desc + S
+        width = n_desc + rows
         for h in self.hidden:
             layers += [torch.nn.Linear(width, h), torch.nn.SiLU()]
             width = h
@@ -95,12 +120,28 @@ class PowerSpectrumPotential(Potential):
 
     @property
     def n_features(self) -> int:
-        return self.hidden[-1] if self.hidden else self.n_descriptors + self.n_species
+        return self.hidden[-1] if self.hidden else self.n_descriptors + self.radial_weights.shape[0]
 
     def config(self) -> dict[str, Any]:
-        return {"species": self.species, "cutoff": self.cutoff, "n_radial": self.n_radial,
-                "n_channels": self.n_channels, "max_angular": self.max_angular,
-                "hidden": self.hidden, "n_ensemble": self.n_ensemble}
+        config = {"species": self.species, "cutoff": self.cutoff, "n_radial": self.n_radial,
+                  "n_channels": self.n_channels, "max_angular": self.max_angular,
+                  "hidden": self.hidden, "n_ensemble": self.n_ensemble}
+        if self.n_pseudo is not None:  # absent from uncompressed models (and from their older files)
+            config["n_pseudo"] = self.n_pseudo
+        return config
+
+    # -- species: one-hot, or pseudo-elements --------------------------------
+    def centre_weights_of(self, species: torch.Tensor) -> torch.Tensor:
+        """Centre weights E[s_i] of each atom, Tensor [N, C] (before the neighbour normalisation)."""
+        if self.species_mixing is None:
+            return self.centre_weights[species]
+        return 1.0 + self.species_mixing[species] @ self.centre_weights
+
+    def centre_embedding(self, species: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The centre species as MLP input, Tensor [N, S] (one-hot) or [N, P] (pseudo-element coordinates)."""
+        if self.species_mixing is None:
+            return torch.nn.functional.one_hot(species, self.n_species).to(dtype)
+        return self.species_mixing[species].to(dtype)
 
     # -- descriptor -------------------------------------------------------
     def descriptor_spec(self, dtype: torch.dtype, device: torch.device) -> DescriptorSpec:
@@ -121,9 +162,10 @@ class PowerSpectrumPotential(Potential):
         table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
         radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, slice(None),
                                                              table.slots, table.n_atoms * table.width)
-        centre = self.centre_weights[species] * self.inv_neighbours
+        centre = self.centre_weights_of(species) * self.inv_neighbours
         return PowerSpectrumDescriptor.apply(vectors, radial_weights, centre,
-                                             self.descriptor_spec(vectors.dtype, vectors.device), table, neighbours)
+                                             self.descriptor_spec(vectors.dtype, vectors.device), table, neighbours,
+                                             None if neighbours is None else self.species_mixing)
 
     def _neighbour_weights(self, species: torch.Tensor, neighbours: torch.Tensor, table: CentreTable,
                            pairs: slice | torch.Tensor, slots: torch.Tensor,
@@ -132,7 +174,9 @@ class PowerSpectrumPotential(Potential):
         with one species in the system, only that species' weights [1, K, C] and no slot species."""
         if self.n_species == 1 or bool((species == species[0]).all()):
             first = int(species[0]) if len(species) else 0
-            return self.radial_weights[first:first + 1], None
+            if self.species_mixing is None:
+                return self.radial_weights[first:first + 1], None
+            return torch.einsum("p,pkc->kc", self.species_mixing[first], self.radial_weights)[None], None
         if table.order is not None and isinstance(pairs, slice):
             pairs = table.order[pairs]
         of_pairs = species[neighbours[pairs]]
@@ -142,8 +186,7 @@ class PowerSpectrumPotential(Potential):
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
         species = self.species_index(batch.numbers)
         x = (self.descriptors(batch, vectors) - self.descriptor_mean) / self.descriptor_std
-        onehot = torch.nn.functional.one_hot(species, self.n_species).to(x.dtype)
-        features = self.backbone(torch.cat([x, onehot], dim=1))
+        features = self.backbone(torch.cat([x, self.centre_embedding(species, x.dtype)], dim=1))
         members = self.last_layer(features) * self.energy_scale + self.baseline[species][:, None]
         out = {"energy": members.mean(dim=1), "features": features}
         if self.n_ensemble > 1:
@@ -178,7 +221,7 @@ class PowerSpectrumPotential(Potential):
         species = self.species_index(batch.numbers)
         table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
         spec = self.descriptor_spec(vectors.dtype, vectors.device)
-        centre = self.centre_weights[species] * self.inv_neighbours
+        centre = self.centre_weights_of(species) * self.inv_neighbours
         rows = chunk_rows(table.width, len(cotangents) if gradients else 0, vectors.element_size(), max_bytes)
         # atoms after the last one with pairs (ghost atoms of the LAMMPS bridge) skip the pair stage
         with_pairs = table.last_centre() + 1
@@ -202,14 +245,20 @@ class PowerSpectrumPotential(Potential):
             slot_vectors = padded_vectors(vectors[pairs], slots, n_slots, self.cutoff)
             radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, pairs, slots,
                                                                  n_slots)
-            terms = pair_terms(spec, slot_vectors, neighbours, radial_weights, centre[first:last])
+            terms = pair_terms(spec, slot_vectors, neighbours, radial_weights, centre[first:last],
+                               None if neighbours is None else self.species_mixing)
             a = density(terms)
-        else:  # atoms without neighbours: zero density
-            a = torch.zeros((last - first, spec.n_channels, spec.n_moments), dtype=vectors.dtype, device=vectors.device)
         own = species[first:last]
+        if terms is None:  # atoms without neighbours: zero density, the same outputs for all atoms of a species
+            kinds, of_kind = torch.unique(own, return_inverse=True)
+            a = torch.zeros((len(kinds), spec.n_channels, spec.n_moments), dtype=vectors.dtype, device=vectors.device)
+        else:
+            kinds, of_kind = own, None
         x = (power_spectrum(spec, a) - self.descriptor_mean) / self.descriptor_std
-        onehot = torch.nn.functional.one_hot(own, self.n_species).to(x.dtype)
-        features, pre_activations = self._backbone_with_pre_activations(torch.cat([x, onehot], dim=1))
+        features, pre_activations = self._backbone_with_pre_activations(
+            torch.cat([x, self.centre_embedding(kinds, x.dtype)], dim=1))
+        if of_kind is not None:
+            features = features[of_kind]
         member_energies = self.last_layer(features) * self.energy_scale + self.baseline[own][:, None]
         outputs = {"energy": member_energies.mean(dim=1), "features": features}
         if self.n_ensemble > 1:
@@ -247,7 +296,7 @@ class PowerSpectrumPotential(Potential):
         return x, pre
 
     def _backbone_vjp(self, pre_activations: list[torch.Tensor], cotangent: torch.Tensor) -> torch.Tensor:
-        """Cotangents [n, B, F] of the backbone output → of its input [n, B, D + S]."""
+        """Cotangents [n, B, F] of the backbone output → of its input [n, B, D + S] (or D + P)."""
         linears = [layer for layer in self.backbone if isinstance(layer, torch.nn.Linear)]
         for layer, z in zip(reversed(linears), reversed(pre_activations)):
             sig = torch.sigmoid(z)

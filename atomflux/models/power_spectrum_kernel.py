@@ -174,6 +174,9 @@ class PairTerms:
         Centre weights of each row's atom.
     neighbour_species : Tensor [Q] (long) or None
         Species of each slot's neighbour (None: a single species everywhere).
+    mixing : Tensor [S, P] or None
+        Element → pseudo-element matrix of a compressed model (None: each element its own row of
+        the radial weights).
     """
 
     distance: torch.Tensor
@@ -185,6 +188,7 @@ class PairTerms:
     mixed: torch.Tensor
     centre: torch.Tensor
     neighbour_species: torch.Tensor | None
+    mixing: torch.Tensor | None = None
 
     @property
     def width(self) -> int:
@@ -206,14 +210,16 @@ def padded_vectors(vectors: torch.Tensor, slots: torch.Tensor, n_slots: int, cut
 
 
 def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: torch.Tensor | None,
-               radial_weights: torch.Tensor, centre: torch.Tensor) -> PairTerms:
+               radial_weights: torch.Tensor, centre: torch.Tensor, mixing: torch.Tensor | None = None) -> PairTerms:
     """Stage 1 on the slots of ``n = len(centre)`` rows: ``vectors`` [n·w, 3] in Å.
 
     Radial basis ``b_k = √(2/r_c) sin(kπr/r_c)/r · f_c(r)`` (f_c the quintic
-    switch); ``radial_weights`` [S, K, C]; ``centre`` [n, C] the centre weights
-    of each row's atom; ``neighbour_species`` [Q] (``None`` when all slots
-    have the neighbour species 0 of a one-species ``radial_weights``, or the
-    caller passes that species' weights [1, K, C]).
+    switch); ``radial_weights`` [S, K, C] (or [P, K, C] per pseudo-element
+    with ``mixing`` [S, P]: the weights of element s are Σ_p mixing[s, p] W[p]);
+    ``centre`` [n, C] the centre weights of each row's atom;
+    ``neighbour_species`` [Q] (``None`` when all slots have the neighbour
+    species 0 of a one-species ``radial_weights``, or the caller passes that
+    species' weights [1, K, C]).
     """
     n = centre.shape[0]
     r = torch.linalg.norm(vectors, dim=1).clamp(min=1e-6)
@@ -231,24 +237,33 @@ def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: t
     scaled = (math.sqrt(2.0 / rc) * inv_r)[:, None]
     basis = scaled * sin * switch[:, None]
     basis_derivative = scaled * ((k * cos - sin * inv_r[:, None]) * switch[:, None] + sin * switch_derivative[:, None])
-    mixed, mixed_derivative = _mix(torch.cat([basis, basis_derivative]), radial_weights, neighbour_species).chunk(2)
+    mixed, mixed_derivative = _mix(torch.cat([basis, basis_derivative]), radial_weights, neighbour_species,
+                                   mixing).chunk(2)
     scale = centre[:, None, :]
     channels = mixed.view(n, -1, spec.n_channels) * scale
     channel_derivatives = mixed_derivative.view(n, -1, spec.n_channels) * scale
     return PairTerms(r, unit, channels, channel_derivatives, _monomials(spec, unit), basis, mixed, centre,
-                     neighbour_species)
+                     neighbour_species, mixing)
 
 
-def _mix(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tensor | None) -> torch.Tensor:
-    """Σ_k b_k W[s, k, c] for rows of ``basis`` [R, K] whose neighbour species ``species`` repeat
-    with period R/len(species) (``None``: species 0)."""
-    n_species, n_radial, n_channels = radial_weights.shape
+def _species_rows(species: torch.Tensor, n_rows: int, mixing: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """Weight of each radial-weight row for each slot [Q, S or P]: a one-hot of the species, or
+    its row of the element → pseudo-element ``mixing``."""
+    if mixing is None:
+        return torch.nn.functional.one_hot(species, n_rows).to(dtype)
+    return mixing.to(dtype)[species]
+
+
+def _mix(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tensor | None,
+         mixing: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_k b_k W[s, k, c] (or Σ_p mixing[s, p] Σ_k b_k W[p, k, c]) for rows of ``basis`` [R, K]
+    whose neighbour species ``species`` repeat with period R/len(species) (``None``: row 0)."""
+    n_rows, n_radial, n_channels = radial_weights.shape
     if species is None:
         return basis @ radial_weights[0]
-    species = species.repeat(len(basis) // len(species))
-    onehot = torch.nn.functional.one_hot(species, n_species).to(basis.dtype)
-    expanded = (onehot[:, :, None] * basis[:, None, :]).reshape(len(basis), n_species * n_radial)
-    return expanded @ radial_weights.reshape(n_species * n_radial, n_channels)
+    rows = _species_rows(species, n_rows, mixing, basis.dtype).repeat(len(basis) // len(species), 1)
+    expanded = (rows[:, :, None] * basis[:, None, :]).reshape(len(basis), n_rows * n_radial)
+    return expanded @ radial_weights.reshape(n_rows * n_radial, n_channels)
 
 
 def _monomials(spec: DescriptorSpec, unit: torch.Tensor) -> torch.Tensor:
@@ -334,9 +349,11 @@ def pair_vjp(spec: DescriptorSpec, terms: PairTerms, density_cot: torch.Tensor) 
     return grad, channel_cot.view(n, w, n_cot, c)
 
 
-def weight_vjp(terms: PairTerms, channel_cot: torch.Tensor, n_species: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cotangents of the radial weights [S, K, C] (S = 1 without neighbour species) and of
-    the per-row centre weights [n, C] from one cotangent of the channels [n, w, 1, C]."""
+def weight_vjp(terms: PairTerms, channel_cot: torch.Tensor, radial_weights: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Cotangents of the radial weights [S or P, K, C] (S = 1 without neighbour species), of
+    the per-row centre weights [n, C] and of the element → pseudo-element mixing [S, P] (None
+    without one) from one cotangent of the channels [n, w, 1, C]."""
     n, w, _, c = channel_cot.shape
     channel_cot = channel_cot[:, :, 0, :]
     mixed = terms.mixed.view(n, w, c)
@@ -344,38 +361,47 @@ def weight_vjp(terms: PairTerms, channel_cot: torch.Tensor, n_species: int) -> t
     mixed_cot = (channel_cot * terms.centre[:, None, :]).reshape(n * w, c)
     basis = terms.basis
     if terms.neighbour_species is None:
-        return (basis.T @ mixed_cot)[None], centre_cot
-    onehot = torch.nn.functional.one_hot(terms.neighbour_species, n_species).to(basis.dtype)
-    expanded = (onehot[:, :, None] * basis[:, None, :]).reshape(n * w, -1)
-    return (expanded.T @ mixed_cot).view(n_species, -1, c), centre_cot
+        return (basis.T @ mixed_cot)[None], centre_cot, None
+    n_rows, n_radial, _ = radial_weights.shape
+    rows = _species_rows(terms.neighbour_species, n_rows, terms.mixing, basis.dtype)
+    expanded = (rows[:, :, None] * basis[:, None, :]).reshape(n * w, -1)
+    radial_cot = (expanded.T @ mixed_cot).view(n_rows, n_radial, c)
+    if terms.mixing is None:
+        return radial_cot, centre_cot, None
+    # ∂/∂mixing[s, p] = Σ over slots of species s of Σ_c (Σ_k b_k W[p, k, c]) · cotangent_c
+    per_pseudo = (basis @ radial_weights.permute(1, 0, 2).reshape(n_radial, n_rows * c)).view(n * w, n_rows, c)
+    row_cot = (per_pseudo * mixed_cot[:, None, :]).sum(2)
+    mixing_cot = torch.zeros_like(terms.mixing).index_add(0, terms.neighbour_species, row_cot.to(terms.mixing.dtype))
+    return radial_cot, centre_cot, mixing_cot
 
 
 class PowerSpectrumDescriptor(torch.autograd.Function):
     """Descriptors [N, D] from pair vectors, with the hand-derived backward.
 
-    ``apply(vectors, radial_weights, centre_weights, spec, table, neighbour_species)``:
-    ``vectors`` [P, 3] in the batch's pair order, ``radial_weights`` [S, K, C],
-    ``centre_weights`` [N, C] per atom, ``neighbour_species`` [N·w] per slot
-    (or ``None``: one species).  When a graph of the gradient is requested
+    ``apply(vectors, radial_weights, centre_weights, spec, table, neighbour_species, mixing)``:
+    ``vectors`` [P, 3] in the batch's pair order, ``radial_weights`` [S, K, C]
+    (or [P, K, C] with ``mixing`` [S, P], the element → pseudo-element matrix
+    of a compressed model; else ``None``), ``centre_weights`` [N, C] per atom,
+    ``neighbour_species`` [N·w] per slot (or ``None``: one species).  When a graph of the gradient is requested
     (``create_graph=True``) the backward rebuilds the pair terms with autograd
     on, so double backward is exact.
     """
 
     @staticmethod
-    def forward(ctx, vectors, radial_weights, centre_weights, spec, table, neighbour_species):
-        terms = _table_terms(spec, table, vectors, radial_weights, centre_weights, neighbour_species)
+    def forward(ctx, vectors, radial_weights, centre_weights, spec, table, neighbour_species, mixing):
+        terms = _table_terms(spec, table, vectors, radial_weights, centre_weights, neighbour_species, mixing)
         a = density(terms)
-        ctx.save_for_backward(vectors, radial_weights, centre_weights)
+        ctx.save_for_backward(vectors, radial_weights, centre_weights, mixing)
         ctx.spec, ctx.table, ctx.neighbour_species = spec, table, neighbour_species
         ctx.terms, ctx.density = terms, a
         return power_spectrum(spec, a)
 
     @staticmethod
     def backward(ctx, cotangent):
-        vectors, radial_weights, centre_weights = ctx.saved_tensors
+        vectors, radial_weights, centre_weights, mixing = ctx.saved_tensors
         spec, table = ctx.spec, ctx.table
         if torch.is_grad_enabled():  # a graph of the gradient is wanted: rebuild the terms differentiably
-            terms = _table_terms(spec, table, vectors, radial_weights, centre_weights, ctx.neighbour_species)
+            terms = _table_terms(spec, table, vectors, radial_weights, centre_weights, ctx.neighbour_species, mixing)
             a = density(terms)
         else:
             terms, a = ctx.terms, ctx.density
@@ -383,14 +409,15 @@ class PowerSpectrumDescriptor(torch.autograd.Function):
         grad_vectors = slot_grad[:, :, 0].index_select(0, table.slots)
         if table.order is not None:
             grad_vectors = torch.zeros_like(grad_vectors).index_copy(0, table.order, grad_vectors)
-        radial_cot = centre_cot = None
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            radial_cot, centre_cot = weight_vjp(terms, channel_cot, radial_weights.shape[0])
-        return grad_vectors, radial_cot, centre_cot, None, None, None
+        radial_cot = centre_cot = mixing_cot = None
+        if any(ctx.needs_input_grad[k] for k in (1, 2, 6)):
+            radial_cot, centre_cot, mixing_cot = weight_vjp(terms, channel_cot, radial_weights)
+        return grad_vectors, radial_cot, centre_cot, None, None, None, mixing_cot
 
 
 def _table_terms(spec: DescriptorSpec, table: CentreTable, vectors: torch.Tensor, radial_weights: torch.Tensor,
-                 centre_weights: torch.Tensor, neighbour_species: torch.Tensor | None) -> PairTerms:
+                 centre_weights: torch.Tensor, neighbour_species: torch.Tensor | None,
+                 mixing: torch.Tensor | None) -> PairTerms:
     sorted_vectors = vectors if table.order is None else vectors[table.order]
     slot_vectors = padded_vectors(sorted_vectors, table.slots, table.n_atoms * table.width, spec.cutoff)
-    return pair_terms(spec, slot_vectors, neighbour_species, radial_weights, centre_weights)
+    return pair_terms(spec, slot_vectors, neighbour_species, radial_weights, centre_weights, mixing)

@@ -92,6 +92,8 @@ class TrainConfig:
         for name in ("n_channels", "n_ensemble"):
             if name in model:
                 positive(name, model[name], whole=True)
+        if model.get("n_pseudo") is not None and not (int(model["n_pseudo"]) == model["n_pseudo"] >= 1):
+            raise ValueError(f"n_pseudo (pseudo-elements) must be a whole number ≥ 1, got {model['n_pseudo']}")
         if "max_angular" in model and not (int(model["max_angular"]) == model["max_angular"] >= 0):
             raise ValueError(f"max_angular must be a whole number ≥ 0, got {model['max_angular']}")
         if any(not (int(w) == w and w > 0) for w in model.get("hidden", [])):
