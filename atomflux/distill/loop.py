@@ -41,6 +41,9 @@ from .teacher import Teacher
 
 COMMAND = "distill"
 LABELS, STUDENT, METRICS = "labels.extxyz", "student.pt", "metrics.json"
+#: decimals of the positions in an extxyz file (Å): candidates are rounded to them before the teacher labels
+#: them, so that the labels belong to the stored positions and a resumed run relabels exactly the same frames
+STORED_DECIMALS = 8
 
 
 @dataclass
@@ -113,6 +116,11 @@ def distill(teacher: Teacher | Any, structures: Sequence[Atoms], output: str | P
     config.check()
     teacher = teacher if isinstance(teacher, Teacher) else Teacher(teacher)
     structures = _checked_structures(structures)
+    first = len(structures) * (config.initial_frames + config.initial_md_steps // config.sample_interval)
+    if len(config.conditions()) * _held_out(first, config.holdout_fraction) < 2:
+        raise ValueError(f"round 0 would hold out fewer than 2 of its {first} labels per condition, and the "
+                         "uncertainty needs at least 2 held-out frames to be calibrated; raise the initial frames "
+                         "(--initial-frames) or the holdout fraction")
     out = Path(output)
     parameters = {**config.parameters(), "teacher": teacher.spec, "versions": versions(),
                   "structures": [fingerprint(a) for a in structures],
@@ -171,14 +179,26 @@ def _labelled_frames(out: Path, upto: int, split: str):
     return frames
 
 
+def _held_out(count: int, fraction: float) -> int:
+    """How many of a condition's ``count`` new labels are held out: at least one, never all."""
+    return min(max(1, int(round(fraction * count))), count - 1) if count > 1 else 0
+
+
+def _as_stored(frames: list[Atoms]) -> list[Atoms]:
+    """``frames`` with their positions rounded as ``labels.extxyz`` stores them (in place, bit for bit: the
+    numbers read back from the printed decimals)."""
+    for frame in frames:
+        frame.positions = np.array([[float(f"{x:.{STORED_DECIMALS}f}") for x in row] for row in frame.positions])
+    return frames
+
+
 def _write_labels(folder: Path, labelled: list[Atoms], rng: np.random.Generator, fraction: float) -> None:
     """Mark a held-out part of each condition's labels and write them all to ``labels.extxyz``."""
     import ase.io
 
     for name in dict.fromkeys(a.info["condition"] for a in labelled):
         members = [a for a in labelled if a.info["condition"] == name]
-        n_hold = max(1, int(round(fraction * len(members)))) if len(members) > 1 else 0
-        held = set(rng.permutation(len(members))[:n_hold].tolist())
+        held = set(rng.permutation(len(members))[:_held_out(len(members), fraction)].tolist())
         for j, atoms in enumerate(members):
             atoms.info["split"] = "holdout" if j in held else "train"
     folder.mkdir(parents=True, exist_ok=True)
@@ -213,7 +233,7 @@ def _round_zero(teacher: Teacher, structures: list[Atoms], conditions: list[Cond
             for frame, kind in frames:
                 frame.info.update(condition=condition.name, structure=si, kind=kind, round=0)
                 candidates.append(frame)
-    labelled = teacher.label(candidates)
+    labelled = teacher.label(_as_stored(candidates))
     _write_labels(folder, labelled, np.random.default_rng([config.seed, 0, 1]), config.holdout_fraction)
     training = _train_and_save(0, folder.parent, config, None, progress)
     student = load_model(folder / STUDENT)
@@ -271,7 +291,7 @@ def _round(k: int, teacher: Teacher, previous, structures: list[Atoms], conditio
                     selected.append(frames[i])
             md[condition.name] = {"n_candidates": len(frames), "stopped_at_step": stops,
                                   "largest_force_sigma": max(force_sigma), "largest_energy_sigma": max(energy_sigma)}
-    labelled = teacher.label(selected)
+    labelled = teacher.label(_as_stored(selected))
     _write_labels(folder, labelled, np.random.default_rng([config.seed, k, 1]), config.holdout_fraction)
     per_condition = {c.name: {**errors_at(previous, _frames_of(folder, c.name)), **md[c.name]} for c in conditions}
     converged = all(m["force_rmse"] <= config.max_force_rmse and m["force_sigma"] <= config.max_force_sigma

@@ -41,10 +41,11 @@ class Teacher:
         self.batch_size = int(batch_size)
         self.potential: Potential | None = None
         self.calculator = None
+        self._fresh = None  # makes a new calculator per structure: labels that do not depend on what came before
         if isinstance(model, (str, Path)) and str(model).lower() in NAMED_CALCULATORS:
             from ase.calculators.emt import EMT
 
-            self.calculator, self.spec = EMT(), "emt"
+            self.calculator, self.spec, self._fresh = EMT(), "emt", EMT
         elif isinstance(model, (str, Path)):
             from ..io import load_model
 
@@ -69,13 +70,18 @@ class Teacher:
 
     def label(self, structures: Sequence[Atoms]) -> list[Atoms]:
         """Copies of ``structures`` carrying the teacher's energy (eV), forces (eV/Å) and stress (eV/Å³, 3-D
-        periodic cells only) in a ``SinglePointCalculator``; ``info`` is kept."""
+        periodic cells only) in a ``SinglePointCalculator``; ``info`` is kept.
+
+        Model teachers and ``"emt"`` give labels that depend on the positions alone (bit for bit); a
+        calculator passed as an object is reused, so its labels may depend on what it computed before (e.g. a
+        neighbour list's order: ~1e-14 eV for ASE's EMT), and a resumed run reproduces them to that level.
+        """
         if self.potential is not None:
             return self._label_batched(structures)
         out = []
         for atoms in structures:
             copy = atoms.copy()
-            copy.calc = self.calculator
+            copy.calc = self.calculator if self._fresh is None else self._fresh()
             results = {"energy": copy.get_potential_energy(), "forces": copy.get_forces()}
             if copy.pbc.all():
                 results["stress"] = copy.get_stress()
