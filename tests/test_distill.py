@@ -245,3 +245,20 @@ def test_distilled_student_reproduces_emt_copper_at_every_temperature(tmp_path):
     print(f"pooled 1σ coverage {100 * pooled:.1f} %; rounds {len(result.rounds) - 1}, "
           f"labels {sum(r['n_labels'] for r in result.rounds)}")
     assert 0.60 <= pooled <= 0.80
+
+
+@pytest.mark.slow
+def test_sevennet_teacher_labels_agree_with_sevennet_own_calculator():
+    """A foundation-model teacher labels a batch through atomflux's adapter; SevenNet's calculator agrees."""
+    sevenn = pytest.importorskip("sevenn.calculator")
+    structures = [bulk("Si", "diamond", a=5.43, cubic=True), bulk("Si", "diamond", a=5.5) * (2, 1, 1)]
+    for k, atoms in enumerate(structures):
+        atoms.rattle(0.05, seed=k)
+    teacher = Teacher("sevennet:7net-0")
+    assert teacher.record()["spec"] == "sevennet:7net-0"
+    for atoms, ours in zip(structures, teacher.label(structures)):
+        ref = atoms.copy()
+        ref.calc = sevenn.SevenNetCalculator("7net-0", device="cpu")
+        assert ours.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-4)
+        np.testing.assert_allclose(ours.get_forces(), ref.get_forces(), atol=1e-4)  # float32 model
+        np.testing.assert_allclose(ours.get_stress(), ref.get_stress(), atol=1e-6)
