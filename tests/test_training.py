@@ -58,6 +58,7 @@ def test_training_is_reproducible_with_a_seed(copper_frames):
 
 def test_frames_from_a_live_calculator_keep_their_own_forces():
     """A calculator may reuse its result arrays (ASE's EMT does): a frame must copy them, not alias them."""
+    from ase.build import bulk
     from ase.calculators.emt import EMT
 
     from atomflux.training.dataset import frame_from_atoms
