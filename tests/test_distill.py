@@ -68,6 +68,20 @@ def test_selection_picks_the_most_uncertain_frames_then_random_others():
         select_frames([0.1, float("nan")], 1, 0, np.random.default_rng(0))
 
 
+def test_round_zero_frames_are_strained_and_rattled_as_stated():
+    """Cell edges × (1 + strain); RMS displacement per component = rattle · √(T / 300 K)."""
+    from atomflux.distill import Condition
+    from atomflux.distill.sampling import rattled_frames
+
+    frames = rattled_frames(copper(), Condition(1200.0, 0.01), 50, 0.05, np.random.default_rng(0))
+    reference = copper()
+    reference.set_cell(reference.cell.array * 1.01, scale_atoms=True)
+    np.testing.assert_allclose(frames[0].cell.array, reference.cell.array)
+    displacements = np.stack([f.positions - reference.positions for f in frames])
+    assert np.sqrt(np.mean(displacements**2)) == pytest.approx(0.05 * 2.0, rel=0.03)
+    assert Condition(1200.0, 0.01).name == "1200K_strain+0.010" and Condition(300.0).name == "300K"
+
+
 # -- the teacher ------------------------------------------------------------------------------------------------
 
 def test_batched_teacher_labels_agree_with_ase_lennard_jones():
