@@ -4,8 +4,9 @@ For each teacher (ASE's EMT on fcc Cu; SevenNet-0 on diamond Si unless
 ``--no-sevennet``) the script runs ``atomflux.distill`` on a small cell, then
 times Langevin MD of the teacher and of the distilled student (its
 uncertainty off, as in production MD) on the same cells, each method and cell
-in its own process so that the peak resident memory (ru_maxrss) is its own.
-One torch thread.  Writes ``benchmarks/results/bench_distill.json`` and ``.md``.
+in its own process so that the peak resident memory (VmHWM) is its own.
+One torch thread.  The distillation runs are records: with ``--output-folder``
+a second call resumes them (finished: nothing to redo) and only times the MD.  Writes ``benchmarks/results/bench_distill.json`` and ``.md``.
 
     python benchmarks/bench_distill.py [--no-sevennet] [--output-folder DIR]
 """
@@ -66,7 +67,15 @@ def md_rate(teacher: str, student_file: str | None, case: dict, repeat: int, ste
     dyn.run(steps)
     seconds = time.perf_counter() - start
     queue.put({"atoms": len(atoms), "steps": steps, "atom_steps_per_s": len(atoms) * steps / seconds,
-               "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+               "peak_rss_MiB": peak_rss_mib()})
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), MiB; unlike ru_maxrss it is not inherited across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def in_process(*args) -> dict:
