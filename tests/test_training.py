@@ -54,3 +54,20 @@ def test_training_is_reproducible_with_a_seed(copper_frames):
     a = train(copper_frames[:10], cfg).potential.state_dict()
     b = train(copper_frames[:10], cfg).potential.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frames_from_a_live_calculator_keep_their_own_forces():
+    """A calculator may reuse its result arrays (ASE's EMT does): a frame must copy them, not alias them."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from atomflux.training.dataset import frame_from_atoms
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.1, seed=0)
+    atoms.calc = EMT()
+    first = atoms.get_forces().copy()
+    frame = frame_from_atoms(atoms)
+    atoms.rattle(0.1, seed=1)
+    atoms.get_forces()
+    np.testing.assert_array_equal(frame.forces, first)

@@ -49,12 +49,12 @@ def frame_from_atoms(atoms: Atoms) -> Frame:
     energy = _result(atoms, "energy")
     forces = _result(atoms, "forces")
     stress = _result(atoms, "stress")
-    if stress is not None:
-        stress = np.asarray(stress, dtype=np.float64)
+    if stress is not None:  # copies: a live calculator may reuse its result arrays at the next call
+        stress = np.array(stress, dtype=np.float64)
         stress = voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
     clean = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     return Frame(clean, None if energy is None else float(energy),
-                 None if forces is None else np.asarray(forces, dtype=np.float64).reshape(-1, 3),
+                 None if forces is None else np.array(forces, dtype=np.float64).reshape(-1, 3),
                  stress)
 
 
