@@ -226,7 +226,7 @@ class PowerSpectrumPotential(Potential):
         else:
             feature_cot = cotangents.expand(last - first, -1, -1)                               # [n, B, F]
             input_cot = self._backbone_vjp(pre_activations, feature_cot)
-            descriptor_cot = input_cot[:, :, :self.n_descriptors] / self.descriptor_std
+            descriptor_cot = (input_cot[:, :, :self.n_descriptors] / self.descriptor_std).transpose(1, 2)  # [n, D, B]
             slot_grad, _ = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, descriptor_cot))
             pair_grad = slot_grad.index_select(0, slots)                                        # [p, 3, B]
         if plan == "members":
