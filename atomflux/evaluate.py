@@ -588,14 +588,14 @@ class _Totals:
         r = self.vectors[chunk.pairs]
         grad = chunk.energy_gradient.to(r.dtype)
         if self.want_forces:
-            self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
+            self.forces.index_add_(0, i, grad).index_add_(0, j, grad, alpha=-1)
         if self.want_stress:
             self.virial = self.virial + self._system_sums(-grad[None], r, i)[0]
         if self.want_virials:
             half = -0.5 * grad[:, :, None] * r[:, None, :]                                   # [p, 3, 3]
-            self.virials = self.virials.index_add(0, i, half).index_add(0, j, half)
+            self.virials.index_add_(0, i, half).index_add_(0, j, half)
         if self.want_flux:  # receiver virials -r_p ⊗ g_p
-            self.flux_virials = self.flux_virials.index_add(0, j, -r.detach()[:, :, None] * grad.detach()[:, None, :])
+            self.flux_virials.index_add_(0, j, -r.detach()[:, :, None] * grad.detach()[:, None, :])
         if self.want_pair_gradients:
             if isinstance(chunk.pairs, slice) and chunk.pairs == slice(None):
                 self.pair_gradients = grad
@@ -612,7 +612,8 @@ class _Totals:
                 self._member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
                 self._member_virial = torch.zeros((self.batch.n_systems, 3, 3, member.shape[2]), dtype=r.dtype,
                                                   device=r.device)
-            self._member_forces = self._member_forces.index_add(0, i, member).index_add(0, j, member, alpha=-1)
+            # in place: an accumulator copied per chunk would cost O(atoms × chunks)
+            self._member_forces.index_add_(0, i, member).index_add_(0, j, member, alpha=-1)
             if self.want_stress:
                 self._member_virial = self._member_virial - self._member_system_sums(member, r, i)
 

@@ -320,7 +320,8 @@ def pair_vjp(spec: DescriptorSpec, terms: PairTerms,
     if n_cot < OUTER_PRODUCT_COTANGENTS:  # contract the monomials, then the channels of each slot
         raised = raised.view(n, 3, lower, c * n_cot).transpose(1, 2).reshape(n, lower, 3 * c * n_cot)
         raised = torch.bmm(terms.moment_table(lower), raised).view(q, 3, c, n_cot)      # [Q, 3, C, B]
-        tangent = (raised * (terms.channels.reshape(q, 1, c, 1) * inv_r.view(q, 1, 1, 1))).sum(2)
+        channels = (terms.channels.reshape(q, c) * inv_r[:, None]).view(q, c, 1)
+        tangent = torch.bmm(raised.transpose(2, 3).reshape(q, 3 * n_cot, c), channels).view(q, 3, n_cot)
     else:  # many cotangents: one product with the slots' m ⊗ g/r, shared by all of them
         outer = ((terms.moment_table(lower) * inv_r.view(n, w, 1))[:, :, :, None]
                  * terms.channels[:, :, None, :]).reshape(n, w, lower * c)

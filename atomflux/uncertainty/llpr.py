@@ -26,11 +26,12 @@ variance of Bayesian linear regression, α_q² rᵀΣ₁r + τ_q² (Σ₁ the po
 τ_q fitted by the NLL of the validation data: the ratios α_F/α_E, α_σ/α_E are
 the model's ``uncertainty_scale_forces`` / ``uncertainty_scale_stress``, τ_q
 its ``uncertainty_floor_forces`` / ``uncertainty_floor_stress``.  Forces
-and stress uncertainties come from K fixed samples δw_k ~ N(0, Σ): member k
-has per-atom energy e_i + f_i·δw_k, and :func:`atomflux.evaluate`
-differentiates the members like a shallow ensemble.  Nothing about the base
-model is assumed beyond ``features`` [N, F] being the input of a last linear
-layer; the base is not changed.
+and stress uncertainties come from K fixed samples δw_k ~ N(0, Σ), centred on
+their mean (Σ_k δw_k = 0: the same spread, and the samples' mean is the mean
+prediction): member k has per-atom energy e_i + f_i·δw_k, and
+:func:`atomflux.evaluate` differentiates the members like a shallow ensemble.
+Nothing about the base model is assumed beyond ``features`` [N, F] being the
+input of a last linear layer; the base is not changed.
 
 A model that does not return ``features`` needs no rewriting: with
 ``last_layer="name"`` the features are the input of that linear layer, taken
