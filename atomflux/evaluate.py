@@ -571,7 +571,7 @@ class _Totals:
         self.virials = zeros((n, 3, 3)) if virials else None
         self.flux_virials = zeros((n, 3, 3)) if flux_virials else None
         self.pair_gradients = None  # the whole-batch gradient, or filled chunk by chunk
-        self.member_forces = self.member_virial = None
+        self._member_forces = self._member_virial = None     # [N, 3, M], [S, 3, 3, M]
 
     @property
     def outputs(self) -> dict[str, torch.Tensor]:
@@ -588,14 +588,14 @@ class _Totals:
         r = self.vectors[chunk.pairs]
         grad = chunk.energy_gradient.to(r.dtype)
         if self.want_forces:
-            self.forces = self.forces.index_add(0, i, grad).index_add(0, j, -grad)
+            self.forces.index_add_(0, i, grad).index_add_(0, j, grad, alpha=-1)
         if self.want_stress:
             self.virial = self.virial + self._system_sums(-grad[None], r, i)[0]
         if self.want_virials:
             half = -0.5 * grad[:, :, None] * r[:, None, :]                                   # [p, 3, 3]
-            self.virials = self.virials.index_add(0, i, half).index_add(0, j, half)
+            self.virials.index_add_(0, i, half).index_add_(0, j, half)
         if self.want_flux:  # receiver virials -r_p ⊗ g_p
-            self.flux_virials = self.flux_virials.index_add(0, j, -r.detach()[:, :, None] * grad.detach()[:, None, :])
+            self.flux_virials.index_add_(0, j, -r.detach()[:, :, None] * grad.detach()[:, None, :])
         if self.want_pair_gradients:
             if isinstance(chunk.pairs, slice) and chunk.pairs == slice(None):
                 self.pair_gradients = grad
@@ -604,15 +604,37 @@ class _Totals:
                     self.pair_gradients = torch.zeros_like(self.vectors)
                 self.pair_gradients[chunk.pairs] = grad
         if chunk.member_gradients is not None:
-            member = chunk.member_gradients.to(r.dtype)                                      # [M, p, 3]
-            if self.member_forces is None:
-                shape = (len(member), len(self.batch.numbers), 3)
-                self.member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
-                self.member_virial = torch.zeros((len(member), self.batch.n_systems, 3, 3), dtype=r.dtype,
-                                                 device=r.device)
-            self.member_forces = self.member_forces.index_add(1, i, member).index_add(1, j, -member)
+            # members last ([p, 3, M], the layout of the hand-derived backward): the sums over pairs
+            # index whole contiguous rows
+            member = chunk.member_gradients.to(r.dtype).permute(1, 2, 0)
+            if self._member_forces is None:
+                shape = (len(self.batch.numbers), 3, member.shape[2])
+                self._member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
+                self._member_virial = torch.zeros((self.batch.n_systems, 3, 3, member.shape[2]), dtype=r.dtype,
+                                                  device=r.device)
+            # in place: an accumulator copied per chunk would cost O(atoms × chunks)
+            self._member_forces.index_add_(0, i, member).index_add_(0, j, member, alpha=-1)
             if self.want_stress:
-                self.member_virial = self.member_virial + self._system_sums(-member, r, i)
+                self._member_virial = self._member_virial - self._member_system_sums(member, r, i)
+
+    @property
+    def member_forces(self) -> torch.Tensor | None:
+        """Members' forces [M, N, 3] (eV/Å), ``None`` without member gradients."""
+        return None if self._member_forces is None else self._member_forces.permute(2, 0, 1)
+
+    @property
+    def member_virial(self) -> torch.Tensor | None:
+        """Members' virials [M, S, 3, 3] (eV), ``None`` without member gradients."""
+        return None if self._member_virial is None else self._member_virial.permute(3, 0, 1, 2)
+
+    def _member_system_sums(self, grads: torch.Tensor, r: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """Σ_p g_p ⊗ r_p per system and member, [S, 3, 3, M], for member gradients [p, 3, M] of pairs
+        starting at atoms i."""
+        if self.batch.n_systems == 1:
+            return torch.einsum("pam,pc->acm", grads, r)[None]
+        outer = grads[:, :, None, :] * r[:, None, :, None]
+        zeros = torch.zeros((self.batch.n_systems,) + tuple(outer.shape[1:]), dtype=r.dtype, device=r.device)
+        return zeros.index_add(0, self.batch.system[i], outer)
 
     def _system_sums(self, grads: torch.Tensor, r: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         """Σ_p g_p ⊗ r_p per system, [B, S, 3, 3], for gradients [B, p, 3] of pairs starting at atoms i."""

@@ -51,7 +51,7 @@ def main() -> None:
         slots = padded_vectors(batch.pair_vectors(), table.slots, table.n_atoms * table.width, model.cutoff)
         radial = model.radial_weights[1:2].clone()          # Cu only
         centre = (model.centre_weights[1] * model.inv_neighbours).expand(len(atoms), -1).clone()
-        cotangent = torch.randn(len(atoms), 1, model.n_descriptors, dtype=dtype)
+        cotangent = torch.randn(len(atoms), model.n_descriptors, 1, dtype=dtype)
 
         def forward(vectors):
             terms = pair_terms(spec, vectors, None, radial, centre)

@@ -11,10 +11,12 @@ per case, in CPU time of the process (steadier than wall time on a shared
 machine; with more than one thread it counts all of them).  Memory: one fresh process per case, growth of the peak resident set
 during one evaluation.  "Before" (``--before``, a git ref checked out in a
 temporary worktree) is measured in the same run, at the sizes in
-``--before-sizes`` (its full-uncertainty path needs ~1 GB per 1 000 atoms).
-Writes ``benchmarks/results/bench_uncertainty.{json,md}``.
+``--before-sizes``.  ``--dtype float32``: the models compute in float32 on the
+float64 batch (float64 accumulation, as ``atomflux md`` runs them).
+Writes ``benchmarks/results/bench_uncertainty.{json,md}`` (float64) or
+``bench_uncertainty_float32.{json,md}``.
 
-    python benchmarks/bench_uncertainty.py [--sizes 1000 10000] [--threads 1] [--before e11f2fe]
+    python benchmarks/bench_uncertainty.py [--sizes 1000 10000] [--threads 1] [--before b36873e] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average, run_worker, source_tree, timed  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
-BEFORE = "e11f2fe"
+BEFORE = "b36873e"
 CASES = {
     "base: energy+forces": ("base", False),
     "shallow ensemble (M=8): energy+forces": ("demo", False),
@@ -41,7 +43,7 @@ CASES = {
 }
 
 
-def setup(n_atoms: int, threads: int):
+def setup(n_atoms: int, threads: int, dtype: str = "float64"):
     import torch
     from ase.build import bulk
 
@@ -52,15 +54,15 @@ def setup(n_atoms: int, threads: int):
     atoms = bulk("Cu", "fcc", a=3.62, cubic=True) * (repeat, repeat, repeat)
     atoms.symbols[::5] = "Au"
     atoms.rattle(0.05, seed=0)
-    llpr = load_model("demo-llpr")
-    models = {"demo": load_model("demo"), "demo-llpr": llpr, "base": llpr.base}
+    llpr = load_model("demo-llpr", dtype=getattr(torch, dtype))
+    models = {"demo": load_model("demo", dtype=getattr(torch, dtype)), "demo-llpr": llpr, "base": llpr.base}
     return atoms, Batch.from_atoms(atoms, llpr.cutoff), models
 
 
-def time_cases(n_atoms: int, threads: int) -> dict:
+def time_cases(n_atoms: int, threads: int, dtype: str) -> dict:
     from atomflux import evaluate
 
-    atoms, batch, models = setup(n_atoms, threads)
+    atoms, batch, models = setup(n_atoms, threads, dtype)
     best = {label: float("inf") for label in CASES}
     for _ in range(3):  # interleaved rounds, best time per case: robust against drifts of machine load
         for label, (name, unc) in CASES.items():
@@ -70,12 +72,12 @@ def time_cases(n_atoms: int, threads: int) -> dict:
     return {"atoms": len(atoms), "seconds": best}
 
 
-def memory_case(n_atoms: int, threads: int, label: str) -> dict:
+def memory_case(n_atoms: int, threads: int, dtype: str, label: str) -> dict:
     from atomflux import evaluate
 
-    atoms, batch, models = setup(n_atoms, threads)
+    atoms, batch, models = setup(n_atoms, threads, dtype)
     name, unc = CASES[label]
-    small, small_batch, _ = setup(32, threads)
+    small, small_batch, _ = setup(32, threads, dtype)
     evaluate(models[name], small_batch, forces=True, stress=True, uncertainty=unc)  # libraries and caches loaded
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     evaluate(models[name], batch, forces=True, stress=True, uncertainty=unc)
@@ -84,9 +86,9 @@ def memory_case(n_atoms: int, threads: int, label: str) -> dict:
 
 
 def worker(argv: list[str]) -> None:
-    kind, n_atoms, threads, *label = argv
-    result = time_cases(int(n_atoms), int(threads)) if kind == "time" else \
-        memory_case(int(n_atoms), int(threads), label[0])
+    kind, n_atoms, threads, dtype, *label = argv
+    result = time_cases(int(n_atoms), int(threads), dtype) if kind == "time" else \
+        memory_case(int(n_atoms), int(threads), dtype, label[0])
     print(json.dumps(result))
 
 
@@ -97,6 +99,8 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="git ref measured as 'before' ('none' skips it)")
     parser.add_argument("--before-sizes", type=int, nargs="*", default=[1000],
                         help="sizes at which 'before' is measured (default: %(default)s)")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                        help="compute precision of the models (default: %(default)s)")
     args = parser.parse_args()
     script = Path(__file__).resolve()
     rows = []
@@ -107,23 +111,24 @@ def main() -> None:
                 versions = {"before": before_tree, "after": None}
             for version, tree in versions.items():
                 load = load_average()
-                times = run_worker(script, ["time", str(n_atoms), str(args.threads)], tree)
+                times = run_worker(script, ["time", str(n_atoms), str(args.threads), args.dtype], tree)
                 reference = times["seconds"]["base: energy+forces"]
                 for label in CASES:
-                    memory = run_worker(script, ["memory", str(n_atoms), str(args.threads), label], tree)
+                    memory = run_worker(script, ["memory", str(n_atoms), str(args.threads), args.dtype, label], tree)
                     row = {"version": version, "atoms": times["atoms"], "case": label,
                            "seconds": times["seconds"][label], "ratio_vs_base": times["seconds"][label] / reference,
                            "peak_growth_MiB": memory["peak_growth_MiB"], "load": load}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     OUT.mkdir(exist_ok=True)
-    (OUT / "bench_uncertainty.json").write_text(json.dumps({"threads": args.threads, "before": args.before,
-                                                            "rows": rows}, indent=2))
-    lines = [f"{args.threads} thread(s); before = {args.before}", "",
+    stem = "bench_uncertainty" + ("" if args.dtype == "float64" else f"_{args.dtype}")
+    (OUT / f"{stem}.json").write_text(json.dumps({"threads": args.threads, "before": args.before, "dtype": args.dtype,
+                                                  "rows": rows}, indent=2))
+    lines = [f"{args.threads} thread(s); {args.dtype}; before = {args.before}", "",
              "| version | atoms | case | CPU ms | × base | peak growth (MiB) |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['version']} | {r['atoms']} | {r['case']} | {1000 * r['seconds']:.1f} | {r['ratio_vs_base']:.2f} | "
               f"{r['peak_growth_MiB']:.0f} |" for r in rows]
-    (OUT / "bench_uncertainty.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

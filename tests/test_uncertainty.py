@@ -66,6 +66,52 @@ def test_llpr_of_linear_model_equals_bayesian_linear_regression():
     assert got == pytest.approx(expected, rel=1e-8)
 
 
+def _isotropic_draws(n_rows: int, n_samples: int, seed: int) -> torch.Tensor:
+    """Standard-normal stand-ins Z [n_rows, K] with rows centred and Z Zᵀ/K = I exactly, so that the
+    population covariance of the samples L z_k is L Lᵀ = Σ itself."""
+    x = np.random.default_rng(seed).normal(size=(n_samples, n_rows))
+    q, _ = np.linalg.qr(x - x.mean(0))
+    return torch.tensor(np.sqrt(n_samples) * q.T)
+
+
+@pytest.mark.parametrize("kind", ["linear radial (autograd)", "power spectrum (hand-derived chunks)"])
+def test_llpr_force_variance_equals_bayesian_linear_regression(kind):
+    """σ²(F_ak) = ψᵀ Σ_post ψ, ψ = -∂φ_S/∂x_ak (finite differences), Σ_post = (ΦᵀΦ/σ_n² + I/σ_w²)⁻¹ in numpy."""
+    if kind.startswith("linear"):
+        model = LinearRadialModel()
+    else:
+        torch.manual_seed(3)
+        model = PowerSpectrumPotential(["Cu"], cutoff=4.0, hidden=[6]).double().eval()
+    n_features = 5 if kind.startswith("linear") else 6
+    llpr = LLPR(model, n_samples=12)
+    batches = [Batch.from_atoms(a, 4.0) for a in cu_structures(12, 0)]
+    llpr.fit(batches)
+    noise, prior = 0.02, 0.5
+    llpr.alpha_squared.fill_(noise**2)
+    llpr.regulariser.fill_(noise**2 / prior**2)
+    llpr.draws.copy_(_isotropic_draws(n_features + 1, 12, seed=1))
+
+    def phi(atoms):
+        batch = Batch.from_atoms(atoms, 4.0)
+        with torch.no_grad():
+            return np.append(model(batch, batch.pair_vectors())["features"].numpy().sum(0), len(atoms))
+
+    design = np.array([phi(a) for a in cu_structures(12, 0)])
+    post = np.linalg.inv(design.T @ design / noise**2 + np.eye(n_features + 1) / prior**2)
+    test = cu_structures(1, 5)[0]
+    h = 1e-5
+    expected = np.zeros((len(test), 3))
+    for i in range(len(test)):
+        for k in range(3):
+            plus, minus = test.copy(), test.copy()
+            plus.positions[i, k] += h
+            minus.positions[i, k] -= h
+            psi = -(phi(plus) - phi(minus)) / (2 * h)
+            expected[i, k] = np.sqrt(psi @ post @ psi)
+    got = evaluate(llpr, Batch.from_atoms(test, 4.0), uncertainty=True).forces_uncertainty.numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-10)
+
+
 def test_identical_members_give_zero_spread(alloy):
     torch.manual_seed(1)
     model = PowerSpectrumPotential(["Cu", "Au"], cutoff=4.0, hidden=[8], n_ensemble=4).double().eval()

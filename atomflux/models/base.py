@@ -148,15 +148,17 @@ class Potential(torch.nn.Module):
         raise NotImplementedError
 
     def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
-                        max_bytes: int = 2**27, feature_directions: torch.Tensor | None = None
-                        ) -> Iterator[GradientChunk] | None:
+                        max_bytes: int = 2**27, feature_directions: torch.Tensor | None = None,
+                        centred_directions: bool = False) -> Iterator[GradientChunk] | None:
         """Outputs and pair gradients without autograd, a range of centre atoms at a time.
 
         Only for strictly local potentials, whose atomic energies depend on their
         own pairs alone.  ``gradients``: also ∂E/∂r_p; ``members``: also every
         ensemble member's ∂E_m/∂r_p.  ``max_bytes`` bounds the working memory
         of one chunk.  ``feature_directions`` [M, F]: members with atomic
-        energies ``e_i + f_i · d_m`` (LLPR samples) instead of the model's own.  Returns ``None`` (the default) when the potential has no
+        energies ``e_i + f_i · d_m`` (LLPR samples) instead of the model's own;
+        ``centred_directions``: they sum to zero (Σ_m d_m = 0), so the energy is the
+        members' mean and needs no cotangent of its own.  Returns ``None`` (the default) when the potential has no
         such path; :func:`atomflux.evaluate` then uses autograd.
         """
         return None

@@ -196,21 +196,24 @@ class PowerSpectrumPotential(Potential):
     # -- hand-derived gradients, chunked over centre atoms ------------------
     @torch.no_grad()
     def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
-                        max_bytes: int = 2**27, feature_directions: torch.Tensor | None = None
-                        ) -> Iterator[GradientChunk] | None:
+                        max_bytes: int = 2**27, feature_directions: torch.Tensor | None = None,
+                        centred_directions: bool = False) -> Iterator[GradientChunk] | None:
         """Outputs and hand-derived pair gradients, a range of centre atoms at a time.
 
         See :meth:`Potential.gradient_chunks`.  ``feature_directions`` [M, F]:
         members whose atomic energies are ``e_i + f_i · d_m`` (LLPR samples)
         instead of this model's own ensemble members.  The energy and all
-        members share the pair terms and go through one batched backward pass
-        (for the model's own ensemble the energy is the members' mean, so its
-        gradient is theirs averaged: M cotangents, not M + 1).
+        members share the pair terms and go through one batched backward pass.
+        Where the energy is the members' mean (the model's own ensemble, or
+        ``centred_directions``: Σ_m d_m = 0), its gradient is theirs averaged:
+        M cotangents, not M + 1.
         """
         if len(batch.numbers) == 0:
             return None
         weight = self.last_layer.weight * self.energy_scale                                    # [M_own, F]
-        if feature_directions is not None:
+        if feature_directions is not None and centred_directions:
+            cotangents, plan = weight.mean(0, keepdim=True) + feature_directions.to(vectors.dtype), "members"
+        elif feature_directions is not None:
             cotangents, plan = torch.cat([weight.mean(0, keepdim=True), feature_directions.to(vectors.dtype)]), "offsets"
         elif members:
             if self.n_ensemble < 2:
@@ -272,7 +275,7 @@ class PowerSpectrumPotential(Potential):
         else:
             feature_cot = cotangents.expand(last - first, -1, -1)                               # [n, B, F]
             input_cot = self._backbone_vjp(pre_activations, feature_cot)
-            descriptor_cot = input_cot[:, :, :self.n_descriptors] / self.descriptor_std
+            descriptor_cot = (input_cot[:, :, :self.n_descriptors] / self.descriptor_std).transpose(1, 2)  # [n, D, B]
             slot_grad, _ = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, descriptor_cot))
             pair_grad = slot_grad.index_select(0, slots)                                        # [p, 3, B]
         if plan == "members":

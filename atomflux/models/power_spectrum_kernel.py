@@ -81,17 +81,19 @@ class DescriptorSpec:
     blocks : list of (int, int)
         Range of each degree along the moment axis.
     raise_index : Tensor [3 A'] (long)
-        For each monomial β of degree < L (A' of them) and axis k, the index of β + e_k.
+        For each axis k and monomial β of degree < L (A' of them; axis-major order), the index of β + e_k.
     raise_factor : Tensor [3 A']
         β_k + 1.
     triu : Tensor [2, T]
         Upper triangle (c ≤ c') of the channel pairs.
     triu_flat : Tensor [T] (long)
         The same as positions c·C + c' in a flattened C×C matrix.
-    full_index : Tensor [C·C] (long)
-        Position in the upper triangle of each entry (c, c') of a C×C matrix.
-    full_factor : Tensor [C·C]
-        2 on the diagonal, 1 elsewhere: (G + Gᵀ) = G[full_index] · full_factor.
+    descriptor_factor : Tensor [D]
+        2 at the diagonal entries (c = c') of every power-spectrum block, 1 elsewhere.
+    symmetric_rows : Tensor [C + (L+1)·C·C] (long)
+        Descriptor index of the two-body entries, then of every entry (l, c, c') of the
+        full C×C matrices: with G_l the cotangent of p_l (upper triangle),
+        (G_l + G_lᵀ)[c, c'] = (G · descriptor_factor)[symmetric_rows[C + l·C² + c·C + c']].
     """
 
     cutoff: float
@@ -105,8 +107,8 @@ class DescriptorSpec:
     raise_factor: torch.Tensor
     triu: torch.Tensor
     triu_flat: torch.Tensor
-    full_index: torch.Tensor
-    full_factor: torch.Tensor
+    descriptor_factor: torch.Tensor
+    symmetric_rows: torch.Tensor
 
     @classmethod
     def build(cls, cutoff: float, n_radial: int, n_channels: int, max_angular: int, dtype: torch.dtype,
@@ -116,8 +118,8 @@ class DescriptorSpec:
         position = {e: k for k, e in enumerate(flat)}
         lower = flat[:len(flat) - len(exps[-1])]
         raise_index, raise_factor = [], []
-        for e in lower:
-            for axis in range(3):
+        for axis in range(3):
+            for e in lower:
                 raised = tuple(e[k] + (k == axis) for k in range(3))
                 raise_index.append(position[raised])
                 raise_factor.append(e[axis] + 1.0)
@@ -128,7 +130,12 @@ class DescriptorSpec:
         position = torch.zeros(n_channels, n_channels, dtype=torch.long, device=device)
         position[triu[0], triu[1]] = torch.arange(triu.shape[1], device=device)
         position[triu[1], triu[0]] = torch.arange(triu.shape[1], device=device)
-        full_factor = 1.0 + torch.eye(n_channels, dtype=dtype, device=device)
+        n_pairs, n_degrees = triu.shape[1], len(exps)
+        diagonal = (triu[0] == triu[1]).to(dtype)
+        descriptor_factor = torch.cat([torch.ones(n_channels, dtype=dtype, device=device),
+                                       (1.0 + diagonal).repeat(n_degrees)])
+        symmetric_rows = torch.cat([torch.arange(n_channels, device=device)] +
+                                   [n_channels + degree * n_pairs + position.reshape(-1) for degree in range(n_degrees)])
         long = dict(dtype=torch.long, device=device)
         recipe = [(ends[degree - 1] + parent, axis) for degree in range(1, len(recipes))
                   for parent, axis in recipes[degree]]
@@ -139,7 +146,8 @@ class DescriptorSpec:
             blocks=list(zip(ends[:-1], ends[1:])),
             raise_index=torch.tensor(raise_index, **long),
             raise_factor=torch.tensor(raise_factor, dtype=dtype, device=device),
-            triu=triu, triu_flat=triu[0] * n_channels + triu[1], full_index=position.reshape(-1), full_factor=full_factor.reshape(-1))
+            triu=triu, triu_flat=triu[0] * n_channels + triu[1], descriptor_factor=descriptor_factor,
+            symmetric_rows=symmetric_rows)
 
     @property
     def n_moments(self) -> int:
@@ -292,70 +300,61 @@ def power_spectrum(spec: DescriptorSpec, a: torch.Tensor) -> torch.Tensor:
 
 
 def power_spectrum_vjp(spec: DescriptorSpec, a: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor:
-    """VJP of stage 3: cotangents [n, B, D] of the descriptors → of the density, as [n, A, B·C].
+    """VJP of stage 3: cotangents [n, D, B] of the descriptors → of the density, [n, A, C·B]
+    (the B cotangents innermost everywhere, so that whole rows of them are gathered and multiplied).
 
     With P_l = A_l W_l A_lᵀ and G the cotangent of P_l: ∂/∂A_l = (G + Gᵀ) A_l W_l.
     """
-    n, n_cot, n_desc = cotangent.shape
+    n, _, n_cot = cotangent.shape
     c = spec.n_channels
-    # (G + Gᵀ) of every degree, gathered straight into the layout [n, L+1, C, B·C] of the products
-    # below (it is symmetric, so its rows serve as columns)
-    sym = cotangent.reshape(n, n_cot * n_desc).index_select(1, _symmetric_index(spec, n_cot, n_desc))
-    sym = (sym.view(n, len(spec.blocks), c, n_cot, c) * spec.full_factor.view(1, 1, c, 1, c)).view(
-        n, len(spec.blocks), c, n_cot * c)
-    parts = [torch.bmm(a[:, :, start:end].transpose(1, 2), sym[:, l]) * spec.weights[start:end, None]
-             for l, (start, end) in enumerate(spec.blocks)]
-    parts[0] = parts[0] + cotangent[:, :, :c].reshape(n, 1, n_cot * c)
+    # the two-body rows, then (G_l + G_lᵀ) of every degree (symmetric: its rows serve as columns)
+    rows = (cotangent * spec.descriptor_factor[:, None]).index_select(1, spec.symmetric_rows)
+    symmetric = rows[:, c:].view(n, len(spec.blocks), c, c * n_cot)
+    parts = [torch.bmm((a[:, :, start:end] * spec.weights[start:end]).transpose(1, 2), symmetric[:, l])
+             for l, (start, end) in enumerate(spec.blocks)]                                  # [n, A_l, C·B]
+    parts[0] = parts[0] + rows[:, :c].reshape(n, 1, c * n_cot)
     return torch.cat(parts, 1)
-
-
-def _symmetric_index(spec: DescriptorSpec, n_cot: int, n_desc: int) -> torch.Tensor:
-    """Flat positions in a [B, D] cotangent of the entries (l, d, b, e) of (G_l + G_lᵀ)."""
-    c, n_pairs = spec.n_channels, spec.triu.shape[1]
-    device = spec.full_index.device
-    blocks = torch.arange(len(spec.blocks), device=device).view(-1, 1, 1, 1) * n_pairs
-    rows = torch.arange(n_cot, device=device).view(1, 1, -1, 1) * n_desc
-    triangle = spec.full_index.view(c, c)[:, None, :]                    # [d, 1, e]
-    return (c + blocks + rows + triangle[None]).reshape(-1)
 
 
 #: from this many cotangents on, the angular VJP goes through per-slot outer products m ⊗ g
 OUTER_PRODUCT_COTANGENTS = 8
 
 
-def pair_vjp(spec: DescriptorSpec, terms: PairTerms, density_cot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """VJP of stages 1–2: density cotangents [n, A, B·C] → slot vectors [Q, 3, B], and the
-    cotangents of the channels g [n, w, B, C] (for the weight gradients)."""
+def pair_vjp(spec: DescriptorSpec, terms: PairTerms,
+             density_cot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VJP of stages 1–2: density cotangents [n, A, C·B] (cotangents innermost) → slot vectors
+    [Q, 3, B], and the cotangents of the channels g [n, w, C, B] (for the weight gradients)."""
     n, w, c = terms.channels.shape
     n_cot = density_cot.shape[2] // c
     q = n * w
     lower = spec.n_lower_moments
-    channel_cot = torch.bmm(terms.moment_table(), density_cot)                          # [n, w, B·C]
-    radial = torch.bmm(channel_cot.view(q, n_cot, c), terms.channel_derivatives.reshape(q, c, 1))   # [Q, B, 1]
-    raised = density_cot.index_select(1, spec.raise_index) * spec.raise_factor[:, None]  # [n, 3A', B·C]
+    inv_r = 1.0 / terms.distance
+    channel_cot = torch.bmm(terms.moment_table(), density_cot).view(n, w, c, n_cot)       # Σ_α m_α Ā_cα
+    radial = (channel_cot.view(q, c, n_cot) * terms.channel_derivatives.reshape(q, c, 1)).sum(1)  # [Q, B]
+    raised = density_cot.index_select(1, spec.raise_index) * spec.raise_factor[:, None]  # [n, 3A', C·B], axis-major
     if n_cot < OUTER_PRODUCT_COTANGENTS:  # contract the monomials, then the channels of each slot
-        raised = torch.bmm(terms.moment_table(lower), raised.view(n, lower, 3 * n_cot * c))  # [n, w, 3·B·C]
-        tangent = torch.bmm(raised.view(q, 3 * n_cot, c), terms.channels.reshape(q, c, 1))
-    else:  # many cotangents: one product with the slots' m ⊗ g, shared by all of them
-        outer = (terms.moment_table(lower)[:, :, :, None] * terms.channels[:, :, None, :]).reshape(n, w, lower * c)
-        raised = raised.view(n, lower, 3, n_cot, c).permute(0, 1, 4, 2, 3).reshape(n, lower * c, 3 * n_cot)
-        tangent = torch.bmm(outer, raised)
-    tangent = tangent.view(q, 3, n_cot)                                                 # ∇_u
-    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r
-    inv_r = 1.0 / terms.distance[:, None]
+        raised = raised.view(n, 3, lower, c * n_cot).transpose(1, 2).reshape(n, lower, 3 * c * n_cot)
+        raised = torch.bmm(terms.moment_table(lower), raised).view(q, 3, c, n_cot)      # [Q, 3, C, B]
+        channels = (terms.channels.reshape(q, c) * inv_r[:, None]).view(q, c, 1)
+        tangent = torch.bmm(raised.transpose(2, 3).reshape(q, 3 * n_cot, c), channels).view(q, 3, n_cot)
+    else:  # many cotangents: one product with the slots' m ⊗ g/r, shared by all of them
+        outer = ((terms.moment_table(lower) * inv_r.view(n, w, 1))[:, :, :, None]
+                 * terms.channels[:, :, None, :]).reshape(n, w, lower * c)
+        raised = raised.view(n, 3, lower, c, n_cot).permute(0, 2, 3, 1, 4).reshape(n, lower * c, 3 * n_cot)
+        tangent = torch.bmm(outer, raised).view(q, 3, n_cot)
+    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r, with tangent = ∇_u / r
     unit = terms.unit[:, :, None]
     along = (tangent * unit).sum(1)                                                     # [Q, B]
-    grad = unit * (radial.view(q, n_cot) - along * inv_r)[:, None, :] + tangent * inv_r[:, :, None]
-    return grad, channel_cot.view(n, w, n_cot, c)
+    return tangent + unit * (radial - along)[:, None, :], channel_cot
 
 
 def weight_vjp(terms: PairTerms, channel_cot: torch.Tensor, radial_weights: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Cotangents of the radial weights [S or P, K, C] (S = 1 without neighbour species), of
     the per-row centre weights [n, C] and of the element → pseudo-element mixing [S, P] (None
-    without one) from one cotangent of the channels [n, w, 1, C]."""
-    n, w, _, c = channel_cot.shape
-    channel_cot = channel_cot[:, :, 0, :]
+    without one) from one cotangent of the channels [n, w, C, 1]."""
+    n, w, c, _ = channel_cot.shape
+    channel_cot = channel_cot[:, :, :, 0]
     mixed = terms.mixed.view(n, w, c)
     centre_cot = (channel_cot * mixed).sum(1)
     mixed_cot = (channel_cot * terms.centre[:, None, :]).reshape(n * w, c)
@@ -405,7 +404,7 @@ class PowerSpectrumDescriptor(torch.autograd.Function):
             a = density(terms)
         else:
             terms, a = ctx.terms, ctx.density
-        slot_grad, channel_cot = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, cotangent[:, None, :]))
+        slot_grad, channel_cot = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, cotangent[:, :, None]))
         grad_vectors = slot_grad[:, :, 0].index_select(0, table.slots)
         if table.order is not None:
             grad_vectors = torch.zeros_like(grad_vectors).index_copy(0, table.order, grad_vectors)

@@ -26,11 +26,12 @@ variance of Bayesian linear regression, α_q² rᵀΣ₁r + τ_q² (Σ₁ the po
 τ_q fitted by the NLL of the validation data: the ratios α_F/α_E, α_σ/α_E are
 the model's ``uncertainty_scale_forces`` / ``uncertainty_scale_stress``, τ_q
 its ``uncertainty_floor_forces`` / ``uncertainty_floor_stress``.  Forces
-and stress uncertainties come from K fixed samples δw_k ~ N(0, Σ): member k
-has per-atom energy e_i + f_i·δw_k, and :func:`atomflux.evaluate`
-differentiates the members like a shallow ensemble.  Nothing about the base
-model is assumed beyond ``features`` [N, F] being the input of a last linear
-layer; the base is not changed.
+and stress uncertainties come from K fixed samples δw_k ~ N(0, Σ), centred on
+their mean (Σ_k δw_k = 0: the same spread, and the samples' mean is the mean
+prediction): member k has per-atom energy e_i + f_i·δw_k, and
+:func:`atomflux.evaluate` differentiates the members like a shallow ensemble.
+Nothing about the base model is assumed beyond ``features`` [N, F] being the
+input of a last linear layer; the base is not changed.
 
 A model that does not return ``features`` needs no rewriting: with
 ``last_layer="name"`` the features are the input of that linear layer, taken
@@ -322,12 +323,22 @@ class LLPR(Potential):
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
         return self._with_samples(dict(self.base(batch, vectors)))
 
+    def sample_offsets(self) -> torch.Tensor:
+        """The K posterior samples δw_k = L z_k of the last-layer weights, centred on their mean,
+        Tensor [F+1, K] (model dtype).
+
+        Centring (Σ_k δw_k = 0) leaves their spread unchanged and makes the samples' mean the
+        mean prediction, so the energy gradient is the samples' gradients averaged: the batched
+        backward pass takes K cotangents, not K + 1.
+        """
+        _, chol = self.posterior()
+        weights = chol @ self.draws
+        return weights - weights.mean(1, keepdim=True)
+
     def _with_samples(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Base outputs plus ``llpr_features`` [N, F+1] and the K samples ``energy_ensemble`` [N, K]."""
-        _, chol = self.posterior()
-        weights = chol @ self.draws                                # [F+1, K]
         out["llpr_features"] = _augmented(out["features"])
-        out["energy_ensemble"] = out["energy"][:, None] + out["llpr_features"] @ weights
+        out["energy_ensemble"] = out["energy"][:, None] + out["llpr_features"] @ self.sample_offsets()
         return out
 
     def gradient_chunks(self, batch: Batch, vectors: torch.Tensor, *, gradients: bool = True, members: bool = False,
@@ -336,13 +347,15 @@ class LLPR(Potential):
 
         Sample k has atomic energies e_i + [f_i, 1]·δw_k, so its pair gradients are
         the energy's plus the gradient of Σ_i f_i·δw_k[:F]: the base computes all of
-        them in its one batched backward pass.
+        them in its one batched backward pass (K cotangents: the samples are centred,
+        so the energy gradient is their mean).
         """
         base_chunks = getattr(self.base, "gradient_chunks", None)
         if base_chunks is None:
             return None
-        directions = (self.posterior()[1] @ self.draws)[:-1].T if members else None   # [K, F]
-        chunks = base_chunks(batch, vectors, gradients=gradients, max_bytes=max_bytes, feature_directions=directions)
+        directions = self.sample_offsets()[:-1].T if members else None                   # [K, F]
+        chunks = base_chunks(batch, vectors, gradients=gradients, max_bytes=max_bytes, feature_directions=directions,
+                             centred_directions=True)
         if chunks is None:
             return None
         return (self._sampled_chunk(chunk) for chunk in chunks)
