@@ -40,9 +40,10 @@ def rattled_frames(atoms: Atoms, condition: Condition, count: int, rattle: float
     return frames
 
 
-def md_frames(atoms: Atoms, calculator, condition: Condition, steps: int, interval: int, timestep: float,
-              friction: float, rng: np.random.Generator) -> list[Atoms]:
-    """Frames every ``interval`` steps of a Langevin run (timestep fs, friction 1/fs) with ``calculator``."""
+def _langevin(atoms: Atoms, calculator, condition: Condition, steps: int, interval: int, timestep: float,
+              friction: float, rng: np.random.Generator) -> tuple[Atoms, Langevin]:
+    """A strained, thermalised copy of ``atoms`` with ``calculator`` and its Langevin integrator
+    (timestep fs, friction 1/fs), after checking the settings."""
     check_md_settings(steps=steps, timestep=timestep, temperature=condition.temperature, friction=friction,
                       interval=interval)
     work = strained(atoms, condition.strain)
@@ -50,6 +51,13 @@ def md_frames(atoms: Atoms, calculator, condition: Condition, steps: int, interv
     thermalize(work, condition.temperature, rng)
     dyn = Langevin(work, timestep * units.fs, temperature_K=condition.temperature, friction=friction / units.fs,
                    fixcm=False, rng=rng)
+    return work, dyn
+
+
+def md_frames(atoms: Atoms, calculator, condition: Condition, steps: int, interval: int, timestep: float,
+              friction: float, rng: np.random.Generator) -> list[Atoms]:
+    """Frames every ``interval`` steps of a Langevin run (timestep fs, friction 1/fs) with ``calculator``."""
+    work, dyn = _langevin(atoms, calculator, condition, steps, interval, timestep, friction, rng)
     frames: list[Atoms] = []
     dyn.attach(lambda: frames.append(_snapshot(work)) if dyn.nsteps > 0 else None, interval=interval)
     dyn.run(steps)
@@ -88,13 +96,7 @@ def student_md(atoms: Atoms, calculator, condition: Condition, steps: int, inter
     :class:`~atomflux.uncertainty.UncertaintyGuard`, which also writes that frame to ``extrapolation_file`` —
     and the frame is kept as a candidate: it is what the student knows least.
     """
-    check_md_settings(steps=steps, timestep=timestep, temperature=condition.temperature, friction=friction,
-                      interval=interval)
-    work = strained(atoms, condition.strain)
-    work.calc = calculator
-    thermalize(work, condition.temperature, rng)
-    dyn = Langevin(work, timestep * units.fs, temperature_K=condition.temperature, friction=friction / units.fs,
-                   fixcm=False, rng=rng)
+    work, dyn = _langevin(atoms, calculator, condition, steps, interval, timestep, friction, rng)
     guard = UncertaintyGuard(work, stop_uncertainty, quantity="forces", action="stop", save=extrapolation_file)
     out = Candidates()
 
