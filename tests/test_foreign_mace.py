@@ -18,7 +18,7 @@ from atomflux.uncertainty import LLPR
 pytest.importorskip("mace", reason="mace-torch is not installed in this environment (it cannot share one with "
                                    "sevenn: e3nn pins); `make test` runs this file in .venv-mace")
 warnings.filterwarnings("ignore", module="e3nn")
-from conftest import small_mace_model  # noqa: E402
+from conftest import lammps_bridge_or_skip, small_mace_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +108,7 @@ def test_mace_in_lammps_equals_mace_calculator(mace_model, tmp_path):
     atomflux's periodic graph, no ghosts) equals mace-torch's MACECalculator in float64 to 1e-8: energy,
     forces, stress; LAMMPS's heat/flux potential part equals atomflux's unfolded-system flux; the pickle
     loads only with `trust yes`."""
-    lammps_bridge = pytest.importorskip("atomflux.lammps_bridge")
-    try:
-        lammps_bridge.session.lammps_module()
-        lammps_bridge.plugin.find_compiler()
-    except (ImportError, lammps_bridge.PluginBuildError) as error:
-        pytest.skip(f"LAMMPS bridge unavailable here: {error}")
+    lammps_bridge = lammps_bridge_or_skip()
     from ase.geometry import cellpar_to_cell
     from ase.io import write
     from mace.calculators import MACECalculator

@@ -20,12 +20,9 @@ from atomflux.io import load_model, save_model
 from atomflux.models import LennardJones
 from atomflux.systems import Batch
 
-lammps_bridge = pytest.importorskip("atomflux.lammps_bridge")
-try:
-    lammps_bridge.session.lammps_module()
-    lammps_bridge.plugin.find_compiler()
-except (ImportError, lammps_bridge.PluginBuildError) as error:  # pragma: no cover - depends on the machine
-    pytest.skip(f"LAMMPS bridge unavailable here: {error}", allow_module_level=True)
+from conftest import lammps_bridge_or_skip
+
+lammps_bridge = lammps_bridge_or_skip()
 
 THERMO = "thermo_style custom step pe pxx pyy pzz pxy pxz pyz"
 REL = 1e-8

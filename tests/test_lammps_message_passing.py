@@ -24,15 +24,10 @@ from atomflux.calculators import AtomfluxCalculator
 from atomflux.evaluate import evaluate
 from atomflux.systems import Batch
 
-from conftest import TwoLayerToy
+from conftest import TwoLayerToy, lammps_bridge_or_skip
 from test_lammps import lammps_ready, stress_from_lammps
 
-lammps_bridge = pytest.importorskip("atomflux.lammps_bridge")
-try:
-    lammps_bridge.session.lammps_module()
-    lammps_bridge.plugin.find_compiler()
-except (ImportError, lammps_bridge.PluginBuildError) as error:  # pragma: no cover - depends on the machine
-    pytest.skip(f"LAMMPS bridge unavailable here: {error}", allow_module_level=True)
+lammps_bridge = lammps_bridge_or_skip()
 
 THERMO = "thermo_style custom step pe pxx pyy pzz pxy pxz pyz"
 TOY_CUTOFF = 4.5          # reach 9 Å: several times the cells below

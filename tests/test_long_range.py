@@ -277,12 +277,9 @@ def test_last_layer_rows_cover_the_long_range_head() -> None:
 def test_lammps_on_one_rank_equals_the_calculator(tmp_path) -> None:
     """pair_style atomflux hands a long-range model the whole periodic box on one rank: energy, forces and
     stress (k-space cell dependence included) equal the ASE calculator's; per-atom virials are refused."""
-    lammps_bridge = pytest.importorskip("atomflux.lammps_bridge")
-    try:
-        lammps_bridge.session.lammps_module()
-        lammps_bridge.plugin.find_compiler()
-    except (ImportError, lammps_bridge.PluginBuildError) as error:  # pragma: no cover - depends on the machine
-        pytest.skip(f"LAMMPS bridge unavailable here: {error}")
+    from conftest import lammps_bridge_or_skip
+
+    lammps_bridge = lammps_bridge_or_skip()
     from test_lammps import lammps_ready, stress_from_lammps
     from atomflux.calculators import AtomfluxCalculator
 
