@@ -489,6 +489,7 @@ def unfolded_heat_flux(potential: torch.nn.Module, batch: Batch, velocities: tor
     reach = float(getattr(potential, "interaction_range") if reach is None else reach)
     hops = max(1, math.ceil(reach / float(potential.cutoff) - 1e-9))
     out = torch.zeros((batch.n_systems, 3), dtype=batch.dtype, device=batch.device)
+    per_atom = None   # the per-atom path's flux virials of the whole batch, computed once if a system needs them
     for system in range(batch.n_systems):
         own = batch.system == system
         cluster, origin = unfold(batch, system, reach, hops=hops)
@@ -506,7 +507,8 @@ def unfolded_heat_flux(potential: torch.nn.Module, batch: Batch, velocities: tor
         energy_gradient = -forces_from_pair_gradient(grad, cluster)                  # ∂U/∂r_k [Nc, 3]
         power = (energy_gradient * v).sum(1)                                          # ∂U/∂r_k · v_k
         if rates is None or not _sum_rule_holds(rates[:n], power, model_dtype):
-            out[system] = torch.einsum("nab,nb->a", unfolded_flux_virials(potential, batch, reach)[own], v[:n])
+            per_atom = unfolded_flux_virials(potential, batch, reach) if per_atom is None else per_atom
+            out[system] = torch.einsum("nab,nb->a", per_atom[own], v[:n])
             continue
         position = cluster.positions - cluster.positions[:n].mean(0)
         out[system] = (position[:n] * rates[:n, None]).sum(0) - (position * power[:, None]).sum(0)

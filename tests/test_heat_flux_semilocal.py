@@ -168,3 +168,20 @@ def test_sevennet_flux_vector_equals_the_per_atom_virial_flux():
     atoms, velocities = random_cluster(10, 5.43, seed=11, symbol="Si")
     exact, vector = per_atom_and_vector_flux(calc.potential, atoms, velocities, rtol=1e-4)
     np.testing.assert_allclose(vector, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+
+
+def test_flux_vector_falls_back_on_the_per_atom_path_once_for_a_batch():
+    """A model without forward-mode derivatives gets the per-atom path: the same J for each system of a
+    two-system batch, with the batch's flux virials formed once."""
+    first, v1 = random_cluster(12, 4.0, seed=10)
+    second, v2 = random_cluster(9, 4.0, seed=11)
+    toy = TwoLayerToy(4.5)
+    batch = Batch.from_atoms([first, second], toy.cutoff)
+    v = torch.tensor(np.concatenate([v1, v2]))
+    exact = evaluate(toy, batch, forces=False, velocities=v, masses=torch.ones(len(v)), flux_virials=True)
+    with mock.patch("atomflux.evaluate._energy_rates", return_value=None), \
+            mock.patch("atomflux.evaluate.unfolded_flux_virials", wraps=unfolded_flux_virials) as per_atom:
+        vector = evaluate(toy, batch, forces=False, velocities=v, masses=torch.ones(len(v)))
+    assert per_atom.call_count == 1
+    total = exact.heat_flux_potential.numpy()
+    np.testing.assert_allclose(vector.heat_flux_potential.numpy(), total, rtol=1e-10, atol=1e-10 * np.abs(total).max())
