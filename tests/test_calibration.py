@@ -254,9 +254,11 @@ def cluster_on_surface(kick: float) -> tuple[Atoms, int]:
 
 @pytest.mark.parametrize("name", [
     "demo",
-    pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 not met yet: the LLPR force σ "
-                                                      "of the island barely changes when it leaves (0.40 → 0.48 eV/Å under "
-                                                      "the former force factor, ×0.87 now)"))])
+    pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 not met: the LLPR force σ of "
+                                                      "the island barely changes when it leaves (0.28 → 0.42 eV/Å), and "
+                                                      "rightly: the demo trained on Cu clusters, its force error on the "
+                                                      "free Cu3 is 0.11 eV/Å (see test_llpr_force_sigma_covers_the_"
+                                                      "island_on_and_off_the_surface)"))])
 def test_force_guard_stops_a_cluster_evaporating_from_a_surface(name, tmp_path):
     """With quantity="forces" the guard stops NVE MD once a Cu3 island leaves the surface (kicked with ~3 eV
     per atom, above its binding), and stays quiet for the same island vibrating in place."""
@@ -277,3 +279,22 @@ def test_force_guard_stops_a_cluster_evaporating_from_a_surface(name, tmp_path):
     dyn.attach(calm, interval=5)
     dyn.run(150)
     assert not calm.triggered and max(calm.history) < threshold
+
+
+@pytest.mark.parametrize("lift", [0.0, 3.0])
+def test_llpr_force_sigma_covers_the_island_on_and_off_the_surface(lift):
+    """Why the LLPR force guard stays quiet when the Cu3 island leaves: the demo models were trained on
+    free Cu clusters (scripts/make_demo_model.py), so the detached island is no extrapolation. Against EMT
+    the model's island forces stay accurate, and LLPR's force σ (feature gradients of the island atoms,
+    covariance with force rows) covers their errors both adsorbed and 3 Å above the surface."""
+    from ase.calculators.emt import EMT
+
+    atoms, n_slab = cluster_on_surface(kick=0.0)
+    atoms.positions[n_slab:, 2] += lift
+    model = load_model("demo-llpr")
+    result = evaluate(model, Batch.from_atoms(atoms, model.cutoff), forces=True, uncertainty=True)
+    atoms.calc = EMT()
+    error = np.abs(result.forces.numpy() - atoms.get_forces())[n_slab:]
+    sigma = result.forces_uncertainty.numpy()[n_slab:]
+    assert error.max() < 0.2                             # eV/Å: the model knows a free Cu3
+    assert (error / sigma).max() < 3 and sigma.max() < FORCE_GUARD_THRESHOLD
