@@ -2,6 +2,7 @@
 per-quantity calibration, the off-domain stress test and the force guard."""
 
 import json
+import warnings
 
 import ase.io
 import numpy as np
@@ -22,7 +23,7 @@ from atomflux.reference_data import STRESS_TEST_CATEGORIES, emt_dataset, labelle
 from atomflux.systems import Batch
 from atomflux.training import read_frames
 from atomflux.uncertainty import LLPR, ExtrapolationError, UncertaintyGuard
-from atomflux.uncertainty.calibration import optimal_scale, scale_and_floor
+from atomflux.uncertainty.calibration import factor_interval, optimal_scale, scale_and_floor, warn_if_imprecise
 from atomflux.uncertainty.lastlayer import atom_features, last_layer_design, structure_rows
 from atomflux.uncertainty.report import stress_test_report
 from test_uncertainty import LinearRadialModel, cu_structures
@@ -155,6 +156,27 @@ def test_scale_and_floor_recover_the_generating_noise():
     pure = rng.normal(size=sigma.size) * 0.8 * sigma
     alpha, floor = scale_and_floor(pure, sigma)
     assert floor < 0.05 * np.median(0.8 * sigma) and alpha == pytest.approx(optimal_scale(pure, sigma), rel=0.02)
+
+
+@pytest.mark.parametrize("count", [10, 60])
+def test_calibration_factor_interval_covers_the_true_factor(count):
+    """The NLL-optimal factor fitted on n Gaussian errors (true α = 1.3, σ spread over a decade) lies within
+    α̂·[low, high] of the true one in 90 % of 4 000 independent calibration sets (χ² interval)."""
+    rng = np.random.default_rng(count)
+    low, high = factor_interval(count)
+    hits = 0
+    for _ in range(4000):
+        sigma = rng.lognormal(-4.0, 0.6, count)
+        alpha = optimal_scale(rng.normal(size=count) * 1.3 * sigma, sigma)
+        hits += alpha * low <= 1.3 <= alpha * high
+    assert hits / 4000 == pytest.approx(0.9, abs=0.015)
+    if count == 10:  # ×0.74–1.59: a user calibrating on 10 MD runs is told so
+        with pytest.warns(RuntimeWarning, match="rests on 10 held-out structures"):
+            assert warn_if_imprecise("energy", count) == (low, high)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert warn_if_imprecise("energy", count) == (low, high)
 
 
 def test_stress_test_structures_are_what_they_claim():

@@ -61,6 +61,38 @@ def optimal_scale(errors: np.ndarray, sigmas: np.ndarray) -> float:
     return float(np.sqrt(np.mean((e / s) ** 2)))
 
 
+#: confidence level of :func:`factor_interval`, and the width (upper/lower) above which a fit warns
+INTERVAL_LEVEL, WIDE_INTERVAL = 0.9, 1.5
+
+
+def factor_interval(count: int, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
+    """How far a calibration factor fitted on ``count`` independent errors may be off, as factors (low, high).
+
+    For Gaussian z = e/(ασ), the NLL-optimal α̂² = mean(z²) over n independent
+    values satisfies n α̂²/α² ~ χ²_n, so the true α lies in α̂·[low, high] with
+    probability ``level``: low = √(n/χ²_n,(1+level)/2), high = √(n/χ²_n,(1−level)/2).
+    Frames of one MD run share their energy error and count as one.
+    """
+    from scipy.stats import chi2
+
+    if count < 1:
+        raise ValueError("a calibration factor needs at least one error")
+    return (float(np.sqrt(count / chi2.ppf(0.5 + level / 2, count))),
+            float(np.sqrt(count / chi2.ppf(0.5 - level / 2, count))))
+
+
+def warn_if_imprecise(quantity: str, count: int) -> tuple[float, float]:
+    """:func:`factor_interval` of ``count`` values, with a one-line warning when it is wider than :data:`WIDE_INTERVAL`."""
+    import warnings
+
+    low, high = factor_interval(count)
+    if high / low > WIDE_INTERVAL:
+        warnings.warn(f"the {quantity} calibration factor rests on {count} held-out structures: the calibrated σ may be "
+                      f"off by ×{low:.2f}–{high:.2f} ({100 * INTERVAL_LEVEL:.0f} %; frames of one MD run count as one); "
+                      "give more independent held-out structures", RuntimeWarning, stacklevel=3)
+    return low, high
+
+
 def scale_and_floor(errors: np.ndarray, sigmas: np.ndarray) -> tuple[float, float]:
     """Factor α and noise floor τ of the predictive σ' = √(α²σ² + τ²) that minimise the Gaussian NLL.
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..models import PowerSpectrumPotential
 from ..training.dataset import Frame
-from .calibration import optimal_scale, scale_and_floor
+from .calibration import optimal_scale, scale_and_floor, warn_if_imprecise
 from .lastlayer import QUANTITIES, LastLayerDesign, as_design
 from .llpr import LLPR
 
@@ -161,10 +161,12 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
 
 
 def _calibrate(ensemble: PowerSpectrumPotential, validation: LastLayerDesign, centred: torch.Tensor,
-               scale: float) -> dict[str, float]:
+               scale: float) -> dict:
     """Per-quantity calibration of the members' spread on validation rows; sets the model's attributes.
 
-    Energies: the NLL-optimal factor (α² = mean z²).  Forces and stress: factor
+    Energies: the NLL-optimal factor (α² = mean z²), with ``energy_factor_interval``, the range
+    (as factors) that α's 90 % confidence interval spans on this many validation energies
+    (:func:`~atomflux.uncertainty.calibration.factor_interval`; a warning when it is wide).  Forces and stress: factor
     and noise floor of the predictive σ' = √(α²σ² + τ²), both by the NLL
     (:func:`~atomflux.uncertainty.calibration.scale_and_floor`).
     """
@@ -180,6 +182,8 @@ def _calibrate(ensemble: PowerSpectrumPotential, validation: LastLayerDesign, ce
             calibration[f"scale_{q}"], calibration[f"floor_{q}"] = scale_and_floor(obs.residuals.numpy(), sigma)
     for key, value in calibration.items():
         setattr(ensemble, "uncertainty_" + key, value)
+    if validation.energy is not None and len(validation.energy):
+        calibration["energy_factor_interval"] = list(warn_if_imprecise("energy", len(validation.energy)))
     return calibration
 
 

@@ -50,7 +50,7 @@ import torch
 from ..models.base import Potential, floating_dtype
 from ..systems import Batch
 from ..training.dataset import Frame
-from .calibration import scale_and_floor
+from .calibration import scale_and_floor, warn_if_imprecise
 from .lastlayer import QUANTITIES, LastLayerDesign, as_design
 
 #: relative ς² grid of the calibration (times the largest eigenvalue of C)
@@ -275,7 +275,10 @@ class LLPR(Potential):
         -------
         dict
             ``alpha_squared``, ``regulariser``, ``scale_forces`` / ``scale_stress`` and
-            ``floor_forces`` / ``floor_stress`` (eV/Å, eV/Å³; where calibrated) and ``validation_nll`` per quantity (nats).
+            ``floor_forces`` / ``floor_stress`` (eV/Å, eV/Å³; where calibrated), ``validation_nll`` per quantity (nats)
+            and ``energy_factor_interval``: the factors (low, high) that span the 90 % confidence interval of the
+            energy α on this many validation energies
+            (:func:`~atomflux.uncertainty.calibration.factor_interval`; a warning when it is wide).
         """
         quantities = design.quantities()
         if not quantities or len(design.n_atoms) < 2:
@@ -302,6 +305,8 @@ class LLPR(Potential):
         self._invalidate()
         result: dict[str, Any] = {"alpha_squared": reference, "regulariser": reg, "quantities": quantities,
                                   "validation_nll": nlls}
+        if quantities[0] == "energy":
+            result["energy_factor_interval"] = list(warn_if_imprecise("energy", len(design.energy)))
         for q in QUANTITIES:
             self.__dict__.pop(f"uncertainty_scale_{q}", None)
             self.__dict__.pop(f"uncertainty_floor_{q}", None)
