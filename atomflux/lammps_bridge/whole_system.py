@@ -11,16 +11,32 @@ neighbour list with one stand-in atom per ghost type are not enough.
   is, with atomflux's own neighbour list (cell shifts, as for ASE): message
   passing over the periodic graph is exact for any box size and no atom is
   replicated;
-- several ranks: the local atoms followed by LAMMPS's ghost atoms out to
-  R + skin, as one non-periodic cluster; only the local atoms' energies
-  count (:class:`OwnedEnergies`), and the forces their gradient puts on
-  ghost atoms are summed into the owners by LAMMPS's reverse communication.
+- several ranks, a layer-stack model (``layer_stack = True``: its
+  ``forward`` takes ``refresh=``, see :class:`HaloExchange`): the local
+  atoms followed by LAMMPS's ordinary ghost atoms out to ONE cutoff + skin,
+  as a non-periodic cluster whose pairs all start at local atoms; before
+  each message-passing layer after the first the ghosts' node features are
+  replaced by their owners' (forward communication), and the backward pass
+  sums the gradients with respect to ghost features into the owners
+  (reverse communication), so the ranks differentiate the total energy
+  together;
+- several ranks, an opaque model: the local atoms followed by LAMMPS's
+  ghost atoms out to R + skin, as one non-periodic cluster (the full-shell
+  fallback).
 
-Forces, the virial, per-atom virials and the heat-flux ("centroid")
-virials all come from :func:`~atomflux.evaluate.evaluate` on that batch.
+Across ranks only the local atoms' energies count (:class:`OwnedEnergies`),
+and the forces their gradient puts on ghost atoms are summed into the
+owners by LAMMPS's reverse communication.
+
+Forces, the virial, per-atom virials and (one rank, full shell) the
+heat-flux ("centroid") virials all come from
+:func:`~atomflux.evaluate.evaluate` on that batch.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -75,6 +91,53 @@ def system_batch(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, o
     return batch
 
 
+def owned_pairs(batch: Batch, n_owned: int) -> Batch:
+    """``batch`` with only the pairs whose first (receiving) atom is one of the first ``n_owned`` atoms.
+
+    With the per-layer halo a ghost atom's own layer outputs are overwritten by
+    its owner's before they are used, so messages to ghosts are never needed.
+    """
+    keep = batch.pairs[:, 0] < n_owned
+    return replace(batch, pairs=batch.pairs[keep], shifts=batch.shifts[keep])
+
+
+#: ``exchange(data, reverse)``: LAMMPS communication of a float64 array [nlocal + nghost, width], in place
+Exchange = Callable[[torch.Tensor, bool], None]
+
+
+class HaloExchange(torch.autograd.Function):
+    """Ghost rows of node features replaced by their owners' rows (LAMMPS forward communication).
+
+    Forward: ``features`` [N, ...] (local atoms first, then LAMMPS's ghosts)
+    → the same with every ghost row a copy of its owner's row.  Backward: the
+    gradient of a ghost row is added to its owner's row (reverse
+    communication) and ghost rows get zero gradient, since their own values
+    were discarded.  Each call is collective: every MPI rank makes the same
+    calls in the same order (the model's layers, forward and backward).
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, exchange: Exchange, n_owned: int) -> torch.Tensor:
+        ctx.exchange, ctx.n_owned = exchange, n_owned
+        data = features.detach().to(device="cpu", dtype=torch.float64).reshape(len(features), -1).contiguous()
+        data = data.clone() if data.data_ptr() == features.data_ptr() else data
+        exchange(data, False)
+        return data.reshape(features.shape).to(device=features.device, dtype=features.dtype)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        data = gradient.detach().to(device="cpu", dtype=torch.float64).reshape(len(gradient), -1).contiguous()
+        data = data.clone() if data.data_ptr() == gradient.data_ptr() else data
+        ctx.exchange(data, True)
+        data[ctx.n_owned:] = 0.0
+        return data.reshape(gradient.shape).to(device=gradient.device, dtype=gradient.dtype), None, None
+
+
+def halo_refresh(exchange: Exchange, n_owned: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The ``refresh`` a layer-stack potential calls on its node features [N, ...] between layers."""
+    return lambda features: HaloExchange.apply(features, exchange, n_owned)
+
+
 class OwnedEnergies(torch.nn.Module):
     """A potential whose atoms from ``n_owned`` on (ghost atoms) have zero energy.
 
@@ -89,19 +152,25 @@ class OwnedEnergies(torch.nn.Module):
         The message-passing potential.
     n_owned
         Number of owned (LAMMPS local) atoms, which come first.
+    refresh
+        For a layer-stack potential with the per-layer halo: passed on to its
+        ``forward`` (:func:`halo_refresh`); ``None`` for a full ghost shell.
     """
 
     #: a hand-derived gradient path of the wrapped potential would differentiate every atom's energy
     gradient_chunks = None
 
-    def __init__(self, potential: torch.nn.Module, n_owned: int) -> None:
+    def __init__(self, potential: torch.nn.Module, n_owned: int,
+                 refresh: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.potential = potential
         self.n_owned = int(n_owned)
+        self.refresh = refresh
 
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
         """The wrapped potential's outputs, ``energy`` [N] (eV) zero beyond the owned atoms."""
-        outputs = dict(self.potential(batch, vectors))
+        extra = {} if self.refresh is None else {"refresh": self.refresh}
+        outputs = dict(self.potential(batch, vectors, **extra))
         energy = outputs["energy"]
         owned = torch.arange(len(energy), device=energy.device) < self.n_owned
         outputs["energy"] = torch.where(owned, energy, torch.zeros_like(energy))
