@@ -132,7 +132,7 @@ if "u" in sys.argv[5]:
     result["uncertainty"] = lmp.extract_compute("u", 0, 0)
 for item in sys.argv[5].split(","):
     name, width = item.split(":")
-    result[name] = np.array(lmp.gather(name, 1, int(width))).tolist()
+    result[name] = np.array(lmp.gather(name, 1, int(width))).reshape(-1, int(width)).tolist()
 if lmp.extract_setting("world_rank") == 0:
     with open(sys.argv[2], "w") as f:
         json.dump(result, f)
