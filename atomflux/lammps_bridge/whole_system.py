@@ -14,7 +14,7 @@ neighbour list with one stand-in atom per ghost type are not enough.
 - several ranks, a layer-stack model (``layer_stack = True``: its
   ``forward`` takes ``refresh=``, see :class:`HaloExchange`): the local
   atoms followed by LAMMPS's ordinary ghost atoms out to ONE cutoff + skin,
-  as a non-periodic cluster whose pairs all start at local atoms; before
+  as a non-periodic cluster without ghost–ghost pairs; before
   each message-passing layer after the first the ghosts' node features are
   replaced by their owners' (forward communication), and the backward pass
   sums the gradients with respect to ghost features into the owners
@@ -92,12 +92,15 @@ def system_batch(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, o
 
 
 def owned_pairs(batch: Batch, n_owned: int) -> Batch:
-    """``batch`` with only the pairs whose first (receiving) atom is one of the first ``n_owned`` atoms.
+    """``batch`` with only the pairs that have an end among the first ``n_owned`` (owned) atoms.
 
     With the per-layer halo a ghost atom's own layer outputs are overwritten by
-    its owner's before they are used, so messages to ghosts are never needed.
+    its owner's before they are used, so messages between two ghosts are never
+    needed.  Pairs between an owned atom and a ghost stay in both orders: the
+    receiver is the first atom for some models (SevenNet) and the second for
+    others (MACE).
     """
-    keep = batch.pairs[:, 0] < n_owned
+    keep = (batch.pairs < n_owned).any(dim=1)
     return replace(batch, pairs=batch.pairs[keep], shifts=batch.shifts[keep])
 
 
