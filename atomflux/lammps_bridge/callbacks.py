@@ -36,7 +36,7 @@ from ase.data import atomic_numbers
 from ..evaluate import energy_uncertainty_components, evaluate
 from ..systems import MIN_DISTANCE, Batch
 from ..uncertainty.propagation import n_members
-from .whole_system import OwnedEnergies, halo_refresh, owned_pairs, system_batch
+from .whole_system import Halo, OwnedEnergies, halo_flux_virials, owned_pairs, system_batch
 
 MESSAGE_SIZE = 4096
 INT64_P = ctypes.POINTER(ctypes.c_int64)
@@ -234,7 +234,8 @@ class BridgedModel:
         Sets ``energy_atom`` [natoms] (eV), ``forces`` [natoms, 3] (eV/Å),
         ``virial`` [3, 3] (W = -Σ g ⊗ r, eV) and, when asked, ``virials``
         (per-atom, two-body split) and ``centroid`` (heat-flux receiver
-        virials W̃, :func:`~atomflux.evaluate.unfolded_flux_virials`), both
+        virials W̃, :func:`~atomflux.evaluate.unfolded_flux_virials`, or with the
+        halo :func:`~.whole_system.halo_flux_virials`), both
         [natoms, 3, 3] eV, as float64 tensors kept alive until the next call.
         """
         n, nlocal, want = call.natoms, call.nlocal, bool(call.want_uncertainty)
@@ -243,13 +244,17 @@ class BridgedModel:
                              np.array(call.origin[:]), np.array(call.periodic[:], dtype=bool),
                              float(self.potential.cutoff), np.ctypeslib.as_array(call.ids, shape=(n,)),
                              device=self.device)
-        if self.halo:
+        halo = Halo(_exchange_through(call.pair, n), nlocal) if self.halo else None
+        if halo:
             batch = owned_pairs(batch, nlocal)
-            model = OwnedEnergies(self.potential, nlocal, halo_refresh(_exchange_through(call.pair, n), nlocal))
+            model = OwnedEnergies(self.potential, nlocal, halo.refresh)
         else:
             model = self.potential if n == nlocal else OwnedEnergies(self.potential, nlocal)
         results = evaluate(model, batch, forces=True, stress=True, energies=True, virials=bool(call.want_virials),
-                           flux_virials=bool(call.want_centroid), uncertainty="energy" if want else False)
+                           flux_virials=bool(call.want_centroid) and not halo,
+                           uncertainty="energy" if want else False)
+        if halo and call.want_centroid:
+            results.flux_virials = halo_flux_virials(self.potential, batch, halo)
 
         def out(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.detach().to(device="cpu", dtype=torch.float64).contiguous()

@@ -350,12 +350,6 @@ class PairAtomflux : public Pair {
     const bool ghost_shell = nprocs > 1;
     const int natoms = ghost_shell ? nlocal + atom->nghost : nlocal;
     if (ghost_shell && !reported_ghosts) report_ghosts();
-    if (halo && cvflag_atom)
-      error->all(FLERR, "pair_style atomflux: per-atom centroid virials (compute centroid/stress/atom, heat/flux) "
-                 "of a message-passing model are not available with the per-layer halo on {} MPI ranks; run on one "
-                 "MPI rank (exact periodic path), or add `halo no` to pair_style atomflux with `comm_modify cutoff "
-                 "{:.6g}` (a ghost shell of the whole reach)", nprocs,
-                 std::ceil((interaction_range + neighbor->skin) * 100.0) / 100.0);
     const bool want = uncertainty_requested();
     const int *type = atom->type;
     const tagint *tag = atom->tag;

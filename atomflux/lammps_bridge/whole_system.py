@@ -28,9 +28,10 @@ Across ranks only the local atoms' energies count (:class:`OwnedEnergies`),
 and the forces their gradient puts on ghost atoms are summed into the
 owners by LAMMPS's reverse communication.
 
-Forces, the virial, per-atom virials and (one rank, full shell) the
-heat-flux ("centroid") virials all come from
-:func:`~atomflux.evaluate.evaluate` on that batch.
+Forces, the virial and per-atom virials come from
+:func:`~atomflux.evaluate.evaluate` on that batch, and so do the heat-flux
+("centroid") virials on one rank or with the full shell; with the halo they
+come from :func:`halo_flux_virials`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..models.base import floating_dtype
 from ..systems import MIN_DISTANCE, Batch
 
 
@@ -108,6 +110,37 @@ def owned_pairs(batch: Batch, n_owned: int) -> Batch:
 Exchange = Callable[[torch.Tensor, bool], None]
 
 
+class Halo:
+    """The per-layer halo of one force call: LAMMPS's exchange and what its backward passes need.
+
+    Parameters
+    ----------
+    exchange
+        Forward (``reverse=False``: owners' rows copied into their ghost rows) or reverse
+        (``reverse=True``: ghost rows added into their owners' rows) communication.
+    n_owned
+        Number of owned (LAMMPS local) atoms, which come first.
+
+    Attributes
+    ----------
+    shifts : Tensor [N, 3] or None
+        Ghost position minus owner position (Å), set by :func:`halo_flux_virials`: the
+        periodic translation between a ghost and its owner.
+    channel : int or None
+        ``None`` in an energy backward pass; a, the Cartesian component, in a backward pass
+        of Σ_i r_i^a U_i, whose ghost cotangents move into the owner's frame on the way back.
+    """
+
+    def __init__(self, exchange: Exchange, n_owned: int) -> None:
+        self.exchange, self.n_owned = exchange, int(n_owned)
+        self.shifts: torch.Tensor | None = None
+        self.channel: int | None = None
+
+    def refresh(self, features: torch.Tensor) -> torch.Tensor:
+        """The ``refresh`` a layer-stack potential calls on its node features [N, ...] between layers."""
+        return HaloExchange.apply(features, self)
+
+
 class HaloExchange(torch.autograd.Function):
     """Ghost rows of node features replaced by their owners' rows (LAMMPS forward communication).
 
@@ -117,28 +150,73 @@ class HaloExchange(torch.autograd.Function):
     communication) and ghost rows get zero gradient, since their own values
     were discarded.  Each call is collective: every MPI rank makes the same
     calls in the same order (the model's layers, forward and backward).
+
+    For the receiver virials (:func:`halo_flux_virials`) the backward passes of
+    Σ_i r_i^a U_i cross each ghost into its owner's frame: a ghost at its owner's
+    position + s carries the cotangent c^a − s^a c, with c the energy cotangent of
+    the same row, kept from the energy pass.
     """
 
     @staticmethod
-    def forward(ctx, features: torch.Tensor, exchange: Exchange, n_owned: int) -> torch.Tensor:
-        ctx.exchange, ctx.n_owned = exchange, n_owned
+    def forward(ctx, features: torch.Tensor, halo: Halo) -> torch.Tensor:
+        ctx.halo, ctx.energy_cotangent = halo, None
         data = features.detach().to(device="cpu", dtype=torch.float64).reshape(len(features), -1).contiguous()
         data = data.clone() if data.data_ptr() == features.data_ptr() else data
-        exchange(data, False)
+        halo.exchange(data, False)
         return data.reshape(features.shape).to(device=features.device, dtype=features.dtype)
 
     @staticmethod
-    def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
+        halo, n = ctx.halo, ctx.halo.n_owned
         data = gradient.detach().to(device="cpu", dtype=torch.float64).reshape(len(gradient), -1).contiguous()
         data = data.clone() if data.data_ptr() == gradient.data_ptr() else data
-        ctx.exchange(data, True)
-        data[ctx.n_owned:] = 0.0
-        return data.reshape(gradient.shape).to(device=gradient.device, dtype=gradient.dtype), None, None
+        if halo.shifts is not None and halo.channel is None:
+            ctx.energy_cotangent = data[n:].clone()
+        elif halo.channel is not None:
+            data[n:] -= halo.shifts[n:, halo.channel, None] * ctx.energy_cotangent
+        halo.exchange(data, True)
+        data[n:] = 0.0
+        return data.reshape(gradient.shape).to(device=gradient.device, dtype=gradient.dtype), None
 
 
-def halo_refresh(exchange: Exchange, n_owned: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The ``refresh`` a layer-stack potential calls on its node features [N, ...] between layers."""
-    return lambda features: HaloExchange.apply(features, exchange, n_owned)
+def halo_flux_virials(potential: torch.nn.Module, batch: Batch, halo: Halo) -> torch.Tensor:
+    """Receiver ("centroid") virials W̃_k [N, 3, 3] (eV) of a layer-stack potential with the per-layer halo.
+
+    W̃_k = Σ_i (r_i − r_k) ⊗ ∂U_i/∂r_k over the owned atoms' energies U_i of all ranks
+    (:func:`~atomflux.evaluate.receiver_virials`): one forward pass and four backward
+    passes (weights 1, x, y, z), collectively with the other ranks; the weighted passes
+    move each ghost's cotangent into its owner's frame (:class:`HaloExchange`), so r_i − r_k
+    is the real displacement even when the path from k to i crosses periodic images.
+    Ghost rows are summed into their owners by LAMMPS (``compute centroid/stress/atom``).
+
+    Parameters
+    ----------
+    potential
+        The layer-stack potential (``refresh=``).
+    batch
+        The rank's cluster: owned atoms first, then ghosts (:func:`owned_pairs` applied).
+    halo
+        This force call's halo.
+    """
+    from ..evaluate import receiver_virials
+
+    positions = batch.positions.detach().to(device="cpu", dtype=torch.float64).contiguous()
+    owners = positions.clone()
+    halo.exchange(owners, False)
+    halo.shifts = positions - owners
+    try:
+        vectors = batch.pair_vectors().detach().requires_grad_(True)
+        model_dtype = floating_dtype(potential, vectors.dtype)
+        model_batch = batch if model_dtype == batch.dtype else batch.to(model_dtype)
+        with torch.enable_grad():
+            energy = potential(model_batch, vectors.to(model_dtype), refresh=halo.refresh)["energy"]
+            energy = energy.to(vectors.dtype)[:halo.n_owned]
+
+            def channel(k: int) -> None:
+                halo.channel = None if k == 0 else k - 1
+            return receiver_virials(energy, batch, vectors, before_pass=channel)
+    finally:
+        halo.shifts, halo.channel = None, None
 
 
 class OwnedEnergies(torch.nn.Module):
@@ -157,7 +235,7 @@ class OwnedEnergies(torch.nn.Module):
         Number of owned (LAMMPS local) atoms, which come first.
     refresh
         For a layer-stack potential with the per-layer halo: passed on to its
-        ``forward`` (:func:`halo_refresh`); ``None`` for a full ghost shell.
+        ``forward`` (:meth:`Halo.refresh`); ``None`` for a full ghost shell.
     """
 
     #: a hand-derived gradient path of the wrapped potential would differentiate every atom's energy
