@@ -196,7 +196,8 @@ def halo_markdown(rows: list[dict]) -> str:
              "SevenNetCalculator (ASE) ms/step | peak GB: 1 rank / halo rank / ASE | load |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['atoms']} | {r['serial_ms']:.0f} | {r['halo_ms']:.0f} | {r['serial_ms'] / r['halo_ms']:.2f} | "
+        lines.append(f"| {r['atoms']} | {r['serial_ms']:.0f} | {r['halo_ms']:.0f} | "
+                     f"{r['serial_ms'] / r['halo_ms']:.2f} | "
                      f"{r['halo_ghosts']} | {r['halo_ghosts'] / r['atoms']:.1f} | {r['full_shell_ghosts']} | "
                      f"{r['full_shell_ghosts'] / r['atoms']:.1f} | {r['sevennet_ase_ms']:.0f} | "
                      f"{r['serial_gb']:.1f} / {r['halo_gb']:.1f} / {r['sevennet_ase_gb']:.1f} | "

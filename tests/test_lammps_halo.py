@@ -30,20 +30,11 @@ from test_lammps import lammps_ready
 from test_lammps_message_passing import assert_close
 
 lammps_bridge = lammps_bridge_or_skip()
-from atomflux.lammps_bridge.whole_system import Halo, OwnedEnergies, halo_flux_virials, owned_pairs  # noqa: E402
+from atomflux.lammps_bridge.whole_system import (Halo, OwnedEnergies, halo_flux_virials, image_exchange,  # noqa: E402
+                                                  owned_pairs, periodic_flux_virials)
 
 STACK_CUTOFF = 3.5        # three layers: reach 10.5 Å
 THERMO = "thermo_style custom step pe pxx pyy pzz pxy pxz pyz"
-
-
-def index_exchange(origin: torch.Tensor, n_owned: int):
-    """The exchange LAMMPS performs, played by a map: ghost k is an image of owned atom origin[k]."""
-    def exchange(data: torch.Tensor, reverse: bool) -> None:
-        if reverse:
-            data[:n_owned].index_add_(0, origin[n_owned:], data[n_owned:])
-        else:
-            data[n_owned:] = data[origin[n_owned:]]
-    return exchange
 
 
 def halo_in_one_process(potential, atoms, skin=1.0):
@@ -53,7 +44,7 @@ def halo_in_one_process(potential, atoms, skin=1.0):
     cluster, origin = unfold(batch, 0, potential.cutoff + skin)
     n = len(atoms)
     assert len(cluster.numbers) > n
-    model = OwnedEnergies(potential, n, Halo(index_exchange(origin, n), n).refresh)
+    model = OwnedEnergies(potential, n, Halo(image_exchange(origin, n), n).refresh)
     results = evaluate(model, owned_pairs(cluster, n), stress=True, energies=True)
     forces = torch.zeros((n, 3), dtype=results.forces.dtype).index_add_(0, origin, results.forces)
     return float(results.energy[0]), results.energies[:n].numpy(), forces.numpy(), results.virial[0].numpy()
@@ -66,12 +57,12 @@ class FrameBlind(Halo):
                       lambda self, value: setattr(self, "_shifts", value))
 
 
-def halo_flux_virials_in_one_process(potential, atoms, skin=1.0, halo=Halo):
-    """Receiver virials [n, 3, 3] of the owned atoms (ghost rows folded onto owners) through the halo."""
+def frame_blind_flux_virials(potential, atoms, skin=1.0, halo=FrameBlind):
+    """:func:`periodic_flux_virials` without the owner-frame correction."""
     batch = Batch.from_atoms(atoms, potential.cutoff)
     cluster, origin = unfold(batch, 0, potential.cutoff + skin)
     n = len(atoms)
-    virials = halo_flux_virials(potential, owned_pairs(cluster, n), halo(index_exchange(origin, n), n))
+    virials = halo_flux_virials(potential, owned_pairs(cluster, n), halo(image_exchange(origin, n), n))
     return torch.zeros((n, 3, 3), dtype=virials.dtype).index_add_(0, origin, virials).numpy()
 
 
@@ -82,9 +73,10 @@ def test_toy_halo_receiver_virials_equal_the_unfolded_system():
     toy = LayerStackToy(STACK_CUTOFF)
     atoms = bulk("Ar", "fcc", a=4.2) * (2, 2, 1)
     atoms.positions += 0.2 * np.random.default_rng(0).standard_normal(atoms.positions.shape)
-    expected = evaluate(toy, Batch.from_atoms(atoms, toy.cutoff), flux_virials=True).flux_virials.numpy()
-    assert_close(halo_flux_virials_in_one_process(toy, atoms), expected, 1e-11)
-    blind = halo_flux_virials_in_one_process(toy, atoms, halo=FrameBlind)
+    batch = Batch.from_atoms(atoms, toy.cutoff)
+    expected = evaluate(toy, batch, flux_virials=True).flux_virials.numpy()
+    assert_close(periodic_flux_virials(toy, batch).numpy(), expected, 1e-11)
+    blind = frame_blind_flux_virials(toy, atoms)
     assert np.abs(blind - expected).max() > 1e-2 * np.abs(expected).max()        # 0.02 of 0.9 eV
 
 
@@ -203,7 +195,7 @@ def sheared_argon():
 def test_toy_on_two_ranks_with_the_halo_equals_one_rank(tmp_path):
     """Ten NVE steps of the three-layer toy (float64) on 2 ranks with a ghost shell of one cutoff follow the
     serial periodic run to 1e-9 (positions, energy, forces, pressure, per-atom energies, per-atom and centroid
-    virials, heat flux, energy σ); the log names the halo once."""
+    virials, heat flux, energy σ), whose heat flux equals the unfolded system's; the log names the halo once."""
     atoms, data = lammps_ready(sheared_argon(), tmp_path, ["Ar"])
     assert atoms.cell.lengths()[0] / 2 < LayerStackToy(STACK_CUTOFF).interaction_range
     body = (f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
@@ -212,16 +204,23 @@ def test_toy_on_two_ranks_with_the_halo_equals_one_rank(tmp_path):
             f"fix nve all nve\nthermo 5\n{THERMO} c_u c_flux[1]\nrun 10\n")
     script = tmp_path / "in.lammps"
     script.write_text(body)
-    model, gather = f"stack:{STACK_CUTOFF}", GATHER + ",c_u:1,c_cs:9"
+    model, gather = f"stack:{STACK_CUTOFF}", GATHER + ",v:3,c_u:1,c_cs:9"
     serial, reference, _ = on_ranks(script, 1, tmp_path, model, gather, "serial")
     assert serial.returncode == 0, serial.stderr[-3000:]
+    final = atoms.copy()                                  # the serial heat flux = the unfolded system's
+    final.positions = np.array(reference["x"])
+    toy = LayerStackToy(STACK_CUTOFF)
+    velocities = torch.tensor(reference["v"], dtype=torch.float64) / 1000.0          # Å/fs
+    flux = evaluate(toy, Batch.from_atoms(final, toy.cutoff), velocities=velocities,
+                    masses=torch.tensor(final.get_masses())).heat_flux_potential[0].numpy()
+    assert_close((np.array(reference["flux"][:3]) - reference["flux"][3:]) / 1000.0, flux, 1e-9)
     done, parallel, log = on_ranks(script, 2, tmp_path, model, gather, "halo")
     assert done.returncode == 0, done.stderr[-3000:]
     assert parallel["ranks"] == 2
     assert parallel["pe"] == pytest.approx(reference["pe"], rel=1e-11)
     assert np.allclose(parallel["press"], reference["press"], rtol=1e-9, atol=1e-6)
     assert parallel["uncertainty"] == pytest.approx(reference["uncertainty"], rel=1e-10)
-    for name in ("x", "f", "c_pe", "c_s", "c_u", "c_cs", "flux"):
+    for name in ("x", "v", "f", "c_pe", "c_s", "c_u", "c_cs", "flux"):
         assert_close(parallel[name], reference[name], 1e-9)
     assert log.count("per-layer halo exchange on 2 MPI ranks") == 1
     ghosts = float(log.split("per-layer halo exchange on 2 MPI ranks: ")[1].split()[0])
@@ -252,7 +251,8 @@ def strained_silicon():
 
 @pytest.mark.slow
 def test_sevennet_on_two_ranks_with_the_halo_equals_one_rank_and_its_own_calculator(tmp_path):
-    """SevenNet-0 (float32): 2 ranks with the halo = the serial run and SevenNetCalculator to 1e-5."""
+    """SevenNet-0 (float32): 2 ranks with the halo = the serial run and SevenNetCalculator to 1e-5; its centroid
+    virials on 2 ranks (the serial unfolded system of 25 Å would need > 14 GB) sum to the virial."""
     calculator = pytest.importorskip("sevenn.calculator").SevenNetCalculator("7net-0", device="cpu")
     atoms, data = lammps_ready(strained_silicon(), tmp_path, ["Si"])
     script = tmp_path / "in.lammps"
@@ -273,3 +273,10 @@ def test_sevennet_on_two_ranks_with_the_halo_equals_one_rank_and_its_own_calcula
     assert parallel["pe"] == pytest.approx(atoms.get_potential_energy(), rel=1e-5)
     assert_close(parallel["f"], atoms.get_forces(), 1e-5)
     assert_close(np.array(parallel["c_pe"])[:, 0], atoms.calc.results["energies"], 1e-5)
+    script.write_text(script.read_text().replace(PER_ATOM, PER_ATOM + CENTROID))
+    done, centroid, _ = on_ranks(script, 2, tmp_path, model, GATHER + ",c_cs:9", "centroid")
+    assert done.returncode == 0, done.stderr[-3000:]
+    total = np.array(centroid["c_cs"]).sum(0)                      # xx yy zz xy xz yz yx zx zy
+    virial = np.array(centroid["c_s"]).sum(0)                      # xx yy zz xy xz yz
+    assert_close(total[:6], virial, 1e-4)
+    assert_close(total[6:], virial[3:], 1e-4)

@@ -36,7 +36,7 @@ from ase.data import atomic_numbers
 from ..evaluate import energy_uncertainty_components, evaluate
 from ..systems import MIN_DISTANCE, Batch
 from ..uncertainty.propagation import n_members
-from .whole_system import Halo, OwnedEnergies, halo_flux_virials, owned_pairs, system_batch
+from .whole_system import Halo, OwnedEnergies, halo_flux_virials, owned_pairs, periodic_flux_virials, system_batch
 
 MESSAGE_SIZE = 4096
 INT64_P = ctypes.POINTER(ctypes.c_int64)
@@ -173,6 +173,11 @@ class BridgedModel:
     _returned: tuple[torch.Tensor, ...] = field(default=(), repr=False)
 
     @property
+    def layer_stack(self) -> bool:
+        """The potential exposes its message-passing layers (``forward(..., refresh=)``)."""
+        return bool(getattr(self.potential, "layer_stack", False))
+
+    @property
     def n_components(self) -> int:
         """Length of the uncertainty component vector (0 without uncertainty)."""
         if getattr(self.potential, "energy_variance", None) is not None:
@@ -234,8 +239,9 @@ class BridgedModel:
         Sets ``energy_atom`` [natoms] (eV), ``forces`` [natoms, 3] (eV/Å),
         ``virial`` [3, 3] (W = -Σ g ⊗ r, eV) and, when asked, ``virials``
         (per-atom, two-body split) and ``centroid`` (heat-flux receiver
-        virials W̃, :func:`~atomflux.evaluate.unfolded_flux_virials`, or with the
-        halo :func:`~.whole_system.halo_flux_virials`), both
+        virials W̃: for a layer stack through a halo of one cutoff,
+        :func:`~.whole_system.halo_flux_virials` / :func:`~.whole_system.periodic_flux_virials`;
+        otherwise :func:`~atomflux.evaluate.unfolded_flux_virials`), both
         [natoms, 3, 3] eV, as float64 tensors kept alive until the next call.
         """
         n, nlocal, want = call.natoms, call.nlocal, bool(call.want_uncertainty)
@@ -250,11 +256,15 @@ class BridgedModel:
             model = OwnedEnergies(self.potential, nlocal, halo.refresh)
         else:
             model = self.potential if n == nlocal else OwnedEnergies(self.potential, nlocal)
+        # receiver virials of a layer stack through a halo of one cutoff (several ranks: LAMMPS's; one rank:
+        # images of the periodic box), never through the unfolded system of the whole reach
+        layer_centroid = bool(call.want_centroid) and (halo is not None or (n == nlocal and self.layer_stack))
         results = evaluate(model, batch, forces=True, stress=True, energies=True, virials=bool(call.want_virials),
-                           flux_virials=bool(call.want_centroid) and not halo,
+                           flux_virials=bool(call.want_centroid) and not layer_centroid,
                            uncertainty="energy" if want else False)
-        if halo and call.want_centroid:
-            results.flux_virials = halo_flux_virials(self.potential, batch, halo)
+        if layer_centroid:
+            results.flux_virials = (halo_flux_virials(self.potential, batch, halo) if halo
+                                    else periodic_flux_virials(self.potential, batch))
 
         def out(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.detach().to(device="cpu", dtype=torch.float64).contiguous()
@@ -370,8 +380,9 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
                          "an interaction_range")
     layer_stack = bool(getattr(potential, "layer_stack", False))
     if halo_option == "yes" and whole_system and not layer_stack:
-        raise ValueError(f"pair_style atomflux halo yes: {type(potential).__name__} does not expose its message-passing "
-                         "layers (layer_stack), so ghost features cannot be exchanged between layers; use `halo auto` "
+        raise ValueError(f"pair_style atomflux halo yes: {type(potential).__name__} does not expose its "
+                         "message-passing layers (layer_stack), so ghost features cannot be exchanged between layers; "
+                         "use `halo auto` "
                          "(a ghost shell of the whole reach, with comm_modify cutoff) or one MPI rank")
     halo = whole_system and nprocs > 1 and layer_stack and halo_option != "no"
     return BridgedModel(potential, numbers, device, whole_system=whole_system, halo=halo)

@@ -29,9 +29,12 @@ and the forces their gradient puts on ghost atoms are summed into the
 owners by LAMMPS's reverse communication.
 
 Forces, the virial and per-atom virials come from
-:func:`~atomflux.evaluate.evaluate` on that batch, and so do the heat-flux
-("centroid") virials on one rank or with the full shell; with the halo they
-come from :func:`halo_flux_virials`.
+:func:`~atomflux.evaluate.evaluate` on that batch.  The heat-flux
+("centroid") virials of a layer-stack model come from :func:`halo_flux_virials`:
+across ranks with LAMMPS's exchange, and on one rank with the in-process
+exchange of a one-cutoff cluster of images (:func:`periodic_flux_virials`);
+those of an opaque model from the unfolded system of its whole reach
+(:func:`~atomflux.evaluate.unfolded_flux_virials`).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import torch
 from ase import Atoms
 
 from ..models.base import floating_dtype
-from ..systems import MIN_DISTANCE, Batch
+from ..systems import MIN_DISTANCE, Batch, unfold
 
 
 def system_batch(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, origin: np.ndarray,
@@ -177,6 +180,32 @@ class HaloExchange(torch.autograd.Function):
         halo.exchange(data, True)
         data[n:] = 0.0
         return data.reshape(gradient.shape).to(device=gradient.device, dtype=gradient.dtype), None
+
+
+def image_exchange(origin: torch.Tensor, n_owned: int) -> Exchange:
+    """The exchange of a cluster held by one process: atom k ≥ ``n_owned`` is an image of atom ``origin[k]``
+    (:func:`~atomflux.systems.unfold`), as LAMMPS's ghosts are copies of their owners."""
+    ghosts, owners = slice(n_owned, None), origin[n_owned:].cpu()
+
+    def exchange(data: torch.Tensor, reverse: bool) -> None:
+        if reverse:
+            data[:n_owned].index_add_(0, owners, data[ghosts])
+        else:
+            data[ghosts] = data[owners]
+    return exchange
+
+
+def periodic_flux_virials(potential: torch.nn.Module, batch: Batch, margin: float = 0.5) -> torch.Tensor:
+    """Receiver virials W̃ [N, 3, 3] (eV) of a layer-stack potential on a one-system ``batch`` (periodic or not).
+
+    The same W̃ as :func:`~atomflux.evaluate.unfolded_flux_virials`, through the halo of a cluster of
+    the atoms and their images within one cutoff (+ ``margin``, Å) instead of the whole reach:
+    for SevenNet-0 on 8 Si atoms about a hundred atoms instead of 4 253.
+    """
+    n = len(batch.numbers)
+    cluster, origin = unfold(batch, 0, float(potential.cutoff) + margin)
+    virials = halo_flux_virials(potential, owned_pairs(cluster, n), Halo(image_exchange(origin, n), n))
+    return torch.zeros((n, 3, 3), dtype=virials.dtype, device=virials.device).index_add_(0, origin, virials)
 
 
 def halo_flux_virials(potential: torch.nn.Module, batch: Batch, halo: Halo) -> torch.Tensor:
