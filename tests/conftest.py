@@ -161,6 +161,7 @@ class LayerStackToy(Potential):
     strictly_local = False
     layer_stack = True
     halo_width = 1          # features are 2 wide: exchanged in blocks of one column, as wide models are
+    pair_receiver = 0       # messages flow j → i
 
     MIXINGS = ((( 0.9, -0.4), (0.3, 0.7)), ((0.5, 0.6), (-0.8, 0.4)), ((-0.6, 0.2), (0.7, 0.9)))
 

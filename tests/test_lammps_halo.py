@@ -45,7 +45,7 @@ def halo_in_one_process(potential, atoms, skin=1.0):
     n = len(atoms)
     assert len(cluster.numbers) > n
     model = OwnedEnergies(potential, n, Halo(image_exchange(origin, n), n).refresh)
-    results = evaluate(model, owned_pairs(cluster, n), stress=True, energies=True)
+    results = evaluate(model, owned_pairs(cluster, n, potential.pair_receiver), stress=True, energies=True)
     forces = torch.zeros((n, 3), dtype=results.forces.dtype).index_add_(0, origin, results.forces)
     return float(results.energy[0]), results.energies[:n].numpy(), forces.numpy(), results.virial[0].numpy()
 
@@ -62,7 +62,8 @@ def frame_blind_flux_virials(potential, atoms, skin=1.0, halo=FrameBlind):
     batch = Batch.from_atoms(atoms, potential.cutoff)
     cluster, origin = unfold(batch, 0, potential.cutoff + skin)
     n = len(atoms)
-    virials = halo_flux_virials(potential, owned_pairs(cluster, n), halo(image_exchange(origin, n), n))
+    virials = halo_flux_virials(potential, owned_pairs(cluster, n, potential.pair_receiver),
+                                halo(image_exchange(origin, n), n))
     return torch.zeros((n, 3, 3), dtype=virials.dtype).index_add_(0, origin, virials).numpy()
 
 
@@ -251,8 +252,9 @@ def strained_silicon():
 
 @pytest.mark.slow
 def test_sevennet_on_two_ranks_with_the_halo_equals_one_rank_and_its_own_calculator(tmp_path):
-    """SevenNet-0 (float32): 2 ranks with the halo = the serial run and SevenNetCalculator to 1e-5; its centroid
-    virials on 2 ranks (the serial unfolded system of 25 Å would need > 14 GB) sum to the virial."""
+    """SevenNet-0 (float32): 2 ranks with the halo = the serial run and SevenNetCalculator to 1e-5; with
+    centroid/stress/atom and heat/flux (one rank: an in-process halo of one cutoff instead of the unfolded
+    system of 25 Å, which would need > 14 GB), 2 ranks = 1 rank and the centroid virials sum to the virial."""
     calculator = pytest.importorskip("sevenn.calculator").SevenNetCalculator("7net-0", device="cpu")
     atoms, data = lammps_ready(strained_silicon(), tmp_path, ["Si"])
     script = tmp_path / "in.lammps"
@@ -273,9 +275,14 @@ def test_sevennet_on_two_ranks_with_the_halo_equals_one_rank_and_its_own_calcula
     assert parallel["pe"] == pytest.approx(atoms.get_potential_energy(), rel=1e-5)
     assert_close(parallel["f"], atoms.get_forces(), 1e-5)
     assert_close(np.array(parallel["c_pe"])[:, 0], atoms.calc.results["energies"], 1e-5)
-    script.write_text(script.read_text().replace(PER_ATOM, PER_ATOM + CENTROID))
+    script.write_text(script.read_text().replace(PER_ATOM, PER_ATOM + CENTROID).replace(
+        "run 0", "velocity all create 600 4 mom yes dist gaussian\nrun 0"))
+    done, serial, _ = on_ranks(script, 1, tmp_path, model, GATHER + ",c_cs:9", "centroid-serial")
+    assert done.returncode == 0, done.stderr[-3000:]
     done, centroid, _ = on_ranks(script, 2, tmp_path, model, GATHER + ",c_cs:9", "centroid")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert_close(centroid["c_cs"], serial["c_cs"], 1e-5)
+    assert_close(centroid["flux"], serial["flux"], 1e-5)
     total = np.array(centroid["c_cs"]).sum(0)                      # xx yy zz xy xz yz yx zx zy
     virial = np.array(centroid["c_s"]).sum(0)                      # xx yy zz xy xz yz
     assert_close(total[:6], virial, 1e-4)

@@ -61,6 +61,8 @@ class MacePotential(ForeignPotential):
 
     #: ``forward`` takes ``refresh=`` (node features between interaction layers)
     layer_stack = True
+    #: the atom of a pair (i, j) that receives its message: j (edge_index = (i, j) is (sender, receiver))
+    pair_receiver = 1
 
     def __init__(self, model: torch.nn.Module, spec: str | None = None) -> None:
         if len(getattr(model, "heads", ["Default"])) != 1:

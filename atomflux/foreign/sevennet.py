@@ -49,6 +49,8 @@ class SevenNetPotential(ForeignPotential):
 
     #: ``forward`` takes ``refresh=`` (node features between interaction layers)
     layer_stack = True
+    #: the atom of a pair (i, j) that receives its message: i (edge_vec = r_j − r_i, messages flow j → i)
+    pair_receiver = 0
 
     def __init__(self, model: torch.nn.Module, spec: str | None = None) -> None:
         if getattr(model, "modal_map", None):

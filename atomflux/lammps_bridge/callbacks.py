@@ -36,7 +36,8 @@ from ase.data import atomic_numbers
 from ..evaluate import energy_uncertainty_components, evaluate
 from ..systems import MIN_DISTANCE, Batch
 from ..uncertainty.propagation import n_members
-from .whole_system import Halo, OwnedEnergies, halo_flux_virials, owned_pairs, periodic_flux_virials, system_batch
+from .whole_system import (Halo, OwnedEnergies, halo_flux_virials, owned_pairs, periodic_flux_virials,
+                           system_batch)
 
 MESSAGE_SIZE = 4096
 INT64_P = ctypes.POINTER(ctypes.c_int64)
@@ -252,7 +253,7 @@ class BridgedModel:
                              device=self.device)
         halo = Halo(_exchange_through(call.pair, n), nlocal) if self.halo else None
         if halo:
-            batch = owned_pairs(batch, nlocal)
+            batch = owned_pairs(batch, nlocal, getattr(self.potential, "pair_receiver", None))
             model = OwnedEnergies(self.potential, nlocal, halo.refresh)
         else:
             model = self.potential if n == nlocal else OwnedEnergies(self.potential, nlocal)
@@ -382,8 +383,7 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
     if halo_option == "yes" and whole_system and not layer_stack:
         raise ValueError(f"pair_style atomflux halo yes: {type(potential).__name__} does not expose its "
                          "message-passing layers (layer_stack), so ghost features cannot be exchanged between layers; "
-                         "use `halo auto` "
-                         "(a ghost shell of the whole reach, with comm_modify cutoff) or one MPI rank")
+                         "use `halo auto` (a ghost shell of the whole reach, with comm_modify cutoff) or one MPI rank")
     halo = whole_system and nprocs > 1 and layer_stack and halo_option != "no"
     return BridgedModel(potential, numbers, device, whole_system=whole_system, halo=halo)
 

@@ -14,7 +14,7 @@ neighbour list with one stand-in atom per ghost type are not enough.
 - several ranks, a layer-stack model (``layer_stack = True``: its
   ``forward`` takes ``refresh=``, see :class:`HaloExchange`): the local
   atoms followed by LAMMPS's ordinary ghost atoms out to ONE cutoff + skin,
-  as a non-periodic cluster without ghost–ghost pairs; before
+  as a non-periodic cluster without the pairs whose messages go to ghosts; before
   each message-passing layer after the first the ghosts' node features are
   replaced by their owners' (forward communication), and the backward pass
   sums the gradients with respect to ghost features into the owners
@@ -96,16 +96,25 @@ def system_batch(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, o
     return batch
 
 
-def owned_pairs(batch: Batch, n_owned: int) -> Batch:
-    """``batch`` with only the pairs that have an end among the first ``n_owned`` (owned) atoms.
+def owned_pairs(batch: Batch, n_owned: int, receiver: int | None = None) -> Batch:
+    """``batch`` with only the pairs whose messages can reach the first ``n_owned`` (owned) atoms.
 
     With the per-layer halo a ghost atom's own layer outputs are overwritten by
-    its owner's before they are used, so messages between two ghosts are never
-    needed.  Pairs between an owned atom and a ghost stay in both orders: the
-    receiver is the first atom for some models (SevenNet) and the second for
-    others (MACE).
+    its owner's before they are used, so messages to ghosts are never needed.
+
+    Parameters
+    ----------
+    batch
+        The cluster, owned atoms first.
+    n_owned
+        Number of owned atoms.
+    receiver
+        Which atom of a pair (i, j) receives its message: 0 (i: SevenNet) or 1
+        (j: MACE), the potential's ``pair_receiver``; ``None`` keeps every pair
+        with an owned end.
     """
-    keep = (batch.pairs < n_owned).any(dim=1)
+    owned = batch.pairs < n_owned
+    keep = owned.any(dim=1) if receiver is None else owned[:, receiver]
     return replace(batch, pairs=batch.pairs[keep], shifts=batch.shifts[keep])
 
 
@@ -204,7 +213,8 @@ def periodic_flux_virials(potential: torch.nn.Module, batch: Batch, margin: floa
     """
     n = len(batch.numbers)
     cluster, origin = unfold(batch, 0, float(potential.cutoff) + margin)
-    virials = halo_flux_virials(potential, owned_pairs(cluster, n), Halo(image_exchange(origin, n), n))
+    cluster = owned_pairs(cluster, n, getattr(potential, "pair_receiver", None))
+    virials = halo_flux_virials(potential, cluster, Halo(image_exchange(origin, n), n))
     return torch.zeros((n, 3, 3), dtype=virials.dtype, device=virials.device).index_add_(0, origin, virials)
 
 
