@@ -185,11 +185,12 @@ def test_mace_halo_in_one_process_equals_mace_calculator(mace_model):
     voigt = -virial[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] / atoms.get_volume()
     assert np.abs(voigt - stress).max() <= 1e-10 * np.abs(stress).max()
     # receiver virials of the heat flux through the halo = the unfolded system of the 8 Å reach
-    from test_lammps_halo import halo_flux_virials_in_one_process
+    from atomflux.lammps_bridge.whole_system import periodic_flux_virials
 
-    expected = evaluate(potential, Batch.from_atoms(atoms, potential.cutoff), flux_virials=True).flux_virials
-    received = halo_flux_virials_in_one_process(potential, atoms)
-    assert np.abs(received - expected.numpy()).max() <= 1e-10 * float(expected.abs().max())
+    batch = Batch.from_atoms(atoms, potential.cutoff)
+    expected = evaluate(potential, batch, flux_virials=True).flux_virials
+    received = periodic_flux_virials(potential, batch)
+    assert float((received - expected).abs().max()) <= 1e-10 * float(expected.abs().max())
 
 
 def test_mace_on_two_ranks_with_the_halo_equals_one_rank_and_mace_calculator(mace_model, tmp_path):
