@@ -26,6 +26,9 @@ case in its own process(es) (1 torch thread per process, ``mpiexec`` of the mpic
   (``comm_modify cutoff 27``, counted with ``pair_style zero``), which the full-shell fallback
   (``halo no``) would evaluate: ~10⁴ per rank at every size here, beyond this machine's
   memory for SevenNet-0 (the unfolded 4 253-atom cluster had reached 14 GB), so not timed;
+- ``serial_flux_ms``: one rank with ``compute heat/flux`` (``centroid/stress/atom``) at every
+  step: the receiver virials through an in-process halo of one cutoff (one forward and four
+  backward passes more), where the unfolded system of the whole reach needed > 14 GB;
 - ``sevennet_ase_ms``: ASE ``VelocityVerlet`` with ``SevenNetCalculator``;
 - ``*_gb``: peak resident memory per process (ru_maxrss), GB.
 
@@ -53,6 +56,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results"
 REACH_PLUS_SKIN = 27.0
+#: the many-body heat flux at every step (centroid virials through the halo of one cutoff)
+HEAT_FLUX = ("compute ke all ke/atom\ncompute pe all pe/atom\ncompute cs all centroid/stress/atom NULL virial\n"
+             "compute flux all heat/flux ke pe cs\nfix flux all ave/time 1 1 1 c_flux[*]")
 
 
 def crystal(cells: int):
@@ -147,13 +153,13 @@ def worker(args: argparse.Namespace) -> None:
         result["ms"] = ase_ms(atoms, SevenNetCalculator("7net-0", device="cpu"), 0.0)
         rank = 0
     else:
-        pair = {"atomflux": "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si",
-                "zero": "pair_style zero 5.0\npair_coeff * *"}[args.case]
-        extra = f"comm_modify cutoff {REACH_PLUS_SKIN}" if args.case == "zero" else ""
+        pair = ("pair_style zero 5.0\npair_coeff * *" if args.case == "zero"
+                else "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si")
+        extra = {"zero": f"comm_modify cutoff {REACH_PLUS_SKIN}", "atomflux": "", "flux": HEAT_FLUX}[args.case]
         lmp = lammps_case(atoms, Path(args.folder), pair, extra)
         rank = lmp.extract_setting("world_rank")
         result.update(nlocal=int(lmp.extract_global("nlocal")), nghost=int(lmp.extract_global("nghost")))
-        if args.case == "atomflux":
+        if args.case != "zero":
             lmp.command("run 1 pre no post no")
             start = time.perf_counter()
             lmp.command(f"run {args.steps} pre no post no")
@@ -164,7 +170,7 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_case(case: str, size: int, ranks: int, steps: int, folder: Path) -> list[dict]:
-    """Results of every rank of one case (``atomflux``, ``zero`` or ``ase``) run in fresh processes."""
+    """Results of every rank of one case (``atomflux``, ``flux``, ``zero`` or ``ase``) in fresh processes."""
     out = folder / f"{case}-{size}-{ranks}"
     command = [sys.executable, __file__, "--worker", case, "--size", str(size), "--steps", str(steps),
                "--folder", str(folder), "--out", str(out)]
@@ -181,7 +187,9 @@ def measure_halo(size: int, steps: int, folder: Path) -> dict:
     serial = run_case("atomflux", size, 1, steps, folder)
     halo = run_case("atomflux", size, 2, steps, folder)
     shell = run_case("zero", size, 2, steps, folder)
+    flux = run_case("flux", size, 1, steps, folder)
     row = {"atoms": serial[0]["atoms"], "serial_ms": serial[0]["ms"], "serial_gb": serial[0]["gb"],
+           "serial_flux_ms": flux[0]["ms"], "serial_flux_gb": flux[0]["gb"],
            "halo_ms": max(r["ms"] for r in halo), "halo_gb": max(r["gb"] for r in halo),
            "halo_ghosts": sum(r["nghost"] for r in halo),
            "full_shell_ghosts": sum(r["nghost"] for r in shell)}
@@ -193,14 +201,17 @@ def measure_halo(size: int, steps: int, folder: Path) -> dict:
 def halo_markdown(rows: list[dict]) -> str:
     lines = ["| atoms | 1 rank ms/step | 2 ranks, halo ms/step | 1 rank / 2 ranks | ghosts (halo, both ranks) | "
              "ghosts per atom (halo) | ghosts (27 Å full shell, both ranks) | ghosts per atom (full shell) | "
-             "SevenNetCalculator (ASE) ms/step | peak GB: 1 rank / halo rank / ASE | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "SevenNetCalculator (ASE) ms/step | 1 rank + heat/flux ms/step | heat/flux / plain | "
+             "peak GB: 1 rank / halo rank / heat/flux / ASE | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['atoms']} | {r['serial_ms']:.0f} | {r['halo_ms']:.0f} | "
                      f"{r['serial_ms'] / r['halo_ms']:.2f} | "
                      f"{r['halo_ghosts']} | {r['halo_ghosts'] / r['atoms']:.1f} | {r['full_shell_ghosts']} | "
                      f"{r['full_shell_ghosts'] / r['atoms']:.1f} | {r['sevennet_ase_ms']:.0f} | "
-                     f"{r['serial_gb']:.1f} / {r['halo_gb']:.1f} / {r['sevennet_ase_gb']:.1f} | "
+                     f"{r['serial_flux_ms']:.0f} | {r['serial_flux_ms'] / r['serial_ms']:.2f} | "
+                     f"{r['serial_gb']:.1f} / {r['halo_gb']:.1f} / {r['serial_flux_gb']:.1f} / "
+                     f"{r['sevennet_ase_gb']:.1f} | "
                      f"{r['load_average']:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -239,7 +250,7 @@ def main() -> None:
     parser.add_argument("--halo", type=int, nargs="+", metavar="N",
                         help="instead: the 1-rank / 2-rank halo / full-shell / ASE table for N×N×N cubic Si cells")
     parser.add_argument("--steps", type=int, default=2, help="timed MD steps per --halo case (default: 2)")
-    parser.add_argument("--worker", choices=["atomflux", "zero", "ase"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["atomflux", "flux", "zero", "ase"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
