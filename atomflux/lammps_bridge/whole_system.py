@@ -209,7 +209,7 @@ def periodic_flux_virials(potential: torch.nn.Module, batch: Batch, margin: floa
 
     The same W̃ as :func:`~atomflux.evaluate.unfolded_flux_virials`, through the halo of a cluster of
     the atoms and their images within one cutoff (+ ``margin``, Å) instead of the whole reach:
-    for SevenNet-0 on 8 Si atoms about a hundred atoms instead of 4 253.
+    for SevenNet-0 on 8 Si atoms 90 atoms instead of 4 253.
     """
     n = len(batch.numbers)
     cluster, origin = unfold(batch, 0, float(potential.cutoff) + margin)
