@@ -57,13 +57,13 @@ class FrameBlind(Halo):
                       lambda self, value: setattr(self, "_shifts", value))
 
 
-def frame_blind_flux_virials(potential, atoms, skin=1.0, halo=FrameBlind):
+def frame_blind_flux_virials(potential, atoms):
     """:func:`periodic_flux_virials` without the owner-frame correction."""
     batch = Batch.from_atoms(atoms, potential.cutoff)
-    cluster, origin = unfold(batch, 0, potential.cutoff + skin)
+    cluster, origin = unfold(batch, 0, potential.cutoff + 0.5)
     n = len(atoms)
     virials = halo_flux_virials(potential, owned_pairs(cluster, n, potential.pair_receiver),
-                                halo(image_exchange(origin, n), n))
+                                FrameBlind(image_exchange(origin, n), n))
     return torch.zeros((n, 3, 3), dtype=virials.dtype).index_add_(0, origin, virials).numpy()
 
 
