@@ -78,6 +78,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 from torch.autograd import forward_ad
@@ -436,18 +437,44 @@ def unfolded_flux_virials(potential: torch.nn.Module, batch: Batch, reach: float
         model_cluster = cluster if model_dtype == cluster.dtype else cluster.to(model_dtype)
         with torch.enable_grad():
             energy = potential(model_cluster, vectors.to(model_dtype))["energy"].to(vectors.dtype)[:n]
-            position = cluster.positions[:n]
-            weights = [torch.ones_like(energy)] + [position[:, a] for a in range(3)]
-            gradients = []  # ∂(Σ_i w_i U_i)/∂r_k [N_cluster, 3] for w = 1, x, y, z
-            for k, weight in enumerate(weights):
-                (grad,) = torch.autograd.grad((energy * weight).sum(), vectors, retain_graph=k < 3,
-                                              allow_unused=True)
-                grad = torch.zeros_like(vectors) if grad is None else grad
-                gradients.append(-forces_from_pair_gradient(grad, cluster))
-        moment = torch.stack(gradients[1:], dim=1)                                    # [Nc, a, b]
-        receiver = moment - cluster.positions[:, :, None] * gradients[0][:, None, :]   # Σ_i (r_i - r_k)^a ∂U_i/∂r_k^b
-        out[own] = torch.zeros((n, 3, 3), dtype=out.dtype, device=out.device).index_add(0, origin, receiver.detach())
+            receiver = receiver_virials(energy, cluster, vectors)
+        out[own] = torch.zeros((n, 3, 3), dtype=out.dtype, device=out.device).index_add(0, origin, receiver)
     return out
+
+
+def receiver_virials(energy: torch.Tensor, batch: Batch, vectors: torch.Tensor,
+                     before_pass: Callable[[int], None] | None = None) -> torch.Tensor:
+    """W̃_k = Σ_i (r_i − r_k) ⊗ ∂U_i/∂r_k [N, 3, 3] (eV) for every atom k of a one-system ``batch``.
+
+    Parameters
+    ----------
+    energy : Tensor [n]
+        Atomic energies U_i of the batch's first n atoms (the ones whose energies count), computed
+        from ``vectors`` with the graph kept.
+    batch
+        The system (a non-periodic cluster: positions are where the atoms are).
+    vectors : Tensor [P, 3]
+        The pair vectors the energies were computed from (requires grad).
+    before_pass
+        Called with 0, 1, 2, 3 before the backward passes of the weights 1, x, y, z (the per-layer
+        halo of LAMMPS switches its exchange's cotangent channel there).
+
+    Returns
+    -------
+    Tensor [N, 3, 3]
+        Index [k, a, b] = ∂(Σ_i r_i^a U_i)/∂r_k^b − r_k^a ∂U/∂r_k^b, detached.
+    """
+    position = batch.positions[:len(energy)]
+    weights = [torch.ones_like(energy)] + [position[:, a] for a in range(3)]
+    gradients = []  # ∂(Σ_i w_i U_i)/∂r_k [N, 3] for w = 1, x, y, z
+    for k, weight in enumerate(weights):
+        if before_pass is not None:
+            before_pass(k)
+        (grad,) = torch.autograd.grad((energy * weight).sum(), vectors, retain_graph=k < 3, allow_unused=True)
+        grad = torch.zeros_like(vectors) if grad is None else grad
+        gradients.append(-forces_from_pair_gradient(grad.to(batch.dtype), batch))
+    moment = torch.stack(gradients[1:], dim=1)                                    # [N, a, b]
+    return (moment - batch.positions[:, :, None] * gradients[0][:, None, :]).detach()
 
 
 def unfolded_heat_flux(potential: torch.nn.Module, batch: Batch, velocities: torch.Tensor,

@@ -15,7 +15,27 @@ cell, rattled by 0.05 Å; NVE from 300 K, 1 fs, 1 torch thread), measured in one
 
 Writes ``benchmarks/results/bench_lammps_message_passing.json`` and ``.md``.
 
+With ``--halo N ...`` it measures instead, for cubic Si supercells N×N×N (8 N³ atoms), each
+case in its own process(es) (1 torch thread per process, ``mpiexec`` of the mpich wheel):
+
+- ``serial_ms``: ``pair_style atomflux`` on one MPI rank (periodic box, no ghosts);
+- ``halo_ms``: the same on 2 ranks with the per-layer halo (ghost shell of one cutoff,
+  5 Å + 2 Å skin; node features exchanged between SevenNet's five interactions), and the
+  ghost atoms of both ranks together (``halo_ghosts``);
+- ``full_shell_ghosts``: the ghost atoms of both ranks for a shell of the whole reach
+  (``comm_modify cutoff 27``, counted with ``pair_style zero``), which the full-shell fallback
+  (``halo no``) would evaluate: ~10⁴ per rank at every size here, beyond this machine's
+  memory for SevenNet-0 (the unfolded 4 253-atom cluster had reached 14 GB), so not timed;
+- ``serial_flux_ms``: one rank with ``compute heat/flux`` (``centroid/stress/atom``) at every
+  step: the receiver virials through an in-process halo of one cutoff (one forward and four
+  backward passes more), where the unfolded system of the whole reach needed > 14 GB;
+- ``sevennet_ase_ms``: ASE ``VelocityVerlet`` with ``SevenNetCalculator``;
+- ``*_gb``: peak resident memory per process (ru_maxrss), GB.
+
+Writes ``benchmarks/results/bench_lammps_message_passing_halo.json`` and ``.md``.
+
     python benchmarks/bench_lammps_message_passing.py [--repeats 1 2 4 8] [--seconds 3]
+    python benchmarks/bench_lammps_message_passing.py --halo 3 4 5 [--steps 2]
 """
 
 from __future__ import annotations
@@ -24,6 +44,9 @@ import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +56,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results"
 REACH_PLUS_SKIN = 27.0
+#: the many-body heat flux at every step (centroid virials through the halo of one cutoff)
+HEAT_FLUX = ("compute ke all ke/atom\ncompute pe all pe/atom\ncompute cs all centroid/stress/atom NULL virial\n"
+             "compute flux all heat/flux ke pe cs\nfix flux all ave/time 1 1 1 c_flux[*]")
 
 
 def crystal(cells: int):
@@ -100,6 +126,96 @@ def measure(cells: int, seconds: float, folder: Path) -> dict:
             "ghosts_full_shell": ghosts, "load_average": os.getloadavg()[0]}
 
 
+def cubic_silicon(n: int):
+    """Rattled diamond Si, n × n × n cubic 8-atom cells."""
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (n, n, n)
+    atoms.rattle(0.05, seed=0)
+    return atoms
+
+
+def peak_gb() -> float:
+    """Peak resident memory of this process, GB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One case, in its own process (under mpiexec for LAMMPS): writes ``{out}.rank{r}.json``."""
+    import torch
+
+    torch.set_num_threads(1)
+    atoms = cubic_silicon(args.size)
+    result: dict = {"atoms": len(atoms)}
+    if args.case == "ase":
+        from sevenn.calculator import SevenNetCalculator
+
+        result["ms"] = ase_ms(atoms, SevenNetCalculator("7net-0", device="cpu"), 0.0)
+        rank = 0
+    else:
+        pair = ("pair_style zero 5.0\npair_coeff * *" if args.case == "zero"
+                else "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si")
+        extra = {"zero": f"comm_modify cutoff {REACH_PLUS_SKIN}", "atomflux": "", "flux": HEAT_FLUX}[args.case]
+        lmp = lammps_case(atoms, Path(args.folder), pair, extra)
+        rank = lmp.extract_setting("world_rank")
+        result.update(nlocal=int(lmp.extract_global("nlocal")), nghost=int(lmp.extract_global("nghost")))
+        if args.case != "zero":
+            lmp.command("run 1 pre no post no")
+            start = time.perf_counter()
+            lmp.command(f"run {args.steps} pre no post no")
+            result["ms"] = 1e3 * (time.perf_counter() - start) / args.steps
+        lmp.close()
+    result["gb"] = peak_gb()
+    Path(f"{args.out}.rank{rank}.json").write_text(json.dumps(result))
+
+
+def run_case(case: str, size: int, ranks: int, steps: int, folder: Path) -> list[dict]:
+    """Results of every rank of one case (``atomflux``, ``flux``, ``zero`` or ``ase``) in fresh processes."""
+    out = folder / f"{case}-{size}-{ranks}"
+    command = [sys.executable, __file__, "--worker", case, "--size", str(size), "--steps", str(steps),
+               "--folder", str(folder), "--out", str(out)]
+    if case != "ase":
+        command = [str(Path(sys.prefix) / "bin" / "mpiexec"), "-n", str(ranks), *command]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{case} on {ranks} rank(s), size {size} failed:\n{done.stderr[-3000:]}")
+    return [json.loads(Path(f"{out}.rank{r}.json").read_text()) for r in range(ranks)]
+
+
+def measure_halo(size: int, steps: int, folder: Path) -> dict:
+    """One row of the halo table (see the module docstring)."""
+    serial = run_case("atomflux", size, 1, steps, folder)
+    halo = run_case("atomflux", size, 2, steps, folder)
+    shell = run_case("zero", size, 2, steps, folder)
+    flux = run_case("flux", size, 1, steps, folder)
+    row = {"atoms": serial[0]["atoms"], "serial_ms": serial[0]["ms"], "serial_gb": serial[0]["gb"],
+           "serial_flux_ms": flux[0]["ms"], "serial_flux_gb": flux[0]["gb"],
+           "halo_ms": max(r["ms"] for r in halo), "halo_gb": max(r["gb"] for r in halo),
+           "halo_ghosts": sum(r["nghost"] for r in halo),
+           "full_shell_ghosts": sum(r["nghost"] for r in shell)}
+    ase = run_case("ase", size, 1, steps, folder)
+    row.update(sevennet_ase_ms=ase[0]["ms"], sevennet_ase_gb=ase[0]["gb"], load_average=os.getloadavg()[0])
+    return row
+
+
+def halo_markdown(rows: list[dict]) -> str:
+    lines = ["| atoms | 1 rank ms/step | 2 ranks, halo ms/step | 1 rank / 2 ranks | ghosts (halo, both ranks) | "
+             "ghosts per atom (halo) | ghosts (27 Å full shell, both ranks) | ghosts per atom (full shell) | "
+             "SevenNetCalculator (ASE) ms/step | 1 rank + heat/flux ms/step | heat/flux / plain | "
+             "peak GB: 1 rank / halo rank / heat/flux / ASE | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['atoms']} | {r['serial_ms']:.0f} | {r['halo_ms']:.0f} | "
+                     f"{r['serial_ms'] / r['halo_ms']:.2f} | "
+                     f"{r['halo_ghosts']} | {r['halo_ghosts'] / r['atoms']:.1f} | {r['full_shell_ghosts']} | "
+                     f"{r['full_shell_ghosts'] / r['atoms']:.1f} | {r['sevennet_ase_ms']:.0f} | "
+                     f"{r['serial_flux_ms']:.0f} | {r['serial_flux_ms'] / r['serial_ms']:.2f} | "
+                     f"{r['serial_gb']:.1f} / {r['halo_gb']:.1f} / {r['serial_flux_gb']:.1f} / "
+                     f"{r['sevennet_ase_gb']:.1f} | "
+                     f"{r['load_average']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| atoms | pair_style atomflux ms/step | SevenNetCalculator (ASE) ms/step | AtomfluxCalculator (ASE) "
              "ms/step | LAMMPS / SevenNet ASE | ghosts of a full 27 Å shell (1 rank) | ghosts per atom | load |",
@@ -111,12 +227,41 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def main_halo(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="atomflux-bench-") as tmp:
+        rows = []
+        for size in args.halo:
+            rows.append(measure_halo(size, args.steps, Path(tmp)))
+            print(json.dumps(rows[-1]), flush=True)
+    OUT.mkdir(exist_ok=True)
+    record = {"benchmark": "bench_lammps_message_passing --halo", "model": "sevennet:7net-0 (float32)",
+              "threads_per_process": 1, "steps": args.steps, "machine": platform.platform(),
+              "cpus": os.cpu_count(), "rows": rows}
+    (OUT / "bench_lammps_message_passing_halo.json").write_text(json.dumps(record, indent=2))
+    (OUT / "bench_lammps_message_passing_halo.md").write_text(halo_markdown(rows))
+    print(halo_markdown(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, nargs="+", default=[1, 2, 4, 8],
                         help="cell sizes in cubic 8-atom Si cells (powers of two; default: 1 2 4 8)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed window per case, s (default: 3)")
+    parser.add_argument("--halo", type=int, nargs="+", metavar="N",
+                        help="instead: the 1-rank / 2-rank halo / full-shell / ASE table for N×N×N cubic Si cells")
+    parser.add_argument("--steps", type=int, default=2, help="timed MD steps per --halo case (default: 2)")
+    parser.add_argument("--worker", choices=["atomflux", "flux", "zero", "ase"], help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        args.case = args.worker
+        worker(args)
+        return
+    if args.halo:
+        main_halo(args)
+        return
     import torch
 
     torch.set_num_threads(1)

@@ -149,6 +149,47 @@ def orientation_dependent_model_file(atoms, path):
     return save_model(model.eval(), path)
 
 
+class LayerStackToy(Potential):
+    """A three-layer message-passing toy that exposes its layers (``layer_stack``, ``refresh=``).
+
+    h⁰_i = (1, ½); h^{l+1}_i = tanh(h^l_i + Σ_j φ(r_ij) A_l h^l_j) with fixed 2×2 mixings A_l;
+    U_i = a·h³_i + ½|h³_i|²: atom i feels atoms three cutoffs away.  ``refresh`` (the per-layer halo of
+    ``pair_style atomflux``) is applied to hˡ before every layer after the first.  With ``members`` > 0 it
+    is a shallow ensemble whose members scale the quadratic term.
+    """
+
+    strictly_local = False
+    layer_stack = True
+    halo_width = 1          # features are 2 wide: exchanged in blocks of one column, as wide models are
+    pair_receiver = 0       # messages flow j → i
+
+    MIXINGS = ((( 0.9, -0.4), (0.3, 0.7)), ((0.5, 0.6), (-0.8, 0.4)), ((-0.6, 0.2), (0.7, 0.9)))
+
+    def __init__(self, cutoff: float = 3.0, members: int = 0) -> None:
+        super().__init__(None, cutoff)
+        self.interaction_range = len(self.MIXINGS) * cutoff
+        self.n_ensemble = max(members, 1)
+
+    def forward(self, batch: Batch, vectors: torch.Tensor, refresh=None) -> dict[str, torch.Tensor]:
+        dtype, device = vectors.dtype, vectors.device
+        r2 = (vectors**2).sum(1) / self.cutoff**2
+        phi = torch.where(r2 < 1, (1 - r2.clamp(max=1)) ** 3, torch.zeros_like(r2))
+        i, j = batch.pairs[:, 0], batch.pairs[:, 1]
+        h = torch.tensor([1.0, 0.5], dtype=dtype, device=device).expand(len(batch.numbers), 2)
+        for layer, mixing in enumerate(self.MIXINGS):
+            if refresh is not None and layer > 0:
+                h = refresh(h)
+            messages = phi[:, None] * (h[j] @ torch.tensor(mixing, dtype=dtype, device=device).T)
+            h = torch.tanh(h + torch.zeros_like(h).index_add(0, i, messages))
+        linear, quadratic = h @ torch.tensor([-0.7, 0.4], dtype=dtype, device=device), 0.5 * (h**2).sum(1)
+        outputs = {"energy": linear + quadratic}
+        if self.n_ensemble > 1:
+            m = self.n_ensemble
+            factors = 1 + (torch.arange(m, dtype=dtype, device=device) - (m - 1) / 2) / m
+            outputs["energy_ensemble"] = linear[:, None] + quadratic[:, None] * factors
+        return outputs
+
+
 class TwoLayerToy(Potential):
     """U_i = a ρ_i + b m_i², ρ_i = Σ_j φ(r_ij), m_i = Σ_j φ(r_ij) ρ_j: atom i feels atoms two cutoffs away.
 

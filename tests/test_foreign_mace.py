@@ -162,3 +162,72 @@ def test_mace_flux_vector_equals_the_per_atom_virial_flux(mace_model, tmp_path):
     with mock.patch("atomflux.evaluate.unfolded_flux_virials", side_effect=AssertionError("fell back")):
         vector = evaluate(potential, batch, forces=False, velocities=v, masses=m).heat_flux_potential
     np.testing.assert_allclose(vector.numpy(), exact.numpy(), rtol=1e-10, atol=1e-10 * float(exact.abs().max()))
+
+
+def test_mace_halo_in_one_process_equals_mace_calculator(mace_model):
+    """The two-layer MACE with its second interaction's input refreshed by the halo, on a one-cutoff cluster
+    (4 Å + 1 Å skin) of a cell smaller than its 8 Å reach, equals MACECalculator (float64, 1e-10); its
+    heat-flux receiver virials through the halo equal those of the unfolded system."""
+    lammps_bridge_or_skip()
+    from mace.calculators import MACECalculator
+
+    from atomflux.foreign.mace import mace_from_object
+    from test_lammps_halo import halo_in_one_process
+
+    potential = mace_from_object(mace_model)
+    assert potential.layer_stack and potential.halo_width == 8 + 8 * 3
+    atoms = strained_sic()
+    energy, energies, forces, virial = halo_in_one_process(potential, atoms)
+    reference, reference_forces, stress = results(MACECalculator(models=mace_model, default_dtype="float64",
+                                                                 device="cpu"), atoms)
+    assert energy == pytest.approx(reference, rel=1e-10)
+    assert np.abs(forces - reference_forces).max() <= 1e-10 * np.abs(reference_forces).max()
+    voigt = -virial[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] / atoms.get_volume()
+    assert np.abs(voigt - stress).max() <= 1e-10 * np.abs(stress).max()
+    # receiver virials of the heat flux through the halo = the unfolded system of the 8 Å reach
+    from atomflux.lammps_bridge.whole_system import periodic_flux_virials
+
+    batch = Batch.from_atoms(atoms, potential.cutoff)
+    expected = evaluate(potential, batch, flux_virials=True).flux_virials
+    received = periodic_flux_virials(potential, batch)
+    assert float((received - expected).abs().max()) <= 1e-10 * float(expected.abs().max())
+
+
+def test_mace_on_two_ranks_with_the_halo_equals_one_rank_and_mace_calculator(mace_model, tmp_path):
+    """pair_style atomflux with the MACE file on 2 MPI ranks (per-layer halo, ghost shell of 4 Å + skin;
+    the ranks' subdomains are narrower than the 8 Å reach) = the serial run (energy, forces, pressure, per-atom
+    energies, per-atom and centroid virials, heat flux) and MACECalculator (energy, forces), float64."""
+    lammps_bridge_or_skip()
+    from ase.io import write
+    from mace.calculators import MACECalculator
+
+    from test_lammps import lammps_ready
+    from test_lammps_halo import CENTROID, GATHER, PER_ATOM, THERMO, on_ranks
+
+    path = tmp_path / "small.model"
+    torch.save(mace_model, path)
+    rng = np.random.default_rng(3)
+    crystal = bulk("SiC", "zincblende", a=4.36, cubic=True) * (3, 2, 2)
+    crystal.set_cell(crystal.cell.array @ (np.eye(3) + 0.02 * rng.standard_normal((3, 3))), scale_atoms=True)
+    crystal.positions += 0.08 * rng.standard_normal(crystal.positions.shape)
+    atoms, _ = lammps_ready(crystal, tmp_path, ["C", "Si"])
+    assert atoms.cell.lengths()[0] / 2 < 8.0
+    data = tmp_path / "sic.data"
+    write(data, atoms, format="lammps-data", specorder=["C", "Si"], masses=True)
+    script = tmp_path / "in.lammps"
+    script.write_text(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
+                      f"pair_style atomflux trust yes\npair_coeff * * mace:{path} C Si\n{PER_ATOM}{CENTROID}"
+                      f"velocity all create 600 4 mom yes dist gaussian\n{THERMO} c_flux[1]\nrun 0\n")
+    gather = GATHER + ",c_cs:9"
+    serial, reference, _ = on_ranks(script, 1, tmp_path, "stack:1.0", gather, "serial")
+    assert serial.returncode == 0, serial.stderr[-3000:]
+    done, parallel, log = on_ranks(script, 2, tmp_path, "stack:1.0", gather, "halo")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert log.count("per-layer halo exchange on 2 MPI ranks") == 1
+    assert parallel["pe"] == pytest.approx(reference["pe"], rel=1e-10)
+    assert np.allclose(parallel["press"], reference["press"], rtol=1e-8, atol=1e-6)
+    for name in ("f", "c_pe", "c_s", "c_cs", "flux"):
+        assert np.abs(np.array(parallel[name]) - reference[name]).max() <= 1e-8 * np.abs(reference[name]).max()
+    energy, forces, _ = results(MACECalculator(models=mace_model, default_dtype="float64", device="cpu"), atoms)
+    assert parallel["pe"] == pytest.approx(energy, rel=1e-8)
+    assert np.abs(np.array(parallel["f"]) - forces).max() <= 1e-8 * np.abs(forces).max()

@@ -308,8 +308,7 @@ def test_sevennet_equals_its_own_calculator(sevennet_calculator, tmp_path):
 @pytest.mark.slow
 def test_sevennet_nve_conserves_energy(tmp_path):
     """SevenNet-0 on 8 Si atoms, 100 NVE steps of 1 fs: the total energy stays within float32 noise.
-    (Its heat flux in LAMMPS goes through the same unfolded-system virials as the toy's above; for a
-    25 Å reach that cluster holds 4 253 atoms for this cell and had reached 14 GB when stopped: not run here.)"""
+    (Its heat flux in LAMMPS goes through the halo of one cutoff, a layer stack's route: test_lammps_halo.py.)"""
     atoms, data = lammps_ready(bulk("Si", "diamond", a=5.43, cubic=True), tmp_path, ["Si"])
     drift, kinetic = nve(data, "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si", 600, 0.001, 10, 10)
     assert kinetic > 0.01 * len(atoms)

@@ -6,6 +6,12 @@ all positions zero and ``shifts = r_ij``, so MACE's vectors *are* atomflux's
 pair vectors and :func:`atomflux.evaluate` differentiates with respect to them
 (MACE's own force/stress code is not run).  The model runs in its own dtype.
 
+MACE is a layer stack: ``forward(..., refresh=)`` replaces the node features
+entering every interaction after the first by ``refresh(features)`` (a forward
+pre-hook on those interaction blocks), which is how ``pair_style atomflux``
+exchanges ghost atoms' features between layers on several MPI ranks (the
+per-layer halo of :mod:`atomflux.lammps_bridge.whole_system`).
+
 mace-torch 0.3.16 pins e3nn 0.4.4, which cannot share an environment with
 sevenn (e3nn 0.6): install ``atomflux[mace]`` in an environment of its own.
 """
@@ -15,7 +21,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from ase.data import chemical_symbols
@@ -53,6 +59,11 @@ class MacePotential(ForeignPotential):
     interaction-energy scale of a ``ScaleShiftMACE``.
     """
 
+    #: ``forward`` takes ``refresh=`` (node features between interaction layers)
+    layer_stack = True
+    #: the atom of a pair (i, j) that receives its message: j (edge_index = (i, j) is (sender, receiver))
+    pair_receiver = 1
+
     def __init__(self, model: torch.nn.Module, spec: str | None = None) -> None:
         if len(getattr(model, "heads", ["Default"])) != 1:
             raise ValueError(f"multi-head MACE models ({', '.join(model.heads)}) are not supported by the "
@@ -68,9 +79,20 @@ class MacePotential(ForeignPotential):
         linears = [m for m in model.readouts[-1].modules() if type(m).__name__ == "Linear"]
         linears[-1].register_forward_pre_hook(self._keep_readout_input)
         self._readout_input: torch.Tensor | None = None
+        later = list(model.interactions)[1:]
+        for interaction in later:
+            interaction.register_forward_pre_hook(self._refresh_node_feats, with_kwargs=True)
+        self._refresh: Callable[[torch.Tensor], torch.Tensor] | None = None
+        #: widest node features entering an interaction after the first (float values per atom)
+        self.halo_width = max((int(interaction.node_feats_irreps.dim) for interaction in later), default=0)
 
     def _keep_readout_input(self, module: torch.nn.Module, args: tuple) -> None:
         self._readout_input = args[0]
+
+    def _refresh_node_feats(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        if self._refresh is None:
+            return None
+        return args, {**kwargs, "node_feats": self._refresh(kwargs["node_feats"])}
 
     def config(self) -> dict[str, Any]:
         if not self.spec:
@@ -78,7 +100,10 @@ class MacePotential(ForeignPotential):
                                       "load it by spec ('mace:PATH')")
         return super().config()
 
-    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, vectors: torch.Tensor,
+                refresh: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Per-atom energies and features; ``refresh`` (node features [N, F] → [N, F]) is applied to the
+        features entering each interaction after the first."""
         index = self.species_index(batch.numbers)
         node_attrs = torch.nn.functional.one_hot(index, len(self.species)).to(vectors.dtype)
         n_atoms = len(batch.numbers)
@@ -93,7 +118,11 @@ class MacePotential(ForeignPotential):
             "batch": batch.system,
             "ptr": torch.cat([counts.new_zeros(1), counts.cumsum(0)]),
         }
-        out = self.model(data, compute_force=False)
+        self._refresh = refresh
+        try:
+            out = self.model(data, compute_force=False)
+        finally:
+            self._refresh = None
         features, self._readout_input = self._readout_input, None
         scale_shift = getattr(self.model, "scale_shift", None)
         if scale_shift is not None:

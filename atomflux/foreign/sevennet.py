@@ -6,13 +6,19 @@ atomflux's full pair list and pair vectors are fed in unchanged and
 :func:`atomflux.evaluate` differentiates the energy with respect to them
 (SevenNet's own force/stress head is not run).  The model runs in float32,
 its native dtype (its one-hot embedding is always float32).
+
+SevenNet is a layer stack (``{k}_self_connection_intro`` ... ``{k}_equivariant_gate``
+for each interaction k): ``forward(..., refresh=)`` replaces the node features
+entering every interaction after the first by ``refresh(features)``, which is
+how ``pair_style atomflux`` exchanges ghost atoms' features between layers on
+several MPI ranks (the per-layer halo of :mod:`atomflux.lammps_bridge.whole_system`).
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from ase.data import chemical_symbols
@@ -41,6 +47,11 @@ class SevenNetPotential(ForeignPotential):
     that ``energy = features @ w + shift[species]``.
     """
 
+    #: ``forward`` takes ``refresh=`` (node features between interaction layers)
+    layer_stack = True
+    #: the atom of a pair (i, j) that receives its message: i (edge_vec = r_j − r_i, messages flow j → i)
+    pair_receiver = 0
+
     def __init__(self, model: torch.nn.Module, spec: str | None = None) -> None:
         if getattr(model, "modal_map", None):
             raise ValueError(f"multi-fidelity SevenNet models ({', '.join(model.modal_map)}) are not supported by "
@@ -53,6 +64,7 @@ class SevenNetPotential(ForeignPotential):
         model.set_is_batch_data(True)
         self.model = model.eval()
         self._energy_modules = self._modules_up_to_atomic_energy()
+        self._refresh_before, self.halo_width = self._interaction_inputs()
 
     def _modules_up_to_atomic_energy(self) -> list[tuple[str, torch.nn.Module]]:
         names = list(self.model._modules)
@@ -62,13 +74,30 @@ class SevenNetPotential(ForeignPotential):
         stop = names.index("rescale_atomic_energy")
         return [(n, self.model._modules[n]) for n in names[:stop + 1]]
 
+    def _interaction_inputs(self) -> tuple[set[str], int]:
+        """Names of the first module of every interaction after the first (where node features enter it),
+        and the widest of those features (float values per atom)."""
+        from e3nn.o3 import Irreps
+
+        firsts: dict[int, tuple[str, torch.nn.Module]] = {}
+        for name, module in self._energy_modules:
+            layer = name.split("_", 1)[0]
+            if layer.isdigit():
+                firsts.setdefault(int(layer), (name, module))
+        widths = [Irreps(str(getattr(module, "irreps_in", getattr(module, "irreps_x", "")))).dim
+                  for k, (_, module) in firsts.items() if k > 0]
+        return {name for k, (name, _) in firsts.items() if k > 0}, max(widths, default=0)
+
     def config(self) -> dict[str, Any]:
         if not self.spec:
             raise NotImplementedError("this SevenNet model was given as an object, so no file can refer to it; "
                              "load it by spec (e.g. 'sevennet:7net-0' or 'sevennet:PATH')")
         return super().config()
 
-    def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch, vectors: torch.Tensor,
+                refresh: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Per-atom energies and features; ``refresh`` (node features [N, F] → [N, F]) is applied to the
+        features entering each interaction after the first."""
         import sevenn._keys as KEY
 
         numbers = batch.numbers
@@ -77,6 +106,8 @@ class SevenNetPotential(ForeignPotential):
         data = self.model._preprocess(data)
         hidden = None
         for name, module in self._energy_modules:
+            if refresh is not None and name in self._refresh_before:
+                data[KEY.NODE_FEATURE] = refresh(data[KEY.NODE_FEATURE])
             if name == "reduce_hidden_to_energy":
                 hidden = data[module.key_input]
             data = module(data)

@@ -16,8 +16,10 @@ pointers into the result tensors, kept alive until the next call.
 
 A message-passing model (not strictly local) is called through
 :func:`_compute_system` instead, with whole systems: the local atoms in the
-periodic box on one MPI rank, the local atoms and a ghost shell of its whole
-interaction range on several (:mod:`.whole_system`).
+periodic box on one MPI rank; on several, the local atoms and a ghost shell
+of one cutoff with node features exchanged between layers (a layer-stack
+model: the per-layer halo, through the plugin's ``atomflux_exchange``), or a
+ghost shell of its whole interaction range (:mod:`.whole_system`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ase.data import atomic_numbers
 from ..evaluate import energy_uncertainty_components, evaluate
 from ..systems import MIN_DISTANCE, Batch
 from ..uncertainty.propagation import n_members
-from .whole_system import OwnedEnergies, system_batch
+from .whole_system import (Halo, OwnedEnergies, halo_flux_virials, owned_pairs, periodic_flux_virials,
+                           system_batch)
 
 MESSAGE_SIZE = 4096
 INT64_P = ctypes.POINTER(ctypes.c_int64)
@@ -47,7 +50,8 @@ class AtomfluxSetup(ctypes.Structure):
         ("units", ctypes.c_char_p), ("ntypes", ctypes.c_int), ("rank", ctypes.c_int), ("nprocs", ctypes.c_int),
         ("numbers_of_type", INT64_P), ("cutoff", ctypes.c_double), ("min_distance", ctypes.c_double),
         ("pairwise", ctypes.c_int), ("n_components", ctypes.c_int), ("whole_system", ctypes.c_int),
-        ("interaction_range", ctypes.c_double), ("handle", ctypes.c_longlong),
+        ("interaction_range", ctypes.c_double), ("halo", ctypes.c_int), ("halo_width", ctypes.c_int),
+        ("handle", ctypes.c_longlong),
         ("message", ctypes.c_char * MESSAGE_SIZE),
     ]
 
@@ -72,7 +76,7 @@ class AtomfluxSystem(ctypes.Structure):
         ("positions", DOUBLE_P), ("numbers", INT64_P), ("ids", INT64_P),
         ("uncertainty_atom", DOUBLE_P), ("components", DOUBLE_P),
         ("energy_atom", ctypes.c_void_p), ("forces", ctypes.c_void_p), ("virial", ctypes.c_void_p),
-        ("virials", ctypes.c_void_p), ("centroid", ctypes.c_void_p),
+        ("virials", ctypes.c_void_p), ("centroid", ctypes.c_void_p), ("pair", ctypes.c_void_p),
         ("message", ctypes.c_char * MESSAGE_SIZE),
     ]
 
@@ -154,16 +158,25 @@ class BridgedModel:
     whole_system
         The potential is not strictly local (message passing): it is called
         with whole systems (:meth:`compute_system`), not pairs.
+    halo
+        Several MPI ranks and a layer-stack potential: a ghost shell of one
+        cutoff, node features exchanged between layers.
     """
 
     potential: torch.nn.Module
     numbers_of_type: np.ndarray
     device: torch.device
     whole_system: bool = False
+    halo: bool = False
     _views: dict[str, _View] = field(
         default_factory=lambda: {"numbers": _View(1), "pairs": _View(2), "vectors": _View(3)}, repr=False)
     _constants: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _returned: tuple[torch.Tensor, ...] = field(default=(), repr=False)
+
+    @property
+    def layer_stack(self) -> bool:
+        """The potential exposes its message-passing layers (``forward(..., refresh=)``)."""
+        return bool(getattr(self.potential, "layer_stack", False))
 
     @property
     def n_components(self) -> int:
@@ -221,11 +234,15 @@ class BridgedModel:
 
         Reads ``natoms`` positions (Å), atomic numbers and IDs, the box and its
         periodicity; the first ``nlocal`` atoms are LAMMPS's local atoms, the
-        others (several MPI ranks) the ghost shell, whose energies do not count.
+        others (several MPI ranks) the ghost shell, whose energies do not count
+        (with the per-layer halo: one cutoff deep, the ghosts' node features
+        exchanged between layers, collectively with the other ranks).
         Sets ``energy_atom`` [natoms] (eV), ``forces`` [natoms, 3] (eV/Å),
         ``virial`` [3, 3] (W = -Σ g ⊗ r, eV) and, when asked, ``virials``
         (per-atom, two-body split) and ``centroid`` (heat-flux receiver
-        virials W̃, :func:`~atomflux.evaluate.unfolded_flux_virials`), both
+        virials W̃: for a layer stack through a halo of one cutoff,
+        :func:`~.whole_system.halo_flux_virials` / :func:`~.whole_system.periodic_flux_virials`;
+        otherwise :func:`~atomflux.evaluate.unfolded_flux_virials`), both
         [natoms, 3, 3] eV, as float64 tensors kept alive until the next call.
         """
         n, nlocal, want = call.natoms, call.nlocal, bool(call.want_uncertainty)
@@ -234,9 +251,21 @@ class BridgedModel:
                              np.array(call.origin[:]), np.array(call.periodic[:], dtype=bool),
                              float(self.potential.cutoff), np.ctypeslib.as_array(call.ids, shape=(n,)),
                              device=self.device)
-        model = self.potential if n == nlocal else OwnedEnergies(self.potential, nlocal)
+        halo = Halo(_exchange_through(call.pair, n), nlocal) if self.halo else None
+        if halo:
+            batch = owned_pairs(batch, nlocal, getattr(self.potential, "pair_receiver", None))
+            model = OwnedEnergies(self.potential, nlocal, halo.refresh)
+        else:
+            model = self.potential if n == nlocal else OwnedEnergies(self.potential, nlocal)
+        # receiver virials of a layer stack through a halo of one cutoff (several ranks: LAMMPS's; one rank:
+        # images of the periodic box), never through the unfolded system of the whole reach
+        layer_centroid = bool(call.want_centroid) and (halo is not None or (n == nlocal and self.layer_stack))
         results = evaluate(model, batch, forces=True, stress=True, energies=True, virials=bool(call.want_virials),
-                           flux_virials=bool(call.want_centroid), uncertainty="energy" if want else False)
+                           flux_virials=bool(call.want_centroid) and not layer_centroid,
+                           uncertainty="energy" if want else False)
+        if layer_centroid:
+            results.flux_virials = (halo_flux_virials(self.potential, batch, halo) if halo
+                                    else periodic_flux_virials(self.potential, batch))
 
         def out(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.detach().to(device="cpu", dtype=torch.float64).contiguous()
@@ -268,17 +297,19 @@ def _write_message(structure: ctypes.Structure, text: str) -> None:
     ctypes.memmove(address, data + b"\0", len(data) + 1)
 
 
-def parse_options(options: str, nprocs: int) -> tuple[str, torch.device, bool]:
-    """``pair_style atomflux [precision auto|float32|float64|native] [device cpu|cuda] [threads N] [trust yes|no]``:
-    the precision choice (``dtype float32|float64`` is the same as ``precision``), the device, and whether
-    a third-party pickle checkpoint (``mace:PATH``, ``sevennet:PATH``) may be loaded (``trust yes``: only
-    for files whose origin you trust, unpickling can run code)."""
+def parse_options(options: str, nprocs: int) -> tuple[str, torch.device, bool, str]:
+    """``pair_style atomflux [precision auto|float32|float64|native] [device cpu|cuda] [threads N] [trust yes|no]
+    [halo auto|yes|no]``: the precision choice (``dtype float32|float64`` is the same as ``precision``), the
+    device, whether a third-party pickle checkpoint (``mace:PATH``, ``sevennet:PATH``) may be loaded
+    (``trust yes``: only for files whose origin you trust, unpickling can run code), and the multi-rank mode
+    of a message-passing model (``halo auto``: the per-layer halo where the model exposes its layers, else
+    the full ghost shell; ``yes``: the halo or an error; ``no``: the full ghost shell)."""
     from ..io import PRECISIONS
 
     words = options.split()
     if len(words) % 2:
         raise ValueError(f"pair_style atomflux options come in 'keyword value' pairs, got '{options}'")
-    precision, device, threads, trust = "auto", torch.device("cpu"), None, False
+    precision, device, threads, trust, halo = "auto", torch.device("cpu"), None, False, "auto"
     for key, value in zip(words[::2], words[1::2]):
         if key in ("precision", "dtype"):
             allowed = PRECISIONS if key == "precision" else ("float32", "float64")
@@ -294,13 +325,18 @@ def parse_options(options: str, nprocs: int) -> tuple[str, torch.device, bool]:
             if value not in ("yes", "no"):
                 raise ValueError(f"pair_style atomflux trust must be yes or no, got '{value}'")
             trust = value == "yes"
+        elif key == "halo":
+            if value not in ("auto", "yes", "no"):
+                raise ValueError(f"pair_style atomflux halo must be auto, yes or no, got '{value}'")
+            halo = value
         else:
-            raise ValueError(f"unknown pair_style atomflux keyword '{key}' (known: precision, device, threads, trust)")
+            raise ValueError(f"unknown pair_style atomflux keyword '{key}' "
+                             "(known: precision, device, threads, trust, halo)")
     if threads is None and nprocs > 1:  # one process per core is the MPI default: do not oversubscribe
         threads = max(1, (os.cpu_count() or 1) // nprocs)
     if threads is not None:
         torch.set_num_threads(threads)
-    return precision, device, trust
+    return precision, device, trust, halo
 
 
 def setup_model(model: str, elements: list[str], options: str, units: str, ntypes: int,
@@ -317,7 +353,7 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
     if unknown:
         raise ValueError(f"pair_coeff: {', '.join(repr(e) for e in unknown)} is not a chemical element "
                          "(give one element symbol per atom type, e.g. Cu Ag)")
-    precision, device, trust = parse_options(options, nprocs)
+    precision, device, trust, halo_option = parse_options(options, nprocs)
     # precision auto (the default, as in `atomflux md`): float32 for atomflux models, the model's own
     # dtype for model specs (sevennet:7net-0, mace:PATH); float64 accumulation either way
     try:
@@ -343,7 +379,13 @@ def setup_model(model: str, elements: list[str], options: str, units: str, ntype
                          f"(Å, layers × cutoff), so the ghost shell its energies need on {nprocs} MPI ranks is "
                          "unknown; run on one MPI rank (exact periodic message passing), or give the potential "
                          "an interaction_range")
-    return BridgedModel(potential, numbers, device, whole_system=whole_system)
+    layer_stack = bool(getattr(potential, "layer_stack", False))
+    if halo_option == "yes" and whole_system and not layer_stack:
+        raise ValueError(f"pair_style atomflux halo yes: {type(potential).__name__} does not expose its "
+                         "message-passing layers (layer_stack), so ghost features cannot be exchanged between layers; "
+                         "use `halo auto` (a ghost shell of the whole reach, with comm_modify cutoff) or one MPI rank")
+    halo = whole_system and nprocs > 1 and layer_stack and halo_option != "no"
+    return BridgedModel(potential, numbers, device, whole_system=whole_system, halo=halo)
 
 
 def _setup(pointer: ctypes.POINTER(AtomfluxSetup)) -> int:
@@ -363,6 +405,8 @@ def _setup(pointer: ctypes.POINTER(AtomfluxSetup)) -> int:
         setup.n_components = bridged.n_components
         setup.whole_system = bridged.whole_system
         setup.interaction_range = float(getattr(bridged.potential, "interaction_range", 0.0) or 0.0)
+        setup.halo = bridged.halo
+        setup.halo_width = int(getattr(bridged.potential, "halo_width", 0)) if bridged.halo else 0
         return 0
     except Exception as error:  # noqa: BLE001 - every failure becomes a LAMMPS error message
         _write_message(setup, f"{type(error).__name__}: {error}" if not isinstance(error, ValueError)
@@ -393,6 +437,21 @@ def _compute_system(pointer: ctypes.POINTER(AtomfluxSystem)) -> int:
         return 1
 
 
+def _exchange_through(pair: int, n_atoms: int):
+    """``exchange(data, reverse)`` for :class:`~.whole_system.HaloExchange`: the plugin's
+    ``atomflux_exchange`` on the pair style at address ``pair``, for float64 data [n_atoms, width]."""
+    function = _library[0].atomflux_exchange
+
+    def exchange(data: torch.Tensor, reverse: bool) -> None:
+        if data.dtype != torch.float64 or data.dim() != 2 or len(data) != n_atoms or not data.is_contiguous():
+            raise ValueError(f"halo exchange needs contiguous float64 [{n_atoms}, width], got "
+                             f"{data.dtype} {tuple(data.shape)}")
+        if data.shape[1]:
+            function(ctypes.c_void_p(pair), ctypes.c_void_p(data.data_ptr()), int(data.shape[1]), int(reverse))
+
+    return exchange
+
+
 def _release(handle: int) -> None:
     _models.pop(int(handle), None)
 
@@ -400,6 +459,7 @@ def _release(handle: int) -> None:
 # the ctypes callbacks must stay alive as long as the library may call them
 _CALLBACKS = (SETUP_FN(_setup), COMPUTE_FN(_compute), SYSTEM_FN(_compute_system), RELEASE_FN(_release))
 _registered: set[str] = set()
+_library: list[ctypes.CDLL] = []   # the loaded plugin, whose atomflux_exchange the per-layer halo calls
 
 
 def register(library: Path) -> None:
@@ -409,4 +469,7 @@ def register(library: Path) -> None:
         return
     lib = ctypes.CDLL(key)
     lib.atomflux_set_callbacks(*_CALLBACKS)
+    lib.atomflux_exchange.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    lib.atomflux_exchange.restype = None
+    _library[:] = [lib]
     _registered.add(key)

@@ -21,9 +21,15 @@
 // - one MPI rank: the local atoms and the periodic box; atomflux builds its own periodic
 //   neighbour list (cell shifts) and returns forces on the local atoms only, the virial and
 //   per-atom (centroid) virials from the model -- exact, no ghost replication;
-// - several ranks: the local atoms and a ghost shell of the full interaction range
-//   (`comm_modify cutoff`), as a non-periodic cluster; the model's energy is that of the local
-//   atoms, whose gradient puts forces on ghosts, reverse-communicated by LAMMPS.
+// - several ranks, a model that exposes its message-passing layers (per-layer halo): the local
+//   atoms and LAMMPS's ordinary ghost shell of ONE cutoff (+ skin); between layers Python calls
+//   atomflux_exchange, which refreshes the ghosts' node features from their owners by forward
+//   communication and, in the backward pass, sums the gradients with respect to ghost features
+//   into the owners by reverse communication (pack/unpack_forward/reverse_comm below);
+// - several ranks, an opaque model: the local atoms and a ghost shell of the full interaction
+//   range (`comm_modify cutoff`), as a non-periodic cluster.
+// In both multi-rank modes the model's energy is that of the local atoms, whose gradient puts
+// forces on ghosts, reverse-communicated by LAMMPS.
 // The virial comes from the model in both cases (no F.r over LAMMPS's atoms).
 //
 // Built and cached by atomflux/lammps_bridge/plugin.py; loaded with `plugin load`.
@@ -75,6 +81,9 @@ struct AtomfluxSetup {
                               //      whole systems (message passing): periodic box on one rank,
                               //      a ghost shell of the interaction range on several
   double interaction_range;   // out: how far an atom's energy reaches, Angstrom (whole_system only)
+  int halo;                   // out: 1 = several ranks exchange node features between layers (ghost
+                              //      shell of one cutoff); 0 = a ghost shell of the whole reach
+  int halo_width;             // out: doubles per atom in one communication (wider features go in blocks)
   long long handle;           // out: model handle for later calls
   char message[4096];         // out: error message when the call returns non-zero
 };
@@ -118,6 +127,7 @@ struct AtomfluxSystem {
   const double *virial;       // out: [9] W = -sum g (x) r, eV, row-major
   const double *virials;      // out: [natoms][9] eV (want_virials)
   const double *centroid;     // out: [natoms][9] eV (want_centroid)
+  void *pair;                 // the pair style, for atomflux_exchange (per-layer halo only)
   char message[4096];
 };
 
@@ -141,6 +151,11 @@ void atomflux_set_callbacks(atomflux_setup_fn setup, atomflux_compute_fn compute
 }
 
 int atomflux_callbacks_registered() { return setup_callback != nullptr; }
+
+// Called from Python during a whole-system call (per-layer halo): `data` holds [nlocal + nghost][width]
+// doubles; reverse = 0 copies the owners' rows into their ghost rows, reverse = 1 adds the ghost rows
+// into their owners' rows (the ghost rows are left as they were).
+void atomflux_exchange(void *pair, double *data, int width, int reverse);
 
 }    // extern "C"
 
@@ -227,6 +242,8 @@ class PairAtomflux : public Pair {
     n_components = setup.n_components;
     whole_system = setup.whole_system != 0;
     interaction_range = setup.interaction_range;
+    halo = setup.halo != 0;
+    comm_forward = comm_reverse = halo ? std::max(setup.halo_width, 1) : 0;
     reported_ghosts = false;
     // a whole-system model gives its own virial: F.r over LAMMPS's atoms would use unwrapped
     // positions of atoms whose forces came from periodic images
@@ -248,7 +265,7 @@ class PairAtomflux : public Pair {
     if (whole_system && force->pair != this)
       error->all(FLERR, "pair_style atomflux: a message-passing model cannot be a sub-style of pair_style hybrid "
                  "(it takes whole systems, all types, and gives its own virial); use it as the only pair style");
-    if (whole_system && comm->nprocs > 1) {
+    if (whole_system && comm->nprocs > 1 && !halo) {
       // the local atoms' energies must see every atom within the interaction range
       const double needed = interaction_range + neighbor->skin;
       if (comm->mode != Comm::SINGLE || comm->cutghostuser < needed)
@@ -365,7 +382,9 @@ class PairAtomflux : public Pair {
     std::fill(components.begin(), components.end(), 0.0);
     call.uncertainty_atom = uncertainty_local.data();
     call.components = components.data();
-    if (nlocal > 0) {
+    call.pair = this;
+    // with the halo every rank takes part in every layer's communication, with or without atoms
+    if (nlocal > 0 || halo) {
       if (system_callback(&call) != 0) error->one(FLERR, call.message);
       double **f = atom->f;
       for (int i = 0; i < natoms; i++)
@@ -390,20 +409,82 @@ class PairAtomflux : public Pair {
     if (want) reduce_uncertainty();
   }
 
-  // Once per model: how many ghost atoms the full-range shell costs, and what avoids it.
+  // Once per model: which multi-rank mode runs, how many ghost atoms it costs, and what avoids them.
   void report_ghosts()
   {
     const double mine[2] = {(double) atom->nlocal, (double) atom->nghost};
     double total[2] = {0.0, 0.0};
     MPI_Allreduce(mine, total, 2, MPI_DOUBLE, MPI_SUM, world);
     reported_ghosts = true;
-    if (comm->me == 0)
-      utils::logmesg(lmp, "pair_style atomflux: the message-passing model reaches {:.6g} Å; on {} MPI ranks it "
-                     "evaluates {:.0f} ghost atoms for {:.0f} local atoms ({:.1f} ghosts per local atom). "
-                     "Energies and forces are exact, but the ghosts cost model time: one MPI rank needs no "
-                     "ghosts (periodic message passing), or use a model with a shorter reach\n",
+    if (comm->me != 0) return;
+    if (halo)
+      utils::logmesg(lmp, "pair_style atomflux: per-layer halo exchange on {} MPI ranks: {:.0f} ghost atoms of one "
+                     "cutoff ({:.6g} Å + skin) for {:.0f} local atoms ({:.1f} ghosts per local atom); the ghosts' "
+                     "node features are refreshed from their owners between message-passing layers\n",
+                     comm->nprocs, total[1], cutoff, total[0], total[1] / std::max(total[0], 1.0));
+    else
+      utils::logmesg(lmp, "pair_style atomflux: full-shell fallback: the message-passing model reaches {:.6g} Å and "
+                     "does not expose its layers, so on {} MPI ranks it evaluates {:.0f} ghost atoms for {:.0f} local "
+                     "atoms ({:.1f} ghosts per local atom). Energies and forces are exact, but the ghosts cost model "
+                     "time: run on one MPI rank (periodic message passing, no ghosts), or use an adapter that exposes "
+                     "its layers (SevenNet, MACE: per-layer halo of one cutoff)\n",
                      interaction_range, comm->nprocs, total[1], total[0], total[1] / std::max(total[0], 1.0));
   }
+
+ public:
+  // Per-layer halo: refresh ghost rows from owners (forward) or sum ghost rows into owners
+  // (reverse), `width` doubles per atom, in blocks of at most comm_forward columns.
+  void exchange(double *data, int width, bool reverse)
+  {
+    halo_data = data;
+    halo_stride = width;
+    for (halo_column = 0; halo_column < width; halo_column += comm_forward) {
+      halo_block = std::min(comm_forward, width - halo_column);
+      if (reverse) comm->reverse_comm(this, halo_block);
+      else comm->forward_comm(this, halo_block);
+    }
+    halo_data = nullptr;
+  }
+
+  int pack_forward_comm(int n, int *list, double *buf, int, int *) override
+  {
+    int m = 0;
+    for (int k = 0; k < n; k++) {
+      const double *row = halo_data + (size_t) list[k] * halo_stride + halo_column;
+      for (int c = 0; c < halo_block; c++) buf[m++] = row[c];
+    }
+    return m;
+  }
+
+  void unpack_forward_comm(int n, int first, double *buf) override
+  {
+    int m = 0;
+    for (int i = first; i < first + n; i++) {
+      double *row = halo_data + (size_t) i * halo_stride + halo_column;
+      for (int c = 0; c < halo_block; c++) row[c] = buf[m++];
+    }
+  }
+
+  int pack_reverse_comm(int n, int first, double *buf) override
+  {
+    int m = 0;
+    for (int i = first; i < first + n; i++) {
+      const double *row = halo_data + (size_t) i * halo_stride + halo_column;
+      for (int c = 0; c < halo_block; c++) buf[m++] = row[c];
+    }
+    return m;
+  }
+
+  void unpack_reverse_comm(int n, int *list, double *buf) override
+  {
+    int m = 0;
+    for (int k = 0; k < n; k++) {
+      double *row = halo_data + (size_t) list[k] * halo_stride + halo_column;
+      for (int c = 0; c < halo_block; c++) row[c] += buf[m++];
+    }
+  }
+
+ private:
 
   // Pairs of the neighbour list within the model cutoff: LAMMPS indices, vectors, and the
   // model's view (local atoms, then one stand-in per type for ghost neighbours).
@@ -558,6 +639,9 @@ class PairAtomflux : public Pair {
   bool pairwise = false;    // energy = sum of symmetric pair terms, no uncertainty: half neighbour list
   bool whole_system = false;    // message passing: whole systems (periodic box, or ghost shell under MPI)
   double interaction_range = 0.0;
+  bool halo = false;    // several ranks, a layer-stack model: ghost shell of one cutoff, features exchanged
+  double *halo_data = nullptr;    // the array being exchanged: [nlocal + nghost][halo_stride]
+  int halo_stride = 0, halo_column = 0, halo_block = 0;
   bool reported_ghosts = false;
   std::vector<int64_t> ids;
   std::vector<int64_t> numbers_of_type;
@@ -631,6 +715,11 @@ class ComputeAtomfluxUncertainty : public Compute {
 };
 
 }    // namespace LAMMPS_NS
+
+void atomflux_exchange(void *pair, double *data, int width, int reverse)
+{
+  static_cast<PairAtomflux *>(pair)->exchange(data, width, reverse != 0);
+}
 
 // ---- plugin registration (layout of lammpsplugin_t from the LAMMPS plugin documentation)
 extern "C" {
