@@ -11,7 +11,7 @@ from ase.calculators.emt import EMT
 
 from atomflux.evaluate import evaluate
 from atomflux.io import load_model
-from atomflux.sampling import LocalSwapEnergy, SwapChain, swap_energy, swap_monte_carlo
+from atomflux.sampling import DensitySwapEnergy, LocalSwapEnergy, SwapChain, swap_energy, swap_monte_carlo
 from atomflux.systems import Batch
 
 
@@ -40,9 +40,10 @@ def alloy(atoms, seed: int):
     ("4-atom cell, many periodic images", bulk("Cu", "fcc", a=3.7, cubic=True)),
     ("slab, periodic in-plane only", fcc111("Cu", size=(3, 3, 4), a=3.7, vacuum=6.0)),
 ])
-def test_local_delta_e_equals_full_energy_difference(demo, name, atoms):
+@pytest.mark.parametrize("engine_class", [DensitySwapEnergy, LocalSwapEnergy])
+def test_local_delta_e_equals_full_energy_difference(demo, name, atoms, engine_class):
     atoms = alloy(atoms, seed=len(atoms))
-    engine = LocalSwapEnergy(demo, atoms)
+    engine = engine_class(demo, atoms)
     reference = full_energy(demo, atoms)
     assert engine.energy == pytest.approx(reference, abs=1e-10)
     rng = np.random.default_rng(7)

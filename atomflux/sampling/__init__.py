@@ -7,8 +7,8 @@
 """
 
 from .chain import SwapChain, SwapCounts
-from .energies import CalculatorSwapEnergy, FullSwapEnergy, LocalSwapEnergy, swap_energy
+from .energies import CalculatorSwapEnergy, DensitySwapEnergy, FullSwapEnergy, LocalSwapEnergy, swap_energy
 from .swap_mc import SwapMCResult, swap_monte_carlo
 
-__all__ = ["SwapChain", "SwapCounts", "LocalSwapEnergy", "FullSwapEnergy", "CalculatorSwapEnergy",
+__all__ = ["SwapChain", "SwapCounts", "DensitySwapEnergy", "LocalSwapEnergy", "FullSwapEnergy", "CalculatorSwapEnergy",
            "swap_energy", "SwapMCResult", "swap_monte_carlo"]
