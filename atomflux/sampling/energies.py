@@ -296,62 +296,46 @@ class DensitySwapEnergy(SwapEnergy):
         swaps = np.asarray(swaps, dtype=np.int64).reshape(-1, 2)
         if len(swaps) == 0:
             return []
-        own, changed, affected_lists = [], [], []
-        for a, b in swaps:
-            # all pairs of a and b; the pairs of other atoms that point at a or b
-            own.append(np.concatenate([np.arange(self._offsets[a], self._offsets[a + 1]),
-                                       np.arange(self._offsets[b], self._offsets[b + 1])]))
-            pointing = np.concatenate([self._incoming[self._incoming_offsets[a]:self._incoming_offsets[a + 1]],
-                                       self._incoming[self._incoming_offsets[b]:self._incoming_offsets[b + 1]]])
-            pointing = pointing[(self._centre[pointing] != a) & (self._centre[pointing] != b)]
-            changed.append(pointing)
-            affected_lists.append(np.union1d([a, b], self._centre[pointing]))
-        sizes = np.array([len(x) for x in affected_lists])
-        slot_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        slot_atoms = np.concatenate(affected_lists)                      # [S]: the affected atoms of every trial
-        trial_of_slot = np.repeat(np.arange(len(swaps)), sizes)
+        n_atoms, first, second = len(self.numbers), swaps[:, 0], swaps[:, 1]
+        # all pairs of a and b (own); the pairs of other atoms that point at a or b (pointing)
+        own, own_trial = _ranges(self._offsets, swaps)
+        pointing, pointing_trial = _ranges(self._incoming_offsets, swaps)
+        pointing = self._incoming[pointing]
+        outside = (self._centre[pointing] != first[pointing_trial]) & (self._centre[pointing] != second[pointing_trial])
+        pointing, pointing_trial = pointing[outside], pointing_trial[outside]
+        # affected atoms of every trial, as sorted keys trial·N + atom: {a, b} ∪ centres of the pointing pairs
+        keys = np.unique(np.concatenate([np.arange(len(swaps))[:, None] * n_atoms + swaps,
+                                         pointing_trial * n_atoms + self._centre[pointing]], axis=None))
+        slot_atoms, trial_of_slot = keys % n_atoms, keys // n_atoms
 
-        def slots(trial: int, atoms: np.ndarray) -> np.ndarray:
-            return slot_start[trial] + np.searchsorted(affected_lists[trial], atoms)
+        def swapped_kinds(atoms: np.ndarray, trial: np.ndarray) -> np.ndarray:
+            """Species indices of ``atoms`` after the swap of their ``trial``."""
+            kinds = self._kinds[atoms].copy()
+            kinds[atoms == first[trial]] = self._kinds[second[trial[atoms == first[trial]]]]
+            kinds[atoms == second[trial]] = self._kinds[first[trial[atoms == second[trial]]]]
+            return kinds
 
-        def after_swap(trial: int, kinds: np.ndarray, atoms: np.ndarray) -> np.ndarray:
-            a, b = swaps[trial]
-            out = kinds.copy()
-            out[atoms == a], out[atoms == b] = self._kinds[b], self._kinds[a]
-            return out
-
-        # pair terms: (own pairs, new species) + (pointing pairs, new species) − (pointing pairs, old species)
-        pairs, centre_kinds, neighbour_kinds, targets, signs = [], [], [], [], []
-        for t in range(len(swaps)):
-            for chosen, sign, new in ((own[t], 1.0, True), (changed[t], 1.0, True), (changed[t], -1.0, False)):
-                centres, neighbours = self._centre[chosen], self._neighbour[chosen]
-                kinds_i, kinds_j = self._kinds[centres], self._kinds[neighbours]
-                if new:
-                    kinds_i, kinds_j = after_swap(t, kinds_i, centres), after_swap(t, kinds_j, neighbours)
-                pairs.append(chosen)
-                centre_kinds.append(kinds_i)
-                neighbour_kinds.append(kinds_j)
-                targets.append(slots(t, centres))
-                signs.append(np.full(len(chosen), sign))
-        terms = self._pair_terms(np.concatenate(pairs), np.concatenate(centre_kinds), np.concatenate(neighbour_kinds))
-        terms = terms * torch.as_tensor(np.concatenate(signs), dtype=terms.dtype, device=self.device)[:, None, None]
-        # new densities: a and b from scratch, the others updated
-        slot_kinds = self._kinds[slot_atoms].copy()
-        keep = np.ones(len(slot_atoms), dtype=bool)
-        for t, (a, b) in enumerate(swaps):
-            chosen = slice(slot_start[t], slot_start[t] + sizes[t])
-            slot_kinds[chosen] = after_swap(t, slot_kinds[chosen], slot_atoms[chosen])
-            keep[chosen] &= (slot_atoms[chosen] != a) & (slot_atoms[chosen] != b)
+        # pair terms: own pairs with the new species, pointing pairs with the new minus the old species
+        pairs = np.concatenate([own, pointing, pointing])
+        trial_of_pair = np.concatenate([own_trial, pointing_trial, pointing_trial])
+        old = slice(len(own) + len(pointing), None)                      # the last rows: old species
+        centres, neighbours = self._centre[pairs], self._neighbour[pairs]
+        centre_kinds, neighbour_kinds = swapped_kinds(centres, trial_of_pair), swapped_kinds(neighbours, trial_of_pair)
+        centre_kinds[old], neighbour_kinds[old] = self._kinds[centres[old]], self._kinds[neighbours[old]]
+        terms = self._pair_terms(pairs, centre_kinds, neighbour_kinds)
+        terms[old] *= -1.0
+        # new densities: a and b from scratch, every other affected atom updated
         densities = self.densities[torch.as_tensor(slot_atoms, device=self.device)]
-        densities[torch.as_tensor(~keep, device=self.device)] = 0.0
-        densities.index_add_(0, torch.as_tensor(np.concatenate(targets), device=self.device), terms)
-        new = self._energies(densities, slot_kinds)
+        rebuilt = np.flatnonzero((slot_atoms == first[trial_of_slot]) | (slot_atoms == second[trial_of_slot]))
+        densities[torch.as_tensor(rebuilt, device=self.device)] = 0.0
+        targets = np.searchsorted(keys, trial_of_pair * n_atoms + centres)
+        densities.index_add_(0, torch.as_tensor(targets, device=self.device), terms)
+        new = self._energies(densities, swapped_kinds(slot_atoms, trial_of_slot))
         change = np.bincount(trial_of_slot, weights=new - self.atom_energies[slot_atoms], minlength=len(swaps))
-        out = []
-        for t, (a, b) in enumerate(swaps):
-            chosen = slice(slot_start[t], slot_start[t] + sizes[t])
-            out.append(Trial(int(a), int(b), float(change[t]), affected_lists[t], (densities[chosen], new[chosen])))
-        return out
+        bounds = np.searchsorted(trial_of_slot, np.arange(len(swaps) + 1))
+        return [Trial(int(a), int(b), float(change[t]), slot_atoms[bounds[t]:bounds[t + 1]],
+                      (densities[bounds[t]:bounds[t + 1]], new[bounds[t]:bounds[t + 1]]))
+                for t, (a, b) in enumerate(swaps)]
 
     def apply(self, trial: Trial) -> None:
         self._swap_numbers(trial.a, trial.b)
@@ -360,6 +344,14 @@ class DensitySwapEnergy(SwapEnergy):
         self.densities[torch.as_tensor(trial.affected, device=self.device)] = densities
         self.atom_energies[trial.affected] = energies
         self.energy = float(self.atom_energies.sum())
+
+
+def _ranges(offsets: np.ndarray, swaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries offsets[x]..offsets[x + 1] − 1 of both atoms x of every swap [K, 2], and the swap of each entry."""
+    starts, ends = offsets[swaps].ravel(), offsets[swaps + 1].ravel()
+    counts = ends - starts
+    entries = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    return entries, np.repeat(np.arange(len(swaps)), counts.reshape(-1, 2).sum(1))
 
 
 def has_pair_densities(potential) -> bool:
