@@ -1,16 +1,20 @@
-"""Swap Monte Carlo speed: local batched ΔE vs whole-system recomputation, same chain, one run.
+"""Swap Monte Carlo speed: the local ΔE engine vs whole-system recomputation, same chain, one run.
 
 A Cu(111) slab with 20 % Au (~2 000 atoms), the demo model in float64, one
 torch thread.  Both engines drive the same :class:`~atomflux.sampling.SwapChain`
-(same seed, so the same accepted swaps): ``LocalSwapEnergy`` (per-atom
-energies of the atoms within the cutoff of the two sites, ``--batch`` trials
-per call) and ``FullSwapEnergy`` (every trial a whole-system evaluation — the
-"before": what a calculator-level swap costs, batched).  Reports swap
-attempts per second, their ratio, and checks that both chains end in the same
-configuration.  ``--before REF``: the local engine of git ref REF (a temporary
-checkout, in a fresh process) timed in the same run, for a before/after of the
-local engine itself.  Writes ``benchmarks/results/bench_swap_mc.{json,md}`` and the
-section between the ``bench_swap_mc`` markers of ``docs/benchmarks.md``.
+(same seed, so the same accepted swaps): the local engine that
+``swap_energy`` picks (``DensitySwapEnergy`` for the power-spectrum model:
+stored neighbour densities updated by the pair terms a swap changes;
+``LocalSwapEnergy`` before it: every pair of the affected atoms) with
+``--batches`` trials per call, and ``FullSwapEnergy`` (every trial a
+whole-system evaluation — what a calculator-level swap costs) at 1 and 4
+trials per call, its best taken (with whole-system ΔE any accepted swap makes
+every later trial of a batch stale, so batches mostly add recomputations).
+Reports swap attempts per second (wall clock and CPU time), their ratio,
+and checks that both chains end in the same configuration.  ``--before REF``:
+the local engine of git ref REF (a temporary checkout, in a fresh process)
+timed in the same run.  Writes ``benchmarks/results/bench_swap_mc.{json,md}``
+and the section between the ``bench_swap_mc`` markers of ``docs/benchmarks.md``.
 
     python benchmarks/bench_swap_mc.py [--size 12 12 14] [--attempts 400] [--full-attempts 20] [--before cff0caed]
 """
@@ -29,10 +33,10 @@ import torch
 from ase.build import fcc111
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_worker, source_tree  # noqa: E402
+from common import load_average, run_worker, source_tree  # noqa: E402
 
 from atomflux.io import load_model  # noqa: E402
-from atomflux.sampling import FullSwapEnergy, LocalSwapEnergy, SwapChain  # noqa: E402
+from atomflux.sampling import FullSwapEnergy, SwapChain, swap_energy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -46,20 +50,21 @@ def slab(size: tuple[int, int, int]):
     return atoms
 
 
-def rate(engine, attempts: int, batch: int, temperature: float) -> tuple[float, np.ndarray]:
+def rate(engine, attempts: int, batch: int, temperature: float) -> tuple[float, float, float]:
+    """Attempts per second (wall clock, CPU time) and acceptance of a chain on ``engine``."""
     chain = SwapChain(engine, temperature, np.random.default_rng(1), batch_size=batch)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     chain.attempt(attempts)
-    elapsed = time.perf_counter() - start
-    return attempts / elapsed, chain.counts.acceptance
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return attempts / wall, attempts / cpu, float(chain.counts.acceptance)
 
 
 def local_rates(size: tuple[int, int, int], attempts: int, batches: list[int], temperature: float
-                ) -> dict[int, tuple[float, float]]:
-    """Attempts per second and acceptance of the local engine for each trial batch size."""
+                ) -> dict[int, tuple[float, float, float]]:
+    """Rates and acceptance of the local engine (``swap_energy``'s choice) for each trial batch size."""
     model = load_model("demo", dtype="float64")
     atoms = slab(size)
-    return {b: rate(LocalSwapEnergy(model, atoms), attempts, b, temperature) for b in batches}
+    return {b: rate(swap_energy(model, atoms), attempts, b, temperature) for b in batches}
 
 
 def worker(argv: list[str]) -> None:
@@ -67,7 +72,8 @@ def worker(argv: list[str]) -> None:
     size, attempts, temperature, threads = tuple(map(int, argv[:3])), int(argv[3]), float(argv[4]), int(argv[5])
     torch.set_num_threads(threads)
     rates = local_rates(size, attempts, [int(b) for b in argv[6:]], temperature)
-    print(json.dumps({str(b): [r, float(acc)] for b, (r, acc) in rates.items()}))
+    engine = type(swap_energy(load_model("demo", dtype="float64"), slab(size))).__name__
+    print(json.dumps({"engine": engine, "rates": {str(b): list(r) for b, r in rates.items()}}))
 
 
 def main() -> None:
@@ -88,43 +94,58 @@ def main() -> None:
         with source_tree(args.before) as tree:
             found = run_worker(Path(__file__), [*map(str, args.size), str(args.attempts), str(args.temperature),
                                                 str(args.threads), *map(str, args.batches)], tree)
-        before = {int(b): tuple(v) for b, v in found.items()}
+        before_engine = found["engine"]
+        before = {int(b): tuple(v) for b, v in found["rates"].items()}
+    engine_name = type(swap_energy(model, atoms)).__name__
     local = local_rates(tuple(args.size), args.attempts, args.batches, args.temperature)
     best = max(local, key=lambda b: local[b][0])
-    local_rate, local_acceptance = local[best]
-    full_rate, full_acceptance = rate(FullSwapEnergy(model, atoms, atoms_per_call=4 * len(atoms)),
-                                      args.full_attempts, 4, args.temperature)
+    full = {b: rate(FullSwapEnergy(model, atoms, atoms_per_call=4 * len(atoms)), args.full_attempts, b,
+                    args.temperature) for b in (1, 4)}
+    best_full = max(full, key=lambda b: full[b][0])
     # the same chain: the first attempts of both engines accept the same swaps
-    same = [LocalSwapEnergy(model, atoms), FullSwapEnergy(model, atoms)]
+    same = [swap_energy(model, atoms), FullSwapEnergy(model, atoms)]
     ends = []
     for engine in same:
         SwapChain(engine, args.temperature, np.random.default_rng(5), batch_size=8).attempt(8)
         ends.append(engine.numbers.copy())
+    best_cpu = max(r[1] for r in local.values())
+    best_full_cpu = max(r[1] for r in full.values())
     result = {"atoms": len(atoms), "formula": atoms.get_chemical_formula(), "model": "demo (float64)",
-              "threads": args.threads, "temperature_K": args.temperature, "best_batch": best,
-              "local_attempts_per_s_by_batch": {str(b): r for b, (r, _) in local.items()},
-              "local_attempts_per_s": local_rate, "local_acceptance": float(local_acceptance),
-              "full_attempts_per_s": full_rate, "full_acceptance": float(full_acceptance),
-              "speedup": local_rate / full_rate, "same_chain_first_8_attempts": bool(np.array_equal(*ends))}
+              "threads": args.threads, "temperature_K": args.temperature, "load_average": load_average(),
+              "local_engine": engine_name, "best_batch": best,
+              "local_by_batch": {str(b): dict(zip(("wall_per_s", "cpu_per_s", "acceptance"), r))
+                                 for b, r in local.items()},
+              "full_by_batch": {str(b): dict(zip(("wall_per_s", "cpu_per_s", "acceptance"), r)) for b, r in full.items()},
+              "local_attempts_per_s": local[best][0], "full_attempts_per_s": full[best_full][0],
+              "speedup": local[best][0] / full[best_full][0], "speedup_cpu_time": best_cpu / best_full_cpu,
+              "speedup_vs_full_batch_4": local[best][0] / full[4][0],
+              "same_chain_first_8_attempts": bool(np.array_equal(*ends))}
     if before is not None:
-        best_before = max(before.values())[0]
-        result.update(before_ref=args.before, before_local_attempts_per_s_by_batch={str(b): r for b, (r, _) in before.items()},
-                      before_local_attempts_per_s=best_before, local_speedup_over_before=local_rate / best_before,
-                      before_speedup=best_before / full_rate)
+        best_before = max(v[0] for v in before.values())
+        result.update(before_ref=args.before, before_engine=before_engine,
+                      before_by_batch={str(b): dict(zip(("wall_per_s", "cpu_per_s", "acceptance"), r))
+                                       for b, r in before.items()},
+                      before_local_attempts_per_s=best_before, local_speedup_over_before=local[best][0] / best_before,
+                      local_speedup_over_before_cpu_time=best_cpu / max(v[1] for v in before.values()),
+                      before_speedup=best_before / full[best_full][0])
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_swap_mc.json").write_text(json.dumps(result, indent=2))
-    rows = "".join(f"| {result['formula']} ({len(atoms)} atoms) | local ΔE, {b} trials per call | {r:.1f} | {acc:.3f} |\n"
-                   for b, (r, acc) in local.items())
+    rows = "".join(f"| {result['formula']} ({len(atoms)} atoms) | {engine_name}, {b} trials per call | {r:.1f} | "
+                   f"{cpu:.1f} | {acc:.3f} |\n" for b, (r, cpu, acc) in local.items())
     if before is not None:
-        rows += "".join(f"| | local ΔE at {args.before} (before), {b} trials per call | {r:.1f} | {acc:.3f} |\n"
-                        for b, (r, acc) in before.items())
-    table = ("| slab | engine | swap attempts / s | acceptance |\n|---|---|---|---|\n" + rows +
-             f"| | whole system per trial (before) | {full_rate:.2f} | {full_acceptance:.3f} |\n\n"
-             f"Speed-up {result['speedup']:.0f}x (best batch {best}) (target ≥ 50x), same run, {args.threads} torch thread, demo model "
+        rows += "".join(f"| | {before_engine} at {args.before} (before), {b} trials per call | {r:.1f} | {cpu:.1f} | "
+                        f"{acc:.3f} |\n" for b, (r, cpu, acc) in before.items())
+    rows += "".join(f"| | whole system per trial (FullSwapEnergy), {b} trials per call | {r:.2f} | {cpu:.2f} | "
+                    f"{acc:.3f} |\n" for b, (r, cpu, acc) in full.items())
+    table = ("| slab | engine | attempts / s (wall) | attempts / s (CPU time) | acceptance |\n|---|---|---|---|---|\n" + rows +
+             f"\nSpeed-up {result['speedup']:.0f}x wall clock, {result['speedup_cpu_time']:.0f}x CPU time "
+             f"(best local batch {best} vs the whole-system engine at its best batch {best_full}; target ≥ 50x), "
+             f"same run, {args.threads} torch thread, load average {result['load_average']:.1f}, demo model "
              f"in float64, {args.temperature:g} K; both engines give the same chain: "
              f"{result['same_chain_first_8_attempts']}." +
-             (f" Local engine {result['local_speedup_over_before']:.2f}x faster than at {args.before} "
-              f"(which gave {result['before_speedup']:.0f}x over whole-system energies in this run)."
+             (f" {engine_name} {result['local_speedup_over_before']:.2f}x faster (wall; "
+              f"{result['local_speedup_over_before_cpu_time']:.2f}x CPU time) than {before_engine} at {args.before} "
+              f"(which gave {result['before_speedup']:.0f}x over the whole-system engine in this run)."
               if before is not None else "") +
              f" `python benchmarks/bench_swap_mc.py{' --before ' + args.before if before is not None else ''}`\n")
     (OUT / "bench_swap_mc.md").write_text(table)

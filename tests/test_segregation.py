@@ -197,3 +197,32 @@ def test_cli_model_error_from_ensemble_members_and_region(tmp_path):
     assert np.allclose(model_error[:2], 0)             # the two bottom layers never swap
     with np.load(out / "state.npz") as state:
         assert np.array_equal(state["numbers"][:, :8], np.tile(slab.numbers[:8], (len(state["numbers"]), 1)))
+
+
+def test_cli_replica_exchange_resumes_exactly_and_reports_every_temperature(tmp_path, capsys):
+    structure = tmp_path / "slab.extxyz"
+    slab = cu_au_slab(structure)
+    common = [str(structure), "--temperatures", "500", "900", "1400", "--exchange-every", "2", "--equilibration", "2",
+              "--blocks", "3", "--checkpoint", "4"]
+    assert main(["segregation", *common, "--sweeps", "12", "-o", str(tmp_path / "once")]) == 0
+    assert main(["segregation", *common, "--sweeps", "8", "-o", str(tmp_path / "twice")]) == 0
+    assert main(["segregation", *common, "--sweeps", "12", "-o", str(tmp_path / "twice")]) == 0
+    once, twice = (np.load(tmp_path / name / "state.npz") for name in ("once", "twice"))
+    assert once["numbers"].shape == (12, 3, len(slab))
+    for key in ("numbers", "energies", "accepted", "exchange_attempted", "exchange_accepted"):
+        assert np.array_equal(once[key], twice[key]), key
+    assert list(once["exchange_attempted"]) == [6, 6] and 0 < once["exchange_accepted"].sum() < 12
+    for k in range(3):      # every temperature keeps the composition
+        assert np.array_equal(np.bincount(once["numbers"][-1, k]), np.bincount(slab.numbers))
+    result = json.loads((tmp_path / "once" / "profile.json").read_text())
+    assert [t["temperature_K"] for t in result["temperatures"]] == [500.0, 900.0, 1400.0]
+    exchange = result["replica_exchange"]
+    assert exchange["pairs_K"] == [[500.0, 900.0], [900.0, 1400.0]]
+    assert np.allclose(exchange["acceptance"], once["exchange_accepted"] / once["exchange_attempted"])
+    for t in (500, 900, 1400):
+        assert (tmp_path / "once" / f"profile-{t}K.png").stat().st_size > 0
+    assert "replica exchange acceptance" in (tmp_path / "once" / "profile.txt").read_text()
+    capsys.readouterr()
+    assert main(["segregation", str(structure), "--temperatures", "900", "500", "-o", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "distinct and increasing" in err

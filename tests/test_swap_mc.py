@@ -11,7 +11,7 @@ from ase.calculators.emt import EMT
 
 from atomflux.evaluate import evaluate
 from atomflux.io import load_model
-from atomflux.sampling import LocalSwapEnergy, SwapChain, swap_energy, swap_monte_carlo
+from atomflux.sampling import DensitySwapEnergy, LocalSwapEnergy, SwapChain, swap_energy, swap_monte_carlo
 from atomflux.systems import Batch
 
 
@@ -40,9 +40,10 @@ def alloy(atoms, seed: int):
     ("4-atom cell, many periodic images", bulk("Cu", "fcc", a=3.7, cubic=True)),
     ("slab, periodic in-plane only", fcc111("Cu", size=(3, 3, 4), a=3.7, vacuum=6.0)),
 ])
-def test_local_delta_e_equals_full_energy_difference(demo, name, atoms):
+@pytest.mark.parametrize("engine_class", [DensitySwapEnergy, LocalSwapEnergy])
+def test_local_delta_e_equals_full_energy_difference(demo, name, atoms, engine_class):
     atoms = alloy(atoms, seed=len(atoms))
-    engine = LocalSwapEnergy(demo, atoms)
+    engine = engine_class(demo, atoms)
     reference = full_energy(demo, atoms)
     assert engine.energy == pytest.approx(reference, abs=1e-10)
     rng = np.random.default_rng(7)
@@ -127,3 +128,59 @@ def test_driver_is_deterministic_keeps_composition_and_region(demo):
     assert first.energies[-1] == pytest.approx(full_energy(demo, first.atoms), abs=1e-10)
     with pytest.raises(ValueError, match="nothing to swap"):
         swap_monte_carlo(slab, demo, 300.0, 10, region=[0], show_progress=False)
+
+
+def enumerated_energies(model, atoms, configurations) -> np.ndarray:
+    """Energies of every placement of the 3 Au atoms on the 6 sites."""
+    out = []
+    for au in configurations:
+        trial = atoms.copy()
+        trial.numbers = [79 if i in au else 29 for i in range(6)]
+        out.append(full_energy(model, trial))
+    return np.array(out)
+
+
+def test_replica_exchange_samples_boltzmann_at_every_temperature_and_exchanges_at_the_exact_rate(demo):
+    """Two temperatures on the enumerable 6-site system: occupation frequencies at each temperature match
+    its Boltzmann weights, and the exchange acceptance matches Σ_xy p_1(x) p_2(y) min(1, e^{(β_1−β_2)(E_x−E_y)})."""
+    from atomflux.sampling.run import run_swap_mc
+
+    atoms = six_atoms()
+    configurations = [tuple(sorted(c)) for c in combinations(range(6), 3)]
+    index = {c: k for k, c in enumerate(configurations)}
+    energies = enumerated_energies(demo, atoms, configurations)
+    cold = 0.6 * energies.std() / units.kB
+    temperatures = np.array([cold, 2.0 * cold])
+    betas = 1.0 / (units.kB * temperatures)
+    boltzmann = [np.exp(-b * (energies - energies.min())) for b in betas]
+    boltzmann = [w / w.sum() for w in boltzmann]
+    sweeps = 1500
+    run = run_swap_mc(atoms, demo, None, temperatures, sweeps, seed=3, batch_size=4, exchange_every=1,
+                      show_progress=False)
+    for replica, expected, temperature in zip(run.replicas, boltzmann, temperatures):
+        visits = np.array([index[tuple(np.flatnonzero(n == 79))] for n in replica.numbers])
+        assert len(visits) == sweeps and replica.temperature == temperature
+        blocks = np.array([np.bincount(b, minlength=20) / len(b) for b in np.array_split(visits, 30)])
+        frequency = np.bincount(visits, minlength=20) / len(visits)
+        sigma = np.maximum(blocks.std(axis=0, ddof=1) / np.sqrt(len(blocks)),
+                           np.sqrt(expected * (1 - expected) / len(visits)))
+        z = (frequency - expected) / sigma
+        assert np.abs(z).max() < 4.0, (temperature, np.round(z, 2))
+        chi2 = float((z**2).sum())                       # 19 degrees of freedom; P(chi2 > 50) ~ 1e-4
+        assert chi2 < 50.0, chi2
+        print(f"\n{temperature:.0f} K: chi2 = {chi2:.1f} (19 dof), max |z| = {np.abs(z).max():.2f}")
+        # the energies recorded with each sample are those of its configuration
+        assert np.allclose(replica.energies, energies[visits], atol=1e-10)
+    # exchange acceptance: exact expectation over the product of the two Boltzmann distributions
+    gap = betas[0] - betas[1]
+    accept = np.minimum(1.0, np.exp(gap * (energies[:, None] - energies[None, :])))
+    expected_rate = float(boltzmann[0] @ accept @ boltzmann[1])
+    measured = float(run.exchange_acceptance[0])
+    n = int(run.exchange_attempted[0])
+    assert n == sweeps
+    sigma = 2.0 * np.sqrt(expected_rate * (1 - expected_rate) / n)   # x2: outcomes of successive exchanges correlate
+    print(f"exchange acceptance {measured:.4f} vs exact {expected_rate:.4f} (± {sigma:.4f})")
+    assert abs(measured - expected_rate) < 4 * sigma, (measured, expected_rate, sigma)
+    # power: the criterion with the sign of the energy difference flipped predicts a rate many σ away
+    flipped = float(boltzmann[0] @ np.minimum(1.0, np.exp(-gap * (energies[:, None] - energies[None, :]))) @ boltzmann[1])
+    assert abs(flipped - expected_rate) > 8 * sigma, (flipped, expected_rate, sigma)

@@ -29,6 +29,12 @@ With --model-error, the same chain is run again with every ensemble member /
 LLPR sample of the model (M times the cost): the spread of their profiles is the
 model's error bar, reported next to the statistical one.
 
+With --temperatures T1 T2 ... (increasing), one chain runs at each temperature
+and neighbouring temperatures exchange configurations every --exchange-every
+sweeps (replica exchange: Metropolis on (1/kT_i - 1/kT_j)(E_i - E_j)); the
+exchange acceptance of each pair and the profile at every temperature are
+reported (profile-<T>K.png per temperature).
+
 The folder (-o) holds run.json, state.npz (samples, checkpoint), profile.txt,
 profile.json, profile.png; members/ with --model-error. Interrupted, the same
 command resumes; more --sweeps extend a finished run; a folder holding another
@@ -61,19 +67,33 @@ def _cmd_segregation(args: argparse.Namespace) -> None:
     atoms.calc = None
     members = _members(calc, model_spec) if args.model_error else []
     output = Path(args.output)
-    settings = dict(temperature=args.temperature, sweeps=args.sweeps, seed=args.seed, region=region,
-                    batch_size=args.batch_size, sample_every=args.sample_every, checkpoint_every=args.checkpoint,
-                    hybrid=hybrid)
+    temperatures = args.temperatures or [args.temperature]
+    settings = dict(temperature=temperatures if len(temperatures) > 1 else temperatures[0], sweeps=args.sweeps,
+                    seed=args.seed, region=region, batch_size=args.batch_size, sample_every=args.sample_every,
+                    checkpoint_every=args.checkpoint, exchange_every=args.exchange_every, hybrid=hybrid)
     args.on_interrupt = lambda: (f"{output} holds the checkpoint; run the same command again to resume")
     run = run_swap_mc(atoms, calc, output, model=model_record(model_spec, calc), restart=args.restart, **settings)
-    print(f"swap Monte Carlo: {run.attempted} attempts, acceptance {run.acceptance:.3f}")
     member_runs = []
     for k, (name, member) in enumerate(members):
         member_runs.append(run_swap_mc(atoms, member, output / "members" / f"member-{k}",
                                        model=model_record(name, member), restart=args.restart,
                                        label=f"member {k + 1}/{len(members)}", **settings))
     keep = lambda r: r.numbers[np.asarray(r.sweeps) > args.equilibration]  # noqa: E731
-    _report(atoms, layers, keep(run), [keep(r) for r in member_runs] or None, calc, args, output)
+    by_temperature = lambda r: getattr(r, "replicas", [r])  # noqa: E731
+    exchange = None
+    if len(temperatures) > 1:
+        exchange = {"pairs_K": [[float(a), float(b)] for a, b in zip(temperatures[:-1], temperatures[1:])],
+                    "attempted": run.exchange_attempted.tolist(), "accepted": run.exchange_accepted.tolist(),
+                    "acceptance": run.exchange_acceptance.tolist()}
+        print("replica exchange acceptance: " + ", ".join(
+            f"{a:g}-{b:g} K {rate:.3f} ({n} tries)" for (a, b), rate, n in
+            zip(exchange["pairs_K"], run.exchange_acceptance, run.exchange_attempted)))
+    for k, temperature in enumerate(temperatures):
+        at_t = by_temperature(run)[k]
+        print(f"swap Monte Carlo at {temperature:g} K: {at_t.attempted} attempts, acceptance {at_t.acceptance:.3f}")
+    _report(atoms, layers, [keep(r) for r in by_temperature(run)],
+            [[keep(by_temperature(m)[k]) for m in member_runs] or None for k in range(len(temperatures))],
+            temperatures, exchange, calc, args, output)
 
 
 def _region(spec: str, layers) -> list[int]:
@@ -106,12 +126,44 @@ def _members(calc, spec: str) -> list:
             for k, member in enumerate(members(potential))]
 
 
-def _report(atoms, layers, numbers, member_numbers, calc, args: argparse.Namespace, output: Path) -> None:
+def _report(atoms, layers, numbers, member_numbers, temperatures, exchange, calc, args: argparse.Namespace,
+            output: Path) -> None:
+    """Profile table, JSON and plot of every temperature (``numbers``, ``member_numbers``: one entry each)."""
+    from ..records import claim_result, write_atomically
+
+    inputs = {"equilibration_sweeps": args.equilibration, "blocks": args.blocks, "bulk_depth": args.bulk_depth,
+              "layer_separation": args.layer_separation, "samples": int(len(numbers[0])),
+              "members": 0 if member_numbers[0] is None else len(member_numbers[0])}
+    stem = claim_result(output, "profile", inputs)
+    sections, summaries = [], []
+    for k, temperature in enumerate(temperatures):
+        profile, text, summary = _profile_at(atoms, layers, numbers[k], member_numbers[k], temperature, calc, args)
+        several = len(temperatures) > 1
+        sections.append((f"== {temperature:g} K ==\n" if several else "") + text)
+        summaries.append(summary)
+        plot = output / (f"{stem}-{temperature:g}K.png" if several else f"{stem}.png")
+        profile.plot(plot, title=f"{atoms.get_chemical_formula()} at {temperature:g} K")
+    if exchange is None:
+        result = {"inputs": inputs, **summaries[0]}
+    else:
+        result = {"inputs": inputs, "replica_exchange": exchange, "temperatures": summaries}
+        sections.insert(0, "replica exchange acceptance per neighbouring pair of temperatures: " + ", ".join(
+            f"{a:g}-{b:g} K: {rate:.3f} ({accepted}/{attempted})" for (a, b), rate, accepted, attempted in
+            zip(exchange["pairs_K"], exchange["acceptance"], exchange["accepted"], exchange["attempted"])))
+    text = "\n\n".join(sections)
+    write_atomically(output / f"{stem}.json", lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
+    write_atomically(output / f"{stem}.txt", lambda tmp: tmp.write_text(text + "\n"))
+    print(text)
+    print(f"written: {output / stem}.txt, .json, " + (".png" if exchange is None else
+                                                      f"-<T>K.png ({len(temperatures)} temperatures)"))
+
+
+def _profile_at(atoms, layers, numbers, member_numbers, temperature: float, calc, args: argparse.Namespace):
+    """The profile at one temperature: (ConcentrationProfile, table text, JSON-able summary)."""
     import numpy as np
 
     from ..analysis.segregation import (concentration_profile, langmuir_mclean_energy, langmuir_mclean_surface,
                                         layer_segregation_energies)
-    from ..records import claim_result, write_atomically
 
     profile = concentration_profile(numbers, layers, np.unique(atoms.numbers), n_blocks=args.blocks,
                                     member_numbers=member_numbers)
@@ -135,12 +187,12 @@ def _report(atoms, layers, numbers, member_numbers, calc, args: argparse.Namespa
                 e_swap = float((energies[0] + energies[-1]) / 2)
                 entry["segregation_energy_single_swap_eV"] = e_swap
                 entry["layer_segregation_energies_eV"] = energies.tolist()
-                predicted = float(langmuir_mclean_surface(item.bulk, e_swap, args.temperature)) \
+                predicted = float(langmuir_mclean_surface(item.bulk, e_swap, temperature)) \
                     if 0 < item.bulk < 1 else float("nan")
                 entry["surface_langmuir_mclean_from_single_swap"] = predicted
                 row += f" {e_swap:13.4f}"
                 if 0 < item.surface < 1 and 0 < item.bulk < 1:
-                    e_lm, de_lm = langmuir_mclean_energy(item.surface, item.bulk, args.temperature,
+                    e_lm, de_lm = langmuir_mclean_energy(item.surface, item.bulk, temperature,
                                                          item.surface_error, item.bulk_error)
                     entry["segregation_energy_langmuir_mclean_eV"] = [e_lm, de_lm]
                     row += f" {e_lm:8.4f} ± {de_lm:.4f}"
@@ -150,17 +202,7 @@ def _report(atoms, layers, numbers, member_numbers, calc, args: argparse.Namespa
             summary["enrichment"].append(entry)
             rows.append(row)
         lines += rows
-    text = "\n".join(lines)
-    inputs = {"equilibration_sweeps": args.equilibration, "blocks": args.blocks, "bulk_depth": args.bulk_depth,
-              "layer_separation": args.layer_separation, "samples": int(len(numbers)),
-              "members": 0 if member_numbers is None else len(member_numbers)}
-    stem = claim_result(output, "profile", inputs)
-    summary = {"inputs": inputs, "temperature_K": args.temperature, **summary}
-    write_atomically(output / f"{stem}.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
-    write_atomically(output / f"{stem}.txt", lambda tmp: tmp.write_text(text + "\n"))
-    profile.plot(output / f"{stem}.png", title=f"{atoms.get_chemical_formula()} at {args.temperature:g} K")
-    print(text)
-    print(f"written: {output / stem}.txt, .json, .png")
+    return profile, "\n".join(lines), {"temperature_K": temperature, **summary}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -171,7 +213,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model file, shipped name (demo) or third-party model spec; strictly local atomflux models "
                         "get the local batched swap energies, others one energy call per trial")
     add_trust_option(p)
-    p.add_argument("--temperature", type=positive(float), default=800.0, help="K")
+    temperature = p.add_mutually_exclusive_group()
+    temperature.add_argument("--temperature", type=positive(float), default=800.0, help="K")
+    temperature.add_argument("--temperatures", type=positive(float), nargs="+", metavar="T",
+                             help="K, two or more in increasing order: replica exchange, one chain per temperature, "
+                                  "neighbouring temperatures exchange configurations every --exchange-every sweeps "
+                                  "(profile and exchange acceptance reported per temperature)")
+    p.add_argument("--exchange-every", type=positive(int), default=1,
+                   help="sweeps between replica exchanges (with --temperatures)")
     p.add_argument("--sweeps", type=positive(int), default=200,
                    help="sweeps in total (one swap attempt per swappable atom each); more extend a finished run")
     p.add_argument("--equilibration", type=non_negative(int), default=50, help="first sweeps not sampled")

@@ -249,7 +249,7 @@ class PowerSpectrumPotential(Potential):
             radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, pairs, slots,
                                                                  n_slots)
             terms = pair_terms(spec, slot_vectors, neighbours, radial_weights, centre[first:last],
-                               None if neighbours is None else self.species_mixing)
+                               None if neighbours is None else self.species_mixing, derivatives=backward is not None)
             a = density(terms)
         own = species[first:last]
         if terms is None:  # atoms without neighbours: zero density, the same outputs for all atoms of a species
@@ -257,12 +257,10 @@ class PowerSpectrumPotential(Potential):
             a = torch.zeros((len(kinds), spec.n_channels, spec.n_moments), dtype=vectors.dtype, device=vectors.device)
         else:
             kinds, of_kind = own, None
-        x = (power_spectrum(spec, a) - self.descriptor_mean) / self.descriptor_std
-        features, pre_activations = self._backbone_with_pre_activations(
-            torch.cat([x, self.centre_embedding(kinds, x.dtype)], dim=1))
+        features, pre_activations = self._network(spec, a, kinds)
         if of_kind is not None:
             features = features[of_kind]
-        member_energies = self.last_layer(features) * self.energy_scale + self.baseline[own][:, None]
+        member_energies = self._member_energies(features, own)
         outputs = {"energy": member_energies.mean(dim=1), "features": features}
         if self.n_ensemble > 1:
             outputs["energy_ensemble"] = member_energies
@@ -286,6 +284,47 @@ class PowerSpectrumPotential(Potential):
             if plan == "offsets":
                 chunk.member_gradients = (pair_grad[:, :, 1:] + pair_grad[:, :, :1]).permute(2, 0, 1)
         return chunk
+
+    def _network(self, spec: DescriptorSpec, a: torch.Tensor,
+                 species: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Features [n, F] (and the SiLU inputs) of atoms with densities ``a`` [n, C, A] and species indices [n]."""
+        x = (power_spectrum(spec, a) - self.descriptor_mean) / self.descriptor_std
+        return self._backbone_with_pre_activations(torch.cat([x, self.centre_embedding(species, x.dtype)], dim=1))
+
+    def _member_energies(self, features: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Atomic energy of every ensemble member [n, M], eV."""
+        return self.last_layer(features) * self.energy_scale + self.baseline[species][:, None]
+
+    # -- densities of single pairs (swap Monte Carlo updates them a pair at a time) ----
+    @torch.no_grad()
+    def pair_densities(self, vectors: torch.Tensor, centre_species: torch.Tensor,
+                       neighbour_species: torch.Tensor) -> torch.Tensor:
+        """Each pair's term of its centre's density, g_c(r_ij) m_α(r̂_ij) / n̄, Tensor [Q, C, A].
+
+        Parameters
+        ----------
+        vectors : Tensor [Q, 3]
+            r_j − r_i (with the periodic shift), Å.
+        centre_species, neighbour_species : Tensor [Q] (long)
+            Species indices (:meth:`species_index`) of atoms i and j.
+
+        The density of atom i is the sum of the terms of its pairs (pairs beyond
+        the cutoff give 0); :meth:`energies_from_densities` turns densities into
+        atomic energies.  A swap of two atoms' species changes the terms of their
+        own pairs and of the pairs that point at them, nothing else.
+        """
+        spec = self.descriptor_spec(vectors.dtype, vectors.device)
+        centre = self.centre_weights_of(centre_species) * self.inv_neighbours
+        terms = pair_terms(spec, vectors, neighbour_species, self.radial_weights, centre, self.species_mixing,
+                           derivatives=False)
+        return terms.channels[:, 0, :, None] * terms.moments[:, None, :]
+
+    @torch.no_grad()
+    def energies_from_densities(self, densities: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Atomic energies (eV, the members' mean) of atoms with densities [n, C, A] and species indices [n]."""
+        spec = self.descriptor_spec(densities.dtype, densities.device)
+        features, _ = self._network(spec, densities, species)
+        return self._member_energies(features, species).mean(dim=1)
 
     def _backbone_with_pre_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Backbone output and the input of each SiLU."""

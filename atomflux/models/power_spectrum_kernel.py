@@ -171,7 +171,8 @@ class PairTerms:
     unit : Tensor [Q, 3]
         r̂.
     channels, channel_derivatives : Tensor [n, w, C]
-        g_c(r) (eV-free mixing of the radial basis, with centre weights) and dg_c/dr.
+        g_c(r) (eV-free mixing of the radial basis, with centre weights) and dg_c/dr (``None`` when
+        only outputs are wanted).
     moments : Tensor [Q, A]
         Monomials m_α(r̂), degree 0 first.
     basis : Tensor [Q, K]
@@ -190,7 +191,7 @@ class PairTerms:
     distance: torch.Tensor
     unit: torch.Tensor
     channels: torch.Tensor
-    channel_derivatives: torch.Tensor
+    channel_derivatives: torch.Tensor | None
     moments: torch.Tensor
     basis: torch.Tensor
     mixed: torch.Tensor
@@ -218,7 +219,8 @@ def padded_vectors(vectors: torch.Tensor, slots: torch.Tensor, n_slots: int, cut
 
 
 def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: torch.Tensor | None,
-               radial_weights: torch.Tensor, centre: torch.Tensor, mixing: torch.Tensor | None = None) -> PairTerms:
+               radial_weights: torch.Tensor, centre: torch.Tensor, mixing: torch.Tensor | None = None,
+               derivatives: bool = True) -> PairTerms:
     """Stage 1 on the slots of ``n = len(centre)`` rows: ``vectors`` [n·w, 3] in Å.
 
     Radial basis ``b_k = √(2/r_c) sin(kπr/r_c)/r · f_c(r)`` (f_c the quintic
@@ -227,7 +229,8 @@ def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: t
     ``centre`` [n, C] the centre weights of each row's atom;
     ``neighbour_species`` [Q] (``None`` when all slots have the neighbour
     species 0 of a one-species ``radial_weights``, or the caller passes that
-    species' weights [1, K, C]).
+    species' weights [1, K, C]).  ``derivatives=False`` (outputs without gradients) leaves
+    ``channel_derivatives`` ``None``.
     """
     n = centre.shape[0]
     r = torch.linalg.norm(vectors, dim=1).clamp(min=1e-6)
@@ -240,16 +243,20 @@ def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: t
     switch_derivative = (-30.0 / rc) * bump * bump
     k = torch.arange(1, spec.n_radial + 1, dtype=r.dtype, device=r.device) * (math.pi / rc)
     phase = k * r[:, None]
-    sin, cos = torch.sin(phase), torch.cos(phase)
+    sin = torch.sin(phase)
     inv_r = 1.0 / r
     scaled = (math.sqrt(2.0 / rc) * inv_r)[:, None]
     basis = scaled * sin * switch[:, None]
-    basis_derivative = scaled * ((k * cos - sin * inv_r[:, None]) * switch[:, None] + sin * switch_derivative[:, None])
-    mixed, mixed_derivative = _mix(torch.cat([basis, basis_derivative]), radial_weights, neighbour_species,
-                                   mixing).chunk(2)
     scale = centre[:, None, :]
+    if derivatives:
+        basis_derivative = scaled * ((k * torch.cos(phase) - sin * inv_r[:, None]) * switch[:, None]
+                                     + sin * switch_derivative[:, None])
+        mixed, mixed_derivative = _mix(torch.cat([basis, basis_derivative]), radial_weights, neighbour_species,
+                                       mixing).chunk(2)
+        channel_derivatives = mixed_derivative.view(n, -1, spec.n_channels) * scale
+    else:
+        mixed, channel_derivatives = _mix(basis, radial_weights, neighbour_species, mixing), None
     channels = mixed.view(n, -1, spec.n_channels) * scale
-    channel_derivatives = mixed_derivative.view(n, -1, spec.n_channels) * scale
     return PairTerms(r, unit, channels, channel_derivatives, _monomials(spec, unit), basis, mixed, centre,
                      neighbour_species, mixing)
 
@@ -269,6 +276,11 @@ def _mix(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tenso
     n_rows, n_radial, n_channels = radial_weights.shape
     if species is None:
         return basis @ radial_weights[0]
+    if mixing is None:  # every species' mixing of each row, then the row's own: no one-hot expansion
+        every = basis @ radial_weights.permute(1, 0, 2).reshape(n_radial, n_rows * n_channels)   # [R, S·C]
+        own = species.repeat(len(basis) // len(species))
+        row_starts = torch.arange(0, len(basis) * n_rows, n_rows, device=basis.device)
+        return every.view(len(basis) * n_rows, n_channels).index_select(0, row_starts + own)
     rows = _species_rows(species, n_rows, mixing, basis.dtype).repeat(len(basis) // len(species), 1)
     expanded = (rows[:, :, None] * basis[:, None, :]).reshape(len(basis), n_rows * n_radial)
     return expanded @ radial_weights.reshape(n_rows * n_radial, n_channels)

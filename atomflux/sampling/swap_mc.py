@@ -1,4 +1,5 @@
-"""Canonical swap Monte Carlo of one structure: the user-facing driver of :class:`~.chain.SwapChain`.
+"""Canonical swap Monte Carlo of one structure in memory, counted in attempts: a thin call of
+:func:`~.run.run_swap_mc` (the one driver loop) with an energy observer.
 
 Units: eV, K.
 """
@@ -11,9 +12,7 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from ..progress import progress
-from .chain import SwapChain
-from .energies import DEFAULT_ATOMS_PER_CALL, SwapEnergy, swap_energy
+from .energies import DEFAULT_ATOMS_PER_CALL, SwapEnergy
 
 
 @dataclass
@@ -90,9 +89,9 @@ def swap_monte_carlo(atoms: Atoms, model, temperature: float, n_attempts: int, *
         raise ValueError(f"n_attempts must be >= 0, got {n_attempts}")
     if record_every < 1:
         raise ValueError(f"record_every must be >= 1, got {record_every}")
-    engine = swap_energy(model, atoms, atoms_per_call)
-    energies, attempts = [engine.energy], [0]
-    done = 0
+    energies: list[float] = []
+    attempts: list[int] = []
+    done = -1                                 # the observer sees the start, then every attempt
 
     def record(state: SwapEnergy) -> None:
         nonlocal done
@@ -101,17 +100,11 @@ def swap_monte_carlo(atoms: Atoms, model, temperature: float, n_attempts: int, *
             energies.append(state.energy)
             attempts.append(done)
 
-    chain = SwapChain(engine, temperature, np.random.default_rng(seed), region=region,
-                      batch_size=batch_size, observer=record)
-    chunk = max(batch_size, 1000)
-    with progress(n_attempts, "swap Monte Carlo", unit="swap", enabled=show_progress) as bar:
-        while chain.counts.attempted < n_attempts:
-            step = min(chunk, n_attempts - chain.counts.attempted)
-            chain.attempt(step)
-            bar.update(step)
-            bar.set_postfix(acceptance=f"{chain.counts.acceptance:.3f}", energy=f"{engine.energy:.4f} eV")
-    final = atoms.copy()
-    final.calc = None
-    final.numbers = engine.numbers
-    return SwapMCResult(final, np.array(energies), np.array(attempts, dtype=np.int64),
-                        chain.counts.attempted, chain.counts.accepted, float(temperature))
+    from .run import run_swap_mc
+
+    per_sweep = len(atoms) if region is None else len(np.unique(np.asarray(region)))
+    run = run_swap_mc(atoms, model, None, temperature, max(1, -(-n_attempts // max(per_sweep, 1))), seed=seed,
+                      region=region, batch_size=batch_size, max_attempts=n_attempts, atoms_per_call=atoms_per_call,
+                      observer=record, show_progress=show_progress, label="swap Monte Carlo")
+    return SwapMCResult(run.atoms, np.array(energies), np.array(attempts, dtype=np.int64), run.attempted,
+                        run.accepted, float(temperature))
