@@ -99,6 +99,27 @@ def test_batched_teacher_labels_agree_with_ase_lennard_jones():
         np.testing.assert_allclose(ours.get_stress(), ref.get_stress(), atol=1e-11)
 
 
+def test_teacher_batches_stay_within_their_structure_and_atom_bounds():
+    """Chunks keep the order, hold at most the given structures and atoms, and a too-large structure goes alone;
+    the labels do not depend on the chunking."""
+    from atomflux.distill.teacher import batch_chunks
+
+    sizes = [8, 8, 32, 8, 100, 8, 8, 8]
+    structures = [bulk("Ar", "fcc", a=5.26, cubic=True).repeat((n // 4, 1, 1)) for n in sizes]
+    chunks = batch_chunks(structures, most_structures=3, most_atoms=40)
+    assert [[len(a) for a in c] for c in chunks] == [[8, 8], [32, 8], [100], [8, 8, 8]]
+    assert [a for c in chunks for a in c] == structures
+    for k, atoms in enumerate(structures):
+        atoms.rattle(0.1, seed=k)
+    lj = LennardJones(3.405, 0.0103, 8.0, cutoff_mode="shifted")
+    one_by_one = Teacher(lj, batch_size=1).label(structures)
+    chunked = Teacher(lj, batch_size=3, batch_atoms=40).label(structures)
+    for a, b in zip(one_by_one, chunked):
+        np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-10)
+    with pytest.raises(ValueError, match="at least one structure and one atom"):
+        Teacher(lj, batch_atoms=0)
+
+
 def test_teacher_refuses_what_it_cannot_use():
     with pytest.raises(ValueError, match="cannot use a int as teacher"):
         Teacher(3)
