@@ -50,10 +50,15 @@ TEACHER = "sevennet:7net-0"
 STAGES = ("cell", "distill", "committee", "phonons", "kappa", "gk")
 
 #: `atomflux distill` settings of the committed run (besides teacher, structure and output)
-DISTILL_OPTIONS = ["--temperatures", "300", "600", "--strains", "-0.01", "0", "0.01", "--rounds", "4",
-                   "--max-force-rmse", "0.05", "--max-force-sigma", "0.05", "--cutoff", "5.0",
-                   "--initial-frames", "4", "--uncertain", "3", "--random", "1", "--epochs", "60", "--patience", "15",
-                   "--teacher-batch-atoms", "256"]
+def distill_options(bound: float, epochs: int) -> list[str]:
+    """`atomflux distill` settings (besides teacher, structure and output); ``bound`` on the force RMSE and mean
+    σ at every condition, eV/Å."""
+    return ["--temperatures", "300", "600", "--strains", "-0.01", "0", "0.01", "--rounds", "6",
+            "--max-force-rmse", f"{bound:g}", "--max-force-sigma", f"{bound:g}", "--cutoff", "5.0",
+            "--initial-frames", "4", "--uncertain", "3", "--random", "1", "--epochs", str(epochs),
+            "--patience", "15", "--teacher-batch-atoms", "256"]
+
+
 COMMITTEE_SEEDS = (1, 2)
 #: lattice κ settings, identical for teacher and students
 KAPPA_OPTIONS = ["--supercell", "2", "2", "2", "--mesh", "11", "11", "11", "--temperatures", "300", "600",
@@ -104,15 +109,15 @@ def stage_cell(out: Path, work: Path) -> dict:
             "pressure_GPa": (pressures * 160.21766).tolist()}
 
 
-def stage_distill(out: Path, work: Path) -> dict:
-    wall = atomflux("distill", TEACHER, "si64.extxyz", "-o", "distill", *DISTILL_OPTIONS, cwd=work,
+def stage_distill(out: Path, work: Path, bound: float, epochs: int) -> dict:
+    options = distill_options(bound, epochs)
+    wall = atomflux("distill", TEACHER, "si64.extxyz", "-o", "distill", *options, cwd=work,
                     log=out / "distill.log")
     from atomflux.distill import read_rounds
 
     rounds = read_rounds(work / "distill")
     run = json.loads((work / "distill" / "run.json").read_text())
-    summary = {"command": "atomflux distill " + " ".join([TEACHER, "si64.extxyz", "-o", "distill",
-                                                           *DISTILL_OPTIONS]),
+    summary = {"command": "atomflux distill " + " ".join([TEACHER, "si64.extxyz", "-o", "distill", *options]),
                "wall_s_this_call": wall, "summary": run.get("summary"), "rounds": [_round_row(r) for r in rounds]}
     (out / "summary.png").write_bytes((work / "distill" / "summary.png").read_bytes())
     return summary
@@ -133,40 +138,60 @@ def student_files(work: Path) -> list[Path]:
     return [work / "distill" / "student.pt"] + [work / "committee" / f"student-seed{s}.pt" for s in COMMITTEE_SEEDS]
 
 
+def labels(work: Path, upto: int, split: str) -> list:
+    """The distillation's teacher labels of rounds 0..upto with the given split ("train" or "holdout")."""
+    from ase.io import read
+
+    from atomflux.training.dataset import frame_from_atoms
+
+    return [frame_from_atoms(a) for k in range(upto + 1)
+            for a in read(work / "distill" / f"round-{k:03d}" / "labels.extxyz", index=":") if a.info["split"] == split]
+
+
 def stage_committee(out: Path, work: Path) -> dict:
-    """Students with other seeds, trained from scratch on the distillation's train labels, calibrated on its
-    held-out labels (the same architecture and training settings as the run's)."""
+    """Students with other seeds, trained from scratch on the labels the distilled student was trained on and
+    calibrated on the same held-out labels (the run's architecture and training settings)."""
     import torch
 
     from atomflux.distill.config import DistillConfig
-    from atomflux.distill.loop import _completed_rounds, _labelled_frames
     from atomflux.distill.student import errors_at, train_student
-    from atomflux.io import save_model
+    from atomflux.io import load_model, save_model
 
     torch.set_num_threads(1)
     run = json.loads((work / "distill" / "run.json").read_text())
     settings = {k: v for k, v in run["parameters"].items() if k in DistillConfig.__dataclass_fields__}
-    last = len(_completed_rounds(work / "distill")) - 1
-    train_frames = _labelled_frames(work / "distill", last, "train")
-    holdout = _labelled_frames(work / "distill", last, "holdout")
+    upto = load_model(work / "distill" / "student.pt").metadata["distillation"]["student_round"]
+    train_frames, holdout = labels(work, upto, "train"), labels(work, upto, "holdout")
     (work / "committee").mkdir(exist_ok=True)
-    rows = {}
+    walls = {}
     for seed, path in zip(COMMITTEE_SEEDS, student_files(work)[1:]):
         if not path.is_file():
             start = time.perf_counter()
             student, _ = train_student(train_frames, holdout, DistillConfig(**{**settings, "seed": seed}), 0,
                                        progress=False)
             save_model(student, path)
-            print(f"committee student seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
-    from atomflux.io import load_model
+            walls[path.stem] = time.perf_counter() - start
+            print(f"committee student seed {seed}: {walls[path.stem]:.0f} s", flush=True)
+    from ase.io import read
 
-    for path in student_files(work):
-        errors = errors_at(load_model(path), holdout)
-        rows[path.stem if path.parent.name == "committee" else "distilled"] = {
-            "force_rmse_meV_per_A": 1000 * errors["force_rmse"], "force_sigma_meV_per_A": 1000 * errors["force_sigma"],
-            "energy_rmse_meV_per_atom": 1000 * errors["energy_rmse"]}
-    return {"train_frames": len(train_frames), "holdout_frames": len(holdout),
-            "note": "errors on the run's held-out labels (the calibration set of every student)", "students": rows}
+    from atomflux.training.dataset import frame_from_atoms
+
+    test = [frame_from_atoms(a) for a in read(work / "distill" / f"round-{upto + 1:03d}" / "labels.extxyz", index=":")]
+    rows = {}
+    for name, path in zip(["distilled"] + [p.stem for p in student_files(work)[1:]], student_files(work)):
+        rows[name] = {}
+        for subset, frames in (("holdout", holdout), ("test", test)):
+            errors = errors_at(load_model(path), frames)
+            rows[name][subset] = {"force_rmse_meV_per_A": 1000 * errors["force_rmse"],
+                                  "force_sigma_meV_per_A": 1000 * errors["force_sigma"],
+                                  "force_coverage_1sigma": errors["force_coverage_1sigma"],
+                                  "energy_rmse_meV_per_atom": 1000 * errors["energy_rmse"]}
+    return {"labels_of_rounds": f"0..{upto}", "train_frames": len(train_frames), "holdout_frames": len(holdout),
+            "test_frames": len(test), "training_wall_s": walls,
+            "note": f"holdout: the held-out labels of rounds 0..{upto} (every student's calibration set); test: round "
+                    f"{upto + 1}'s labels (frames of the distilled student's MD at every condition, never trained "
+                    "or calibrated on by any student)",
+            "students": rows}
 
 
 def calculators(work: Path) -> dict:
@@ -295,6 +320,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run")
     parser.add_argument("-o", "--output", default=str(HERE / "results"), help="output folder")
+    parser.add_argument("--bound", type=float, default=0.05,
+                        help="distill: bound on the student's force RMSE and mean σ at every condition, eV/Å")
+    parser.add_argument("--epochs", type=int, default=60, help="distill: most training epochs per round")
     parser.add_argument("--gk-steps", type=int, default=100000, help="NVE steps (2 fs) per Green–Kubo run")
     parser.add_argument("--gk-equilibration", type=int, default=10000, help="NVT steps (2 fs) before each run")
     parser.add_argument("--gk-runs", type=int, default=1, help="independent Green–Kubo runs (seeds 4242 + r)")
@@ -307,7 +335,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     for stage in args.stages:
         start = time.perf_counter()
-        if stage == "gk":
+        if stage == "distill":
+            results[stage] = stage_distill(out, work, args.bound, args.epochs)
+        elif stage == "gk":
             results[stage] = stage_gk(out, work, args.gk_steps, args.gk_equilibration, args.gk_runs)
         else:
             results[stage] = globals()[f"stage_{stage}"](out, work)
