@@ -308,12 +308,15 @@ def stage_gk(out: Path, work: Path, production_steps: int, equilibration_steps: 
                                   "flux", str(flux), "-log", str(work / f"gk-lammps-{r}.log"),
                                   log=out / f"gk-lammps-{r}.out"))
         fluxes.append(str(flux))
-    atomflux("transport", "--flux", *fluxes, "--output-dir", str(out / "greenkubo"), log=out / "greenkubo.log")
+    atomflux("transport", "--flux", *fluxes, "--timestep", "0.002", "--output-dir", str(out / "greenkubo"),
+             log=out / "greenkubo.log")
     atomflux("compare", "--lattice", str(work / "kappa-distilled-classical-rta" / "kappa.json"),
              str(work / "kappa-distilled-classical-lbte" / "kappa.json"), "--md", *fluxes,
-             "--output-dir", str(out / "compare"), log=out / "compare.log")
+             "--timestep", "0.002", "--atoms", "512", "--output-dir", str(out / "compare"), log=out / "compare.log")
+    found = json.loads(next((out / "greenkubo").glob("greenkubo*.json")).read_text())["result"]
     return {"atoms": 512, "timestep_fs": 2.0, "production_steps": production_steps,
-            "equilibration_steps": equilibration_steps, "runs": runs, "lammps_wall_s": walls}
+            "equilibration_steps": equilibration_steps, "runs": runs, "lammps_wall_s": walls,
+            "greenkubo": {k: v for k, v in found.items() if k not in ("scan", "sources", "provenance")}}
 
 
 def main() -> None:
