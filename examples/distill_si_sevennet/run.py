@@ -10,7 +10,7 @@ phonon comparison, which use the Python API:
    ``si8.extxyz`` and the 64-atom ``si64.extxyz`` at it.
 2. **distill**: ``atomflux distill sevennet:7net-0 si64.extxyz`` at 300 K and
    600 K × strains −1 %, 0, +1 % (a shallow ensemble student).
-3. **committee**: three more students of the same architecture trained from
+3. **committee**: two more students of the same architecture trained from
    scratch with other seeds on the same labels (train / held-out splits of
    the run), calibrated the same way; with the distilled student they are
    the committee whose κ spread is the yardstick.
@@ -326,9 +326,9 @@ def main() -> None:
     parser.add_argument("--bound", type=float, default=0.05,
                         help="distill: bound on the student's force RMSE and mean σ at every condition, eV/Å")
     parser.add_argument("--epochs", type=int, default=60, help="distill: most training epochs per round")
-    parser.add_argument("--gk-steps", type=int, default=100000, help="NVE steps (2 fs) per Green–Kubo run")
-    parser.add_argument("--gk-equilibration", type=int, default=10000, help="NVT steps (2 fs) before each run")
-    parser.add_argument("--gk-runs", type=int, default=1, help="independent Green–Kubo runs (seeds 4242 + r)")
+    parser.add_argument("--gk-steps", type=int, default=15000, help="NVE steps (2 fs) per Green–Kubo run")
+    parser.add_argument("--gk-equilibration", type=int, default=5000, help="NVT steps (2 fs) before each run")
+    parser.add_argument("--gk-runs", type=int, default=2, help="independent Green–Kubo runs (seeds 4242 + r)")
     args = parser.parse_args()
     out = Path(args.output)
     work = out / "work"
