@@ -300,20 +300,23 @@ def stage_gk(out: Path, work: Path, production_steps: int, equilibration_steps: 
     student = str(student_files(work)[0])
     fluxes, walls = [], []
     for r in range(runs):
-        flux = work / f"gk-flux-{r}.dat"
+        stem = f"gk-{production_steps}steps-{equilibration_steps}eq-{r}"   # another length: other files
+        flux = work / f"{stem}.dat"
         if not flux.is_file():
             walls.append(atomflux("lammps", str(HERE / "in.si_heat_flux"), "-var", "model", student, "-var", "data",
                                   str(work / "si512.data"), "-var", "steps", str(production_steps), "-var",
                                   "equilibration", str(equilibration_steps), "-var", "seed", str(4242 + r), "-var",
-                                  "flux", str(flux), "-log", str(work / f"gk-lammps-{r}.log"),
-                                  log=out / f"gk-lammps-{r}.out"))
+                                  "flux", str(flux), "-log", str(work / f"{stem}.log"),
+                                  log=out / f"{stem}.out"))
         fluxes.append(str(flux))
-    atomflux("transport", "--flux", *fluxes, "--timestep", "0.002", "--output-dir", str(out / "greenkubo"),
-             log=out / "greenkubo.log")
+    tag = f"{runs}x{production_steps}steps"
+    atomflux("transport", "--flux", *fluxes, "--timestep", "0.002", "--output-dir", str(out / f"greenkubo-{tag}"),
+             log=out / f"greenkubo-{tag}.log")
     atomflux("compare", "--lattice", str(work / "kappa-distilled-classical-rta" / "kappa.json"),
              str(work / "kappa-distilled-classical-lbte" / "kappa.json"), "--md", *fluxes,
-             "--timestep", "0.002", "--atoms", "512", "--output-dir", str(out / "compare"), log=out / "compare.log")
-    found = json.loads(next((out / "greenkubo").glob("greenkubo*.json")).read_text())["result"]
+             "--timestep", "0.002", "--atoms", "512", "--output-dir", str(out / f"compare-{tag}"),
+             log=out / f"compare-{tag}.log")
+    found = json.loads((out / f"greenkubo-{tag}" / "greenkubo.json").read_text())["result"]
     return {"atoms": 512, "timestep_fs": 2.0, "production_steps": production_steps,
             "equilibration_steps": equilibration_steps, "runs": runs, "lammps_wall_s": walls,
             "greenkubo": {k: v for k, v in found.items() if k not in ("scan", "sources", "provenance")}}
