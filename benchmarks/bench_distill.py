@@ -9,6 +9,12 @@ One torch thread.  The distillation runs are records: with ``--output-folder``
 a second call resumes them (finished: nothing to redo) and only times the MD.  Writes ``benchmarks/results/bench_distill.json`` and ``.md``.
 
     python benchmarks/bench_distill.py [--no-sevennet] [--output-folder DIR]
+    python benchmarks/bench_distill.py --student STUDENT.pt [--repeats 2 4]
+
+``--student`` times a given SevenNet-0 student of diamond Si (e.g. the one of
+``examples/distill_si_sevennet``) against SevenNet-0 instead of distilling one
+(no EMT case), on cells of ``--repeats`` conventional cells per edge (default
+2 4: 64 and 512 atoms), and writes ``bench_distill_student.json`` / ``.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import resource
 import tempfile
@@ -114,7 +121,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-sevennet", action="store_true", help="EMT only")
     parser.add_argument("--output-folder", help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("--student", help="time this distilled SevenNet-0 student of Si instead of distilling one")
+    parser.add_argument("--repeats", type=int, nargs="+", default=[2, 4],
+                        help="with --student: MD cells, conventional Si cells per edge")
     args = parser.parse_args()
+    if args.student:
+        student_speed(args.student, args.repeats)
+        return
     teachers = ["emt"] + ([] if args.no_sevennet else ["sevennet:7net-0"])
     report = {"machine": platform.processor() or platform.machine(), "threads": 1, "teachers": {}}
     with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:
@@ -136,6 +149,31 @@ def main() -> None:
     (OUT / "bench_distill.json").write_text(json.dumps(report, indent=1))
     (OUT / "bench_distill.md").write_text(markdown(report))
     print(markdown(report))
+
+
+def student_speed(student_file: str, repeats: list[int]) -> None:
+    """SevenNet-0 vs a given student on Si cells of ``repeats`` conventional cells per edge."""
+    teacher, case = "sevennet:7net-0", CASES["sevennet:7net-0"]
+    rows = []
+    for repeat in repeats:
+        teacher_rate = in_process(teacher, None, case, repeat, 3)
+        student_rate = in_process(teacher, student_file, case, repeat, 50)
+        rows.append({"atoms": teacher_rate["atoms"], "teacher": teacher_rate, "student": student_rate,
+                     "speed_ratio": student_rate["atom_steps_per_s"] / teacher_rate["atom_steps_per_s"]})
+        print(json.dumps(rows[-1]), flush=True)
+    report = {"machine": platform.processor() or platform.machine(), "threads": 1, "student": student_file,
+              "load_average": list(os.getloadavg()), "md_speed": rows}
+    lines = ["# SevenNet-0 vs a distilled student: Langevin MD speed (2 fs, 300 K, 1 thread)", "",
+             f"Student `{student_file}`; load average at the end {report['load_average'][0]:.1f}.", "",
+             "| atoms | SevenNet-0 atom-steps/s | student atom-steps/s | ratio | peak RSS SevenNet-0 / student (MiB) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['atoms']} | {r['teacher']['atom_steps_per_s']:.1f} | {r['student']['atom_steps_per_s']:.0f} | "
+              f"{r['speed_ratio']:.0f} | {r['teacher']['peak_rss_MiB']:.0f} / {r['student']['peak_rss_MiB']:.0f} |"
+              for r in rows]
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench_distill_student.json").write_text(json.dumps(report, indent=1))
+    (OUT / "bench_distill_student.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def markdown(report: dict) -> str:

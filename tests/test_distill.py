@@ -99,6 +99,27 @@ def test_batched_teacher_labels_agree_with_ase_lennard_jones():
         np.testing.assert_allclose(ours.get_stress(), ref.get_stress(), atol=1e-11)
 
 
+def test_teacher_batches_stay_within_their_structure_and_atom_bounds():
+    """Chunks keep the order, hold at most the given structures and atoms, and a too-large structure goes alone;
+    the labels do not depend on the chunking."""
+    from atomflux.distill.teacher import batch_chunks
+
+    sizes = [8, 8, 32, 8, 100, 8, 8, 8]
+    structures = [bulk("Ar", "fcc", a=5.26, cubic=True).repeat((n // 4, 1, 1)) for n in sizes]
+    chunks = batch_chunks(structures, most_structures=3, most_atoms=40)
+    assert [[len(a) for a in c] for c in chunks] == [[8, 8], [32, 8], [100], [8, 8, 8]]
+    assert [a for c in chunks for a in c] == structures
+    for k, atoms in enumerate(structures):
+        atoms.rattle(0.1, seed=k)
+    lj = LennardJones(3.405, 0.0103, 8.0, cutoff_mode="shifted")
+    one_by_one = Teacher(lj, batch_size=1).label(structures)
+    chunked = Teacher(lj, batch_size=3, batch_atoms=40).label(structures)
+    for a, b in zip(one_by_one, chunked):
+        np.testing.assert_allclose(b.get_forces(), a.get_forces(), atol=1e-10)
+    with pytest.raises(ValueError, match="at least one structure and one atom"):
+        Teacher(lj, batch_atoms=0)
+
+
 def test_teacher_refuses_what_it_cannot_use():
     with pytest.raises(ValueError, match="cannot use a int as teacher"):
         Teacher(3)
@@ -280,3 +301,34 @@ def test_sevennet_teacher_labels_agree_with_sevennet_own_calculator():
         assert ours.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-4)
         np.testing.assert_allclose(ours.get_forces(), ref.get_forces(), atol=1e-4)  # float32 model
         np.testing.assert_allclose(ours.get_stress(), ref.get_stress(), atol=1e-6)
+
+
+def test_md_guard_reads_the_threshold_recorded_in_a_distilled_student(tmp_path, capsys):
+    """``atomflux md --max-uncertainty`` without a number uses the student's recorded energy threshold: a tiny one
+    stops the run at once (exit 3), a large one lets it finish and is the threshold of its record; a model without
+    a recorded threshold is refused in one line."""
+    import json
+
+    import ase.io
+
+    from atomflux.cli import main
+    from atomflux.io import load_model, save_model
+
+    ase.io.write(tmp_path / "cu.cif", bulk("Cu", "fcc", a=3.6, cubic=True))
+    model = load_model("demo")
+    save_model(model, tmp_path / "plain.pt")
+    files = {}
+    for name, threshold in (("tight", 1e-9), ("loose", 0.5)):
+        model.metadata = {**model.metadata, "distillation": {"guard_thresholds": {"energy_eV_per_atom": threshold}}}
+        files[name] = save_model(model, tmp_path / f"{name}.pt")
+    run = ["md", str(tmp_path / "cu.cif"), "--steps", "10", "--interval", "1", "--max-uncertainty"]
+    code = main(run + ["--model", str(files["tight"]), "--trajectory", str(tmp_path / "t.traj"),
+                       "--log", str(tmp_path / "t.log")])
+    assert code == 3 and "exceeds threshold" in capsys.readouterr().err
+    assert main(run + ["--model", str(files["loose"]), "--trajectory", str(tmp_path / "l.traj"),
+                       "--log", str(tmp_path / "l.log")]) == 0
+    assert json.loads((tmp_path / "l.json").read_text())["parameters"]["max_uncertainty"] == 0.5
+    capsys.readouterr()
+    assert main(run + ["--model", str(tmp_path / "plain.pt"), "--trajectory", str(tmp_path / "p.traj"),
+                       "--log", str(tmp_path / "p.log")]) == 2
+    assert "is not a distilled student" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def _cmd_distill(args: argparse.Namespace) -> None:
                            epochs=args.epochs, learning_rate=args.lr, patience=args.patience, seed=args.seed)
     config.check()
     structures = [read_structure(path) for path in args.structures]
-    teacher = Teacher(args.teacher, trust=args.trust_model)
+    teacher = Teacher(args.teacher, trust=args.trust_model, batch_atoms=args.teacher_batch_atoms)
     args.on_interrupt = lambda: (f"the finished rounds are in {args.output}; the same command resumes from the "
                                  "first unfinished round")
     result = distill(teacher, structures, args.output, config, restart=args.restart)
@@ -92,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=positive(int), default=30,
                    help="epochs without validation improvement before a round's training stops")
     p.add_argument("--seed", type=int, default=0, help="random seed (MD, rattling, selection, splits, training)")
+    p.add_argument("--teacher-batch-atoms", type=positive(int), default=256,
+                   help="most atoms per teacher evaluation (a model teacher labels several structures at once; its "
+                        "memory grows with the atoms: SevenNet-0 needs ~5.6 GB for 1000)")
     p.add_argument("--trust-model", action="store_true",
                    help="allow a third-party pickle checkpoint outside its package as teacher")
     p.add_argument("--restart", action="store_true",

@@ -73,6 +73,9 @@ def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     if args.max_uncertainty is not None and not getattr(calc, "uncertainty", False):
         raise ValueError(f"--max-uncertainty needs a model with uncertainty; {models[0]} has none "
                          "(give several --model options for a committee, or add LLPR: atomflux llpr)")
+    if args.max_uncertainty is RECORDED:
+        args.max_uncertainty = recorded_guard_threshold(calc, models)
+        print(f"--max-uncertainty {args.max_uncertainty:.4g} eV/atom: the guard threshold recorded in {models[0]}")
     trajectory, log = Path(args.trajectory), Path(args.log)
     record = trajectory.with_suffix(".json")
     guard_files = (trajectory.with_suffix(".uncertainty.log"), trajectory.with_suffix(".extrapolation.extxyz"))
@@ -113,6 +116,22 @@ def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     finish_run(record, summary)
     summary["outputs"] = {"trajectory": str(trajectory), "log": str(log), "record": str(record)}
     print(json.dumps(summary, indent=2))
+
+
+def recorded_guard_threshold(calc, models: list[str]) -> float:
+    """The energy guard threshold (eV/atom) recorded in a distilled student's file: the largest energy σ per atom
+    the validated student showed in its own MD at the conditions it was validated for."""
+    if len(models) != 1:
+        raise ValueError("--max-uncertainty without a number reads the threshold recorded in one distilled "
+                         "student's file; with several --model options give the threshold (eV/atom)")
+    metadata = getattr(getattr(calc, "potential", None), "metadata", None) or {}
+    guard = (metadata.get("distillation") or {}).get("guard_thresholds")
+    if not guard or guard.get("energy_eV_per_atom") is None:
+        reason = ("was not validated (its distillation did not converge)" if metadata.get("distillation")
+                  else "is not a distilled student (atomflux distill)")
+        raise ValueError(f"--max-uncertainty without a number needs the guard threshold recorded in the model "
+                         f"file, and {models[0]} has none: it {reason}; give the threshold in eV/atom")
+    return float(guard["energy_eV_per_atom"])
 
 
 def _npt_md(atoms, models: list[str], args: argparse.Namespace) -> None:
@@ -164,6 +183,11 @@ def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
           f"record {Path(args.output) / 'run.json'}")
 
 
+#: ``--max-uncertainty`` given without a number: use the threshold recorded in the model file (not a string,
+#: which argparse would pass through the option's number type)
+RECORDED = object()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("md", help="ASE molecular dynamics with a model (--transport: heat-flux production run)",
                        description=DESCRIPTION, formatter_class=DefaultsRawDescriptionFormatter)
@@ -186,8 +210,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "float32 for atomflux models (~1.6x faster; deviation from float64 10^4x below the demo "
                         "models' own error, same NVE drift: docs/benchmarks.md), the model's own for third-party "
                         "specs; native = the model's own")
-    p.add_argument("--max-uncertainty", type=positive(float),
-                   help="eV/atom: energy uncertainty above which the run stops (or warns) and saves the frame")
+    p.add_argument("--max-uncertainty", type=positive(float), nargs="?", const=RECORDED,
+                   help="eV/atom: energy uncertainty above which the run stops (or warns) and saves the frame; "
+                        "without a number: the guard threshold recorded in a distilled student (atomflux distill)")
     p.add_argument("--on-extrapolation", choices=["stop", "warn"], default="stop",
                    help="what to do when --max-uncertainty is exceeded (warn: rate-limited warnings)")
     p.add_argument("--restart", action="store_true",

@@ -1,0 +1,356 @@
+"""SevenNet-0 distilled into a fast atomflux student for diamond Si: phonons, lattice κ, speed, Green–Kubo κ.
+
+The real-material application of issue 23.  Every stage goes through the
+``atomflux`` command line as a user would run it (``distill``, ``kappa``,
+``lammps``, ``transport``, ``compare``), except the committee students and the
+phonon comparison, which use the Python API:
+
+1. **cell**: the teacher's lattice constant (SevenNet-0 stress on the 8-atom
+   conventional cell, zero found by interpolation on a 0.005 Å grid);
+   ``si8.extxyz`` and the 64-atom ``si64.extxyz`` at it.
+2. **distill**: ``atomflux distill sevennet:7net-0 si64.extxyz`` at 300 K and
+   600 K × strains −1 %, 0, +1 % (a shallow ensemble student).
+3. **committee**: two more students of the same architecture trained from
+   scratch with other seeds on the same labels (train / held-out splits of
+   the run), calibrated the same way; with the distilled student they are
+   the committee whose κ spread is the yardstick.
+4. **phonons**: fc2 on the same 2×2×2 supercell (64 atoms) for the teacher and
+   every student (:func:`atomflux.lattice.phonons`): frequencies at Γ, X, L,
+   DOS, dispersion plot.
+5. **kappa**: ``atomflux kappa`` (RTA, quantum statistics, 2×2×2 supercell of
+   the conventional cell, 11³ mesh) for the teacher and for the committee
+   (repeated ``--model``: κ per member); classical statistics for the
+   distilled student (what classical MD is compared with).
+6. **gk**: NVE heat flux of the distilled student in LAMMPS (``pair_style
+   atomflux``, 512 atoms) → ``atomflux transport`` and ``atomflux compare``.
+
+Speed is measured by ``benchmarks/bench_distill.py --student`` (see README).
+Outputs: ``results/`` (small, committed); ``results/work/`` (run folders,
+force sets, flux files; not committed).  Each stage reuses what it finds
+(the commands are run records: rerunning resumes them).
+
+    python run.py                       # every stage
+    python run.py --stages cell distill # some of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+TEACHER = "sevennet:7net-0"
+STAGES = ("cell", "distill", "committee", "phonons", "kappa", "gk")
+
+#: `atomflux distill` settings of the committed run (besides teacher, structure and output)
+def distill_options(bound: float, epochs: int) -> list[str]:
+    """`atomflux distill` settings (besides teacher, structure and output); ``bound`` on the force RMSE and mean
+    σ at every condition, eV/Å."""
+    return ["--temperatures", "300", "600", "--strains", "-0.01", "0", "0.01", "--rounds", "6",
+            "--max-force-rmse", f"{bound:g}", "--max-force-sigma", f"{bound:g}", "--cutoff", "5.0",
+            "--initial-frames", "4", "--uncertain", "3", "--random", "1", "--epochs", str(epochs),
+            "--patience", "15", "--teacher-batch-atoms", "256"]
+
+
+COMMITTEE_SEEDS = (1, 2)
+#: lattice κ settings, identical for teacher and students
+KAPPA_OPTIONS = ["--supercell", "2", "2", "2", "--mesh", "11", "11", "11", "--temperatures", "300", "600",
+                 "--memory-budget", "3GB"]
+
+
+def atomflux(*words: str, log: Path | None = None, cwd: Path | None = None) -> float:
+    """Run ``atomflux WORDS`` (this interpreter's package), echo its output (and keep it in ``log``);
+    return the wall time, s."""
+    command = [sys.executable, "-m", "atomflux.cli", *words]
+    print("$ atomflux " + " ".join(words), flush=True)
+    start = time.perf_counter()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          cwd=cwd) as proc:
+        lines = []
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if log is not None:
+        log.write_text("$ atomflux " + " ".join(words) + "\n" + "".join(lines))
+    if proc.returncode != 0:
+        raise SystemExit(f"atomflux {words[0]} failed (exit {proc.returncode})")
+    return time.perf_counter() - start
+
+
+def stage_cell(out: Path, work: Path) -> dict:
+    """The teacher's zero-stress lattice constant of diamond Si and the 8- and 64-atom cells at it."""
+    from ase.build import bulk
+    from ase.io import write
+
+    from atomflux import AtomfluxCalculator
+
+    calc = AtomfluxCalculator(TEACHER, uncertainty=False)
+    grid = np.round(np.arange(5.43, 5.4801, 0.005), 4)
+    pressures = []
+    for a in grid:
+        atoms = bulk("Si", "diamond", a=float(a), cubic=True)
+        atoms.calc = calc
+        pressures.append(-float(np.mean(atoms.get_stress()[:3])))   # eV/Å³, positive = compressed
+    pressures = np.asarray(pressures)
+    k = int(np.nonzero(np.diff(np.sign(pressures)))[0][0])
+    a0 = float(grid[k] + (grid[k + 1] - grid[k]) * pressures[k] / (pressures[k] - pressures[k + 1]))
+    cell8 = bulk("Si", "diamond", a=a0, cubic=True)
+    write(work / "si8.extxyz", cell8)
+    write(work / "si64.extxyz", cell8 * (2, 2, 2))
+    write(work / "si512.data", cell8 * (4, 4, 4), format="lammps-data", specorder=["Si"], masses=True)
+    return {"lattice_constant_A": a0, "grid_A": grid.tolist(),
+            "pressure_GPa": (pressures * 160.21766).tolist()}
+
+
+def stage_distill(out: Path, work: Path, bound: float, epochs: int) -> dict:
+    options = distill_options(bound, epochs)
+    wall = atomflux("distill", TEACHER, "si64.extxyz", "-o", "distill", *options, cwd=work,
+                    log=out / "distill.log")
+    from atomflux.distill import read_rounds
+
+    rounds = read_rounds(work / "distill")
+    run = json.loads((work / "distill" / "run.json").read_text())
+    summary = {"command": "atomflux distill " + " ".join([TEACHER, "si64.extxyz", "-o", "distill", *options]),
+               "wall_s_this_call": wall, "summary": run.get("summary"), "rounds": [_round_row(r) for r in rounds]}
+    (out / "summary.png").write_bytes((work / "distill" / "summary.png").read_bytes())
+    return summary
+
+
+def _round_row(r: dict) -> dict:
+    return {"round": r["round"], "labels": r["n_labels"], "labels_total": r["n_labels_total"],
+            "tested_student": r["tested_student"], "wall_s": r["wall_s"], "converged": r["converged"],
+            "force_rmse_meV_per_A": {c: 1000 * m["force_rmse"] for c, m in r["conditions"].items()},
+            "force_sigma_meV_per_A": {c: 1000 * m["force_sigma"] for c, m in r["conditions"].items()},
+            "coverage_1sigma": {c: m["force_coverage_1sigma"] for c, m in r["conditions"].items()},
+            "energy_rmse_meV_per_atom": {c: 1000 * m["energy_rmse"] for c, m in r["conditions"].items()
+                                         if "energy_rmse" in m}}
+
+
+def student_files(work: Path) -> list[Path]:
+    """The distilled student first, then the committee students."""
+    return [work / "distill" / "student.pt"] + [work / "committee" / f"student-seed{s}.pt" for s in COMMITTEE_SEEDS]
+
+
+def labels(work: Path, upto: int, split: str) -> list:
+    """The distillation's teacher labels of rounds 0..upto with the given split ("train" or "holdout")."""
+    from ase.io import read
+
+    from atomflux.training.dataset import frame_from_atoms
+
+    return [frame_from_atoms(a) for k in range(upto + 1)
+            for a in read(work / "distill" / f"round-{k:03d}" / "labels.extxyz", index=":") if a.info["split"] == split]
+
+
+def stage_committee(out: Path, work: Path) -> dict:
+    """Students with other seeds, trained from scratch on the labels the distilled student was trained on and
+    calibrated on the same held-out labels (the run's architecture and training settings)."""
+    import torch
+
+    from atomflux.distill.config import DistillConfig
+    from atomflux.distill.student import errors_at, train_student
+    from atomflux.io import load_model, save_model
+
+    torch.set_num_threads(1)
+    run = json.loads((work / "distill" / "run.json").read_text())
+    settings = {k: v for k, v in run["parameters"].items() if k in DistillConfig.__dataclass_fields__}
+    upto = load_model(work / "distill" / "student.pt").metadata["distillation"]["student_round"]
+    train_frames, holdout = labels(work, upto, "train"), labels(work, upto, "holdout")
+    (work / "committee").mkdir(exist_ok=True)
+    walls = {}
+    for seed, path in zip(COMMITTEE_SEEDS, student_files(work)[1:]):
+        if not path.is_file():
+            start = time.perf_counter()
+            student, _ = train_student(train_frames, holdout, DistillConfig(**{**settings, "seed": seed}), 0,
+                                       progress=False)
+            save_model(student, path)
+            walls[path.stem] = time.perf_counter() - start
+            print(f"committee student seed {seed}: {walls[path.stem]:.0f} s", flush=True)
+    from ase.io import read
+
+    from atomflux.training.dataset import frame_from_atoms
+
+    test = [frame_from_atoms(a) for a in read(work / "distill" / f"round-{upto + 1:03d}" / "labels.extxyz", index=":")]
+    rows = {}
+    for name, path in zip(["distilled"] + [p.stem for p in student_files(work)[1:]], student_files(work)):
+        rows[name] = {}
+        for subset, frames in (("holdout", holdout), ("test", test)):
+            errors = errors_at(load_model(path), frames)
+            rows[name][subset] = {"force_rmse_meV_per_A": 1000 * errors["force_rmse"],
+                                  "force_sigma_meV_per_A": 1000 * errors["force_sigma"],
+                                  "force_coverage_1sigma": errors["force_coverage_1sigma"],
+                                  "energy_rmse_meV_per_atom": 1000 * errors["energy_rmse"]}
+    return {"labels_of_rounds": f"0..{upto}", "train_frames": len(train_frames), "holdout_frames": len(holdout),
+            "test_frames": len(test), "training_wall_s": walls,
+            "note": f"holdout: the held-out labels of rounds 0..{upto} (every student's calibration set); test: round "
+                    f"{upto + 1}'s labels (frames of the distilled student's MD at every condition, never trained "
+                    "or calibrated on by any student)",
+            "students": rows}
+
+
+def calculators(work: Path) -> dict:
+    """Teacher and students as ASE calculators (students: mean prediction, uncertainty off)."""
+    from atomflux import AtomfluxCalculator
+
+    calcs = {"teacher": AtomfluxCalculator(TEACHER, uncertainty=False)}
+    for k, path in enumerate(student_files(work)):
+        calcs["distilled" if k == 0 else path.stem] = AtomfluxCalculator(str(path), uncertainty=False)
+    return calcs
+
+
+def stage_phonons(out: Path, work: Path) -> dict:
+    """Harmonic phonons of teacher and students on the same 2×2×2 supercell: frequencies at Γ, X, L and the DOS."""
+    from ase.io import read
+
+    from atomflux.lattice import phonons
+    from atomflux.plotting import pyplot, save_figure
+
+    atoms = read(work / "si8.extxyz")
+    found = {}
+    for name, calc in calculators(work).items():
+        found[name] = phonons(atoms, calc, supercell=(2, 2, 2), progress=False)
+    points = {}
+    for name, ph in found.items():
+        at = {}
+        for x, label in ph.special_points:
+            label = "Γ" if label == "G" else label
+            if label in ("Γ", "X", "L") and label not in at:
+                at[label] = np.sort(ph.frequencies[int(np.argmin(np.abs(ph.distances - x)))]).tolist()
+        points[name] = at
+    teacher = found["teacher"]
+    rows = {}
+    for name, ph in found.items():
+        if name == "teacher":
+            continue
+        rel = {}
+        for label, freqs in points[name].items():
+            ref = np.asarray(points["teacher"][label])
+            keep = ref > 0.5  # acoustic modes at Γ are zero for both
+            rel[label] = (np.asarray(freqs)[keep] / ref[keep] - 1).tolist()
+        dos_t = np.interp(ph.dos_frequencies, teacher.dos_frequencies, teacher.dos)
+        mean_f = lambda f, d: float(np.sum(f * d) / np.sum(d))
+        rows[name] = {"relative_difference": rel,
+                      "largest_relative_difference": float(max(abs(v) for r in rel.values() for v in r)),
+                      "dos_mean_frequency_relative": mean_f(ph.dos_frequencies, ph.dos)
+                      / mean_f(teacher.dos_frequencies, teacher.dos) - 1,
+                      "dos_l1_difference": float(np.sum(np.abs(ph.dos / np.sum(ph.dos) - dos_t / np.sum(dos_t))))}
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.5), gridspec_kw={"width_ratios": [3, 1]}, sharey=True)
+    for name, ph in found.items():
+        style = dict(color="k", lw=1.6) if name == "teacher" else dict(color="C0" if name == "distilled" else "C1",
+                                                                      lw=0.8, ls="-" if name == "distilled" else ":")
+        ax1.plot(ph.distances, ph.frequencies, **style)
+        ax2.plot(ph.dos, ph.dos_frequencies, label=name if name in ("teacher", "distilled") else None, **style)
+    ax1.set_xticks([x for x, _ in teacher.special_points],
+                   ["Γ" if s == "G" else s for _, s in teacher.special_points])
+    for x, _ in teacher.special_points:
+        ax1.axvline(x, color="0.8", lw=0.5)
+    ax1.set(xlim=(teacher.distances[0], teacher.distances[-1]), ylabel="frequency (THz)",
+            title="Si phonons: SevenNet-0 (black), distilled student (blue), committee (orange dotted)")
+    ax2.set(xlabel="DOS (1/THz)")
+    ax2.legend(fontsize=8)
+    save_figure(fig, out / "phonons.png")
+    return {"supercell": [2, 2, 2], "frequencies_THz": points, "students_vs_teacher": rows}
+
+
+def stage_kappa(out: Path, work: Path) -> dict:
+    """atomflux kappa: teacher; committee (κ per student); distilled student alone (κ per ensemble member);
+    distilled student with classical statistics (RTA and LBTE, for the Green–Kubo comparison)."""
+    from atomflux.lattice.kappa import KappaResult
+
+    structure = str(work / "si8.extxyz")
+    students = [str(p) for p in student_files(work)]
+    runs = {"teacher": ["--model", TEACHER, "--no-uncertainty"],
+            "committee": [w for p in students for w in ("--model", p)],
+            "distilled": ["--model", students[0]],
+            "distilled-classical-rta": ["--model", students[0], "--no-uncertainty", "--statistics", "classical"],
+            "distilled-classical-lbte": ["--model", students[0], "--no-uncertainty", "--statistics", "classical",
+                                         "--method", "lbte"]}
+    found = {}
+    for name, options in runs.items():
+        folder = work / f"kappa-{name}"
+        wall = atomflux("kappa", structure, *options, *KAPPA_OPTIONS, "-o", str(folder),
+                        log=out / f"kappa-{name}.log")
+        result = KappaResult.from_json(folder / "kappa.json")
+        iso, std = result.isotropic()
+        members = result.member_isotropic()
+        found[name] = {"temperatures_K": result.temperatures.tolist(), "kappa_W_per_mK": iso.tolist(),
+                       "std_over_members_W_per_mK": None if std is None else std.tolist(),
+                       "members_W_per_mK": None if members is None else members.tolist(),
+                       "options": options, "wall_s": wall}
+        (out / f"kappa-{name}.json").write_bytes((folder / "kappa.json").read_bytes())
+    committee = np.asarray(found["committee"]["members_W_per_mK"])
+    teacher = np.asarray(found["teacher"]["kappa_W_per_mK"])
+    found["verdict"] = {
+        "committee_mean_W_per_mK": committee.mean(0).tolist(), "committee_std_W_per_mK": committee.std(0).tolist(),
+        "committee_range_W_per_mK": [committee.min(0).tolist(), committee.max(0).tolist()],
+        "teacher_within_committee_range": bool(np.all((teacher >= committee.min(0)) & (teacher <= committee.max(0)))),
+        "distilled_minus_teacher_W_per_mK": (committee[0] - teacher).tolist()}
+    return found
+
+
+def stage_gk(out: Path, work: Path, production_steps: int, equilibration_steps: int, runs: int) -> dict:
+    """Heat flux of the distilled student in LAMMPS (512 atoms), Green–Kubo κ, and the comparison report."""
+    student = str(student_files(work)[0])
+    fluxes, walls = [], []
+    for r in range(runs):
+        stem = f"gk-{production_steps}steps-{equilibration_steps}eq-{r}"   # another length: other files
+        flux = work / f"{stem}.dat"
+        if not flux.is_file():
+            walls.append(atomflux("lammps", str(HERE / "in.si_heat_flux"), "-var", "model", student, "-var", "data",
+                                  str(work / "si512.data"), "-var", "steps", str(production_steps), "-var",
+                                  "equilibration", str(equilibration_steps), "-var", "seed", str(4242 + r), "-var",
+                                  "flux", str(flux), "-log", str(work / f"{stem}.log"),
+                                  log=out / f"{stem}.out"))
+        fluxes.append(str(flux))
+    tag = f"{runs}x{production_steps}steps"
+    atomflux("transport", "--flux", *fluxes, "--timestep", "0.002", "--output-dir", str(out / f"greenkubo-{tag}"),
+             log=out / f"greenkubo-{tag}.log")
+    atomflux("compare", "--lattice", str(work / "kappa-distilled-classical-rta" / "kappa.json"),
+             str(work / "kappa-distilled-classical-lbte" / "kappa.json"), "--md", *fluxes,
+             "--timestep", "0.002", "--atoms", "512", "--output-dir", str(out / f"compare-{tag}"),
+             log=out / f"compare-{tag}.log")
+    found = json.loads((out / f"greenkubo-{tag}" / "greenkubo.json").read_text())["result"]
+    return {"atoms": 512, "timestep_fs": 2.0, "production_steps": production_steps,
+            "equilibration_steps": equilibration_steps, "runs": runs, "lammps_wall_s": walls,
+            "greenkubo": {k: v for k, v in found.items() if k not in ("scan", "sources", "provenance")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run")
+    parser.add_argument("-o", "--output", default=str(HERE / "results"), help="output folder")
+    parser.add_argument("--bound", type=float, default=0.05,
+                        help="distill: bound on the student's force RMSE and mean σ at every condition, eV/Å")
+    parser.add_argument("--epochs", type=int, default=60, help="distill: most training epochs per round")
+    parser.add_argument("--gk-steps", type=int, default=15000, help="NVE steps (2 fs) per Green–Kubo run")
+    parser.add_argument("--gk-equilibration", type=int, default=5000, help="NVT steps (2 fs) before each run")
+    parser.add_argument("--gk-runs", type=int, default=2, help="independent Green–Kubo runs (seeds 4242 + r)")
+    args = parser.parse_args()
+    out = Path(args.output)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    record = out / "results.json"
+    results = json.loads(record.read_text()) if record.is_file() else {}
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for stage in args.stages:
+        start = time.perf_counter()
+        if stage == "distill":
+            results[stage] = stage_distill(out, work, args.bound, args.epochs)
+        elif stage == "gk":
+            results[stage] = stage_gk(out, work, args.gk_steps, args.gk_equilibration, args.gk_runs)
+        else:
+            results[stage] = globals()[f"stage_{stage}"](out, work)
+        results[stage]["stage_wall_s"] = time.perf_counter() - start
+        record.write_text(json.dumps(results, indent=1))
+        print(f"stage {stage}: {results[stage]['stage_wall_s']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
