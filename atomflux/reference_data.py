@@ -23,6 +23,7 @@ from ase import Atoms, units
 from ase.build import bulk, fcc100, fcc110, fcc111
 from ase.calculators.emt import EMT
 from ase.calculators.emt import parameters as EMT_PARAMETERS
+from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 from ase.optimize import FIRE
@@ -474,6 +475,27 @@ def rigid_ion_nacl(structures: Sequence[Atoms], born_cutoff: float = 5.0, accura
     finally:
         lmp.close()
     return out
+
+
+class RigidIonNaCl(Calculator):
+    """LAMMPS's rigid-ion NaCl (:func:`rigid_ion_nacl`) as an ASE calculator: energy, forces, stress.
+
+    Parameters
+    ----------
+    born_cutoff, accuracy, charges, repulsion
+        As in :func:`rigid_ion_nacl`.
+    """
+
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def __init__(self, born_cutoff: float = 5.0, accuracy: float = 1e-8, charges: dict[str, float] | None = None,
+                 repulsion: dict[tuple[str, str], tuple[float, float, float]] | None = None) -> None:
+        super().__init__()
+        self.options = {"born_cutoff": born_cutoff, "accuracy": accuracy, "charges": charges, "repulsion": repulsion}
+
+    def calculate(self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        self.results = dict(rigid_ion_nacl([self.atoms], **self.options)[0].calc.results)
 
 
 def _rigid_ion_labels(lmp, atoms: Atoms, born_cutoff: float, accuracy: float, charges: dict[str, float],

@@ -120,3 +120,189 @@ def test_rigid_ion_reference_forces_and_stress_are_derivatives() -> None:
     plus, minus = (a.get_potential_energy() for a in rigid_ion_nacl(strained))
     stress = rigid_ion_nacl([atoms])[0].get_stress(voigt=False)
     assert stress[0, 1] == pytest.approx((plus - minus) / (2 * h) / atoms.get_volume() / 2, rel=1e-5, abs=1e-8)
+
+
+# --- slow: models trained on LAMMPS's bulk data, used as a user would (CLI, ASE, MD, κ, LAMMPS) ---
+
+#: model settings shared by both architectures (cutoff 5 Å = the reference's Born–Mayer cutoff)
+TRAIN_OPTIONS = ["--cutoff", "5.0", "--hidden", "32", "32", "--channels", "4", "--max-angular", "2",
+                 "--epochs", "100", "--lr", "1e-2", "--batch-size", "4", "--seed", "0"]
+#: k-space accuracy of the long-range model (eV/Å for unit charges): Ewald for the 64-atom cells, 3× faster
+#: to train than the PME that 1e-3 picks, and below the model's force error
+LONG_RANGE_OPTIONS = ["--long-range-accuracy", "1e-2"]
+
+
+@pytest.fixture(scope="module")
+def nacl(tmp_path_factory):
+    """LAMMPS-labelled bulk NaCl (train: 64 rattled, strained 2×2×2 cells; test: 16 others) and a
+    short-range and a long-range model trained on it with ``atomflux train`` (a subprocess, as a user)."""
+    import subprocess
+    import sys
+
+    from ase.io import write
+
+    from atomflux.reference_data import rigid_ion_nacl_dataset
+
+    folder = tmp_path_factory.mktemp("nacl")
+    write(folder / "train.extxyz", rigid_ion_nacl_dataset(64, seed=0))
+    write(folder / "test.extxyz", rigid_ion_nacl_dataset(16, seed=1))
+    write(folder / "cubic.extxyz", bulk("NaCl", "rocksalt", a=NACL_LATTICE, cubic=True))
+    models = {}
+    for architecture in ("PowerSpectrumPotential", "LongRangePotential"):
+        models[architecture] = folder / f"{architecture}.pt"
+        subprocess.run([sys.executable, "-m", "atomflux.cli", "train", str(folder / "train.extxyz"),
+                        "--architecture", architecture, *TRAIN_OPTIONS,
+                        *(LONG_RANGE_OPTIONS if architecture == "LongRangePotential" else []),
+                        "-o", str(models[architecture])],
+                       check=True, cwd=folder)
+    return folder, models
+
+
+def _charged_cubes(gap: float) -> Atoms:
+    """A 6 × 3 × 3 block of rock-salt sites cut into two 3 × 3 × 3 cubes, Na14Cl13 (+1 e) and Na13Cl14
+    (-1 e), the second moved ``gap`` Å along x (0: the continuous crystal)."""
+    step = NACL_LATTICE / 2
+    sites = np.array([[i, j, k] for i in range(6) for j in range(3) for k in range(3)])
+    positions = sites * step + np.where(sites[:, :1] >= 3, gap, 0.0) * [1, 0, 0]
+    return Atoms(numbers=np.where(sites.sum(1) % 2 == 0, 11, 17), positions=positions)
+
+
+def _tail_error(predicted: np.ndarray, reference: np.ndarray) -> float:
+    """RMS of (E - E_last) predicted minus reference: the shape of an energy curve, whatever its offset."""
+    return float(np.sqrt(np.mean(((predicted - predicted[-1]) - (reference - reference[-1]))**2)))
+
+
+@pytest.mark.slow
+def test_long_range_model_follows_lammps_beyond_the_cutoff(nacl) -> None:
+    """Both models are trained on the same LAMMPS bulk data; held out: bulk frames (in domain), an
+    Na⁺–Cl⁻ ion pair pulled from 5.5 to 14 Å and two oppositely charged (NaCl)₁₃ cubes pulled apart by
+    5.5–16 Å (non-periodic: the field's direct sum; LAMMPS: born + coul/cut).  A crystal cleaved at
+    (100) would not do: its neutral, non-polar planes interact exponentially weakly beyond the cutoff.
+    The long-range model follows LAMMPS's 1/r tail; the short-range one is flat beyond its cutoff."""
+    from atomflux.io import load_model
+    from atomflux.training.dataset import read_frames
+
+    folder, paths = nacl
+    test = read_frames(folder / "test.extxyz")
+    pairs = [Atoms("NaCl", positions=[[0, 0, 0], [r, 0, 0]]) for r in np.linspace(5.5, 14.0, 18)]
+    gaps = np.linspace(5.5, 16.0, 15)
+    cubes = [_charged_cubes(g) for g in gaps]
+    reference = {"pair": np.array([a.get_potential_energy() for a in rigid_ion_nacl(pairs)]),
+                 "cubes": np.array([a.get_potential_energy() for a in rigid_ion_nacl(cubes)])}
+    rows = {}
+    for architecture, path in paths.items():
+        model = load_model(path)
+        energy = lambda a: float(evaluate(model, Batch.from_atoms(a, model.cutoff), forces=False).energy[0])  # noqa: E731
+        e_err, f_err = [], []
+        for frame in test:
+            res = evaluate(model, Batch.from_atoms(frame.atoms, model.cutoff))
+            e_err.append((float(res.energy[0]) - frame.energy) / len(frame.atoms))
+            f_err.append(res.forces.numpy() - frame.forces)
+        rows[architecture] = {"energy_rmse_meV_per_atom": 1e3 * float(np.sqrt(np.mean(np.square(e_err)))),
+                              "force_rmse_eV_per_A": float(np.sqrt(np.mean(np.square(f_err)))),
+                              "ion_pair_tail_rmse_eV": _tail_error(np.array([energy(a) for a in pairs]), reference["pair"]),
+                              "cubes_tail_rmse_eV": _tail_error(np.array([energy(a) for a in cubes]), reference["cubes"])}
+        if architecture == "LongRangePotential":
+            charges = evaluate(model, Batch.from_atoms(test[0].atoms, model.cutoff)).outputs["charges"][:, 0].numpy()
+            rows[architecture]["charges_bulk"] = [float(np.mean(charges[test[0].atoms.numbers == z])) for z in (11, 17)]
+    print("\nreference tails (eV):", {k: float(v[0] - v[-1]) for k, v in reference.items()})
+    for architecture, row in rows.items():
+        print(architecture, row)
+    short, long = rows["PowerSpectrumPotential"], rows["LongRangePotential"]
+    assert long["force_rmse_eV_per_A"] < 0.1 and short["force_rmse_eV_per_A"] < 0.15
+    for tail in ("ion_pair_tail_rmse_eV", "cubes_tail_rmse_eV"):
+        assert long[tail] < 0.6 * short[tail], (tail, rows)
+
+
+@pytest.mark.slow
+def test_trained_long_range_model_in_ase_md_and_lammps(nacl) -> None:
+    """The trained long-range model as a user runs it: the ASE calculator (energy, forces, stress of a
+    held-out frame), ``atomflux md --ensemble nve`` (total energy conserved), and ``pair_style atomflux``
+    on one rank (energy, forces equal the calculator's; LAMMPS's own NVE conserves energy)."""
+    from ase.io import read
+
+    from atomflux.calculators import AtomfluxCalculator
+    from atomflux.cli import main
+    from atomflux.lammps_bridge import start_lammps
+
+    folder, paths = nacl
+    model = str(paths["LongRangePotential"])
+    frame = read(folder / "test.extxyz", 0)
+    atoms = frame.copy()
+    atoms.calc = AtomfluxCalculator(model)
+    assert np.abs(atoms.get_forces() - frame.get_forces()).max() < 0.5
+    assert np.abs(atoms.get_stress() - frame.get_stress()).max() < 5e-3
+    log = folder / "nve.log"
+    assert main(["md", str(folder / "cubic.extxyz"), "--model", model, "--ensemble", "nve", "--repeat", "2", "2", "2",
+                 "--temperature", "300", "--steps", "300", "--timestep", "2", "--interval", "10", "--seed", "1",
+                 "--precision", "float64", "--trajectory", str(folder / "nve.traj"), "--log", str(log)]) == 0
+    table = np.loadtxt(log, skiprows=1)          # time (ps), Etot/N, Epot/N, Ekin/N, T (K)
+    drift = float(np.abs(table[:, 1] - table[0, 1]).max())
+    print(f"\nNVE, 64 atoms, 300 × 2 fs: max |Etot - Etot(0)| = {1e3 * drift:.3f} meV/atom, "
+          f"T {table[:, 4].min():.0f}-{table[:, 4].max():.0f} K")
+    assert drift < 1e-3 and table[:, 4].max() > 50
+    cubic = read(folder / "cubic.extxyz").repeat(2)
+    cubic.rattle(0.05, seed=3)
+    data = folder / "lammps.data"
+    cubic.write(data, format="lammps-data", specorder=["Na", "Cl"], masses=True)
+    lmp = start_lammps(["-log", "none", "-screen", "none"])
+    lmp.commands_string(f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
+                        f"pair_style atomflux precision float64\npair_coeff * * {model} Na Cl\n"
+                        "thermo_style custom step pe etotal\nrun 0")
+    cubic.calc = AtomfluxCalculator(model)
+    assert lmp.get_thermo("pe") == pytest.approx(cubic.get_potential_energy(), rel=1e-10)
+    forces = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
+    assert np.abs(forces - cubic.get_forces()).max() < 1e-8
+    lmp.commands_string("velocity all create 300 4 mom yes rot no\ntimestep 0.002\nfix nve all nve\n"
+                        "variable e equal etotal\nrun 0")
+    start = lmp.extract_variable("e")
+    energies = []
+    for _ in range(10):
+        lmp.command("run 20")
+        energies.append(lmp.extract_variable("e"))
+    lmp.close()
+    lammps_drift = max(abs(e - start) for e in energies) / len(cubic)
+    print(f"LAMMPS NVE, 64 atoms, 200 × 2 fs: max |Etot - Etot(0)| = {1e3 * lammps_drift:.3f} meV/atom")
+    assert lammps_drift < 1e-3
+
+
+def _frequencies_at_special_points(result) -> dict[str, np.ndarray]:
+    return {label: result.frequencies[int(np.argmin(np.abs(result.distances - x)))]
+            for x, label in result.special_points if label in ("G", "X", "L")}
+
+
+@pytest.mark.slow
+def test_trained_long_range_model_phonons_and_kappa_against_lammps(nacl) -> None:
+    """Harmonic frequencies at Γ, X, L (phonopy, 4 × 4 × 4 primitive supercell, no non-analytic
+    correction: Γ is the TO frequency of both) and the lattice κ (phono3py RTA, ``atomflux kappa``)
+    of the trained long-range model against the same computations on LAMMPS's rigid-ion forces."""
+    import json
+
+    from ase.io import write
+
+    from atomflux.calculators import AtomfluxCalculator
+    from atomflux.cli import main
+    from atomflux.lattice import thermal_conductivity
+    from atomflux.lattice.phonons import phonons
+    from atomflux.reference_data import RigidIonNaCl
+
+    folder, paths = nacl
+    model = str(paths["LongRangePotential"])
+    primitive = bulk("NaCl", "rocksalt", a=NACL_LATTICE)
+    frequencies = {name: _frequencies_at_special_points(phonons(primitive, calc, supercell=(4, 4, 4), npoints=40,
+                                                                progress=False))
+                   for name, calc in (("model", AtomfluxCalculator(model)), ("lammps", RigidIonNaCl()))}
+    print("\nfrequencies (THz):", {k: {p: np.round(f, 2).tolist() for p, f in v.items()} for k, v in frequencies.items()})
+    for point in ("G", "X", "L"):
+        assert np.allclose(frequencies["model"][point], frequencies["lammps"][point], atol=0.5)
+    write(folder / "primitive.extxyz", primitive)
+    settings = ["--supercell", "3", "3", "3", "--mesh", "8", "8", "8", "--temperatures", "300"]
+    assert main(["kappa", str(folder / "primitive.extxyz"), "--model", model, *settings, "--no-uncertainty",
+                 "-o", str(folder / "kappa")]) == 0
+    kappa_model = json.loads((folder / "kappa" / "kappa.json").read_text())["kappa"]
+    reference = thermal_conductivity(primitive, RigidIonNaCl(), supercell=(3, 3, 3), mesh=(8, 8, 8),
+                                     temperatures=(300,), uncertainty=False, progress=False)
+    kappa_lammps = float(np.mean(reference.kappa[0, :3]))
+    kappa_ours = float(np.mean(np.asarray(kappa_model)[0, :3]))
+    print(f"κ(300 K), RTA, 3×3×3, mesh 8³: model {kappa_ours:.2f} W/mK, LAMMPS rigid ion {kappa_lammps:.2f} W/mK")
+    assert 0.5 < kappa_ours / kappa_lammps < 2.0
