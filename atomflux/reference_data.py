@@ -12,6 +12,14 @@ uncertainty covers its errors off the training domain
 (``atomflux calibrate MODEL --stress-test``).
 EMT is a cheap many-body reference, not a physical truth: models trained on it
 are demonstrations.
+
+:func:`rigid_ion_nacl` (and the ASE calculator :class:`RigidIonNaCl`) labels NaCl
+structures with LAMMPS's own rigid-ion potential — Tosi–Fumi Born–Mayer repulsion
+plus the Coulomb energy of ±1 e (``born/coul/long`` + ``kspace_style ewald``; the
+direct sum for clusters) — through the ``lammps`` Python module of the LAMMPS
+bridge; :func:`rigid_ion_nacl_dataset` gives rattled, strained bulk cells.  It is
+the independent reference of the long-range models (an ionic system with an exact
+1/r tail).
 """
 
 from __future__ import annotations
