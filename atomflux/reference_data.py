@@ -509,8 +509,6 @@ class RigidIonNaCl(Calculator):
 def _rigid_ion_labels(lmp, atoms: Atoms, born_cutoff: float, accuracy: float, charges: dict[str, float],
                       repulsion: dict[tuple[str, str], tuple[float, float, float]]) -> Atoms:
     """One structure through a LAMMPS instance (cleared first); see :func:`rigid_ion_nacl`."""
-    from ase.geometry import cellpar_to_cell
-
     symbols = set(atoms.get_chemical_symbols())
     if not symbols <= {"Na", "Cl"}:
         raise ValueError(f"the rigid-ion NaCl reference knows Na and Cl only, got {sorted(symbols)}")
@@ -518,50 +516,56 @@ def _rigid_ion_labels(lmp, atoms: Atoms, born_cutoff: float, accuracy: float, ch
     if atoms.pbc.any() and not periodic:
         raise ValueError(f"the rigid-ion reference needs a structure periodic in all directions or none, "
                          f"got pbc = {atoms.pbc.tolist()}")
-    types = np.where(atoms.numbers == 11, 1, 2)
     lmp.command("clear")
     lmp.commands_string("units metal\natom_style charge\natom_modify map array\n"
                         f"boundary {'p p p' if periodic else 's s s'}")
-    if periodic:
-        cell = atoms.cell.array
-        if np.linalg.det(cell) <= 0:
-            raise ValueError("the rigid-ion reference needs a right-handed cell (positive determinant)")
-        box = cellpar_to_cell(atoms.cell.cellpar())            # LAMMPS's orientation: a along x, b in xy
-        rotation = np.linalg.solve(cell, box)                    # cell @ rotation = box
-        positions = (atoms.get_scaled_positions(wrap=True)) @ box
-        lmp.command(f"region box prism 0 {_number(box[0, 0])} 0 {_number(box[1, 1])} 0 {_number(box[2, 2])} "
-                    f"{_number(box[1, 0])} {_number(box[2, 0])} {_number(box[2, 1])} units box")
-    else:
-        rotation = np.eye(3)
-        positions = atoms.positions
-        low, high = positions.min(0) - 1.0, positions.max(0) + 1.0
-        lmp.command("region box block " + " ".join(f"{_number(lo)} {_number(hi)}" for lo, hi in zip(low, high)) + " units box")
+    rotation, positions = _lammps_box(lmp, atoms)
     lmp.commands_string("create_box 2 box\nmass 1 22.98977\nmass 2 35.453")
+    types = np.where(atoms.numbers == 11, 1, 2)
     lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types.tolist(), positions.flatten().tolist())
     lmp.commands_string(f"set type 1 charge {_number(charges['Na'])}\nset type 2 charge {_number(charges['Cl'])}")
-    born = {(1, 1): repulsion["Na", "Na"], (1, 2): repulsion["Na", "Cl"], (2, 2): repulsion["Cl", "Cl"]}
-    if periodic:
-        lines = [f"pair_style born/coul/long {_number(born_cutoff)} 10.0"]
-        lines += [f"pair_coeff {i} {j} {_number(a)} {_number(rho)} {_number(sigma)} 0.0 0.0" for (i, j), (a, rho, sigma) in born.items()]
-        lines += ["pair_modify shift yes table 0", f"kspace_style ewald {_number(accuracy)}"]   # table 0: no interpolated tables
-    else:
+    born = {"1 1": repulsion["Na", "Na"], "1 2": repulsion["Na", "Cl"], "2 2": repulsion["Cl", "Cl"]}
+    if periodic:    # table 0: erfc by LAMMPS's polynomial everywhere, so forces are derivatives of the energy
+        lines = [f"pair_style born/coul/long {_number(born_cutoff)} 10.0", "pair_modify shift yes table 0",
+                 f"kspace_style ewald {_number(accuracy)}"]
+        style = ""
+    else:           # the direct Coulomb sum: a cutoff beyond the structure, all pairs (bins fail for box << cutoff)
         extent = float(np.linalg.norm(positions.max(0) - positions.min(0)))
-        lines = [f"pair_style hybrid/overlay born {_number(born_cutoff)} coul/cut {_number(extent + 10.0)}", "pair_coeff * * coul/cut"]
-        lines += [f"pair_coeff {i} {j} born {_number(a)} {_number(rho)} {_number(sigma)} 0.0 0.0" for (i, j), (a, rho, sigma) in born.items()]
-        lines += ["pair_modify pair born shift yes", "neighbor 1.0 nsq"]   # bins fail when the box << cutoff
+        lines = [f"pair_style hybrid/overlay born {_number(born_cutoff)} coul/cut {_number(extent + 10.0)}",
+                 "pair_coeff * * coul/cut", "pair_modify pair born shift yes", "neighbor 1.0 nsq"]
+        style = "born "
+    lines += [f"pair_coeff {types_} {style}{_number(a)} {_number(rho)} {_number(sigma)} 0.0 0.0"
+              for types_, (a, rho, sigma) in born.items()]
     lines += ["compute virial all pressure NULL virial", "thermo_style custom step pe", "run 0"]
     lmp.commands_string("\n".join(lines))
-    energy = float(lmp.get_thermo("pe"))
-    forces = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3) @ rotation.T
-    results = {"energy": energy, "forces": forces}
+    results = {"energy": float(lmp.get_thermo("pe")),
+               "forces": np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3) @ rotation.T}
     if periodic:
-        pressure = np.array(lmp.numpy.extract_compute("virial", 0, 1), dtype=float)   # xx yy zz xy xz yz, bar
-        p = np.array([[pressure[0], pressure[3], pressure[4]], [pressure[3], pressure[1], pressure[5]],
-                      [pressure[4], pressure[5], pressure[2]]])
-        results["stress"] = -(rotation @ p @ rotation.T) / lmp.extract_global("nktv2p")
+        p = np.array(lmp.numpy.extract_compute("virial", 0, 1), dtype=float)   # xx yy zz xy xz yz, bar
+        pressure = np.array([[p[0], p[3], p[4]], [p[3], p[1], p[5]], [p[4], p[5], p[2]]])
+        results["stress"] = -(rotation @ pressure @ rotation.T) / lmp.extract_global("nktv2p")
     out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     out.calc = SinglePointCalculator(out, **results)
     return out
+
+
+def _lammps_box(lmp, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Define LAMMPS's region ``box`` for ``atoms``; return the rotation R [3, 3] (cell @ R = LAMMPS's box,
+    a along x and b in the xy plane; identity without a cell) and the positions [N, 3] in that frame."""
+    from ase.geometry import cellpar_to_cell
+
+    if not atoms.pbc.all():
+        low, high = atoms.positions.min(0) - 1.0, atoms.positions.max(0) + 1.0
+        bounds = " ".join(f"{_number(lo)} {_number(hi)}" for lo, hi in zip(low, high))
+        lmp.command(f"region box block {bounds} units box")
+        return np.eye(3), atoms.positions
+    cell = atoms.cell.array
+    if np.linalg.det(cell) <= 0:
+        raise ValueError("the rigid-ion reference needs a right-handed cell (positive determinant)")
+    box = cellpar_to_cell(atoms.cell.cellpar())
+    lmp.command(f"region box prism 0 {_number(box[0, 0])} 0 {_number(box[1, 1])} 0 {_number(box[2, 2])} "
+                f"{_number(box[1, 0])} {_number(box[2, 0])} {_number(box[2, 1])} units box")
+    return np.linalg.solve(cell, box), atoms.get_scaled_positions(wrap=True) @ box
 
 
 def _number(x: float) -> str:
@@ -569,8 +573,9 @@ def _number(x: float) -> str:
     return repr(float(x))
 
 
-def rigid_ion_nacl_dataset(n_frames: int = 48, repeat: int = 2, temperatures: Sequence[float] = (150.0, 300.0, 600.0, 900.0),
-                           strain: float = 0.03, seed: int = 0, **reference) -> list[Atoms]:
+def rigid_ion_nacl_dataset(n_frames: int = 48, repeat: int = 2,
+                           temperatures: Sequence[float] = (150.0, 300.0, 600.0, 900.0), strain: float = 0.03,
+                           seed: int = 0, **reference) -> list[Atoms]:
     """Bulk rock-salt NaCl labelled by LAMMPS's rigid-ion potential (:func:`rigid_ion_nacl`).
 
     Frame k: the cubic cell repeated ``repeat`` times at :data:`NACL_LATTICE`, deformed by a

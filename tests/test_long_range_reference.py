@@ -128,6 +128,20 @@ def test_rigid_ion_reference_forces_and_stress_are_derivatives() -> None:
 
 
 
+def test_rigid_ion_reference_refuses_what_it_cannot_label() -> None:
+    """Other elements, slabs (mixed periodicity) and left-handed cells: one line each, naming the problem."""
+    with pytest.raises(ValueError, match="knows Na and Cl only"):
+        rigid_ion_nacl([bulk("Cu")])
+    slab = bulk("NaCl", "rocksalt", a=NACL_LATTICE, cubic=True)
+    slab.pbc = [True, True, False]
+    with pytest.raises(ValueError, match="periodic in all directions or none"):
+        rigid_ion_nacl([slab])
+    mirrored = bulk("NaCl", "rocksalt", a=NACL_LATTICE, cubic=True)
+    mirrored.set_cell(mirrored.cell.array * [[1], [1], [-1]], scale_atoms=True)
+    with pytest.raises(ValueError, match="right-handed cell"):
+        rigid_ion_nacl([mirrored])
+
+
 def test_tiny_long_range_model_learns_lammps_ion_pairs() -> None:
     """Default-run training on LAMMPS labels: Na–Cl pairs at 2.4–8 Å (born + coul/cut, no cell; Born–Mayer
     ending at the model's 3 Å cutoff).  The long-range model learns charges near ±1 e and follows LAMMPS's
