@@ -181,8 +181,9 @@ LONG_RANGE_OPTIONS = ["--long-range-accuracy", "1e-2"]
 
 @pytest.fixture(scope="module")
 def nacl(tmp_path_factory):
-    """LAMMPS-labelled bulk NaCl (train: 64 rattled, strained 2×2×2 cells; test: 16 others) and a
-    short-range and a long-range model trained on it with ``atomflux train`` (a subprocess, as a user)."""
+    """LAMMPS-labelled bulk NaCl (train: 64 rattled, strained 2×2×2 cells; test: 16 others); a short-range
+    and a long-range model trained on it with ``atomflux train`` (a subprocess, as a user), and a second
+    long-range model trained on the same cells plus 24 Na⁺–Cl⁻ pairs at 2.4–8 Å."""
     import os
     import subprocess
     import sys
@@ -192,16 +193,20 @@ def nacl(tmp_path_factory):
     from atomflux.reference_data import rigid_ion_nacl_dataset
 
     folder = tmp_path_factory.mktemp("nacl")
-    write(folder / "train.extxyz", rigid_ion_nacl_dataset(64, seed=0))
+    bulk_frames = rigid_ion_nacl_dataset(64, seed=0)
+    write(folder / "train.extxyz", bulk_frames)
+    pairs = rigid_ion_nacl([Atoms("NaCl", positions=[[0, 0, 0], [r, 0, 0]]) for r in np.linspace(2.4, 8.0, 24)])
+    write(folder / "train-with-pairs.extxyz", bulk_frames + pairs)
     write(folder / "test.extxyz", rigid_ion_nacl_dataset(16, seed=1))
     write(folder / "cubic.extxyz", bulk("NaCl", "rocksalt", a=NACL_LATTICE, cubic=True))
     models = {}
-    for architecture in ("PowerSpectrumPotential", "LongRangePotential"):
-        models[architecture] = folder / f"{architecture}.pt"
-        subprocess.run([sys.executable, "-m", "atomflux.cli", "train", str(folder / "train.extxyz"),
+    for name, architecture, data in (("short-range", "PowerSpectrumPotential", "train.extxyz"),
+                                     ("long-range", "LongRangePotential", "train.extxyz"),
+                                     ("long-range, bulk + ion pairs", "LongRangePotential", "train-with-pairs.extxyz")):
+        models[name] = folder / f"model-{len(models)}.pt"
+        subprocess.run([sys.executable, "-m", "atomflux.cli", "train", str(folder / data),
                         "--architecture", architecture, *TRAIN_OPTIONS,
-                        *(LONG_RANGE_OPTIONS if architecture == "LongRangePotential" else []),
-                        "-o", str(models[architecture])],
+                        *(LONG_RANGE_OPTIONS if architecture == "LongRangePotential" else []), "-o", str(models[name])],
                        check=True, cwd=folder, env={**os.environ, "OMP_NUM_THREADS": "1"})
     return folder, models
 
@@ -222,7 +227,9 @@ def test_long_range_model_follows_lammps_beyond_the_cutoff(nacl) -> None:
     5.5–16 Å (non-periodic: the field's direct sum; LAMMPS: born + coul/cut).  A crystal cleaved at
     (100) would not do: its neutral, non-polar planes interact exponentially weakly beyond the cutoff.
     The short-range model is flat beyond its cutoff; the long-range model follows LAMMPS's 1/r tail
-    with the charges it learned, which bulk data leave well below the formal ±1 e."""
+    with the charges it learned, which bulk data leave well below the formal ±1 e.  With ion pairs in
+    its data (2.4–8 Å) the long-range model learns ±1 e on separated ions and follows the tail of the
+    charged cubes, which it never saw."""
     from atomflux.io import load_model
     from atomflux.training.dataset import read_frames
 
@@ -234,7 +241,7 @@ def test_long_range_model_follows_lammps_beyond_the_cutoff(nacl) -> None:
     reference = {"pair": np.array([a.get_potential_energy() for a in rigid_ion_nacl(pairs)]),
                  "cubes": np.array([a.get_potential_energy() for a in rigid_ion_nacl(cubes)])}
     rows = {}
-    for architecture, path in paths.items():
+    for name, path in paths.items():
         model = load_model(path)
         energy = lambda a: float(evaluate(model, Batch.from_atoms(a, model.cutoff), forces=False).energy[0])  # noqa: E731
         e_err, f_err = [], []
@@ -242,23 +249,28 @@ def test_long_range_model_follows_lammps_beyond_the_cutoff(nacl) -> None:
             res = evaluate(model, Batch.from_atoms(frame.atoms, model.cutoff))
             e_err.append((float(res.energy[0]) - frame.energy) / len(frame.atoms))
             f_err.append(res.forces.numpy() - frame.forces)
-        rows[architecture] = {"energy_rmse_meV_per_atom": 1e3 * float(np.sqrt(np.mean(np.square(e_err)))),
+        rows[name] = {"energy_rmse_meV_per_atom": 1e3 * float(np.sqrt(np.mean(np.square(e_err)))),
                               "force_rmse_eV_per_A": float(np.sqrt(np.mean(np.square(f_err)))),
                               "ion_pair_tail_rmse_eV": _tail_error(np.array([energy(a) for a in pairs]), reference["pair"]),
                               "cubes_tail_rmse_eV": _tail_error(np.array([energy(a) for a in cubes]), reference["cubes"])}
-        if architecture == "LongRangePotential":
+        if name.startswith("long-range"):
             charges = evaluate(model, Batch.from_atoms(test[0].atoms, model.cutoff)).outputs["charges"][:, 0].numpy()
-            rows[architecture]["charges_bulk"] = [float(np.mean(charges[test[0].atoms.numbers == z])) for z in (11, 17)]
+            rows[name]["charges_bulk"] = [float(np.mean(charges[test[0].atoms.numbers == z])) for z in (11, 17)]
+            rows[name]["charges_separated_ions"] = evaluate(
+                model, Batch.from_atoms(pairs[-1], model.cutoff)).outputs["charges"][:, 0].tolist()
     print("\nreference tails (eV):", {k: float(v[0] - v[-1]) for k, v in reference.items()})
-    for architecture, row in rows.items():
-        print(architecture, row)
-    short, long = rows["PowerSpectrumPotential"], rows["LongRangePotential"]
-    assert long["force_rmse_eV_per_A"] < 0.15 and short["force_rmse_eV_per_A"] < 0.15
+    for name, row in rows.items():
+        print(name, row)
+    short, long, with_pairs = rows["short-range"], rows["long-range"], rows["long-range, bulk + ion pairs"]
+    assert max(row["force_rmse_eV_per_A"] for row in rows.values()) < 0.15
     # bulk data pin the charges only weakly (measured |q| ≈ 0.26 e, formal ±1): the long-range model
     # recovers part of the tail, the short-range one none of it
     assert abs(long["charges_bulk"][0]) > 0.1
     for tail in ("ion_pair_tail_rmse_eV", "cubes_tail_rmse_eV"):
         assert long[tail] < 0.95 * short[tail], (tail, rows)
+    # separated charges in the data pin them: measured ±1.00 e, tails within 0.003 (pair) and 0.017 eV (cubes)
+    assert all(0.85 < abs(q) < 1.15 for q in with_pairs["charges_separated_ions"])
+    assert with_pairs["cubes_tail_rmse_eV"] < 0.05 and with_pairs["ion_pair_tail_rmse_eV"] < 0.05
 
 
 @pytest.mark.slow
@@ -273,7 +285,7 @@ def test_trained_long_range_model_in_ase_md_and_lammps(nacl) -> None:
     from atomflux.lammps_bridge import start_lammps
 
     folder, paths = nacl
-    model = str(paths["LongRangePotential"])
+    model = str(paths["long-range"])
     frame = read(folder / "test.extxyz", 0)
     atoms = frame.copy()
     atoms.calc = AtomfluxCalculator(model)
@@ -334,7 +346,7 @@ def test_trained_long_range_model_phonons_and_kappa_against_lammps(nacl) -> None
     from atomflux.reference_data import RigidIonNaCl
 
     folder, paths = nacl
-    model = str(paths["LongRangePotential"])
+    model = str(paths["long-range"])
     primitive = bulk("NaCl", "rocksalt", a=NACL_LATTICE)
     frequencies = {name: _frequencies_at_special_points(phonons(primitive, calc, supercell=(4, 4, 4), npoints=40,
                                                                 progress=False))
