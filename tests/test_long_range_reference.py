@@ -1,9 +1,12 @@
 """Long-range models against LAMMPS's own rigid-ion NaCl (born/coul/long + Ewald; born + coul/cut without a cell).
 
-Default run: atomflux's Ewald (torch-pme through ``evaluate``) against LAMMPS's Ewald on the same
-fixed charges, and the rigid-ion reference's own sanity (finite differences, textbook Madelung).
-Slow: short-range and long-range models trained on the same LAMMPS bulk data, compared beyond
-their cutoff (ion-pair and charged-cluster dissociation).
+Default run (~20 s): atomflux's Ewald (torch-pme through ``evaluate``) against LAMMPS's Ewald on the
+same fixed charges; the reference's own sanity (finite differences, refusals); a tiny long-range
+model trained on LAMMPS-labelled ion pairs (charges, Coulomb tail).
+Slow (~10-20 min): short-range and long-range models trained with ``atomflux train`` on the same
+LAMMPS bulk data, compared beyond their cutoff (ion-pair and charged-cluster dissociation), and the
+long-range model used as a user would: ASE, ``atomflux md`` NVE, ``pair_style atomflux``, phonons
+and ``atomflux kappa`` against the same computations on LAMMPS's forces.
 """
 
 from __future__ import annotations
