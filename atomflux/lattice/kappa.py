@@ -87,6 +87,8 @@ class KappaResult:
         Everything that needs the reader's attention.
     checks : dict
         Cutoff shells, the displacement probe, imaginary modes.
+    long_range : bool
+        The model has learned charges (Ewald/PME): no non-analytic term is added (see ``limitations``).
     """
 
     temperatures: np.ndarray
@@ -109,6 +111,7 @@ class KappaResult:
     symmetrize: str | None = "projector"
     warnings: list = field(default_factory=list)
     checks: dict = field(default_factory=dict)
+    long_range: bool = False
 
     def to_json(self, path: str | Path, inputs: dict | None = None) -> Path:
         """Write the result (arrays as lists, and ``inputs`` when given) to a JSON file."""
@@ -186,6 +189,10 @@ class KappaResult:
                          "frequencies (renormalise= fits effective fc2 to MD snapshots)")
         else:
             lines.append("fc3 at 0 K (fc2 renormalised from MD; fc3 is not)")
+        if self.long_range:
+            lines.append("long-range model: the force constants hold its Ewald forces within the periodic supercell, "
+                         "but no non-analytic correction (Born charges, ε∞) is added, so LO and TO stay degenerate "
+                         "at Γ (no LO–TO splitting)")
         supercell = "×".join(str(int(round(np.asarray(s).max()))) if np.ndim(s) else str(s) for s in self.supercell)
         mesh = "×".join(str(m) for m in self.mesh)
         lines.append(f"finite {supercell} supercell (force constants beyond it are cut) and {mesh} q-mesh: check "
@@ -578,7 +585,8 @@ def thermal_conductivity(atoms: Atoms | str | Path, calculator, supercell=(3, 3,
                        weights=weights, member_names=None if names is None or members is None else list(names),
                        cell=atoms.cell.array.tolist(), volume_per_atom=float(atoms.get_volume() / len(atoms)),
                        cell_source=cell_source, fc2_source=fc2_source, displacement=float(displacement),
-                       symmetrize=symmetrize, warnings=notes, checks=report)
+                       symmetrize=symmetrize, warnings=notes, checks=report,
+                       long_range=bool(getattr(getattr(calculator, "potential", None), "long_range", False)))
 
 
 def _safe_displacement(atoms: Atoms, calculator, displacement: float, on_cutoff_crossing: str, notes: list,
