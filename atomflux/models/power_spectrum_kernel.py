@@ -174,7 +174,7 @@ class PairTerms:
         g_c(r) (eV-free mixing of the radial basis, with centre weights) and dg_c/dr (``None`` when
         only outputs are wanted).
     moments : Tensor [Q, A]
-        Monomials m_α(r̂), degree 0 first.
+        Monomials m_α(r̂), degree 0 first (a transposed view: the Q slots are contiguous).
     basis : Tensor [Q, K]
         Radial basis b_k(r) (for the weight gradients).
     mixed : Tensor [Q, C]
@@ -287,12 +287,14 @@ def _mix(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tenso
 
 
 def _monomials(spec: DescriptorSpec, unit: torch.Tensor) -> torch.Tensor:
-    """Monomials m_α(u) of degree 0..L, [Q, A] (one product of contiguous columns each)."""
+    """Monomials m_α(u) of degree 0..L, [Q, A] (one product of contiguous columns each), stored
+    monomial-major (a transposed view of [A, Q]: stacking whole columns is a plain copy, interleaving
+    them was the costliest step of the pair terms; batched products take either layout)."""
     axes = unit.T.contiguous()
     columns = [torch.ones_like(axes[0])]
     for parent, axis in spec.recipe:
         columns.append(columns[parent] * axes[axis])
-    return torch.stack(columns, 1)
+    return torch.stack(columns, 0).T
 
 
 def density(terms: PairTerms) -> torch.Tensor:
