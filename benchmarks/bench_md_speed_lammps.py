@@ -22,9 +22,9 @@ machine; with 2 threads it counts both), with the machine's 1-minute load averag
 at the start and end of every case.  "After" runs at pair_style atomflux's default
 precision (float32 compute for atomflux models); the ``dtype float64`` rows give
 the float64 rate of the target case and of LJ.  Writes
-``benchmarks/results/bench_md_speed_lammps.json`` and ``.md``.
+``benchmarks/results/bench_md_speed_lammps.json`` and ``.md`` (or ``--name``'s).
 
-    python benchmarks/bench_md_speed_lammps.py [--before main] [--threads 1 2] [--seconds 3]
+    python benchmarks/bench_md_speed_lammps.py [--before main] [--threads 1 2] [--seconds 3] [--name NAME]
 """
 
 from __future__ import annotations
@@ -322,6 +322,9 @@ def main() -> None:
                         help="atoms of the demo-model cases (default: 256 864 4000)")
     parser.add_argument("--lj-sizes", type=int, nargs="+", default=[864, 10976],
                         help="atoms of the LennardJones vs lj/cut cases (default: 864 10976)")
+    parser.add_argument("--name", default="bench_md_speed_lammps",
+                        help="file name (no suffix) of the JSON and markdown results in benchmarks/results/ "
+                             "(default: bench_md_speed_lammps)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -336,9 +339,9 @@ def main() -> None:
         rows = measure(args, Path(folder))
     meta["load_end"] = round(os.getloadavg()[0], 1)
     OUT.mkdir(exist_ok=True)
-    (OUT / "bench_md_speed_lammps.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (OUT / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     text = markdown(rows, meta)
-    (OUT / "bench_md_speed_lammps.md").write_text(text)
+    (OUT / f"{args.name}.md").write_text(text)
     print(text)
 
 
