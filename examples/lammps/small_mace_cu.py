@@ -24,15 +24,18 @@ def small_mace(seed: int = 0) -> torch.nn.Module:
     _, modules = import_mace()
     from e3nn import o3
 
+    previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(seed)
     block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-    return modules.ScaleShiftMACE(
+    model = modules.ScaleShiftMACE(
         r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, interaction_cls=block,
         interaction_cls_first=block, num_interactions=2, num_elements=1, hidden_irreps=o3.Irreps("8x0e+8x1o"),
         MLP_irreps=o3.Irreps("8x0e"), atomic_energies=np.array([0.0]), avg_num_neighbors=40.0,
         atomic_numbers=[29], correlation=2, gate=torch.nn.functional.silu, atomic_inter_scale=1.0,
         atomic_inter_shift=0.0)
+    torch.set_default_dtype(previous)
+    return model
 
 
 def training_set(n_structures: int, seed: int = 0) -> list:
