@@ -274,7 +274,8 @@ def test_lammps_heat_flux_of_a_mace_file_through_transport_and_compare(tmp_path,
     assert (result["kappa_W_per_mK"] or result["lower_bound_W_per_mK"]) > 0
 
     assert main(["kappa", "cu.cif", "--model", "mace:small-mace-cu.model", "--trust-model", "--supercell", "3", "3",
-                 "3", "--mesh", "5", "5", "5", "--statistics", "classical", "--no-uncertainty", "-o", "kappa"]) in (0, None)
+                 "3", "--mesh", "5", "5", "5", "--statistics", "classical", "--no-uncertainty",
+                 "-o", "kappa"]) in (0, None)
     lattice = json.loads(Path("kappa/kappa.json").read_text())
     assert lattice["statistics"] == "classical" and min(lattice["kappa"][0][:3]) > 0
     assert main(["compare", "--lattice", "kappa/kappa.json", "--md", "heat_flux_mace.txt", "--timestep", "0.002",

@@ -1,7 +1,8 @@
 """A small two-layer MACE for fcc Cu, fitted in a minute to ASE's EMT, for the heat-flux examples.
 
 Writes ``small-mace-cu.model`` (a mace-torch pickle: load it with ``pair_style atomflux trust yes``
-or ``--model mace:small-mace-cu.model --trust-model``) and ``cu.cif`` (the primitive cell at a = 3.59 Å, EMT's lattice constant).
+or ``--model mace:small-mace-cu.model --trust-model``) and ``cu.cif`` (the primitive cell at
+a = 3.59 Å, EMT's lattice constant).
 Not a production model: it stands in for your own MACE file in ``in.heat_flux_mace``.
 
     .venv-mace/bin/python examples/lammps/small_mace_cu.py [--epochs 60]
@@ -75,7 +76,8 @@ def fit(epochs: int) -> torch.nn.Module:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            energy_se, force_se = energy_se + float(energy_error.detach()) ** 2, force_se + float((force_error.detach()**2).mean())
+            energy_se += float(energy_error.detach()) ** 2
+            force_se += float((force_error.detach() ** 2).mean())
         if epoch % 10 == 0 or epoch == epochs - 1:
             print(f"epoch {epoch}: energy RMSE {1e3 * np.sqrt(energy_se / len(batches)):.1f} meV/atom, "
                   f"force RMSE {np.sqrt(force_se / len(batches)):.3f} eV/Å", flush=True)
