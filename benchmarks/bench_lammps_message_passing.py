@@ -29,13 +29,21 @@ case in its own process(es) (1 torch thread per process, ``mpiexec`` of the mpic
 - ``serial_flux_ms``: one rank with ``compute heat/flux`` (``centroid/stress/atom``) at every
   step: the receiver virials through an in-process halo of one cutoff (one forward and four
   backward passes more), where the unfolded system of the whole reach needed > 14 GB;
-- ``sevennet_ase_ms``: ASE ``VelocityVerlet`` with ``SevenNetCalculator``;
+- ``own_ase_ms``: ASE ``VelocityVerlet`` with the model's own calculator (``SevenNetCalculator``);
 - ``*_gb``: peak resident memory per process (ru_maxrss), GB.
 
 Writes ``benchmarks/results/bench_lammps_message_passing_halo.json`` and ``.md``.
 
+``--halo N ... --model mace`` (run with ``.venv-mace/bin/python``) measures the same table for a
+small two-layer MACE built here with random weights (C and Si, r_max 4 Å, 8 Å reach,
+8x0e+8x1o, float64; the model of ``tests/test_foreign_mace.py``), saved as a mace-torch
+pickle and loaded with ``pair_style atomflux trust yes``, on rattled cubic zincblende SiC
+N×N×N (8 N³ atoms); the ASE column is mace-torch's own ``MACECalculator``, and the full
+shell is 8 Å + 2 Å skin. Writes ``bench_lammps_message_passing_halo_mace.json`` and ``.md``.
+
     python benchmarks/bench_lammps_message_passing.py [--repeats 1 2 4 8] [--seconds 3]
     python benchmarks/bench_lammps_message_passing.py --halo 3 4 5 [--steps 2]
+    .venv-mace/bin/python benchmarks/bench_lammps_message_passing.py --halo 5 11 --model mace
 """
 
 from __future__ import annotations
@@ -88,8 +96,8 @@ def lammps_case(atoms, folder: Path, pair: str, extra: str = ""):
 
     from atomflux.lammps_bridge import start_lammps
 
-    data = folder / f"si{len(atoms)}.data"
-    write(data, atoms, format="lammps-data", specorder=["Si"], masses=True)
+    data = folder / f"{atoms.get_chemical_formula()}.data"
+    write(data, atoms, format="lammps-data", specorder=sorted(set(atoms.get_chemical_symbols())), masses=True)
     lmp = start_lammps(["-log", "none", "-screen", "none"])
     lmp.commands_string(f"units metal\natom_style atomic\nread_data {data}\n{extra}\n{pair}\n"
                         "velocity all create 300 1 mom yes\nfix nve all nve\ntimestep 0.001\nthermo 1000\nrun 0")
@@ -126,13 +134,44 @@ def measure(cells: int, seconds: float, folder: Path) -> dict:
             "ghosts_full_shell": ghosts, "load_average": os.getloadavg()[0]}
 
 
-def cubic_silicon(n: int):
-    """Rattled diamond Si, n × n × n cubic 8-atom cells."""
+def cubic_crystal(n: int, model: str):
+    """Rattled n × n × n cubic 8-atom cells: diamond Si for SevenNet-0, zincblende SiC for the small MACE."""
     from ase.build import bulk
 
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (n, n, n)
+    atoms = (bulk("SiC", "zincblende", a=4.36, cubic=True) if model == "mace"
+             else bulk("Si", "diamond", a=5.43, cubic=True)) * (n, n, n)
     atoms.rattle(0.05, seed=0)
     return atoms
+
+
+def small_mace_file(folder: Path) -> Path:
+    """The two-layer random-weight MACE of ``tests/test_foreign_mace.py``, saved as a mace-torch pickle."""
+    import torch
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from conftest import small_mace_model
+
+    path = folder / "small-mace.model"
+    torch.save(small_mace_model(), path)
+    return path
+
+
+def pair_lines(model: str, folder: Path) -> str:
+    """``pair_style``/``pair_coeff`` of the benchmarked model (the MACE file lives in ``folder``)."""
+    if model == "mace":
+        return f"pair_style atomflux trust yes\npair_coeff * * mace:{folder / 'small-mace.model'} C Si"
+    return "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si"
+
+
+def own_calculator(model: str, folder: Path):
+    """The model's own ASE calculator: ``SevenNetCalculator`` or mace-torch's ``MACECalculator``."""
+    if model == "mace":
+        from mace.calculators import MACECalculator
+
+        return MACECalculator(model_paths=str(folder / "small-mace.model"), default_dtype="float64", device="cpu")
+    from sevenn.calculator import SevenNetCalculator
+
+    return SevenNetCalculator("7net-0", device="cpu")
 
 
 def peak_gb() -> float:
@@ -145,18 +184,17 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(1)
-    atoms = cubic_silicon(args.size)
+    atoms = cubic_crystal(args.size, args.model)
+    folder = Path(args.folder)
     result: dict = {"atoms": len(atoms)}
     if args.case == "ase":
-        from sevenn.calculator import SevenNetCalculator
-
-        result["ms"] = ase_ms(atoms, SevenNetCalculator("7net-0", device="cpu"), 0.0)
+        result["ms"] = ase_ms(atoms, own_calculator(args.model, folder), 0.0)
         rank = 0
     else:
-        pair = ("pair_style zero 5.0\npair_coeff * *" if args.case == "zero"
-                else "pair_style atomflux\npair_coeff * * sevennet:7net-0 Si")
-        extra = {"zero": f"comm_modify cutoff {REACH_PLUS_SKIN}", "atomflux": "", "flux": HEAT_FLUX}[args.case]
-        lmp = lammps_case(atoms, Path(args.folder), pair, extra)
+        pair = "pair_style zero 4.0\npair_coeff * *" if args.case == "zero" else pair_lines(args.model, folder)
+        reach_plus_skin = 10.0 if args.model == "mace" else REACH_PLUS_SKIN
+        extra = {"zero": f"comm_modify cutoff {reach_plus_skin}", "atomflux": "", "flux": HEAT_FLUX}[args.case]
+        lmp = lammps_case(atoms, folder, pair, extra)
         rank = lmp.extract_setting("world_rank")
         result.update(nlocal=int(lmp.extract_global("nlocal")), nghost=int(lmp.extract_global("nghost")))
         if args.case != "zero":
@@ -169,11 +207,11 @@ def worker(args: argparse.Namespace) -> None:
     Path(f"{args.out}.rank{rank}.json").write_text(json.dumps(result))
 
 
-def run_case(case: str, size: int, ranks: int, steps: int, folder: Path) -> list[dict]:
+def run_case(case: str, size: int, ranks: int, steps: int, folder: Path, model: str) -> list[dict]:
     """Results of every rank of one case (``atomflux``, ``flux``, ``zero`` or ``ase``) in fresh processes."""
     out = folder / f"{case}-{size}-{ranks}"
     command = [sys.executable, __file__, "--worker", case, "--size", str(size), "--steps", str(steps),
-               "--folder", str(folder), "--out", str(out)]
+               "--folder", str(folder), "--out", str(out), "--model", model]
     if case != "ase":
         command = [str(Path(sys.prefix) / "bin" / "mpiexec"), "-n", str(ranks), *command]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -182,36 +220,37 @@ def run_case(case: str, size: int, ranks: int, steps: int, folder: Path) -> list
     return [json.loads(Path(f"{out}.rank{r}.json").read_text()) for r in range(ranks)]
 
 
-def measure_halo(size: int, steps: int, folder: Path) -> dict:
+def measure_halo(size: int, steps: int, folder: Path, model: str) -> dict:
     """One row of the halo table (see the module docstring)."""
-    serial = run_case("atomflux", size, 1, steps, folder)
-    halo = run_case("atomflux", size, 2, steps, folder)
-    shell = run_case("zero", size, 2, steps, folder)
-    flux = run_case("flux", size, 1, steps, folder)
+    serial = run_case("atomflux", size, 1, steps, folder, model)
+    halo = run_case("atomflux", size, 2, steps, folder, model)
+    shell = run_case("zero", size, 2, steps, folder, model)
+    flux = run_case("flux", size, 1, steps, folder, model)
     row = {"atoms": serial[0]["atoms"], "serial_ms": serial[0]["ms"], "serial_gb": serial[0]["gb"],
            "serial_flux_ms": flux[0]["ms"], "serial_flux_gb": flux[0]["gb"],
            "halo_ms": max(r["ms"] for r in halo), "halo_gb": max(r["gb"] for r in halo),
            "halo_ghosts": sum(r["nghost"] for r in halo),
            "full_shell_ghosts": sum(r["nghost"] for r in shell)}
-    ase = run_case("ase", size, 1, steps, folder)
-    row.update(sevennet_ase_ms=ase[0]["ms"], sevennet_ase_gb=ase[0]["gb"], load_average=os.getloadavg()[0])
+    ase = run_case("ase", size, 1, steps, folder, model)
+    row.update(own_ase_ms=ase[0]["ms"], own_ase_gb=ase[0]["gb"], load_average=os.getloadavg()[0])
     return row
 
 
-def halo_markdown(rows: list[dict]) -> str:
+def halo_markdown(rows: list[dict], model: str) -> str:
+    shell, calculator = ("10 Å", "MACECalculator") if model == "mace" else ("27 Å", "SevenNetCalculator")
     lines = ["| atoms | 1 rank ms/step | 2 ranks, halo ms/step | 1 rank / 2 ranks | ghosts (halo, both ranks) | "
-             "ghosts per atom (halo) | ghosts (27 Å full shell, both ranks) | ghosts per atom (full shell) | "
-             "SevenNetCalculator (ASE) ms/step | 1 rank + heat/flux ms/step | heat/flux / plain | "
+             f"ghosts per atom (halo) | ghosts ({shell} full shell, both ranks) | ghosts per atom (full shell) | "
+             f"{calculator} (ASE) ms/step | 1 rank + heat/flux ms/step | heat/flux / plain | "
              "peak GB: 1 rank / halo rank / heat/flux / ASE | load |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['atoms']} | {r['serial_ms']:.0f} | {r['halo_ms']:.0f} | "
                      f"{r['serial_ms'] / r['halo_ms']:.2f} | "
                      f"{r['halo_ghosts']} | {r['halo_ghosts'] / r['atoms']:.1f} | {r['full_shell_ghosts']} | "
-                     f"{r['full_shell_ghosts'] / r['atoms']:.1f} | {r['sevennet_ase_ms']:.0f} | "
+                     f"{r['full_shell_ghosts'] / r['atoms']:.1f} | {r['own_ase_ms']:.0f} | "
                      f"{r['serial_flux_ms']:.0f} | {r['serial_flux_ms'] / r['serial_ms']:.2f} | "
                      f"{r['serial_gb']:.1f} / {r['halo_gb']:.1f} / {r['serial_flux_gb']:.1f} / "
-                     f"{r['sevennet_ase_gb']:.1f} | "
+                     f"{r['own_ase_gb']:.1f} | "
                      f"{r['load_average']:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -229,17 +268,22 @@ def markdown(rows: list[dict]) -> str:
 
 def main_halo(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="atomflux-bench-") as tmp:
+        if args.model == "mace":
+            small_mace_file(Path(tmp))
         rows = []
         for size in args.halo:
-            rows.append(measure_halo(size, args.steps, Path(tmp)))
+            rows.append(measure_halo(size, args.steps, Path(tmp), args.model))
             print(json.dumps(rows[-1]), flush=True)
     OUT.mkdir(exist_ok=True)
-    record = {"benchmark": "bench_lammps_message_passing --halo", "model": "sevennet:7net-0 (float32)",
+    described = {"mace": "two-layer MACE, random weights, r_max 4 Å, 8x0e+8x1o (float64)",
+                 "sevennet": "sevennet:7net-0 (float32)"}[args.model]
+    record = {"benchmark": f"bench_lammps_message_passing --halo --model {args.model}", "model": described,
               "threads_per_process": 1, "steps": args.steps, "machine": platform.platform(),
               "cpus": os.cpu_count(), "rows": rows}
-    (OUT / "bench_lammps_message_passing_halo.json").write_text(json.dumps(record, indent=2))
-    (OUT / "bench_lammps_message_passing_halo.md").write_text(halo_markdown(rows))
-    print(halo_markdown(rows))
+    name = "bench_lammps_message_passing_halo" + ("_mace" if args.model == "mace" else "")
+    (OUT / f"{name}.json").write_text(json.dumps(record, indent=2))
+    (OUT / f"{name}.md").write_text(halo_markdown(rows, args.model))
+    print(halo_markdown(rows, args.model))
 
 
 def main() -> None:
@@ -250,6 +294,9 @@ def main() -> None:
     parser.add_argument("--halo", type=int, nargs="+", metavar="N",
                         help="instead: the 1-rank / 2-rank halo / full-shell / ASE table for N×N×N cubic Si cells")
     parser.add_argument("--steps", type=int, default=2, help="timed MD steps per --halo case (default: 2)")
+    parser.add_argument("--model", choices=["sevennet", "mace"], default="sevennet",
+                        help="--halo: SevenNet-0 on Si, or a small two-layer MACE built here on SiC "
+                             "(run with .venv-mace/bin/python) (default: sevennet)")
     parser.add_argument("--worker", choices=["atomflux", "flux", "zero", "ase"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)

@@ -231,3 +231,54 @@ def test_mace_on_two_ranks_with_the_halo_equals_one_rank_and_mace_calculator(mac
     energy, forces, _ = results(MACECalculator(models=mace_model, default_dtype="float64", device="cpu"), atoms)
     assert parallel["pe"] == pytest.approx(energy, rel=1e-8)
     assert np.abs(np.array(parallel["f"]) - forces).max() <= 1e-8 * np.abs(forces).max()
+
+
+@pytest.mark.slow
+def test_lammps_heat_flux_of_a_mace_file_through_transport_and_compare(tmp_path, monkeypatch):
+    """Issue 16's "done when", as a user runs it: examples/lammps/in.heat_flux_mace with a two-layer MACE file
+    (fitted to EMT Cu by examples/lammps/small_mace_cu.py) through pair_style atomflux, NVE with compute heat/flux
+    over centroid/stress/atom; NVE conserves energy; `atomflux transport` reads the flux file with its temperature
+    and volume columns; `atomflux kappa` of the same model and `atomflux compare` set the two κ side by side."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from atomflux.cli import main
+
+    lammps_bridge = lammps_bridge_or_skip()
+    examples = Path(__file__).resolve().parents[1] / "examples" / "lammps"
+    spec = importlib.util.spec_from_file_location("small_mace_cu", examples / "small_mace_cu.py")
+    small_mace_cu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(small_mace_cu)
+    monkeypatch.chdir(tmp_path)
+    torch.save(small_mace_cu.fit(epochs=20), "small-mace-cu.model")
+    bulk("Cu", "fcc", a=3.59).write("cu.cif")
+
+    steps = 200
+    lmp = lammps_bridge.start_lammps(["-log", "log.lammps", "-screen", "none", "-var", "n", "2",
+                                      "-var", "steps", str(steps), "-var", "T", "300"])
+    lmp.file(str(examples / "in.heat_flux_mace"))
+    lmp.close()
+    thermo = [line.split() for line in Path("log.lammps").read_text().splitlines()]
+    thermo = np.array([[float(x) for x in row] for row in thermo
+                       if len(row) == 7 and row[0].isdigit()])          # step temp pe etotal Jx Jy Jz
+    assert thermo[-1, 0] == steps
+    assert np.abs(thermo[:, 3] - thermo[0, 3]).max() / 32 < 1e-3     # eV/atom over 0.4 ps of NVE
+
+    assert main(["transport", "--flux", "heat_flux_mace.txt", "--timestep", "0.002", "--output-dir", "gk"]) in (0, None)
+    result = json.loads(Path("gk/greenkubo.json").read_text())["result"]
+    assert result["volume_A3"] == pytest.approx(32 * 3.59**3 / 4, rel=1e-6)
+    recorded = np.loadtxt("heat_flux_mace.txt")
+    assert result["temperature_K"] == pytest.approx(recorded[:, 4].mean(), rel=1e-6)
+    assert recorded.shape[0] == steps + 1 and result["samples"] == 3 * (steps + 1)
+    assert (result["kappa_W_per_mK"] or result["lower_bound_W_per_mK"]) > 0
+
+    assert main(["kappa", "cu.cif", "--model", "mace:small-mace-cu.model", "--trust-model", "--supercell", "3", "3",
+                 "3", "--mesh", "5", "5", "5", "--statistics", "classical", "--no-uncertainty",
+                 "-o", "kappa"]) in (0, None)
+    lattice = json.loads(Path("kappa/kappa.json").read_text())
+    assert lattice["statistics"] == "classical" and min(lattice["kappa"][0][:3]) > 0
+    assert main(["compare", "--lattice", "kappa/kappa.json", "--md", "heat_flux_mace.txt", "--timestep", "0.002",
+                 "--atoms", "32", "--output-dir", "comparison"]) in (0, None)
+    report = Path("comparison/comparison.md").read_text()
+    assert "lattice RTA (classical)" in report and "same lattice constant" in report
