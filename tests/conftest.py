@@ -19,6 +19,31 @@ def lammps_bridge_or_skip():
     return bridge
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small calls on one torch thread for a test module (on a busy 2-core machine two threads make each call
+    many times slower); the previous thread count is restored afterwards.  Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def compressed_alloy_model(metals: tuple[str, ...]) -> Potential:
+    """A 4-pseudo-element model trained on ``alloy_surface_dataset`` of ``metals`` (bulk, surface and defect
+    EMT data; the recipe of the slow alloy tests), on one torch thread."""
+    from atomflux.reference_data import SURFACE_CATEGORIES, alloy_surface_dataset
+    from atomflux.training import TrainConfig, read_frames, train
+
+    torch.set_num_threads(1)
+    data = alloy_surface_dataset(metals, per_category=48, snapshots=3, seed=0)
+    frames = read_frames([atoms for category in SURFACE_CATEGORIES for atoms in data[category]])
+    config = TrainConfig(epochs=200, batch_size=8, learning_rate=3e-3, energy_weight=10.0, patience=30,
+                         progress=False, model={"n_pseudo": 4, "hidden": [32, 32]})
+    return train(frames, config).potential
+
+
 @pytest.fixture(scope="session")
 def random_model() -> PowerSpectrumPotential:
     """An untrained (random) many-body model: physics identities hold for any weights."""

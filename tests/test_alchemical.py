@@ -27,7 +27,6 @@ from atomflux.systems import Batch
 from atomflux.training import TrainConfig, train
 from atomflux.training.dataset import frame_from_atoms
 
-from conftest import finite_difference_forces
 from test_descriptor_gradients import reference_descriptors
 
 DATA = Path(__file__).parent / "data"

@@ -9,15 +9,16 @@ directly and with the trained model give the same per-layer Au profile.
 
 import numpy as np
 import pytest
-import torch
 from ase.build import fcc111
 from ase.calculators.emt import EMT
 
 from atomflux.analysis.segregation import assign_layers, concentration_profile, layer_segregation_energies
+from conftest import compressed_alloy_model
+
 from atomflux.reference_data import FCC_LATTICE, SURFACE_CATEGORIES, alloy_surface_dataset
 from atomflux.sampling import SwapChain
 from atomflux.sampling.energies import swap_energy
-from atomflux.training import TrainConfig, read_frames, train
+from atomflux.training import read_frames
 from atomflux.training.metrics import predict_frames
 
 pytestmark = pytest.mark.slow
@@ -26,12 +27,7 @@ METALS = tuple(FCC_LATTICE)           # Ni, Cu, Pd, Ag, Pt, Au, Al
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.set_num_threads(1)
-    data = alloy_surface_dataset(METALS, per_category=48, snapshots=3, seed=0)
-    frames = read_frames([atoms for category in SURFACE_CATEGORIES for atoms in data[category]])
-    config = TrainConfig(epochs=200, batch_size=8, learning_rate=3e-3, energy_weight=10.0, patience=30,
-                         progress=False, model={"n_pseudo": 4, "hidden": [32, 32]})
-    return train(frames, config).potential
+    return compressed_alloy_model(METALS)
 
 
 def test_held_out_errors_per_category_against_emt(trained):

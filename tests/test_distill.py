@@ -13,7 +13,6 @@ import json
 import ase.io
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -37,13 +36,7 @@ TINY = dict(temperatures=[300.0, 600.0], max_rounds=2, max_force_rmse=1e-4, max_
             max_angular=2, hidden=[16], epochs=15, patience=10, n_members=4, stop_uncertainty=3.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The loop trains many small models: on a shared machine, more threads only wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

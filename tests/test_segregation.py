@@ -18,15 +18,7 @@ from atomflux.sampling import SwapChain, swap_energy
 A_CU = 3.6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small trial batches: one torch thread (on a busy 2-core machine, two threads make each call ~10x slower)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,15 @@ block-averaged errors (z-scores), beside the single-swap segregation energies
 
 import numpy as np
 import pytest
-import torch
 from ase.build import fcc111
 from ase.calculators.emt import EMT
 from ase.data import atomic_numbers
 
 from atomflux.analysis.segregation import assign_layers, concentration_profile, layer_segregation_energies
-from atomflux.reference_data import FCC_LATTICE, SURFACE_CATEGORIES, alloy_surface_dataset
+from conftest import compressed_alloy_model
+
+from atomflux.reference_data import FCC_LATTICE
 from atomflux.sampling.run import run_swap_mc
-from atomflux.training import TrainConfig, read_frames, train
 
 pytestmark = pytest.mark.slow
 METALS = ("Ni", "Cu", "Pd", "Ag", "Au")
@@ -30,12 +30,7 @@ TEMPERATURE = 1000.0
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.set_num_threads(1)
-    data = alloy_surface_dataset(METALS, per_category=48, snapshots=3, seed=0)
-    frames = read_frames([atoms for category in SURFACE_CATEGORIES for atoms in data[category]])
-    config = TrainConfig(epochs=200, batch_size=8, learning_rate=3e-3, energy_weight=10.0, patience=30,
-                         progress=False, model={"n_pseudo": 4, "hidden": [32, 32]})
-    return train(frames, config).potential
+    return compressed_alloy_model(METALS)
 
 
 def five_element_slab():

@@ -14,13 +14,7 @@ from atomflux.sampling.run import HybridSettings, load_swap_run, run_swap_mc
 from atomflux.systems import Batch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """32-atom cells: one torch thread (on a busy 2-core machine two threads make each call many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

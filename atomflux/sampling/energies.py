@@ -83,6 +83,12 @@ class SwapEnergy:
         """Commit a trial swap evaluated in the current configuration."""
         raise NotImplementedError
 
+    def _bind(self, potential: torch.nn.Module) -> None:
+        """Evaluate with ``potential`` in its own floating dtype, on the device of its buffers."""
+        self.potential = potential
+        self.dtype = _dtype_of(potential)
+        self.device = next((t.device for t in potential.buffers()), torch.device("cpu"))
+
     def _swap_numbers(self, a: int, b: int) -> None:
         self.numbers[[a, b]] = self.numbers[[b, a]]
 
@@ -135,9 +141,7 @@ class LocalSwapEnergy(SwapEnergy):
     def __init__(self, potential: torch.nn.Module, atoms: Atoms) -> None:
         if not getattr(potential, "strictly_local", False):
             raise ValueError(f"{type(potential).__name__} is not strictly local: use FullSwapEnergy")
-        self.potential = potential
-        self.dtype = _dtype_of(potential)
-        self.device = next((t.device for t in potential.buffers()), torch.device("cpu"))
+        self._bind(potential)
         self.reset(atoms)
 
     def reset(self, atoms: Atoms) -> None:
@@ -248,9 +252,7 @@ class DensitySwapEnergy(SwapEnergy):
     def __init__(self, potential: torch.nn.Module, atoms: Atoms, pairs_per_call: int = 20000) -> None:
         if not has_pair_densities(potential):
             raise ValueError(f"{type(potential).__name__} has no pair densities: use LocalSwapEnergy")
-        self.potential = potential
-        self.dtype = _dtype_of(potential)
-        self.device = next((t.device for t in potential.buffers()), torch.device("cpu"))
+        self._bind(potential)
         self.pairs_per_call = int(pairs_per_call)
         self.reset(atoms)
 
@@ -367,9 +369,7 @@ class FullSwapEnergy(SwapEnergy):
     """
 
     def __init__(self, potential: torch.nn.Module, atoms: Atoms, atoms_per_call: int = DEFAULT_ATOMS_PER_CALL) -> None:
-        self.potential = potential
-        self.dtype = _dtype_of(potential)
-        self.device = next((t.device for t in potential.buffers()), torch.device("cpu"))
+        self._bind(potential)
         self.atoms_per_call = int(atoms_per_call)
         self.reset(atoms)
 

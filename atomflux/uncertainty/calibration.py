@@ -6,6 +6,7 @@ deviations of the same shape, in any one unit.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,8 +84,6 @@ def factor_interval(count: int, level: float = INTERVAL_LEVEL) -> tuple[float, f
 
 def warn_if_imprecise(quantity: str, count: int) -> tuple[float, float]:
     """:func:`factor_interval` of ``count`` values, with a one-line warning when it is wider than :data:`WIDE_INTERVAL`."""
-    import warnings
-
     low, high = factor_interval(count)
     if high / low > WIDE_INTERVAL:
         warnings.warn(f"the {quantity} calibration factor rests on {count} held-out structures: the calibrated σ may be "
