@@ -464,17 +464,34 @@ def receiver_virials(energy: torch.Tensor, batch: Batch, vectors: torch.Tensor,
     Tensor [N, 3, 3]
         Index [k, a, b] = ∂(Σ_i r_i^a U_i)/∂r_k^b − r_k^a ∂U/∂r_k^b, detached.
     """
+    return virials_of_weighted_gradients(batch, weighted_pair_gradients(energy, batch, vectors, before_pass))
+
+
+def weighted_pair_gradients(energy: torch.Tensor, batch: Batch, vectors: torch.Tensor,
+                            before_pass: Callable[[int], None] | None = None) -> torch.Tensor:
+    """∂(Σ_i w_i U_i)/∂r_p [4, P, 3] (eV/Å, detached) for the weights w = 1, x, y, z: four backward passes.
+
+    The first is the ordinary energy gradient (forces, virial: :func:`pair_gradient_sums`); all four
+    give the receiver virials (:func:`virials_of_weighted_gradients`). Arguments as for
+    :func:`receiver_virials`.
+    """
     position = batch.positions[:len(energy)]
     weights = [torch.ones_like(energy)] + [position[:, a] for a in range(3)]
-    gradients = []  # ∂(Σ_i w_i U_i)/∂r_k [N, 3] for w = 1, x, y, z
+    gradients = torch.zeros((4,) + tuple(vectors.shape), dtype=batch.dtype, device=vectors.device)
     for k, weight in enumerate(weights):
         if before_pass is not None:
             before_pass(k)
         (grad,) = torch.autograd.grad((energy * weight).sum(), vectors, retain_graph=k < 3, allow_unused=True)
-        grad = torch.zeros_like(vectors) if grad is None else grad
-        gradients.append(-forces_from_pair_gradient(grad.to(batch.dtype), batch))
-    moment = torch.stack(gradients[1:], dim=1)                                    # [N, a, b]
-    return (moment - batch.positions[:, :, None] * gradients[0][:, None, :]).detach()
+        if grad is not None:
+            gradients[k] = grad.detach()
+    return gradients
+
+
+def virials_of_weighted_gradients(batch: Batch, gradients: torch.Tensor) -> torch.Tensor:
+    """Receiver virials W̃ [N, 3, 3] (eV) from the :func:`weighted_pair_gradients` [4, P, 3] of ``batch``."""
+    derivatives = [-forces_from_pair_gradient(g, batch) for g in gradients]        # ∂(Σ_i w_i U_i)/∂r_k [N, 3]
+    moment = torch.stack(derivatives[1:], dim=1)                                   # [N, a, b]
+    return (moment - batch.positions[:, :, None] * derivatives[0][:, None, :]).detach()
 
 
 def unfolded_heat_flux(potential: torch.nn.Module, batch: Batch, velocities: torch.Tensor,
@@ -728,12 +745,10 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
     results.energy_ensemble = ensemble.T
     variance = getattr(potential, "energy_variance", None)
     if variance is not None:  # LLPR: closed form instead of the sampled spread
-        phi = results.outputs["llpr_features"]
-        results.energy_uncertainty = variance(sum_per_system(phi, batch)).sqrt()
-        results.energies_uncertainty = variance(phi).sqrt()
+        results.energy_uncertainty = variance(sum_per_system(results.outputs["llpr_features"], batch)).sqrt()
     else:
         results.energy_uncertainty = sigma
-        _, results.energies_uncertainty = _spread(members.T, members.mean(1), scale)
+    results.energies_uncertainty = atom_energy_uncertainty(potential, results.outputs, members.dtype)
     if totals.member_forces is None:
         return
     # members stay potentials (forces = -∇ of their energies, energy scale); the reported σ of forces and
@@ -744,6 +759,19 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
     if stress:
         results.stress_ensemble, sigma = _spread(_stress(totals.member_virial, batch), results.stress, scale)
         results.stress_uncertainty = _with_floor(sigma * _factor(potential, "stress", scale), potential, "stress")
+
+
+def atom_energy_uncertainty(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],
+                            dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Per-atom (local) energy σ [N] (eV) from a potential's outputs: the LLPR closed form, or the
+    calibrated spread of the shallow ensemble's member energies ``energy_ensemble`` [N, M] taken in ``dtype``."""
+    variance = getattr(potential, "energy_variance", None)
+    if variance is not None:
+        return variance(outputs["llpr_features"]).sqrt()
+    if "energy_ensemble" not in outputs:
+        raise ValueError(no_uncertainty_message(potential))
+    members = outputs["energy_ensemble"].to(dtype)
+    return _spread(members.T, members.mean(1), float(getattr(potential, "uncertainty_scale", 1.0)))[1]
 
 
 def _factor(potential: torch.nn.Module, quantity: str, scale: float) -> float:

@@ -184,13 +184,18 @@ def test_mace_halo_in_one_process_equals_mace_calculator(mace_model):
     assert np.abs(forces - reference_forces).max() <= 1e-10 * np.abs(reference_forces).max()
     voigt = -virial[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] / atoms.get_volume()
     assert np.abs(voigt - stress).max() <= 1e-10 * np.abs(stress).max()
-    # receiver virials of the heat flux through the halo = the unfolded system of the 8 Å reach
-    from atomflux.lammps_bridge.whole_system import periodic_flux_virials
+    # a heat-flux step: receiver virials through the halo = the unfolded system of the 8 Å reach, and the
+    # energy, forces and virial of the same pass = MACECalculator
+    from atomflux.lammps_bridge.whole_system import periodic_flux_step
 
     batch = Batch.from_atoms(atoms, potential.cutoff)
     expected = evaluate(potential, batch, flux_virials=True).flux_virials
-    received = periodic_flux_virials(potential, batch)
-    assert float((received - expected).abs().max()) <= 1e-10 * float(expected.abs().max())
+    step = periodic_flux_step(potential, batch)
+    assert float((step.flux_virials - expected).abs().max()) <= 1e-10 * float(expected.abs().max())
+    assert float(step.energy[0]) == pytest.approx(reference, rel=1e-10)
+    assert np.abs(step.forces.numpy() - reference_forces).max() <= 1e-10 * np.abs(reference_forces).max()
+    voigt = -step.virial[0].numpy()[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] / atoms.get_volume()
+    assert np.abs(voigt - stress).max() <= 1e-10 * np.abs(stress).max()
 
 
 def test_mace_on_two_ranks_with_the_halo_equals_one_rank_and_mace_calculator(mace_model, tmp_path):

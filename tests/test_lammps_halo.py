@@ -30,8 +30,8 @@ from test_lammps import lammps_ready
 from test_lammps_message_passing import assert_close
 
 lammps_bridge = lammps_bridge_or_skip()
-from atomflux.lammps_bridge.whole_system import (Halo, OwnedEnergies, halo_flux_virials, image_exchange,  # noqa: E402
-                                                  owned_pairs, periodic_flux_virials)
+from atomflux.lammps_bridge.whole_system import (Halo, OwnedEnergies, halo_flux_step, image_exchange,  # noqa: E402
+                                                  owned_pairs, periodic_flux_step)
 
 STACK_CUTOFF = 3.5        # three layers: reach 10.5 Å
 THERMO = "thermo_style custom step pe pxx pyy pzz pxy pxz pyz"
@@ -58,12 +58,12 @@ class FrameBlind(Halo):
 
 
 def frame_blind_flux_virials(potential, atoms):
-    """:func:`periodic_flux_virials` without the owner-frame correction."""
+    """The receiver virials of :func:`periodic_flux_step` without the owner-frame correction."""
     batch = Batch.from_atoms(atoms, potential.cutoff)
     cluster, origin = unfold(batch, 0, potential.cutoff + 0.5)
     n = len(atoms)
-    virials = halo_flux_virials(potential, owned_pairs(cluster, n, potential.pair_receiver),
-                                FrameBlind(image_exchange(origin, n), n))
+    virials = halo_flux_step(potential, owned_pairs(cluster, n, potential.pair_receiver),
+                             FrameBlind(image_exchange(origin, n), n)).flux_virials
     return torch.zeros((n, 3, 3), dtype=virials.dtype).index_add_(0, origin, virials).numpy()
 
 
@@ -76,9 +76,28 @@ def test_toy_halo_receiver_virials_equal_the_unfolded_system():
     atoms.positions += 0.2 * np.random.default_rng(0).standard_normal(atoms.positions.shape)
     batch = Batch.from_atoms(atoms, toy.cutoff)
     expected = evaluate(toy, batch, flux_virials=True).flux_virials.numpy()
-    assert_close(periodic_flux_virials(toy, batch).numpy(), expected, 1e-11)
+    assert_close(periodic_flux_step(toy, batch).flux_virials.numpy(), expected, 1e-11)
     blind = frame_blind_flux_virials(toy, atoms)
     assert np.abs(blind - expected).max() > 1e-2 * np.abs(expected).max()        # 0.02 of 0.9 eV
+
+
+def test_toy_heat_flux_step_from_one_pass_equals_the_periodic_model():
+    """A heat-flux step takes energies, forces, virial, per-atom virials and energy σ from the same forward
+    pass as the receiver virials (its first backward pass is the energy gradient): = the periodic model
+    evaluated on its own (1e-12), and the receiver virials sum to the virial."""
+    toy = LayerStackToy(STACK_CUTOFF, members=4)
+    atoms = bulk("Ar", "fcc", a=4.2) * (2, 2, 1)
+    atoms.positions += 0.2 * np.random.default_rng(3).standard_normal(atoms.positions.shape)
+    batch = Batch.from_atoms(atoms, toy.cutoff)
+    reference = evaluate(toy, batch, stress=True, energies=True, virials=True, uncertainty="energy")
+    step = periodic_flux_step(toy, batch, virials=True, uncertainty=True)
+    assert float(step.energy[0]) == pytest.approx(float(reference.energy[0]), rel=1e-12)
+    for name in ("energies", "forces", "virials", "energies_uncertainty"):
+        assert_close(getattr(step, name).numpy(), getattr(reference, name).numpy(), 1e-12)
+    assert_close(step.virial[0].numpy(), reference.virial[0].numpy(), 1e-12)
+    assert_close(step.outputs["energy_ensemble"].numpy(), reference.outputs["energy_ensemble"].numpy(), 1e-12)
+    assert_close(step.flux_virials.sum(0).numpy(), reference.virial[0].numpy(), 1e-11)
+    assert periodic_flux_step(toy, batch).virials is None
 
 
 def test_toy_halo_in_one_process_equals_the_periodic_model():
@@ -157,7 +176,10 @@ if "c_cs:" in sys.argv[5]:
 for item in sys.argv[5].split(","):
     name, width = item.split(":")
     result[name] = np.array(lmp.gather(name, 1, int(width))).reshape(-1, int(width)).tolist()
-if lmp.extract_setting("world_rank") == 0:
+rank = lmp.extract_setting("world_rank")
+with open(f"{sys.argv[2]}.rank{rank}", "w") as f:       # each rank's atoms at the end
+    json.dump({"nlocal": lmp.extract_global("nlocal"), "nghost": lmp.extract_global("nghost")}, f)
+if rank == 0:
     with open(sys.argv[2], "w") as f:
         json.dump(result, f)
 lmp.close()
@@ -226,6 +248,44 @@ def test_toy_on_two_ranks_with_the_halo_equals_one_rank(tmp_path):
     assert log.count("per-layer halo exchange on 2 MPI ranks") == 1
     ghosts = float(log.split("per-layer halo exchange on 2 MPI ranks: ")[1].split()[0])
     assert ghosts < 1000          # 666 of one cutoff + skin; a 12 Å shell holds 3 310 here (the fallback test)
+
+
+def argon_slab_in_a_long_box(start: float, length: float):
+    """32 rattled argon atoms in a slab 8.4 Å thick from x = ``start`` (Å) in a box ``length`` Å long."""
+    atoms = bulk("Ar", "fcc", a=4.2, cubic=True) * (2, 2, 2)
+    atoms.positions += 0.08 * np.random.default_rng(11).standard_normal(atoms.positions.shape) + [start, 0.0, 0.0]
+    atoms.set_cell(np.diag([length, 8.4, 8.4]))
+    return atoms
+
+
+@pytest.mark.parametrize("start, length, ghosts", [(1.0, 32.0, True), (7.0, 50.0, False)],
+                         ids=["ghosts-only", "nothing"])
+def test_a_rank_without_atoms_takes_part_in_the_halo_exchange(tmp_path, start, length, ghosts):
+    """Every rank calls the model even with no atoms, since each layer's exchange is collective. With
+    ``processors * 1 1`` rank 1's half of the box holds no atom of the slab: only ghosts of its periodic image
+    (slab at 1-9.4 Å in 32 Å), or nothing at all (7-15.4 Å in 50 Å; the ghost shell is 3.5 + 2 Å). Ten NVE
+    steps of the three-layer toy with per-atom energies, virials, centroid virials, heat flux and energy σ on
+    2 ranks equal the serial run to 1e-9."""
+    atoms, data = lammps_ready(argon_slab_in_a_long_box(start, length), tmp_path, ["Ar"])
+    body = (f"units metal\natom_style atomic\natom_modify map array\nprocessors * 1 1\nread_data {data}\n"
+            "pair_style atomflux precision float64\npair_coeff * * toy Ar\ncompute u all atomflux/uncertainty\n"
+            f"{PER_ATOM}{CENTROID}velocity all create 300 7 mom yes dist gaussian\n"
+            f"timestep 0.002\nfix nve all nve\nthermo 5\n{THERMO} c_u c_flux[1]\nrun 10\n")
+    script = tmp_path / "in.lammps"
+    script.write_text(body)
+    model, gather = f"stack:{STACK_CUTOFF}", GATHER + ",v:3,c_u:1,c_cs:9"
+    serial, reference, _ = on_ranks(script, 1, tmp_path, model, gather, "serial")
+    assert serial.returncode == 0, serial.stderr[-3000:]
+    done, parallel, log = on_ranks(script, 2, tmp_path, model, gather, "halo")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert parallel["ranks"] == 2 and log.count("per-layer halo exchange on 2 MPI ranks") == 1
+    ranks = [json.loads((tmp_path / f"halo.json.rank{r}").read_text()) for r in range(2)]
+    assert ranks[0]["nlocal"] == len(atoms) and ranks[1]["nlocal"] == 0 and (ranks[1]["nghost"] > 0) == ghosts
+    assert parallel["pe"] == pytest.approx(reference["pe"], rel=1e-11)
+    assert np.allclose(parallel["press"], reference["press"], rtol=1e-9, atol=1e-6)
+    assert parallel["uncertainty"] == pytest.approx(reference["uncertainty"], rel=1e-10)
+    for name in ("x", "v", "f", "c_pe", "c_s", "c_u", "c_cs", "flux"):
+        assert_close(parallel[name], reference[name], 1e-9)
 
 
 def test_an_opaque_model_on_two_ranks_falls_back_to_the_full_shell_with_one_log_line(tmp_path):

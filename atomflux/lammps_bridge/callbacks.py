@@ -36,8 +36,7 @@ from ase.data import atomic_numbers
 from ..evaluate import energy_uncertainty_components, evaluate
 from ..systems import MIN_DISTANCE, Batch
 from ..uncertainty.propagation import n_members
-from .whole_system import (Halo, OwnedEnergies, halo_flux_virials, owned_pairs, periodic_flux_virials,
-                           system_batch)
+from .whole_system import Halo, OwnedEnergies, halo_flux_step, owned_pairs, periodic_flux_step, system_batch
 
 MESSAGE_SIZE = 4096
 #: glibc malloc: blocks up to this size come from the heap instead of fresh ``mmap`` pages (the largest
@@ -246,13 +245,15 @@ class BridgedModel:
         Sets ``energy_atom`` [natoms] (eV), ``forces`` [natoms, 3] (eV/Å),
         ``virial`` [3, 3] (W = -Σ g ⊗ r, eV) and, when asked, ``virials``
         (per-atom, two-body split) and ``centroid`` (heat-flux receiver
-        virials W̃: for a layer stack through a halo of one cutoff,
-        :func:`~.whole_system.halo_flux_virials` / :func:`~.whole_system.periodic_flux_virials`;
+        virials W̃: for a layer stack the whole step from one pass through a halo of one cutoff,
+        :func:`~.whole_system.halo_flux_step` / :func:`~.whole_system.periodic_flux_step`;
         otherwise :func:`~atomflux.evaluate.unfolded_flux_virials`), both
         [natoms, 3, 3] eV, as float64 tensors kept alive until the next call.
         """
         n, nlocal, want = call.natoms, call.nlocal, bool(call.want_uncertainty)
-        batch = system_batch(np.ctypeslib.as_array(call.positions, shape=(n, 3)),
+        # a rank without atoms (several ranks: it still takes part in every layer's exchange) gets no positions
+        positions = np.ctypeslib.as_array(call.positions, shape=(n, 3)) if n else np.zeros((0, 3))
+        batch = system_batch(positions,
                              np.ctypeslib.as_array(call.numbers, shape=(n,)), np.reshape(call.cell[:], (3, 3)),
                              np.array(call.origin[:]), np.array(call.periodic[:], dtype=bool),
                              float(self.potential.cutoff), np.ctypeslib.as_array(call.ids, shape=(n,)),
@@ -260,18 +261,18 @@ class BridgedModel:
         halo = Halo(_exchange_through(call.pair, n), nlocal) if self.halo else None
         if halo:
             batch = owned_pairs(batch, nlocal, getattr(self.potential, "pair_receiver", None))
-            model = OwnedEnergies(self.potential, nlocal, halo.refresh)
+        # a heat-flux step of a layer stack: everything from one pass through a halo of one cutoff (several
+        # ranks: LAMMPS's; one rank: images of the periodic box), never the unfolded system of the whole reach
+        if call.want_centroid and (halo is not None or (n == nlocal and self.layer_stack)):
+            options = {"virials": bool(call.want_virials), "uncertainty": want}
+            results = (halo_flux_step(self.potential, batch, halo, **options) if halo
+                       else periodic_flux_step(self.potential, batch, **options))
         else:
-            model = self.potential if n == nlocal else OwnedEnergies(self.potential, nlocal)
-        # receiver virials of a layer stack through a halo of one cutoff (several ranks: LAMMPS's; one rank:
-        # images of the periodic box), never through the unfolded system of the whole reach
-        layer_centroid = bool(call.want_centroid) and (halo is not None or (n == nlocal and self.layer_stack))
-        results = evaluate(model, batch, forces=True, stress=True, energies=True, virials=bool(call.want_virials),
-                           flux_virials=bool(call.want_centroid) and not layer_centroid,
-                           uncertainty="energy" if want else False)
-        if layer_centroid:
-            results.flux_virials = (halo_flux_virials(self.potential, batch, halo) if halo
-                                    else periodic_flux_virials(self.potential, batch))
+            model = (OwnedEnergies(self.potential, nlocal, halo.refresh) if halo
+                     else self.potential if n == nlocal else OwnedEnergies(self.potential, nlocal))
+            results = evaluate(model, batch, forces=True, stress=True, energies=True,
+                               virials=bool(call.want_virials), flux_virials=bool(call.want_centroid),
+                               uncertainty="energy" if want else False)
 
         def out(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.detach().to(device="cpu", dtype=torch.float64).contiguous()

@@ -29,16 +29,19 @@ and the forces their gradient puts on ghost atoms are summed into the
 owners by LAMMPS's reverse communication.
 
 Forces, the virial and per-atom virials come from
-:func:`~atomflux.evaluate.evaluate` on that batch.  The heat-flux
-("centroid") virials of a layer-stack model come from :func:`halo_flux_virials`:
+:func:`~atomflux.evaluate.evaluate` on that batch, except on heat-flux steps of
+a layer-stack model: then everything, the heat-flux ("centroid") virials
+included, comes from one forward pass with the halo (:func:`halo_flux_step`):
 across ranks with LAMMPS's exchange, and on one rank with the in-process
-exchange of a one-cutoff cluster of images (:func:`periodic_flux_virials`);
-those of an opaque model from the unfolded system of its whole reach
-(:func:`~atomflux.evaluate.unfolded_flux_virials`).
+exchange of a one-cutoff cluster of images (:func:`periodic_flux_step`).  The
+centroid virials of an opaque model come from the unfolded system of its
+whole reach (:func:`~atomflux.evaluate.unfolded_flux_virials`).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import replace
 from typing import Callable
 
@@ -46,6 +49,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..evaluate import (Results, atom_energy_uncertainty, pair_gradient_sums, virials_of_weighted_gradients,
+                        weighted_pair_gradients)
 from ..models.base import floating_dtype
 from ..systems import MIN_DISTANCE, Batch, unfold
 
@@ -75,12 +80,21 @@ def system_batch(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, o
     ids : ndarray [N]
         LAMMPS atom IDs, to name overlapping atoms.
 
+    N may be 0 (a rank without atoms, whose model call with the per-layer halo still
+    takes part in every layer's exchange).
+
     Raises
     ------
     ValueError
         Atoms closer than :data:`~atomflux.systems.MIN_DISTANCE`, named by ID.
     """
     periodic = np.asarray(periodic, dtype=bool)
+    if len(positions) == 0:   # a rank without atoms, which still takes part in the per-layer halo's exchanges
+        long = functools.partial(torch.zeros, dtype=torch.long, device=device)
+        return Batch(positions=torch.zeros((0, 3), dtype=torch.float64, device=device), numbers=long(0),
+                     cell=torch.tensor(np.asarray(cell, dtype=np.float64)[None], device=device),
+                     pbc=torch.tensor(periodic[None], device=device), system=long(0), pairs=long((0, 2)),
+                     shifts=torch.zeros((0, 3), dtype=torch.float64, device=device), cutoff=cutoff)
     # wrap into the box along periodic vectors (a lattice translation: nothing physical changes)
     fractional = (np.asarray(positions, dtype=np.float64) - origin) @ np.linalg.inv(cell)
     fractional[:, periodic] -= np.floor(fractional[:, periodic])
@@ -136,7 +150,7 @@ class Halo:
     Attributes
     ----------
     shifts : Tensor [N, 3] or None
-        Ghost position minus owner position (Å), set by :func:`halo_flux_virials`: the
+        Ghost position minus owner position (Å), set by :func:`halo_flux_step`: the
         periodic translation between a ghost and its owner.
     channel : int or None
         ``None`` in an energy backward pass; a, the Cartesian component, in a backward pass
@@ -153,6 +167,12 @@ class Halo:
         return HaloExchange.apply(features, self)
 
 
+def _rows(values: torch.Tensor) -> torch.Tensor:
+    """``values`` [N, ...] as float64 rows [N, width] on the CPU, detached and contiguous (N may be 0)."""
+    width = math.prod(values.shape[1:])
+    return values.detach().to(device="cpu", dtype=torch.float64).reshape(len(values), width).contiguous()
+
+
 class HaloExchange(torch.autograd.Function):
     """Ghost rows of node features replaced by their owners' rows (LAMMPS forward communication).
 
@@ -163,7 +183,7 @@ class HaloExchange(torch.autograd.Function):
     were discarded.  Each call is collective: every MPI rank makes the same
     calls in the same order (the model's layers, forward and backward).
 
-    For the receiver virials (:func:`halo_flux_virials`) the backward passes of
+    For the receiver virials (:func:`halo_flux_step`) the backward passes of
     Σ_i r_i^a U_i cross each ghost into its owner's frame: a ghost at its owner's
     position + s carries the cotangent c^a − s^a c, with c the energy cotangent of
     the same row, kept from the energy pass.
@@ -172,7 +192,7 @@ class HaloExchange(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: torch.Tensor, halo: Halo) -> torch.Tensor:
         ctx.halo, ctx.energy_cotangent = halo, None
-        data = features.detach().to(device="cpu", dtype=torch.float64).reshape(len(features), -1).contiguous()
+        data = _rows(features)
         data = data.clone() if data.data_ptr() == features.data_ptr() else data
         halo.exchange(data, False)
         return data.reshape(features.shape).to(device=features.device, dtype=features.dtype)
@@ -180,7 +200,7 @@ class HaloExchange(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, None]:
         halo, n = ctx.halo, ctx.halo.n_owned
-        data = gradient.detach().to(device="cpu", dtype=torch.float64).reshape(len(gradient), -1).contiguous()
+        data = _rows(gradient)
         data = data.clone() if data.data_ptr() == gradient.data_ptr() else data
         if halo.shifts is not None and halo.channel is None:
             ctx.energy_cotangent = data[n:].clone()
@@ -204,41 +224,66 @@ def image_exchange(origin: torch.Tensor, n_owned: int) -> Exchange:
     return exchange
 
 
-def periodic_flux_virials(potential: torch.nn.Module, batch: Batch, margin: float = 0.5) -> torch.Tensor:
-    """Receiver virials W̃ [N, 3, 3] (eV) of a layer-stack potential on a one-system ``batch`` (periodic or not).
+def periodic_flux_step(potential: torch.nn.Module, batch: Batch, *, virials: bool = False,
+                       uncertainty: bool = False, margin: float = 0.5) -> Results:
+    """A heat-flux force call of a layer-stack potential on a one-system ``batch`` (periodic or not), N atoms.
 
-    The same W̃ as :func:`~atomflux.evaluate.unfolded_flux_virials`, through the halo of a cluster of
-    the atoms and their images within one cutoff (+ ``margin``, Å) instead of the whole reach:
-    for SevenNet-0 on 8 Si atoms 90 atoms instead of 4 253.
+    The same as :func:`halo_flux_step`, through the halo of a cluster of the atoms and their images
+    within one cutoff (+ ``margin``, Å) instead of the unfolded system of the whole reach (for
+    SevenNet-0 on 8 Si atoms 90 atoms instead of 4 253), with the images' rows folded onto their
+    atoms: ``energies`` [N], ``forces`` [N, 3] and the same ``virial`` as
+    :func:`~atomflux.evaluate.evaluate` on ``batch``, and the receiver virials ``flux_virials``
+    [N, 3, 3] of :func:`~atomflux.evaluate.unfolded_flux_virials`.
     """
     n = len(batch.numbers)
     cluster, origin = unfold(batch, 0, float(potential.cutoff) + margin)
     cluster = owned_pairs(cluster, n, getattr(potential, "pair_receiver", None))
-    virials = halo_flux_virials(potential, cluster, Halo(image_exchange(origin, n), n))
-    return torch.zeros((n, 3, 3), dtype=virials.dtype, device=virials.device).index_add_(0, origin, virials)
+    step = halo_flux_step(potential, cluster, Halo(image_exchange(origin, n), n), virials=virials,
+                          uncertainty=uncertainty)
+
+    def fold(rows: torch.Tensor) -> torch.Tensor:
+        return torch.zeros((n,) + tuple(rows.shape[1:]), dtype=rows.dtype, device=rows.device).index_add_(
+            0, origin, rows)
+    return Results(energy=step.energy, energies=step.energies[:n], forces=fold(step.forces), virial=step.virial,
+                   virials=None if step.virials is None else fold(step.virials),
+                   flux_virials=fold(step.flux_virials), outputs={k: v[:n] for k, v in step.outputs.items()},
+                   energies_uncertainty=None if step.energies_uncertainty is None else step.energies_uncertainty[:n])
 
 
-def halo_flux_virials(potential: torch.nn.Module, batch: Batch, halo: Halo) -> torch.Tensor:
-    """Receiver ("centroid") virials W̃_k [N, 3, 3] (eV) of a layer-stack potential with the per-layer halo.
+def halo_flux_step(potential: torch.nn.Module, batch: Batch, halo: Halo, *, virials: bool = False,
+                   uncertainty: bool = False) -> Results:
+    """A heat-flux force call of a layer-stack potential with the per-layer halo, from ONE forward pass.
 
-    W̃_k = Σ_i (r_i − r_k) ⊗ ∂U_i/∂r_k over the owned atoms' energies U_i of all ranks
-    (:func:`~atomflux.evaluate.receiver_virials`): one forward pass and four backward
-    passes (weights 1, x, y, z), collectively with the other ranks; the weighted passes
-    move each ghost's cotangent into its owner's frame (:class:`HaloExchange`), so r_i − r_k
-    is the real displacement even when the path from k to i crosses periodic images.
-    Ghost rows are summed into their owners by LAMMPS (``compute centroid/stress/atom``).
+    Everything a step with ``compute centroid/stress/atom`` needs, from the forward pass and the four
+    backward passes (weights 1, x, y, z; :func:`~atomflux.evaluate.weighted_pair_gradients`) of the
+    owned atoms' energies U_i over all ranks, collectively with the other ranks: the first backward
+    pass is the energy gradient, so no separate force evaluation is needed. The receiver ("centroid")
+    virials W̃_k = Σ_i (r_i − r_k) ⊗ ∂U_i/∂r_k (:func:`~atomflux.evaluate.receiver_virials`) come from
+    the weighted passes, which move each ghost's cotangent into its owner's frame
+    (:class:`HaloExchange`), so r_i − r_k is the real displacement even when the path from k to i
+    crosses periodic images. Ghost rows are summed into their owners by LAMMPS.
 
     Parameters
     ----------
     potential
         The layer-stack potential (``refresh=``).
     batch
-        The rank's cluster: owned atoms first, then ghosts (:func:`owned_pairs` applied).
+        The rank's cluster: owned atoms first, then ghosts (:func:`owned_pairs` applied), N atoms.
     halo
         This force call's halo.
-    """
-    from ..evaluate import receiver_virials
+    virials
+        Also the per-atom (two-body split) virials, as :func:`~atomflux.evaluate.evaluate` gives them.
+    uncertainty
+        Also the owned atoms' energy σ (``energies_uncertainty``; ``outputs`` keeps the members or
+        LLPR features for :func:`~atomflux.evaluate.energy_uncertainty_components`).
 
+    Returns
+    -------
+    Results
+        ``energy`` [1] (owned atoms), ``energies`` [N] (zero for ghosts), ``forces`` [N, 3] (eV/Å),
+        ``virial`` [1, 3, 3], ``virials`` [N, 3, 3] where asked and ``flux_virials`` [N, 3, 3] (eV),
+        all float64 and detached.
+    """
     positions = batch.positions.detach().to(device="cpu", dtype=torch.float64).contiguous()
     owners = positions.clone()
     halo.exchange(owners, False)
@@ -248,14 +293,23 @@ def halo_flux_virials(potential: torch.nn.Module, batch: Batch, halo: Halo) -> t
         model_dtype = floating_dtype(potential, vectors.dtype)
         model_batch = batch if model_dtype == batch.dtype else batch.to(model_dtype)
         with torch.enable_grad():
-            energy = potential(model_batch, vectors.to(model_dtype), refresh=halo.refresh)["energy"]
-            energy = energy.to(vectors.dtype)[:halo.n_owned]
+            outputs = dict(potential(model_batch, vectors.to(model_dtype), refresh=halo.refresh))
+            energy = outputs.pop("energy").to(vectors.dtype)[:halo.n_owned]
 
             def channel(k: int) -> None:
                 halo.channel = None if k == 0 else k - 1
-            return receiver_virials(energy, batch, vectors, before_pass=channel)
+            gradients = weighted_pair_gradients(energy, batch, vectors, before_pass=channel)
     finally:
         halo.shifts, halo.channel = None, None
+    sums = pair_gradient_sums(batch, gradients[0], stress=True, virials=virials)
+    outputs = {k: v.detach() for k, v in outputs.items()}
+    energies = torch.zeros(len(batch.numbers), dtype=vectors.dtype, device=vectors.device)
+    energies[:halo.n_owned] = energy.detach()
+    return Results(energy=energies.sum()[None], energies=energies, forces=sums.forces, virial=sums.virial,
+                   virials=sums.virials, flux_virials=virials_of_weighted_gradients(batch, gradients),
+                   outputs=outputs,
+                   energies_uncertainty=atom_energy_uncertainty(potential, outputs, vectors.dtype) if uncertainty
+                   else None)
 
 
 class OwnedEnergies(torch.nn.Module):
