@@ -165,9 +165,11 @@ def test_mace_flux_vector_equals_the_per_atom_virial_flux(mace_model, tmp_path):
 
 
 def test_mace_halo_in_one_process_equals_mace_calculator(mace_model):
-    """The two-layer MACE with its second interaction's input refreshed by the halo, on a one-cutoff cluster
-    (4 Å + 1 Å skin) of a cell smaller than its 8 Å reach, equals MACECalculator (float64, 1e-10); its
-    heat-flux receiver virials through the halo equal those of the unfolded system."""
+    """The two-layer MACE with its second interaction's senders refreshed by the halo and node updates of the
+    owned atoms only (mace-torch's LAMMPS path), on a one-cutoff cluster (4 Å + 1 Å skin) of a cell smaller
+    than its 8 Å reach, equals MACECalculator (float64, 1e-10); its heat-flux receiver virials through the
+    halo equal those of the unfolded system, and its energy, forces and virial from the same pass equal
+    MACECalculator."""
     lammps_bridge_or_skip()
     from mace.calculators import MACECalculator
 
@@ -177,7 +179,14 @@ def test_mace_halo_in_one_process_equals_mace_calculator(mace_model):
     potential = mace_from_object(mace_model)
     assert potential.layer_stack and potential.halo_width == 8 + 8 * 3
     atoms = strained_sic()
+    updated = []                                                   # atoms whose nodes the products update
+    for product in potential.model.products:
+        product.register_forward_hook(lambda module, args, kwargs, out: updated.append(len(out)), with_kwargs=True)
     energy, energies, forces, virial = halo_in_one_process(potential, atoms)
+    assert updated == [len(atoms), len(atoms)]                     # not the cluster's images
+    with pytest.raises(ValueError, match="refresh= needs owned="):
+        potential(Batch.from_atoms(atoms, potential.cutoff), torch.zeros((0, 3), dtype=torch.float64),
+                  refresh=lambda h: h)
     reference, reference_forces, stress = results(MACECalculator(models=mace_model, default_dtype="float64",
                                                                  device="cpu"), atoms)
     assert energy == pytest.approx(reference, rel=1e-10)

@@ -6,11 +6,14 @@ all positions zero and ``shifts = r_ij``, so MACE's vectors *are* atomflux's
 pair vectors and :func:`atomflux.evaluate` differentiates with respect to them
 (MACE's own force/stress code is not run).  The model runs in its own dtype.
 
-MACE is a layer stack: ``forward(..., refresh=)`` replaces the node features
-entering every interaction after the first by ``refresh(features)`` (a forward
-pre-hook on those interaction blocks), which is how ``pair_style atomflux``
-exchanges ghost atoms' features between layers on several MPI ranks (the
-per-layer halo of :mod:`atomflux.lammps_bridge.whole_system`).
+MACE is a layer stack: ``forward(..., refresh=, owned=)`` runs mace-torch's own
+LAMMPS path (``lammps_mliap``): only the first ``owned`` atoms get node updates,
+and in every interaction after the first the senders' features (after its
+``linear_up``) are padded with ghost rows and refreshed by ``refresh(features)``,
+which is how ``pair_style atomflux`` exchanges ghost atoms' features between
+layers on several MPI ranks (the per-layer halo of
+:mod:`atomflux.lammps_bridge.whole_system`) and how one rank's heat-flux step
+runs on a cluster of images without updating the images.
 
 mace-torch 0.3.16 pins e3nn 0.4.4, which cannot share an environment with
 sevenn (e3nn 0.6): install ``atomflux[mace]`` in an environment of its own.
@@ -61,6 +64,8 @@ class MacePotential(ForeignPotential):
 
     #: ``forward`` takes ``refresh=`` (node features between interaction layers)
     layer_stack = True
+    #: ``forward`` also takes ``owned=`` and updates only those atoms' nodes (ghosts' features come from ``refresh``)
+    skips_ghost_updates = True
     #: the atom of a pair (i, j) that receives its message: j (edge_index = (i, j) is (sender, receiver))
     pair_receiver = 1
 
@@ -80,19 +85,22 @@ class MacePotential(ForeignPotential):
         linears[-1].register_forward_pre_hook(self._keep_readout_input)
         self._readout_input: torch.Tensor | None = None
         later = list(model.interactions)[1:]
-        for interaction in later:
-            interaction.register_forward_pre_hook(self._refresh_node_feats, with_kwargs=True)
+        for interaction in later:      # mace-torch's hook for LAMMPS's exchange, on this adapter's copy
+            interaction.handle_lammps = self._exchange_senders
         self._refresh: Callable[[torch.Tensor], torch.Tensor] | None = None
-        #: widest node features entering an interaction after the first (float values per atom)
-        self.halo_width = max((int(interaction.node_feats_irreps.dim) for interaction in later), default=0)
+        #: widest senders' features of an interaction after the first (float values per atom)
+        self.halo_width = max((int(interaction.linear_up.irreps_out.dim) for interaction in later), default=0)
 
     def _keep_readout_input(self, module: torch.nn.Module, args: tuple) -> None:
         self._readout_input = args[0]
 
-    def _refresh_node_feats(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if self._refresh is None:
-            return None
-        return args, {**kwargs, "node_feats": self._refresh(kwargs["node_feats"])}
+    def _exchange_senders(self, node_feats: torch.Tensor, lammps_class: Any, lammps_natoms: tuple[int, int],
+                          first_layer: bool) -> torch.Tensor:
+        """The owned atoms' features [owned, F] with zero ghost rows appended, refreshed (ghosts from owners)."""
+        if lammps_class is None or first_layer:
+            return node_feats
+        ghosts = node_feats.new_zeros((lammps_natoms[1], node_feats.shape[1]))
+        return self._refresh(torch.cat([node_feats, ghosts]))
 
     def config(self) -> dict[str, Any]:
         if not self.spec:
@@ -101,33 +109,45 @@ class MacePotential(ForeignPotential):
         return super().config()
 
     def forward(self, batch: Batch, vectors: torch.Tensor,
-                refresh: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """Per-atom energies and features; ``refresh`` (node features [N, F] → [N, F]) is applied to the
-        features entering each interaction after the first."""
+                refresh: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                owned: int | None = None) -> dict[str, torch.Tensor]:
+        """Per-atom energies and features.
+
+        With ``refresh`` (node features [N, F] → [N, F]) only the first ``owned`` atoms get node
+        updates and energies (the others are ghosts: zero energy and features), and the senders'
+        features of each interaction after the first are refreshed.
+        """
         index = self.species_index(batch.numbers)
         node_attrs = torch.nn.functional.one_hot(index, len(self.species)).to(vectors.dtype)
         n_atoms = len(batch.numbers)
-        counts = torch.bincount(batch.system, minlength=batch.n_systems)
-        data = {
-            "node_attrs": node_attrs,
-            "positions": torch.zeros((n_atoms, 3), dtype=vectors.dtype, device=vectors.device),
-            "edge_index": batch.pairs.T,
-            "shifts": vectors,
-            "unit_shifts": batch.shifts,
-            "cell": batch.cell,
-            "batch": batch.system,
-            "ptr": torch.cat([counts.new_zeros(1), counts.cumsum(0)]),
-        }
+        if refresh is None:
+            counts = torch.bincount(batch.system, minlength=batch.n_systems)
+            data = {"node_attrs": node_attrs,
+                    "positions": torch.zeros((n_atoms, 3), dtype=vectors.dtype, device=vectors.device),
+                    "edge_index": batch.pairs.T, "shifts": vectors, "unit_shifts": batch.shifts, "cell": batch.cell,
+                    "batch": batch.system, "ptr": torch.cat([counts.new_zeros(1), counts.cumsum(0)])}
+            lammps, owned = False, n_atoms
+        elif owned is None:
+            raise ValueError("MacePotential: refresh= needs owned= (the number of owned atoms, which come first)")
+        else:   # mace-torch's LAMMPS path: vectors as they are, node updates of the owned atoms only
+            data = {"node_attrs": node_attrs, "vectors": vectors, "edge_index": batch.pairs.T,
+                    "batch": torch.zeros(owned, dtype=torch.long, device=vectors.device),
+                    "lammps_class": refresh, "natoms": (owned, n_atoms - owned)}
+            lammps = True
         self._refresh = refresh
         try:
-            out = self.model(data, compute_force=False)
+            out = self.model(data, compute_force=False, lammps_mliap=lammps)
         finally:
             self._refresh = None
         features, self._readout_input = self._readout_input, None
         scale_shift = getattr(self.model, "scale_shift", None)
         if scale_shift is not None:
             features = features * torch.atleast_1d(scale_shift.scale)[0]
-        return {"energy": out["node_energy"].to(vectors.dtype), "features": features}
+        energy = out["node_energy"].to(vectors.dtype)
+        if owned < n_atoms:
+            energy = torch.cat([energy, energy.new_zeros(n_atoms - owned)])
+            features = torch.cat([features, features.new_zeros((n_atoms - owned, features.shape[1]))])
+        return {"energy": energy, "features": features}
 
 
 def load_mace(path: str, trust: bool = False) -> MacePotential:

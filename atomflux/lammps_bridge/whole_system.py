@@ -167,6 +167,16 @@ class Halo:
         return HaloExchange.apply(features, self)
 
 
+def layer_arguments(potential: torch.nn.Module, refresh: Callable[[torch.Tensor], torch.Tensor],
+                    n_owned: int) -> dict:
+    """Keyword arguments of a layer stack's ``forward`` with the per-layer halo: ``refresh``, and ``owned``
+    (the number of owned atoms, which come first) where the potential updates only their nodes
+    (``skips_ghost_updates = True``: the ghosts' features come from ``refresh`` anyway)."""
+    if getattr(potential, "skips_ghost_updates", False):
+        return {"refresh": refresh, "owned": int(n_owned)}
+    return {"refresh": refresh}
+
+
 def _rows(values: torch.Tensor) -> torch.Tensor:
     """``values`` [N, ...] as float64 rows [N, width] on the CPU, detached and contiguous (N may be 0)."""
     width = math.prod(values.shape[1:])
@@ -293,7 +303,8 @@ def halo_flux_step(potential: torch.nn.Module, batch: Batch, halo: Halo, *, viri
         model_dtype = floating_dtype(potential, vectors.dtype)
         model_batch = batch if model_dtype == batch.dtype else batch.to(model_dtype)
         with torch.enable_grad():
-            outputs = dict(potential(model_batch, vectors.to(model_dtype), refresh=halo.refresh))
+            outputs = dict(potential(model_batch, vectors.to(model_dtype),
+                                     **layer_arguments(potential, halo.refresh, halo.n_owned)))
             energy = outputs.pop("energy").to(vectors.dtype)[:halo.n_owned]
 
             def channel(k: int) -> None:
@@ -343,7 +354,7 @@ class OwnedEnergies(torch.nn.Module):
 
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
         """The wrapped potential's outputs, ``energy`` [N] (eV) zero beyond the owned atoms."""
-        extra = {} if self.refresh is None else {"refresh": self.refresh}
+        extra = {} if self.refresh is None else layer_arguments(self.potential, self.refresh, self.n_owned)
         outputs = dict(self.potential(batch, vectors, **extra))
         energy = outputs["energy"]
         owned = torch.arange(len(energy), device=energy.device) < self.n_owned
