@@ -41,9 +41,16 @@ pickle and loaded with ``pair_style atomflux trust yes``, on rattled cubic zincb
 N×N×N (8 N³ atoms); the ASE column is mace-torch's own ``MACECalculator``, and the full
 shell is 8 Å + 2 Å skin. Writes ``bench_lammps_message_passing_halo_mace.json`` and ``.md``.
 
+``--halo N ... --before REF`` measures, in the same run, the one-rank plain and heat-flux steps of the
+tree of git ref REF (a temporary worktree put first on ``PYTHONPATH`` of its worker processes) beside
+this tree's, case by case (``before_serial_ms``, ``before_serial_flux_ms``); ``--rounds R`` repeats the
+one-rank cases R times, interleaved, and reports medians (all values under ``rounds``); ``--flux-only``
+leaves out the 2-rank, full-shell and ASE cases.
+
     python benchmarks/bench_lammps_message_passing.py [--repeats 1 2 4 8] [--seconds 3]
     python benchmarks/bench_lammps_message_passing.py --halo 3 4 5 [--steps 2]
     .venv-mace/bin/python benchmarks/bench_lammps_message_passing.py --halo 5 11 --model mace
+    .venv-mace/bin/python benchmarks/bench_lammps_message_passing.py --halo 5 --model mace --before main --flux-only --rounds 5
 """
 
 from __future__ import annotations
@@ -207,32 +214,47 @@ def worker(args: argparse.Namespace) -> None:
     Path(f"{args.out}.rank{rank}.json").write_text(json.dumps(result))
 
 
-def run_case(case: str, size: int, ranks: int, steps: int, folder: Path, model: str) -> list[dict]:
-    """Results of every rank of one case (``atomflux``, ``flux``, ``zero`` or ``ase``) in fresh processes."""
-    out = folder / f"{case}-{size}-{ranks}"
+def run_case(case: str, size: int, ranks: int, steps: int, folder: Path, model: str,
+             tree: Path | None = None) -> list[dict]:
+    """Results of every rank of one case (``atomflux``, ``flux``, ``zero`` or ``ase``) in fresh processes,
+    with the atomflux of ``tree`` (a checkout) instead of this one where given."""
+    out = folder / f"{case}-{size}-{ranks}{'-before' if tree else ''}"
     command = [sys.executable, __file__, "--worker", case, "--size", str(size), "--steps", str(steps),
                "--folder", str(folder), "--out", str(out), "--model", model]
     if case != "ase":
         command = [str(Path(sys.prefix) / "bin" / "mpiexec"), "-n", str(ranks), *command]
-    done = subprocess.run(command, capture_output=True, text=True)
+    environment = dict(os.environ)
+    if tree is not None:    # ahead of this tree's editable install, which sits at the end of sys.meta_path
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), environment.get("PYTHONPATH")]))
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
     if done.returncode != 0:
         raise RuntimeError(f"{case} on {ranks} rank(s), size {size} failed:\n{done.stderr[-3000:]}")
     return [json.loads(Path(f"{out}.rank{r}.json").read_text()) for r in range(ranks)]
 
 
-def measure_halo(size: int, steps: int, folder: Path, model: str) -> dict:
-    """One row of the halo table (see the module docstring)."""
-    serial = run_case("atomflux", size, 1, steps, folder, model)
-    halo = run_case("atomflux", size, 2, steps, folder, model)
-    shell = run_case("zero", size, 2, steps, folder, model)
-    flux = run_case("flux", size, 1, steps, folder, model)
-    row = {"atoms": serial[0]["atoms"], "serial_ms": serial[0]["ms"], "serial_gb": serial[0]["gb"],
-           "serial_flux_ms": flux[0]["ms"], "serial_flux_gb": flux[0]["gb"],
-           "halo_ms": max(r["ms"] for r in halo), "halo_gb": max(r["gb"] for r in halo),
-           "halo_ghosts": sum(r["nghost"] for r in halo),
-           "full_shell_ghosts": sum(r["nghost"] for r in shell)}
-    ase = run_case("ase", size, 1, steps, folder, model)
-    row.update(own_ase_ms=ase[0]["ms"], own_ase_gb=ase[0]["gb"], load_average=os.getloadavg()[0])
+def measure_halo(size: int, steps: int, folder: Path, model: str, before: Path | None = None,
+                 flux_only: bool = False, rounds: int = 1) -> dict:
+    """One row of the halo table (see the module docstring); the one-rank times are medians of ``rounds``."""
+    row: dict = {}
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):    # before and after interleaved: the machine's load drifts
+        for prefix, tree in ([("before_", before)] if before is not None else []) + [("", None)]:
+            serial = run_case("atomflux", size, 1, steps, folder, model, tree)
+            flux = run_case("flux", size, 1, steps, folder, model, tree)
+            times.setdefault(f"{prefix}serial_ms", []).append(serial[0]["ms"])
+            times.setdefault(f"{prefix}serial_flux_ms", []).append(flux[0]["ms"])
+            row.update({"atoms": serial[0]["atoms"], f"{prefix}serial_gb": serial[0]["gb"],
+                        f"{prefix}serial_flux_gb": flux[0]["gb"]})
+    row.update({name: float(np.median(values)) for name, values in times.items()})
+    row["rounds"] = {name: values for name, values in times.items()} if rounds > 1 else None
+    if not flux_only:
+        halo = run_case("atomflux", size, 2, steps, folder, model)
+        shell = run_case("zero", size, 2, steps, folder, model)
+        ase = run_case("ase", size, 1, steps, folder, model)
+        row.update(halo_ms=max(r["ms"] for r in halo), halo_gb=max(r["gb"] for r in halo),
+                   halo_ghosts=sum(r["nghost"] for r in halo), full_shell_ghosts=sum(r["nghost"] for r in shell),
+                   own_ase_ms=ase[0]["ms"], own_ase_gb=ase[0]["gb"])
+    row["load_average"] = os.getloadavg()[0]
     return row
 
 
@@ -255,6 +277,35 @@ def halo_markdown(rows: list[dict], model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def before_markdown(rows: list[dict], ref: str) -> str:
+    """The heat-flux cost on one rank, this tree beside ``ref``, measured in the same run."""
+    lines = [f"| atoms | {ref}: plain ms/step | {ref}: + heat/flux ms/step | {ref}: heat/flux / plain | "
+             "this tree: plain ms/step | this tree: + heat/flux ms/step | this tree: heat/flux / plain | "
+             "heat-flux step, before / after | peak GB heat/flux, before / after | load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['atoms']} | {r['before_serial_ms']:.0f} | {r['before_serial_flux_ms']:.0f} | "
+                     f"{r['before_serial_flux_ms'] / r['before_serial_ms']:.2f} | {r['serial_ms']:.0f} | "
+                     f"{r['serial_flux_ms']:.0f} | **{r['serial_flux_ms'] / r['serial_ms']:.2f}** | "
+                     f"{r['before_serial_flux_ms'] / r['serial_flux_ms']:.2f} | "
+                     f"{r['before_serial_flux_gb']:.1f} / {r['serial_flux_gb']:.1f} | {r['load_average']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def before_tree(ref: str, folder: Path) -> Path:
+    """A detached git worktree of ``ref`` in ``folder`` (removed by :func:`remove_tree`)."""
+    tree = folder / "before"
+    done = subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(tree), ref],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_lammps_message_passing: cannot check out --before {ref}: {done.stderr.strip()}")
+    return tree
+
+
+def remove_tree(tree: Path) -> None:
+    subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tree)], capture_output=True)
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| atoms | pair_style atomflux ms/step | SevenNetCalculator (ASE) ms/step | AtomfluxCalculator (ASE) "
              "ms/step | LAMMPS / SevenNet ASE | ghosts of a full 27 Å shell (1 rank) | ghosts per atom | load |",
@@ -270,20 +321,29 @@ def main_halo(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="atomflux-bench-") as tmp:
         if args.model == "mace":
             small_mace_file(Path(tmp))
-        rows = []
-        for size in args.halo:
-            rows.append(measure_halo(size, args.steps, Path(tmp), args.model))
-            print(json.dumps(rows[-1]), flush=True)
+        before = before_tree(args.before, Path(tmp)) if args.before else None
+        try:
+            rows = []
+            for size in args.halo:
+                rows.append(measure_halo(size, args.steps, Path(tmp), args.model, before, args.flux_only,
+                                         args.rounds))
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            if before is not None:
+                remove_tree(before)
     OUT.mkdir(exist_ok=True)
     described = {"mace": "two-layer MACE, random weights, r_max 4 Å, 8x0e+8x1o (float64)",
                  "sevennet": "sevennet:7net-0 (float32)"}[args.model]
     record = {"benchmark": f"bench_lammps_message_passing --halo --model {args.model}", "model": described,
-              "threads_per_process": 1, "steps": args.steps, "machine": platform.platform(),
+              "threads_per_process": 1, "steps": args.steps, "before": args.before, "machine": platform.platform(),
               "cpus": os.cpu_count(), "rows": rows}
     name = "bench_lammps_message_passing_halo" + ("_mace" if args.model == "mace" else "")
+    name += f"_before_{'_'.join(map(str, args.halo))}" if args.before else ""
+    table = before_markdown(rows, args.before) if args.before else ""
+    table += "" if args.flux_only else halo_markdown(rows, args.model)
     (OUT / f"{name}.json").write_text(json.dumps(record, indent=2))
-    (OUT / f"{name}.md").write_text(halo_markdown(rows, args.model))
-    print(halo_markdown(rows, args.model))
+    (OUT / f"{name}.md").write_text(table)
+    print(table)
 
 
 def main() -> None:
@@ -297,6 +357,13 @@ def main() -> None:
     parser.add_argument("--model", choices=["sevennet", "mace"], default="sevennet",
                         help="--halo: SevenNet-0 on Si, or a small two-layer MACE built here on SiC "
                              "(run with .venv-mace/bin/python) (default: sevennet)")
+    parser.add_argument("--before", metavar="REF",
+                        help="--halo: also the one-rank plain and heat-flux steps of git ref REF, in the same run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="--halo: one-rank plain and heat-flux cases repeated this many times, interleaved with "
+                             "--before's, and the median reported (default: 1)")
+    parser.add_argument("--flux-only", action="store_true",
+                        help="--halo: only the one-rank plain and heat-flux steps (no 2-rank, full-shell, ASE cases)")
     parser.add_argument("--worker", choices=["atomflux", "flux", "zero", "ase"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
