@@ -207,6 +207,41 @@ def test_mace_halo_in_one_process_equals_mace_calculator(mace_model):
     assert np.abs(voigt - stress).max() <= 1e-10 * np.abs(stress).max()
 
 
+def test_mace_rank_without_atoms_makes_the_same_exchanges(mace_model):
+    """The per-layer exchanges are collective, so a rank that owns no atom (only ghosts, or nothing: mace-torch
+    cannot update zero nodes) must make the same exchange calls, forward and backward, as a rank with atoms,
+    on a plain step and on a heat-flux step; its energies and forces are zero."""
+    lammps_bridge_or_skip()
+    from atomflux.foreign.mace import mace_from_object
+    from atomflux.lammps_bridge.whole_system import (Halo, OwnedEnergies, halo_flux_step, image_exchange,
+                                                      owned_pairs, system_batch)
+    from atomflux.systems import unfold
+
+    potential = mace_from_object(mace_model)
+    atoms = strained_sic()
+    cluster, origin = unfold(Batch.from_atoms(atoms, potential.cutoff), 0, potential.cutoff + 1.0)
+
+    def calls(batch, n_owned, exchange):
+        made = []
+
+        def recorded(data, reverse):
+            made.append((data.shape[1], reverse))
+            exchange(data, reverse)
+        batch = owned_pairs(batch, n_owned, potential.pair_receiver)
+        plain = evaluate(OwnedEnergies(potential, n_owned, Halo(recorded, n_owned).refresh), batch, stress=True)
+        step = halo_flux_step(potential, batch, Halo(recorded, n_owned))
+        return made, plain, step
+
+    reference, _, _ = calls(cluster, len(atoms), image_exchange(origin, len(atoms)))
+    assert reference == [(32, False), (32, True), (3, False), (32, False)] + [(32, True)] * 4
+    nothing = system_batch(np.zeros((0, 3)), np.zeros(0, dtype=int), np.array(atoms.cell), np.zeros(3),
+                           np.ones(3, dtype=bool), potential.cutoff, np.zeros(0, dtype=int))
+    for batch in (cluster, nothing):                               # ghosts only; nothing at all
+        made, plain, step = calls(batch, 0, lambda data, reverse: None)
+        assert made == reference
+        assert float(plain.energy[0]) == 0.0 and not plain.forces.any() and not step.flux_virials.any()
+
+
 def test_mace_on_two_ranks_with_the_halo_equals_one_rank_and_mace_calculator(mace_model, tmp_path):
     """pair_style atomflux with the MACE file on 2 MPI ranks (per-layer halo, ghost shell of 4 Å + skin;
     the ranks' subdomains are narrower than the 8 Å reach) = the serial run (energy, forces, pressure, per-atom

@@ -88,8 +88,10 @@ class MacePotential(ForeignPotential):
         for interaction in later:      # mace-torch's hook for LAMMPS's exchange, on this adapter's copy
             interaction.handle_lammps = self._exchange_senders
         self._refresh: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._sender_widths = [int(interaction.linear_up.irreps_out.dim) for interaction in later]
+        self._feature_width = int(linears[-1].irreps_in.dim)
         #: widest senders' features of an interaction after the first (float values per atom)
-        self.halo_width = max((int(interaction.linear_up.irreps_out.dim) for interaction in later), default=0)
+        self.halo_width = max(self._sender_widths, default=0)
 
     def _keep_readout_input(self, module: torch.nn.Module, args: tuple) -> None:
         self._readout_input = args[0]
@@ -101,6 +103,17 @@ class MacePotential(ForeignPotential):
             return node_feats
         ghosts = node_feats.new_zeros((lammps_natoms[1], node_feats.shape[1]))
         return self._refresh(torch.cat([node_feats, ghosts]))
+
+    def _exchanges_only(self, n_atoms: int, vectors: torch.Tensor,
+                        refresh: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A rank that owns no atom (mace-torch cannot update zero nodes): zero energies and features, through
+        the same exchanges as the other ranks' interactions make, forward and backward (they are collective)."""
+        link = 0.0 * vectors.sum()
+        for width in self._sender_widths:
+            senders = torch.zeros((n_atoms, width), dtype=vectors.dtype, device=vectors.device) + link
+            link = 0.0 * refresh(senders).sum()
+        zeros = torch.zeros((n_atoms, self._feature_width + 1), dtype=vectors.dtype, device=vectors.device) + link
+        return {"energy": zeros[:, 0], "features": zeros[:, 1:]}
 
     def config(self) -> dict[str, Any]:
         if not self.spec:
@@ -129,6 +142,8 @@ class MacePotential(ForeignPotential):
             lammps, owned = False, n_atoms
         elif owned is None:
             raise ValueError("MacePotential: refresh= needs owned= (the number of owned atoms, which come first)")
+        elif owned == 0:
+            return self._exchanges_only(n_atoms, vectors, refresh)
         else:   # mace-torch's LAMMPS path: vectors as they are, node updates of the owned atoms only
             data = {"node_attrs": node_attrs, "vectors": vectors, "edge_index": batch.pairs.T,
                     "batch": torch.zeros(owned, dtype=torch.long, device=vectors.device),
