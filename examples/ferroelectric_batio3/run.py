@@ -180,8 +180,8 @@ def stage_teacher(out: Path, work: Path) -> dict:
 
 # ---------------------------------------------------------------------------------------------- distillation
 STRUCTURES = ("cubic.extxyz", "tetragonal.extxyz", "rhombohedral.extxyz")
-DISTILL_OPTIONS = ["--temperatures", "150", "400", "700", "--strains", "-0.01", "0", "0.01", "--rounds", "5",
-                   "--max-force-rmse", "0.05", "--max-force-sigma", "0.05", "--cutoff", "5.0",
+DISTILL_OPTIONS = ["--temperatures", "200", "600", "1000", "--strains", "-0.01", "0", "0.01", "--rounds", "4",
+                   "--max-force-rmse", "0.08", "--max-force-sigma", "0.08", "--cutoff", "5.0",
                    "--initial-frames", "3", "--md-steps", "150", "--uncertain", "2", "--random", "1",
                    "--epochs", "60", "--patience", "15", "--teacher-batch-atoms", "240"]
 
@@ -209,19 +209,163 @@ def _round_row(r: dict) -> dict:
                                          if "energy_rmse" in m}}
 
 
+# ---------------------------------------------------------------------------------------------- student vs teacher
+def student_file(work: Path) -> Path:
+    return work / "distill" / "student.pt"
+
+
+def ensemble_difference(calc, atoms, reference) -> tuple[float, float]:
+    """E(atoms) − E(reference) per formula unit (meV) with the student's shallow-ensemble spread (1σ, meV)."""
+    energies = []
+    for structure in (atoms, reference):
+        structure = structure.copy()
+        structure.calc = calc
+        structure.get_potential_energy()
+        energies.append((calc.results["energy"], np.asarray(calc.results["energy_ensemble"]), len(structure) // 5))
+    (e1, m1, n1), (e0, m0, n0) = energies
+    per_member = m1 / n1 - m0 / n0
+    return EV_TO_MEV * (e1 / n1 - e0 / n0), EV_TO_MEV * float(np.std(per_member, ddof=1))
+
+
+def stage_student(out: Path, work: Path) -> dict:
+    """The student's own phases (relaxed like the teacher's) and its energies on the teacher's structures."""
+    import torch
+    from ase.io import read
+
+    from atomflux import AtomfluxCalculator
+    from atomflux.plotting import pyplot, save_figure
+
+    torch.set_num_threads(1)
+    path = student_file(work)
+    mean = AtomfluxCalculator(str(path), uncertainty=False)
+    own = phases_of(mean, "student")
+    own.pop("structures")
+    full = AtomfluxCalculator(str(path), uncertainty="energy")
+    teacher = json.loads((out / "results.json").read_text())["teacher"]
+    cubic = read(work / "teacher-cubic-5.extxyz")
+    on_teacher = {}
+    for phase in PHASES:
+        for kind, name in (("relaxed", phase), ("clamped_cubic_cell", f"clamped-{phase}")):
+            atoms = read(work / f"teacher-{name}-5.extxyz")
+            value, sigma = ensemble_difference(full, atoms, cubic)
+            # the same in the 40-atom cell the student was trained on (a check that the 5-atom cell is no problem)
+            value40, _ = ensemble_difference(full, atoms * (2, 2, 2), cubic * (2, 2, 2))
+            on_teacher.setdefault(kind, {})[phase] = {
+                "student_meV_per_fu": value, "student_sigma_meV_per_fu": sigma, "student_40_atoms_meV_per_fu": value40,
+                "teacher_meV_per_fu": teacher[kind][phase]["energy_meV_per_fu"]}
+    wells = {}
+    for phase in PHASES:
+        clamped = read(work / f"teacher-clamped-{phase}-5.extxyz")
+        wells[phase] = double_well(mean, cubic, clamped)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    lam = np.asarray(teacher["double_well_lambda"])
+    for k, phase in enumerate(PHASES):
+        axes[0].plot(lam, teacher["clamped_cubic_cell"][phase]["double_well_meV_per_fu"], "-o", color=f"C{k}",
+                     ms=3, label=f"{phase} [{''.join(map(str, PHASES[phase]))}] SevenNet-0")
+        axes[0].plot(lam, wells[phase], "--s", color=f"C{k}", ms=3, mfc="none", label="student")
+    axes[0].set(xlabel="λ (fraction of the teacher's clamped-cell polar displacement)", ylabel="E − E_cubic (meV/f.u.)",
+                title="double wells, cell clamped at the cubic a")
+    axes[0].legend(fontsize=7)
+    names = ["cubic", *PHASES]
+    x = np.arange(len(names))
+    axes[1].bar(x - 0.2, [teacher["relaxed"][p]["energy_meV_per_fu"] for p in names], 0.4, label="SevenNet-0, own relaxation")
+    axes[1].bar(x + 0.2, [own["relaxed"][p]["energy_meV_per_fu"] for p in names], 0.4, label="student, own relaxation")
+    axes[1].errorbar(x + 0.2, [0] + [on_teacher["relaxed"][p]["student_meV_per_fu"] for p in PHASES],
+                     yerr=[0] + [on_teacher["relaxed"][p]["student_sigma_meV_per_fu"] for p in PHASES], fmt="kx",
+                     label="student on the teacher's structures ±σ")
+    axes[1].set_xticks(x, names)
+    axes[1].set(ylabel="E − E_cubic (meV/f.u.)", title="relaxed phases (0 K, 0 GPa)")
+    axes[1].legend(fontsize=7)
+    save_figure(fig, out / "phases.png")
+    return {"student": str(path.relative_to(work)), "own_phases": own, "on_teacher_structures": on_teacher,
+            "double_well_on_teacher_path_meV_per_fu": wells}
+
+
+# ---------------------------------------------------------------------------------------------- NPT ramps
+def ramp_folder(work: Path, size: int, ramp: str) -> Path:
+    t0, t1 = (float(x) for x in ramp.split(":")[:2])
+    return work / "md" / f"{'heating' if t1 > t0 else 'cooling'}-L{size}"
+
+
+def stage_md(out: Path, work: Path, sizes: list[int], ramp: str, steps: int, interval: int, start: str) -> dict:
+    """`atomflux md --ensemble npt --temperature-ramp` with the student at each size (one after another)."""
+    (work / "md").mkdir(exist_ok=True)
+    done = {}
+    for size in sizes:
+        folder = ramp_folder(work, size, ramp)
+        options = [f"{start}", "--model", str(student_file(work)), "--ensemble", "npt", "--pressure", "0",
+                   "--temperature-ramp", ramp, "--steps", str(steps), "--timestep", "2", "--interval", str(interval),
+                   "--barostat-time", "500", "--thermostat-time", "100",
+                   "--repeat", str(size), str(size), str(size), "--seed", str(size), "-o", str(folder)]
+        wall = atomflux("md", *options, cwd=work, log=out / f"md-{folder.name}.log")
+        done[folder.name] = {"command": "atomflux md " + " ".join(options), "wall_s_this_call": wall,
+                             "atoms": 5 * size ** 3}
+    return done
+
+
+def ramp_uncertainty(work: Path, folder: Path, frames_per_temperature: int = 4) -> list[dict]:
+    """The student's calibrated σ (energy per atom, forces) on a few frames of every temperature of a ramp."""
+    import torch
+    from ase.io import read
+
+    from atomflux import AtomfluxCalculator
+
+    torch.set_num_threads(1)
+    calc = AtomfluxCalculator(str(student_file(work)), uncertainty="full")
+    thermo = json.loads((folder / "thermo.json").read_text())
+    rows = []
+    for k, row in enumerate(thermo):
+        frames = read(folder / f"stage-{k}.traj", ":")
+        picks = np.linspace(len(frames) // 3, len(frames) - 1, frames_per_temperature).astype(int)
+        energy_sigma, force_sigma = [], []
+        for i in picks:
+            atoms = frames[i]
+            calc.get_property("forces_uncertainty", atoms)
+            energy_sigma.append(calc.results["energy_uncertainty"] / len(atoms))
+            force_sigma.append(float(np.sqrt(np.mean(calc.results["forces_uncertainty"] ** 2))))
+        rows.append({"temperature_K": row["temperature_K"], "energy_sigma_meV_per_atom": 1000 * max(energy_sigma),
+                     "force_sigma_meV_per_A": 1000 * max(force_sigma)})
+    return rows
+
+
+def stage_analyse(out: Path, work: Path, discard: int) -> dict:
+    """`atomflux ferroelectric` on every ramp folder found (nominal Born charges)."""
+    runs = sorted(str(p) for p in (work / "md").glob("*-L*") if (p / "stage-0.traj").is_file())
+    born = ",".join(f"{k}={v:g}" for k, v in BORN.items())
+    target = out / "ferroelectric"
+    if target.exists():
+        import shutil
+        shutil.rmtree(target)
+    atomflux("ferroelectric", *runs, "--born", born, "--discard", str(discard), "-o", str(target),
+             log=out / "ferroelectric.log")
+    return {"command": f"atomflux ferroelectric {' '.join(runs)} --born {born} --discard {discard}",
+            "summary": json.loads((target / "ferroelectric.json").read_text()),
+            "student_sigma_along_ramps": {Path(r).name: ramp_uncertainty(work, Path(r)) for r in runs}}
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("-o", "--output", default=str(HERE / "results"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 4], help="md: supercells n×n×n of 5 atoms")
+    parser.add_argument("--ramp", default="100:1100:100", help="md: T0:T1:dT, K")
+    parser.add_argument("--steps", type=int, default=1500, help="md: steps (2 fs) per temperature")
+    parser.add_argument("--interval", type=int, default=10, help="md: frame every N steps")
+    parser.add_argument("--start", default="teacher-rhombohedral-5.extxyz", help="md: starting cell (in work/)")
+    parser.add_argument("--discard", type=int, default=50, help="analyse: frames discarded per temperature")
     args = parser.parse_args()
     out = Path(args.output)
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     for stage in args.stages:
-        results[stage] = globals()[f"stage_{stage}"](out, work)
+        extra = {"md": dict(sizes=args.sizes, ramp=args.ramp, steps=args.steps, interval=args.interval,
+                            start=args.start), "analyse": dict(discard=args.discard)}.get(stage, {})
+        found = globals()[f"stage_{stage}"](out, work, **extra)
+        results = json.loads(results_file.read_text()) if results_file.is_file() else {}   # other calls' stages
+        results[stage] = {**results.get(stage, {}), **found} if stage == "md" else found
         results_file.write_text(json.dumps(results, indent=1))
 
 
