@@ -63,3 +63,17 @@ def test_a_cooling_ramp_stopped_after_its_first_temperature_is_still_cooling(tmp
     assert main(["ferroelectric", str(tmp_path / "cool"), "--born", "Ba=2.77,Ti=6.26,O=-3.01", "-o", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "ferroelectric.csv")))
     assert [(r["direction"], float(r["temperature_K"])) for r in rows] == [("cooling", 300.0)]
+
+
+def test_temperature_window_keeps_only_the_temperatures_inside_it(tmp_path, capsys):
+    ramp_folder(tmp_path / "heat", [100.0, 200.0, 300.0], [0.10, 0.06, 0.0])
+    out = tmp_path / "out"
+    args = ["ferroelectric", str(tmp_path / "heat"), "--born", "Ba=2.77,Ti=6.26,O=-3.01", "-o", str(out)]
+    assert main(args + ["--temperature-window", "250", "150"]) == 0
+    rows = list(csv.DictReader(open(out / "ferroelectric.csv")))
+    assert [float(r["temperature_K"]) for r in rows] == [200.0]
+    expected = Z_TI * 0.06 / A0**3 * 1602.176634
+    assert float(rows[0]["mean_abs"]) == pytest.approx(expected, rel=0.03)
+    capsys.readouterr()
+    assert main(args + ["--temperature-window", "400", "500"]) == 2
+    assert "no finished temperature inside the window 400–500 K" in capsys.readouterr().err

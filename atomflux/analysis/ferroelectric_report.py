@@ -55,12 +55,24 @@ def _ramp(folder: Path) -> tuple[list[float], list[Path], str]:
 
 
 def analyse_ramp(folder: str | Path, species: tuple[str, str, str], born: Mapping[str, Any] | None,
-                 discard: int = 0, blocks: int = 5, threshold: float | None = None) -> RampResult:
-    """One ramp folder: a row per temperature (order statistics, phase, correlation lengths)."""
+                 discard: int = 0, blocks: int = 5, threshold: float | None = None,
+                 window: tuple[float, float] | None = None) -> RampResult:
+    """One ramp folder: a row per temperature (order statistics, phase, correlation lengths).
+
+    ``window`` (K, K): analyse only the finished temperatures inside it (e.g. to leave out
+    temperatures where the model left its validated range).
+    """
     from ase.io import read
 
     folder = Path(folder)
     temperatures, stages, direction = _ramp(folder)
+    if window is not None:
+        low, high = sorted(window)
+        kept = [(t, stage) for t, stage in zip(temperatures, stages) if low <= t <= high]
+        if not kept:
+            raise ValueError(f"{folder} has no finished temperature inside the window {low:g}–{high:g} K "
+                             f"(finished: {', '.join(f'{t:g}' for t in temperatures)} K); widen --temperature-window")
+        temperatures, stages = [t for t, _ in kept], [stage for _, stage in kept]
     a_site, b_site, x_site = species
     rows = []
     cells = None

@@ -329,7 +329,7 @@ def ramp_uncertainty(work: Path, folder: Path, frames_per_temperature: int = 4) 
     return rows
 
 
-def stage_analyse(out: Path, work: Path, discard: int) -> dict:
+def stage_analyse(out: Path, work: Path, discard: int, window: list[float]) -> dict:
     """`atomflux ferroelectric` on every ramp folder found (nominal Born charges)."""
     runs = sorted(str(p) for p in (work / "md").glob("*-L*") if (p / "stage-0.traj").is_file())
     born = ",".join(f"{k}={v:g}" for k, v in BORN.items())
@@ -337,9 +337,9 @@ def stage_analyse(out: Path, work: Path, discard: int) -> dict:
     if target.exists():
         import shutil
         shutil.rmtree(target)
-    atomflux("ferroelectric", *runs, "--born", born, "--discard", str(discard), "-o", str(target),
-             log=out / "ferroelectric.log")
-    return {"command": f"atomflux ferroelectric {' '.join(runs)} --born {born} --discard {discard}",
+    words = [*runs, "--born", born, "--discard", str(discard), "--temperature-window", *(f"{t:g}" for t in window)]
+    atomflux("ferroelectric", *words, "-o", str(target), log=out / "ferroelectric.log")
+    return {"command": "atomflux ferroelectric " + " ".join(words),
             "summary": json.loads((target / "ferroelectric.json").read_text()),
             "student_sigma_along_ramps": {Path(r).name: ramp_uncertainty(work, Path(r)) for r in runs}}
 
@@ -355,6 +355,8 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=10, help="md: frame every N steps")
     parser.add_argument("--start", default="teacher-rhombohedral-5.extxyz", help="md: starting cell (in work/)")
     parser.add_argument("--discard", type=int, default=50, help="analyse: frames discarded per temperature")
+    parser.add_argument("--window", type=float, nargs=2, default=[100, 900],
+                        help="analyse: temperatures analysed, K (above 900 K the student's NPT cell blows up)")
     args = parser.parse_args()
     out = Path(args.output)
     work = out / "work"
@@ -362,7 +364,7 @@ def main() -> None:
     results_file = out / "results.json"
     for stage in args.stages:
         extra = {"md": dict(sizes=args.sizes, ramp=args.ramp, steps=args.steps, interval=args.interval,
-                            start=args.start), "analyse": dict(discard=args.discard)}.get(stage, {})
+                            start=args.start), "analyse": dict(discard=args.discard, window=args.window)}.get(stage, {})
         found = globals()[f"stage_{stage}"](out, work, **extra)
         results = json.loads(results_file.read_text()) if results_file.is_file() else {}   # other calls' stages
         results[stage] = {**results.get(stage, {}), **found} if stage == "md" else found
