@@ -15,7 +15,7 @@ from test_ferroelectric import A0, batio3
 Z_TI = 6.26
 
 
-def ramp_folder(path, temperatures, shifts, size=2, frames=20, seed=0):
+def ramp_folder(path, temperatures, shifts, size=2, frames=20, seed=0, finished=None):
     """A folder as `atomflux md --ensemble npt` writes it; stage k: Ti shifted by shifts[k] (Å) along z ± noise."""
     rng = np.random.default_rng(seed)
     ideal = batio3((size,) * 3)
@@ -28,7 +28,7 @@ def ramp_folder(path, temperatures, shifts, size=2, frames=20, seed=0):
                 frame.positions[ti, 2] += shift * (1 + 0.05 * rng.normal())
                 frame.positions += 1.3  # rigid translation: irrelevant
                 traj.write(frame)
-    (path / "thermo.json").write_text(json.dumps([{}] * len(shifts)))
+    (path / "thermo.json").write_text(json.dumps([{}] * (len(shifts) if finished is None else finished)))
 
 
 def test_ferroelectric_command_tables_phases_and_hysteresis(tmp_path, capsys):
@@ -55,3 +55,25 @@ def test_ferroelectric_command_tables_phases_and_hysteresis(tmp_path, capsys):
     assert "not an NPT run folder" in capsys.readouterr().err
     assert main(args[:-4] + ["--born", "Ba=2.77,Ti=6.26"]) == 2
     assert "no Born charge for O" in capsys.readouterr().err
+
+
+def test_a_cooling_ramp_stopped_after_its_first_temperature_is_still_cooling(tmp_path):
+    ramp_folder(tmp_path / "cool", [300.0, 200.0, 100.0], [0.0, 0.0, 0.10], finished=1)
+    out = tmp_path / "out"
+    assert main(["ferroelectric", str(tmp_path / "cool"), "--born", "Ba=2.77,Ti=6.26,O=-3.01", "-o", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "ferroelectric.csv")))
+    assert [(r["direction"], float(r["temperature_K"])) for r in rows] == [("cooling", 300.0)]
+
+
+def test_temperature_window_keeps_only_the_temperatures_inside_it(tmp_path, capsys):
+    ramp_folder(tmp_path / "heat", [100.0, 200.0, 300.0], [0.10, 0.06, 0.0])
+    out = tmp_path / "out"
+    args = ["ferroelectric", str(tmp_path / "heat"), "--born", "Ba=2.77,Ti=6.26,O=-3.01", "-o", str(out)]
+    assert main(args + ["--temperature-window", "250", "150"]) == 0
+    rows = list(csv.DictReader(open(out / "ferroelectric.csv")))
+    assert [float(r["temperature_K"]) for r in rows] == [200.0]
+    expected = Z_TI * 0.06 / A0**3 * 1602.176634
+    assert float(rows[0]["mean_abs"]) == pytest.approx(expected, rel=0.03)
+    capsys.readouterr()
+    assert main(args + ["--temperature-window", "400", "500"]) == 2
+    assert "no finished temperature inside the window 400–500 K" in capsys.readouterr().err

@@ -36,7 +36,9 @@ class RampResult:
     rows: list[dict[str, Any]]
 
 
-def _ramp(folder: Path) -> tuple[list[float], list[Path]]:
+def _ramp(folder: Path) -> tuple[list[float], list[Path], str]:
+    """The finished temperatures of a ramp folder, their trajectories, and the ramp's direction (from its planned
+    temperatures, so that a cooling ramp stopped after its first temperature is still a cooling ramp)."""
     record = folder / "run.json"
     if not record.is_file():
         raise ValueError(f"{folder} is not an NPT run folder (no run.json); give folders written by "
@@ -48,16 +50,29 @@ def _ramp(folder: Path) -> tuple[list[float], list[Path]]:
     done = len(json.loads((folder / "thermo.json").read_text())) if (folder / "thermo.json").is_file() else 0
     if done == 0:
         raise ValueError(f"{folder} has no finished temperature yet; run (or resume) it first")
-    return temperatures[:done], [folder / f"stage-{k}.traj" for k in range(done)]
+    direction = "heating" if temperatures[-1] >= temperatures[0] else "cooling"
+    return temperatures[:done], [folder / f"stage-{k}.traj" for k in range(done)], direction
 
 
 def analyse_ramp(folder: str | Path, species: tuple[str, str, str], born: Mapping[str, Any] | None,
-                 discard: int = 0, blocks: int = 5, threshold: float | None = None) -> RampResult:
-    """One ramp folder: a row per temperature (order statistics, phase, correlation lengths)."""
+                 discard: int = 0, blocks: int = 5, threshold: float | None = None,
+                 window: tuple[float, float] | None = None) -> RampResult:
+    """One ramp folder: a row per temperature (order statistics, phase, correlation lengths).
+
+    ``window`` (K, K): analyse only the finished temperatures inside it (e.g. to leave out
+    temperatures where the model left its validated range).
+    """
     from ase.io import read
 
     folder = Path(folder)
-    temperatures, stages = _ramp(folder)
+    temperatures, stages, direction = _ramp(folder)
+    if window is not None:
+        low, high = sorted(window)
+        kept = [(t, stage) for t, stage in zip(temperatures, stages) if low <= t <= high]
+        if not kept:
+            raise ValueError(f"{folder} has no finished temperature inside the window {low:g}–{high:g} K "
+                             f"(finished: {', '.join(f'{t:g}' for t in temperatures)} K); widen --temperature-window")
+        temperatures, stages = [t for t, _ in kept], [stage for _, stage in kept]
     a_site, b_site, x_site = species
     rows = []
     cells = None
@@ -87,7 +102,6 @@ def analyse_ramp(folder: str | Path, species: tuple[str, str, str], born: Mappin
         rows.append(row)
     size = f"L{round(cells.n_cells ** (1 / 3))}" if cells.shape and len(set(cells.shape)) == 1 else \
         f"N{cells.n_cells}"
-    direction = "heating" if temperatures[-1] >= temperatures[0] else "cooling"
     return RampResult(str(folder), size, direction, rows)
 
 

@@ -44,11 +44,13 @@ def _cmd_ferroelectric(args: argparse.Namespace) -> None:
     threshold = args.phase_threshold
     if threshold is None and args.born is not None:
         threshold = 5.0
-    ramps = [analyse_ramp(folder, species, args.born, discard=args.discard, blocks=args.blocks, threshold=threshold)
+    ramps = [analyse_ramp(folder, species, args.born, discard=args.discard, blocks=args.blocks, threshold=threshold,
+                         window=args.temperature_window)
              for folder in args.runs]
     units = "uC/cm^2" if args.born is not None else "A^3 (descriptor proxy)"
     inputs = {"runs": [str(r) for r in args.runs], "species": species, "born": args.born, "discard": args.discard,
-              "blocks": args.blocks, "phase_threshold": threshold}
+              "blocks": args.blocks, "phase_threshold": threshold,
+              "temperature_window_K": args.temperature_window}
     paths = write_report(ramps, args.output, inputs, units)
     for ramp in ramps:
         for row in ramp.rows:
@@ -77,6 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--born, no phase assignment for the descriptor proxy unless given)")
     p.add_argument("--discard", type=non_negative(int), default=0,
                    help="frames dropped at the start of each temperature (equilibration)")
+    p.add_argument("--temperature-window", type=non_negative(float), nargs=2, metavar=("TMIN", "TMAX"),
+                   help="K: analyse only the temperatures inside [TMIN, TMAX] (e.g. leave out those where the model "
+                        "left its validated range); default: every finished temperature")
     p.add_argument("--blocks", type=positive(int), default=5, help="blocks for the jackknife errors")
     p.add_argument("-o", "--output", default="ferroelectric", help="output folder")
     p.set_defaults(func=_cmd_ferroelectric)
