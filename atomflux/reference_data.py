@@ -94,16 +94,21 @@ def emt_dataset(n_trajectories: int = 24, snapshots: int = 8, elements: Sequence
     Each trajectory picks 1-3 elements, a random composition, a random
     isotropic-plus-shear strain (up to ``strain``), sometimes a vacancy, and a
     temperature; ``snapshots`` Langevin snapshots 20 fs apart are labelled.
+    Snapshots of one trajectory are near-duplicates that share their model
+    errors (energy z-score correlation 0.96-1.00 for the demo models): for
+    independent structures use ``snapshots=1``.
 
     Returns
     -------
     list of Atoms
         With a ``SinglePointCalculator`` holding energy (eV), forces (eV/Å)
-        and stress (eV/Å³).
+        and stress (eV/Å³), and ``info["md_run"]`` naming the trajectory
+        (``"emt_dataset-<seed>-<k>"``; :func:`atomflux.training.trainer.split_frames`
+        keeps a run's frames together).
     """
     rng = np.random.default_rng(seed)
     frames: list[Atoms] = []
-    for _ in range(n_trajectories):
+    for run in range(n_trajectories):
         k = int(rng.integers(1, min(3, len(elements)) + 1))
         chosen = list(rng.choice(list(elements), size=k, replace=False))
         atoms = random_alloy(chosen, rng, vacancies=int(rng.random() < 0.3))
@@ -117,6 +122,7 @@ def emt_dataset(n_trajectories: int = 24, snapshots: int = 8, elements: Sequence
         for _ in range(snapshots):
             dyn.run(10)
             frames.append(labelled(atoms))
+            frames[-1].info["md_run"] = f"emt_dataset-{seed}-{run}"
     return frames
 
 

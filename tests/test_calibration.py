@@ -214,9 +214,9 @@ def stress_test():
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param("demo", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: surface energies "
-                                                 "7/8 below 3σ; dimer forces 81 % over seeds 2024+2025 "
-                                                 "(88 % before the force noise floor)")),
+    pytest.param("demo", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: within 3σ over "
+                                                 "seeds 2024/2025/2026, dimer forces 87.5/75/50 % (single components "
+                                                 "up to |z| 30), surface energies 87.5/62.5/62.5 %")),
     pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: LLPR energies "
                                                       "of isolated atoms, dimers, surfaces, strong strain (median |z| "
                                                       "2-5, see docs/benchmarks.md)"))])
@@ -274,19 +274,18 @@ def cluster_on_surface(kick: float) -> tuple[Atoms, int]:
     return slab, n_slab
 
 
-@pytest.mark.parametrize("name", [
-    "demo",
-    pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 not met: the LLPR force σ of "
-                                                      "the island barely changes when it leaves (0.28 → 0.42 eV/Å), and "
-                                                      "rightly: the demo trained on Cu clusters, its force error on the "
-                                                      "free Cu3 is 0.11 eV/Å (see test_llpr_force_sigma_covers_the_"
-                                                      "island_on_and_off_the_surface)"))])
-def test_force_guard_stops_a_cluster_evaporating_from_a_surface(name, tmp_path):
-    """With quantity="forces" the guard stops NVE MD once a Cu3 island leaves the surface (kicked with ~3 eV
-    per atom, above its binding), and stays quiet for the same island vibrating in place."""
+def test_force_guard_stops_a_cluster_evaporating_from_a_surface(tmp_path):
+    """With quantity="forces" the guard stops NVE MD of the demo ensemble once a Cu3 island leaves the surface
+    (kicked with ~3 eV per atom, above its binding), and stays quiet for the same island vibrating in place.
+
+    This checks the guard's mechanics on a shipped model, not that stopping was right: the demo models were
+    trained on free Cu clusters, their force error on the detached island stays ~0.11-0.18 eV/Å, and the
+    ensemble's σ rises there (~1.3 eV/Å) because it is under-confident.  Whether a last-layer σ stops a cluster
+    the model never saw, where its error does grow, is
+    :func:`test_force_guard_stops_a_cluster_the_model_never_saw_evaporating`."""
     threshold = FORCE_GUARD_THRESHOLD
     atoms, n_slab = cluster_on_surface(kick=0.03)
-    atoms.calc = AtomfluxCalculator(name)
+    atoms.calc = AtomfluxCalculator("demo")
     guard = UncertaintyGuard(atoms, threshold=threshold, quantity="forces", save=tmp_path / "bad.extxyz")
     dyn = VelocityVerlet(atoms, 2 * units.fs)
     dyn.attach(guard, interval=5)
@@ -295,7 +294,80 @@ def test_force_guard_stops_a_cluster_evaporating_from_a_surface(name, tmp_path):
     stopped = ase.io.read(tmp_path / "bad.extxyz")
     assert stopped.positions[n_slab:, 2].mean() - stopped.positions[:n_slab, 2].max() > 2.6  # adsorbed: 2.1 Å
     quiet, _ = cluster_on_surface(kick=0.0)
-    quiet.calc = AtomfluxCalculator(name)
+    quiet.calc = AtomfluxCalculator("demo")
+    calm = UncertaintyGuard(quiet, threshold=threshold, quantity="forces", save=tmp_path / "none.extxyz")
+    dyn = VelocityVerlet(quiet, 2 * units.fs)
+    dyn.attach(calm, interval=5)
+    dyn.run(150)
+    assert not calm.triggered and max(calm.history) < threshold
+
+
+@pytest.fixture(scope="module")
+def cluster_free_models(one_torch_thread):
+    """A small Cu model trained here on EMT bulk, flat (111)/(100)/(110) slabs and vacancies only — no cluster,
+    dimer, adatom or island ever — with LLPR and a post-hoc shallow ensemble calibrated on 16 more such
+    structures (independent MD runs).  Returns the two models, the in-domain force RMSE (eV/Å) and the largest
+    in-domain per-atom force σ of each (eV/Å), both on the calibration structures."""
+    from atomflux.reference_data import alloy_surface_dataset
+    from atomflux.training import TrainConfig, train
+    from atomflux.uncertainty import add_llpr, fit_shallow_ensemble
+    from atomflux.uncertainty.report import errors_and_sigmas
+
+    frames = read_frames([a for v in alloy_surface_dataset(("Cu",), per_category=6, snapshots=2, seed=61).values()
+                          for a in v])
+    held_out = read_frames([a for v in alloy_surface_dataset(("Cu",), per_category=4, snapshots=1, seed=62).values()
+                            for a in v])
+    config = TrainConfig(epochs=60, patience=60, learning_rate=5e-3, seed=0, progress=False,
+                         model={"cutoff": 4.5, "n_radial": 6, "n_channels": 4, "max_angular": 2, "hidden": [16]})
+    base = train(frames, config).potential
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 16 calibration structures: a wide factor interval
+        models = {"llpr": add_llpr(base, frames, held_out),
+                  "ensemble": fit_shallow_ensemble(base, frames, held_out, n_members=8)}
+    errors, _ = errors_and_sigmas(models["llpr"], held_out)["forces"]
+    largest_sigma = {}
+    for name, model in models.items():
+        largest_sigma[name] = max(float(evaluate(model, Batch.from_atoms(f.atoms, model.cutoff), uncertainty=True)
+                                        .forces_uncertainty.norm(dim=1).max()) for f in held_out)
+    return models, float(np.sqrt(np.mean(errors**2))), largest_sigma
+
+
+UNSEEN_CLUSTER_XFAIL = ("issue 18 not met, a limit of last-layer uncertainty: for a model that never saw a cluster "
+                        "(in-domain force RMSE 0.074 eV/Å) the Cu3's force error against EMT grows from 0.5-0.7 eV/Å "
+                        "(in place) to 2.2-2.7 eV/Å (detached), but the island's LLPR and shallow-ensemble force σ "
+                        "stay 0.11-0.23 eV/Å on and off the surface, below the guard's threshold (2× the largest "
+                        "in-domain σ: 0.68 and 0.85 eV/Å): the guard does not stop (the free cluster's last-layer "
+                        "features lie in the span of the bulk and surface ones, see scripts/make_demo_model.py)")
+
+
+@pytest.mark.slow  # training the cluster-free model takes ~1 min of one core
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.xfail(
+                                        strict=True, raises=pytest.fail.Exception, reason=UNSEEN_CLUSTER_XFAIL))
+                                    for m in ("llpr", "ensemble")])
+def test_force_guard_stops_a_cluster_the_model_never_saw_evaporating(method, cluster_free_models, tmp_path):
+    """The guard (quantity="forces", threshold 2× the largest in-domain per-atom force σ) stops NVE MD of a
+    Cu3 island kicked off a Cu(111) surface by a model trained without any cluster; at the stop the island is
+    detached and the model's force error on it against EMT is ≥ 10× the in-domain force RMSE (so stopping was
+    right); the same guard stays quiet for the island vibrating in place."""
+    from ase.calculators.emt import EMT
+
+    models, in_domain_rmse, largest_sigma = cluster_free_models
+    model, threshold = models[method], 2 * largest_sigma[method]
+    atoms, n_slab = cluster_on_surface(kick=0.03)
+    atoms.calc = AtomfluxCalculator(model)
+    guard = UncertaintyGuard(atoms, threshold=threshold, quantity="forces", save=tmp_path / "bad.extxyz")
+    dyn = VelocityVerlet(atoms, 2 * units.fs)
+    dyn.attach(guard, interval=5)
+    with pytest.raises(ExtrapolationError, match="forces"):
+        dyn.run(150)
+    stopped = ase.io.read(tmp_path / "bad.extxyz")
+    assert stopped.positions[n_slab:, 2].mean() - stopped.positions[:n_slab, 2].max() > 2.6  # adsorbed: 2.1 Å
+    predicted = evaluate(model, Batch.from_atoms(stopped, model.cutoff), forces=True).forces.numpy()
+    stopped.calc = EMT()
+    error = np.linalg.norm(predicted - stopped.get_forces(), axis=1)[n_slab:].max()
+    assert error > 10 * in_domain_rmse, (error, in_domain_rmse)
+    quiet, _ = cluster_on_surface(kick=0.0)
+    quiet.calc = AtomfluxCalculator(model)
     calm = UncertaintyGuard(quiet, threshold=threshold, quantity="forces", save=tmp_path / "none.extxyz")
     dyn = VelocityVerlet(quiet, 2 * units.fs)
     dyn.attach(calm, interval=5)
@@ -320,3 +392,33 @@ def test_llpr_force_sigma_covers_the_island_on_and_off_the_surface(lift):
     sigma = result.forces_uncertainty.numpy()[n_slab:]
     assert error.max() < 0.2                             # eV/Å: the model knows a free Cu3
     assert (error / sigma).max() < 3 and sigma.max() < FORCE_GUARD_THRESHOLD
+
+
+def test_calibration_split_keeps_the_snapshots_of_an_md_run_together(tmp_path):
+    """`atomflux llpr`/`ensemble` without --validation hold out whole MD runs (``info["md_run"]``, written by
+    emt_dataset): no run has snapshots on both sides; a file without run names is split frame by frame, with a
+    warning."""
+    from atomflux.cli.uncertainty import _split_for_calibration
+    from atomflux.training.dataset import Frame
+    from atomflux.training.trainer import RUN_KEY, split_frames
+
+    frames = []
+    for run, size in enumerate([3, 1, 4, 2, 2, 3, 1, 4, 2, 3]):
+        for _ in range(size):
+            frames.append(Frame(Atoms("Cu", info={RUN_KEY: f"run-{run}"}), energy=0.0))
+    for seed in range(20):
+        train, held = split_frames(frames, 0.2, seed, by_run=True)
+        assert len(train) + len(held) == len(frames) and held and train
+        assert not {f.atoms.info[RUN_KEY] for f in train} & {f.atoms.info[RUN_KEY] for f in held}
+        assert abs(len(held) - 5) <= 3  # ~20 % of 25 frames, whole runs of ≤ 4
+    path = tmp_path / "runs.extxyz"
+    ase.io.write(path, emt_dataset(n_trajectories=4, snapshots=2, seed=9))
+    train, held = _split_for_calibration(str(path), None, seed=0)
+    assert {f.atoms.info["md_run"] for f in held}.isdisjoint(f.atoms.info["md_run"] for f in train)
+    untagged = tmp_path / "untagged.extxyz"
+    structures = ase.io.read(path, ":")
+    for atoms in structures:
+        del atoms.info["md_run"]
+    ase.io.write(untagged, structures)
+    with pytest.warns(RuntimeWarning, match="md_run"):
+        _split_for_calibration(str(untagged), None, seed=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 from .model_options import add_model_options
@@ -11,13 +12,22 @@ from .model_options import add_model_options
 
 def _split_for_calibration(train_path: str, validation_path: str | None, seed: int):
     from ..training import read_frames
-    from ..training.trainer import split_frames
+    from ..training.trainer import RUN_KEY, split_frames
 
     frames = read_frames(train_path)
     if validation_path:
         return frames, read_frames(validation_path)
-    train_frames, validation = split_frames(frames, 0.2, seed)
-    print(f"no --validation file: calibrating on {len(validation)} of {len(frames)} structures held out")
+    train_frames, validation = split_frames(frames, 0.2, seed, by_run=True)
+    runs = {f.atoms.info[RUN_KEY] for f in frames if RUN_KEY in f.atoms.info}
+    if runs:
+        print(f"no --validation file: calibrating on {len(validation)} of {len(frames)} structures held out "
+              f"(whole MD runs by info[{RUN_KEY!r}]: {len(runs)} runs)")
+    else:
+        print(f"no --validation file: calibrating on {len(validation)} of {len(frames)} structures held out")
+        warnings.warn(f"{train_path} has no info[{RUN_KEY!r}] naming the MD run of each frame, so the held-out frames "
+                      "are drawn one by one: snapshots of one run on both sides make the calibration optimistic; "
+                      f"tag the frames with {RUN_KEY}=<run> or give --validation structures from other runs",
+                      RuntimeWarning, stacklevel=2)
     return train_frames, validation
 
 
@@ -105,7 +115,8 @@ def _uncertainty_fit_parser(sub, name: str, help_text: str) -> argparse.Argument
     add_model_options(p)
     p.add_argument("data", help="training structures (extxyz)")
     p.add_argument("-o", "--output", required=True, help="model file to write")
-    p.add_argument("--validation", help="structures to calibrate on (default: hold out 20 %% of data)")
+    p.add_argument("--validation", help="structures to calibrate on (default: hold out 20 %% of data, whole MD runs where the "
+                        "frames name theirs in info['md_run'])")
     p.add_argument("--seed", type=int, default=0, help="random seed (validation split)")
     _targets(p)
     return p

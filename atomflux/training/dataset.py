@@ -44,8 +44,14 @@ def _result(atoms: Atoms, name: str):
     return None
 
 
+#: ``atoms.info`` key naming the MD run (or other source) a frame comes from; frames that share it are
+#: near-duplicates (snapshots of one run share their errors), which
+#: :func:`~atomflux.training.trainer.split_frames` can keep on one side of a split
+RUN_KEY = "md_run"
+
+
 def frame_from_atoms(atoms: Atoms) -> Frame:
-    """Targets read from an ``Atoms`` (calculator results, then info/arrays)."""
+    """Targets read from an ``Atoms`` (calculator results, then info/arrays); of ``info`` only :data:`RUN_KEY` is kept."""
     energy = _result(atoms, "energy")
     forces = _result(atoms, "forces")
     stress = _result(atoms, "stress")
@@ -53,6 +59,8 @@ def frame_from_atoms(atoms: Atoms) -> Frame:
         stress = np.array(stress, dtype=np.float64)
         stress = voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
     clean = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    if RUN_KEY in atoms.info:
+        clean.info[RUN_KEY] = atoms.info[RUN_KEY]
     return Frame(clean, None if energy is None else float(energy),
                  None if forces is None else np.array(forces, dtype=np.float64).reshape(-1, 3),
                  stress)

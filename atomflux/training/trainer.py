@@ -20,7 +20,7 @@ from ..progress import progress
 from ..records import deferred_interrupts, write_atomically
 from ..symmetry.augment import randomly_rotated
 from ..systems import Batch
-from .dataset import Frame, fingerprint, species_of
+from .dataset import RUN_KEY, Frame, fingerprint, species_of
 from .metrics import format_metrics, predict_frames
 
 
@@ -113,11 +113,31 @@ class TrainResult:
     validation_frames: list[Frame]
 
 
-def split_frames(frames: Sequence[Frame], fraction: float, seed: int) -> tuple[list[Frame], list[Frame]]:
-    """Random train/validation split (at least one validation frame if fraction > 0)."""
-    order = np.random.default_rng(seed).permutation(len(frames))
-    n_val = max(1, int(round(fraction * len(frames)))) if fraction > 0 and len(frames) > 1 else 0
-    return [frames[i] for i in order[n_val:]], [frames[i] for i in order[:n_val]]
+def split_frames(frames: Sequence[Frame], fraction: float, seed: int,
+                 by_run: bool = False) -> tuple[list[Frame], list[Frame]]:
+    """Random train/validation split (at least one validation frame if fraction > 0).
+
+    With ``by_run`` the split draws whole groups of frames that share ``atoms.info[RUN_KEY]`` (a frame
+    without it is its own group), so no MD run has snapshots on both sides; the validation part then
+    holds about ``fraction`` of the frames.
+    """
+    if not by_run:
+        order = np.random.default_rng(seed).permutation(len(frames))
+        n_val = max(1, int(round(fraction * len(frames)))) if fraction > 0 and len(frames) > 1 else 0
+        return [frames[i] for i in order[n_val:]], [frames[i] for i in order[:n_val]]
+    groups: dict[object, list[int]] = {}
+    for i, frame in enumerate(frames):
+        groups.setdefault(frame.atoms.info.get(RUN_KEY, ("frame", i)), []).append(i)
+    runs = list(groups.values())
+    held: list[int] = []
+    if fraction > 0 and len(runs) > 1:
+        target = max(1, int(round(fraction * len(frames))))
+        for g in np.random.default_rng(seed).permutation(len(runs))[:-1]:  # never every run
+            if len(held) >= target:
+                break
+            held += runs[g]
+    kept = set(held)
+    return [f for i, f in enumerate(frames) if i not in kept], [frames[i] for i in sorted(held)]
 
 
 def _loss(potential: Potential, batch: Batch, frames: Sequence[Frame], cfg: TrainConfig,
