@@ -46,8 +46,9 @@ import torch
 from ..systems import Batch
 from .base import GradientChunk, Potential, fit_energy_baseline, no_uncertainty_message
 from .centre_table import CentreTable
-from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, monomial_tables, pair_terms,
-                                    pair_vjp, padded_vectors, power_spectrum, power_spectrum_vjp)
+from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, distances, monomial_tables,
+                                    mix_species, monomials, pair_terms, pair_vjp, padded_vectors, power_spectrum, power_spectrum_vjp,
+                                    radial_basis)
 
 
 class PowerSpectrumPotential(Potential):
@@ -162,7 +163,7 @@ class PowerSpectrumPotential(Potential):
         table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
         radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, slice(None),
                                                              table.slots, table.n_atoms * table.width)
-        centre = self.centre_weights_of(species) * self.inv_neighbours
+        centre = self.centre_scales(species)
         return PowerSpectrumDescriptor.apply(vectors, radial_weights, centre,
                                              self.descriptor_spec(vectors.dtype, vectors.device), table, neighbours,
                                              None if neighbours is None else self.species_mixing)
@@ -224,7 +225,7 @@ class PowerSpectrumPotential(Potential):
         species = self.species_index(batch.numbers)
         table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
         spec = self.descriptor_spec(vectors.dtype, vectors.device)
-        centre = self.centre_weights_of(species) * self.inv_neighbours
+        centre = self.centre_scales(species)
         rows = chunk_rows(table.width, len(cotangents) if gradients else 0, vectors.element_size(), max_bytes)
         # atoms after the last one with pairs (ghost atoms of the LAMMPS bridge) skip the pair stage
         with_pairs = table.last_centre() + 1
@@ -295,29 +296,51 @@ class PowerSpectrumPotential(Potential):
         """Atomic energy of every ensemble member [n, M], eV."""
         return self.last_layer(features) * self.energy_scale + self.baseline[species][:, None]
 
-    # -- densities of single pairs (swap Monte Carlo updates them a pair at a time) ----
+    # -- densities pair by pair (swap Monte Carlo updates them when species change) ----
+    # The density of atom i is A_i = centre_scales(s_i)[:, None] ⊙ Σ_j radial_channels(b_ij, s_j)[:, None] m_ij,
+    # with (b_ij, m_ij) = pair_factors(r_ij): positions enter only through the pair factors, species
+    # only through the two weights.
     @torch.no_grad()
-    def pair_densities(self, vectors: torch.Tensor, centre_species: torch.Tensor,
-                       neighbour_species: torch.Tensor) -> torch.Tensor:
-        """Each pair's term of its centre's density, g_c(r_ij) m_α(r̂_ij) / n̄, Tensor [Q, C, A].
+    def pair_factors(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Species-independent factors of the pairs' density terms: radial basis b_k(r) [Q, K] and
+        monomials m_α(r̂) [Q, A] of pair vectors ``vectors`` [Q, 3] (r_j − r_i with the periodic shift, Å)."""
+        spec = self.descriptor_spec(vectors.dtype, vectors.device)
+        r, unit = distances(vectors)
+        return radial_basis(spec, r)[0], monomials(spec, unit)
+
+    @torch.no_grad()
+    def radial_channels(self, basis: torch.Tensor, neighbour_species: torch.Tensor) -> torch.Tensor:
+        """Σ_k b_k W[s_j, k, c] of pairs with radial basis ``basis`` [Q, K] and neighbour species
+        indices ``neighbour_species`` [Q] (long), Tensor [Q, C]."""
+        return mix_species(basis, self.radial_weights, neighbour_species, self.species_mixing)
+
+    @torch.no_grad()
+    def radial_channel_changes(self, basis: torch.Tensor, groups: torch.Tensor, old_species: torch.Tensor,
+                               new_species: torch.Tensor) -> torch.Tensor:
+        """Σ_k b_k (W[new, k, c] − W[old, k, c]): how :meth:`radial_channels` of pairs change when
+        their neighbour's species changes, Tensor [Q, C].
 
         Parameters
         ----------
-        vectors : Tensor [Q, 3]
-            r_j − r_i (with the periodic shift), Å.
-        centre_species, neighbour_species : Tensor [Q] (long)
-            Species indices (:meth:`species_index`) of atoms i and j.
-
-        The density of atom i is the sum of the terms of its pairs (pairs beyond
-        the cutoff give 0); :meth:`energies_from_densities` turns densities into
-        atomic energies.  A swap of two atoms' species changes the terms of their
-        own pairs and of the pairs that point at them, nothing else.
+        basis : Tensor [Q, K]
+            Radial basis of the pairs (:meth:`pair_factors`).
+        groups : Tensor [Q] (long)
+            Each pair's change, an index into ``old_species`` / ``new_species``.
+        old_species, new_species : Tensor [G] (long)
+            Species indices before and after each of the G changes.
         """
-        spec = self.descriptor_spec(vectors.dtype, vectors.device)
-        centre = self.centre_weights_of(centre_species) * self.inv_neighbours
-        terms = pair_terms(spec, vectors, neighbour_species, self.radial_weights, centre, self.species_mixing,
-                           derivatives=False)
-        return terms.channels[:, 0, :, None] * terms.moments[:, None, :]
+        weights = self.radial_weights
+        if self.species_mixing is not None:
+            weights = torch.einsum("sp,pkc->skc", self.species_mixing, weights)
+        change = weights[new_species] - weights[old_species]                                  # [G, K, C]
+        n_groups, n_radial, n_channels = change.shape
+        every = basis @ change.permute(1, 0, 2).reshape(n_radial, n_groups * n_channels)     # [Q, G·C]
+        rows = torch.arange(0, len(basis) * n_groups, n_groups, device=basis.device) + groups
+        return every.view(len(basis) * n_groups, n_channels).index_select(0, rows)
+
+    def centre_scales(self, species: torch.Tensor) -> torch.Tensor:
+        """Factor E[s_i, c] / n̄ of every term of atom i's density, Tensor [N, C], for species indices [N]."""
+        return self.centre_weights_of(species) * self.inv_neighbours
 
     @torch.no_grad()
     def energies_from_densities(self, densities: torch.Tensor, species: torch.Tensor) -> torch.Tensor:

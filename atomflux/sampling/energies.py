@@ -225,28 +225,40 @@ class LocalSwapEnergy(SwapEnergy):
 
 
 class DensitySwapEnergy(SwapEnergy):
-    """ΔE of swaps by updating neighbour densities pair by pair (potentials with ``pair_densities``).
+    """ΔE of swaps by updating neighbour densities pair by pair (potentials with ``pair_factors``).
 
     For a potential whose atomic energy is a function of the atom's species
-    and its neighbour density, a sum of one term per pair
-    (:meth:`~atomflux.models.PowerSpectrumPotential.pair_densities`), a swap
-    of ``a`` and ``b`` changes the densities of ``a`` and ``b`` (all their
-    pairs) and, for every other atom ``k`` within the cutoff of them, only the
-    terms of the pairs ``k → a`` and ``k → b``.  The densities of all atoms
-    are stored; a trial computes the ~2 × (neighbours) pair terms that change
-    instead of every pair of the affected atoms, and then the network for the
-    affected atoms only.  ΔE is exact to round-off (the stored densities carry
-    ~1e-16 relative round-off per accepted swap; ``reset`` recomputes them).
+    and its neighbour density, with the density of atom i (see
+    :meth:`~atomflux.models.PowerSpectrumPotential.pair_factors`)
+
+        A_i = s(z_i) ⊙ U_i,    U_i = Σ_j (b_ij · W[z_j]) ⊗ m_ij,
+
+    positions enter only through the pair factors b_ij (radial basis) and
+    m_ij (angular monomials), species only through the centre scale s(z_i)
+    and the neighbour weights W[z_j].  Positions are fixed between
+    ``reset`` calls, so the factors of every pair are computed once there,
+    stored in the order of the atom each pair points at.  A swap of ``a`` and
+    ``b`` then changes U only through the pairs pointing at them: by
+    (b_ij · (W[z_b] − W[z_a])) ⊗ m_ij for every pair j = a, the opposite for
+    j = b; the centre scale changes for a and b themselves.  A trial is one
+    gather of the stored factors, one product with the weight changes, an
+    update of the affected atoms' U, and the network for those atoms; all K
+    trials in one call.  ΔE is exact to round-off (the stored U carry ~1e-16
+    relative round-off per accepted swap; ``reset`` recomputes them).
+
+    After positions change (MD, relaxation) ``reset`` must be called: it
+    rebuilds the neighbour list, the pair factors and the densities.
 
     Parameters
     ----------
     potential
-        A strictly local atomflux potential with ``pair_densities`` and
-        ``energies_from_densities`` (the power-spectrum reference architecture).
+        A strictly local atomflux potential with ``pair_factors``,
+        ``radial_channels``, ``radial_channel_changes``, ``centre_scales``
+        and ``energies_from_densities`` (the power-spectrum reference architecture).
     atoms
         The configuration.
     pairs_per_call
-        Pair terms per call when all densities are computed (``reset``).
+        Pairs per call when the pair factors and densities are computed (``reset``).
     """
 
     def __init__(self, potential: torch.nn.Module, atoms: Atoms, pairs_per_call: int = 20000) -> None:
@@ -260,106 +272,92 @@ class DensitySwapEnergy(SwapEnergy):
         _check_species(self.potential, atoms.numbers)
         batch = Batch.from_atoms(atoms, self.potential.cutoff, self.dtype, self.device)
         centre, neighbour = (column.cpu().numpy() for column in batch.pairs.T)
-        order = np.argsort(centre, kind="stable")                      # pairs grouped by their centre
-        self._centre, self._neighbour = centre[order], neighbour[order]
-        self._vectors = batch.pair_vectors()[torch.as_tensor(order, device=self.device)]
-        self._offsets = np.searchsorted(self._centre, np.arange(len(atoms) + 1))
-        incoming = np.argsort(self._neighbour, kind="stable")          # pairs grouped by the atom they point at
-        self._incoming = incoming
-        self._incoming_offsets = np.searchsorted(self._neighbour[incoming], np.arange(len(atoms) + 1))
+        order = np.argsort(neighbour, kind="stable")                   # pairs grouped by the atom they point at
+        self._centre = centre[order]
+        self._offsets = np.searchsorted(neighbour[order], np.arange(len(atoms) + 1))
         self.numbers = atoms.numbers.astype(np.int64).copy()
         self._kinds = self.potential.species_index(torch.as_tensor(self.numbers, device=self.device)).cpu().numpy()
-        spec = self.potential.descriptor_spec(self.dtype, self.device)
-        self._term_shape = (spec.n_channels, spec.n_moments)
-        self.densities = torch.zeros((len(atoms), *self._term_shape), dtype=self.dtype, device=self.device)
-        for first in range(0, len(self._centre), self.pairs_per_call):
-            chosen = np.arange(first, min(first + self.pairs_per_call, len(self._centre)))
-            self.densities.index_add_(0, torch.as_tensor(self._centre[chosen], device=self.device),
-                                      self._pair_terms(chosen))
-        self.atom_energies = self._energies(self.densities, self._kinds).astype(np.float64)
+        n_species = len(self.potential.species)
+        self._scales = self.potential.centre_scales(torch.arange(n_species, device=self.device))   # [S, C]
+        vectors = batch.pair_vectors()[torch.as_tensor(order, device=self.device)]
+        centres = torch.as_tensor(self._centre, device=self.device)
+        neighbour_kinds = torch.as_tensor(self._kinds[neighbour[order]], device=self.device)
+        basis, monomials, unscaled = [], [], None
+        for first in range(0, len(order), self.pairs_per_call):
+            chosen = slice(first, first + self.pairs_per_call)
+            b, m = self.potential.pair_factors(vectors[chosen])
+            terms = self.potential.radial_channels(b, neighbour_kinds[chosen])[:, :, None] * m[:, None, :]
+            if unscaled is None:
+                unscaled = torch.zeros((len(atoms), *terms.shape[1:]), dtype=self.dtype, device=self.device)
+            unscaled.index_add_(0, centres[chosen], terms)
+            basis.append(b)
+            monomials.append(m)
+        if unscaled is None:                                           # no pairs at all
+            spec = self.potential.descriptor_spec(self.dtype, self.device)
+            unscaled = torch.zeros((len(atoms), spec.n_channels, spec.n_moments), dtype=self.dtype, device=self.device)
+            basis, monomials = [torch.zeros((0, spec.n_radial), dtype=self.dtype)], \
+                [torch.zeros((0, spec.n_moments), dtype=self.dtype)]
+        self._basis, self._monomials = torch.cat(basis), torch.cat(monomials)
+        self.unscaled_densities = unscaled
+        self.atom_energies = self._energies(unscaled, torch.as_tensor(self._kinds, device=self.device))
         self.energy = float(self.atom_energies.sum())
 
-    def _pair_terms(self, pairs: np.ndarray, centre_kinds: np.ndarray | None = None,
-                    neighbour_kinds: np.ndarray | None = None) -> torch.Tensor:
-        """Density terms [len(pairs), C, A] of the stored pairs ``pairs`` (species: current, or as given)."""
-        centre_kinds = self._kinds[self._centre[pairs]] if centre_kinds is None else centre_kinds
-        neighbour_kinds = self._kinds[self._neighbour[pairs]] if neighbour_kinds is None else neighbour_kinds
-        if len(pairs) == 0:
-            return torch.zeros((0, *self._term_shape), dtype=self.dtype, device=self.device)
-        tensor = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
-        return self.potential.pair_densities(self._vectors[tensor(pairs)], tensor(centre_kinds),
-                                             tensor(neighbour_kinds))
-
-    def _energies(self, densities: torch.Tensor, kinds: np.ndarray) -> np.ndarray:
-        energies = self.potential.energies_from_densities(densities, torch.as_tensor(kinds, device=self.device))
+    def _energies(self, unscaled: torch.Tensor, kinds: torch.Tensor) -> np.ndarray:
+        densities = unscaled * self._scales[kinds][:, :, None]
+        energies = self.potential.energies_from_densities(densities, kinds)
         return energies.cpu().numpy().astype(np.float64)
 
     def trials(self, swaps: np.ndarray) -> list[Trial]:
         swaps = np.asarray(swaps, dtype=np.int64).reshape(-1, 2)
         if len(swaps) == 0:
             return []
-        n_atoms, first, second = len(self.numbers), swaps[:, 0], swaps[:, 1]
-        # all pairs of a and b (own); the pairs of other atoms that point at a or b (pointing)
-        own, own_trial = _ranges(self._offsets, swaps)
-        pointing, pointing_trial = _ranges(self._incoming_offsets, swaps)
-        pointing = self._incoming[pointing]
-        outside = (self._centre[pointing] != first[pointing_trial]) & (self._centre[pointing] != second[pointing_trial])
-        pointing, pointing_trial = pointing[outside], pointing_trial[outside]
-        # affected atoms of every trial, as sorted keys trial·N + atom: {a, b} ∪ centres of the pointing pairs
-        keys = np.unique(np.concatenate([np.arange(len(swaps))[:, None] * n_atoms + swaps,
-                                         pointing_trial * n_atoms + self._centre[pointing]], axis=None))
+        n_atoms, n_trials = len(self.numbers), len(swaps)
+        # the pairs pointing at a (change 2t: species z_a → z_b) and at b (change 2t + 1: z_b → z_a)
+        starts, ends = self._offsets[swaps].ravel(), self._offsets[swaps + 1].ravel()
+        counts = ends - starts
+        pairs = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        change = np.repeat(np.arange(2 * n_trials), counts)
+        trial_of_pair = change // 2
+        centres = self._centre[pairs]
+        # affected atoms of every trial, as sorted keys trial·N + atom: {a, b} ∪ centres of the pairs
+        keys = np.unique(np.concatenate([(np.arange(n_trials)[:, None] * n_atoms + swaps).ravel(),
+                                         trial_of_pair * n_atoms + centres]))
         slot_atoms, trial_of_slot = keys % n_atoms, keys // n_atoms
-
-        def swapped_kinds(atoms: np.ndarray, trial: np.ndarray) -> np.ndarray:
-            """Species indices of ``atoms`` after the swap of their ``trial``."""
-            kinds = self._kinds[atoms].copy()
-            kinds[atoms == first[trial]] = self._kinds[second[trial[atoms == first[trial]]]]
-            kinds[atoms == second[trial]] = self._kinds[first[trial[atoms == second[trial]]]]
-            return kinds
-
-        # pair terms: own pairs with the new species, pointing pairs with the new minus the old species
-        pairs = np.concatenate([own, pointing, pointing])
-        trial_of_pair = np.concatenate([own_trial, pointing_trial, pointing_trial])
-        old = slice(len(own) + len(pointing), None)                      # the last rows: old species
-        centres, neighbours = self._centre[pairs], self._neighbour[pairs]
-        centre_kinds, neighbour_kinds = swapped_kinds(centres, trial_of_pair), swapped_kinds(neighbours, trial_of_pair)
-        centre_kinds[old], neighbour_kinds[old] = self._kinds[centres[old]], self._kinds[neighbours[old]]
-        terms = self._pair_terms(pairs, centre_kinds, neighbour_kinds)
-        terms[old] *= -1.0
-        # new densities: a and b from scratch, every other affected atom updated
-        densities = self.densities[torch.as_tensor(slot_atoms, device=self.device)]
-        rebuilt = np.flatnonzero((slot_atoms == first[trial_of_slot]) | (slot_atoms == second[trial_of_slot]))
-        densities[torch.as_tensor(rebuilt, device=self.device)] = 0.0
         targets = np.searchsorted(keys, trial_of_pair * n_atoms + centres)
-        densities.index_add_(0, torch.as_tensor(targets, device=self.device), terms)
-        new = self._energies(densities, swapped_kinds(slot_atoms, trial_of_slot))
-        change = np.bincount(trial_of_slot, weights=new - self.atom_energies[slot_atoms], minlength=len(swaps))
-        bounds = np.searchsorted(trial_of_slot, np.arange(len(swaps) + 1))
-        return [Trial(int(a), int(b), float(change[t]), slot_atoms[bounds[t]:bounds[t + 1]],
-                      (densities[bounds[t]:bounds[t + 1]], new[bounds[t]:bounds[t + 1]]))
+        old = self._kinds[swaps].ravel()                               # z_a, z_b of every trial
+        new = self._kinds[swaps[:, ::-1]].ravel()
+        kinds = self._kinds[slot_atoms]                                # centre species after the swap
+        for column in range(2):
+            is_site = slot_atoms == swaps[trial_of_slot, column]
+            kinds[is_site] = self._kinds[swaps[trial_of_slot[is_site], 1 - column]]
+        # one transfer of all indices to the device
+        packed = torch.as_tensor(np.concatenate([pairs, change, slot_atoms, targets, kinds, old, new]),
+                                 device=self.device)
+        pairs_t, change_t, slots_t, targets_t, kinds_t, old_t, new_t = packed.split(
+            [len(pairs), len(pairs), len(slot_atoms), len(pairs), len(slot_atoms), len(old), len(new)])
+        channels = self.potential.radial_channel_changes(self._basis.index_select(0, pairs_t), change_t, old_t, new_t)
+        terms = channels[:, :, None] * self._monomials.index_select(0, pairs_t)[:, None, :]
+        unscaled = self.unscaled_densities.index_select(0, slots_t).index_add_(0, targets_t, terms)
+        energies = self._energies(unscaled, kinds_t)
+        delta = np.bincount(trial_of_slot, weights=energies - self.atom_energies[slot_atoms], minlength=n_trials)
+        bounds = np.searchsorted(trial_of_slot, np.arange(n_trials + 1))
+        return [Trial(int(a), int(b), float(delta[t]), slot_atoms[bounds[t]:bounds[t + 1]],
+                      (unscaled[bounds[t]:bounds[t + 1]], energies[bounds[t]:bounds[t + 1]]))
                 for t, (a, b) in enumerate(swaps)]
 
     def apply(self, trial: Trial) -> None:
         self._swap_numbers(trial.a, trial.b)
         self._kinds[[trial.a, trial.b]] = self._kinds[[trial.b, trial.a]]
-        densities, energies = trial.payload
-        self.densities[torch.as_tensor(trial.affected, device=self.device)] = densities
+        unscaled, energies = trial.payload
+        self.unscaled_densities[torch.as_tensor(trial.affected, device=self.device)] = unscaled
         self.atom_energies[trial.affected] = energies
         self.energy = float(self.atom_energies.sum())
 
 
-def _ranges(offsets: np.ndarray, swaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The entries offsets[x]..offsets[x + 1] − 1 of both atoms x of every swap [K, 2], and the swap of each entry."""
-    starts, ends = offsets[swaps].ravel(), offsets[swaps + 1].ravel()
-    counts = ends - starts
-    entries = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-    return entries, np.repeat(np.arange(len(swaps)), counts.reshape(-1, 2).sum(1))
-
-
 def has_pair_densities(potential) -> bool:
-    """Whether ``potential`` gives per-pair density terms (:class:`DensitySwapEnergy` applies)."""
-    return callable(getattr(potential, "pair_densities", None)) and \
-        callable(getattr(potential, "energies_from_densities", None))
+    """Whether ``potential`` gives its densities pair by pair (:class:`DensitySwapEnergy` applies)."""
+    return all(callable(getattr(potential, name, None)) for name in
+               ("pair_factors", "radial_channels", "radial_channel_changes", "centre_scales", "energies_from_densities"))
 
 
 class FullSwapEnergy(SwapEnergy):
