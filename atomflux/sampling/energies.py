@@ -349,7 +349,7 @@ class DensitySwapEnergy(SwapEnergy):
         self._swap_numbers(trial.a, trial.b)
         self._kinds[[trial.a, trial.b]] = self._kinds[[trial.b, trial.a]]
         unscaled, energies = trial.payload
-        self.unscaled_densities[torch.as_tensor(trial.affected, device=self.device)] = unscaled
+        self.unscaled_densities.index_copy_(0, torch.as_tensor(trial.affected, device=self.device), unscaled)
         self.atom_energies[trial.affected] = energies
         self.energy = float(self.atom_energies.sum())
 
