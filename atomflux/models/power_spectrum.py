@@ -298,8 +298,8 @@ class PowerSpectrumPotential(Potential):
 
     # -- densities pair by pair (swap Monte Carlo updates them when species change) ----
     # The density of atom i is A_i = centre_scales(s_i)[:, None] ⊙ Σ_j radial_channels(b_ij, s_j)[:, None] m_ij,
-    # with (b_ij, m_ij) = pair_factors(r_ij): positions enter only through the pair factors, species
-    # only through the two weights.
+    # with (b_ij, m_ij) = pair_factors(r_ij): positions enter only through the pair factors, species only
+    # through the centre scales and the radial weights (linearly: radial_channels(b, s) = b @ W[s]).
     @torch.no_grad()
     def pair_factors(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Species-independent factors of the pairs' density terms: radial basis b_k(r) [Q, K] and
@@ -315,28 +315,12 @@ class PowerSpectrumPotential(Potential):
         return mix_species(basis, self.radial_weights, neighbour_species, self.species_mixing)
 
     @torch.no_grad()
-    def radial_channel_changes(self, basis: torch.Tensor, groups: torch.Tensor, old_species: torch.Tensor,
-                               new_species: torch.Tensor) -> torch.Tensor:
-        """Σ_k b_k (W[new, k, c] − W[old, k, c]): how :meth:`radial_channels` of pairs change when
-        their neighbour's species changes, Tensor [Q, C].
-
-        Parameters
-        ----------
-        basis : Tensor [Q, K]
-            Radial basis of the pairs (:meth:`pair_factors`).
-        groups : Tensor [Q] (long)
-            Each pair's change, an index into ``old_species`` / ``new_species``.
-        old_species, new_species : Tensor [G] (long)
-            Species indices before and after each of the G changes.
-        """
-        weights = self.radial_weights
-        if self.species_mixing is not None:
-            weights = torch.einsum("sp,pkc->skc", self.species_mixing, weights)
-        change = weights[new_species] - weights[old_species]                                  # [G, K, C]
-        n_groups, n_radial, n_channels = change.shape
-        every = basis @ change.permute(1, 0, 2).reshape(n_radial, n_groups * n_channels)     # [Q, G·C]
-        rows = torch.arange(0, len(basis) * n_groups, n_groups, device=basis.device) + groups
-        return every.view(len(basis) * n_groups, n_channels).index_select(0, rows)
+    def species_radial_weights(self) -> torch.Tensor:
+        """The radial weights of every element, W[s, k, c], Tensor [S, K, C] (with alchemical
+        compression Σ_p U[s, p] W̃[p, k, c]): :meth:`radial_channels` of a pair is Σ_k b_k W[s_j, k, c]."""
+        if self.species_mixing is None:
+            return self.radial_weights.detach()
+        return torch.einsum("sp,pkc->skc", self.species_mixing, self.radial_weights)
 
     def centre_scales(self, species: torch.Tensor) -> torch.Tensor:
         """Factor E[s_i, c] / n̄ of every term of atom i's density, Tensor [N, C], for species indices [N]."""

@@ -253,7 +253,7 @@ class DensitySwapEnergy(SwapEnergy):
     ----------
     potential
         A strictly local atomflux potential with ``pair_factors``,
-        ``radial_channels``, ``radial_channel_changes``, ``centre_scales``
+        ``radial_channels``, ``species_radial_weights``, ``centre_scales``
         and ``energies_from_densities`` (the power-spectrum reference architecture).
     atoms
         The configuration.
@@ -268,6 +268,7 @@ class DensitySwapEnergy(SwapEnergy):
         self.pairs_per_call = int(pairs_per_call)
         self.reset(atoms)
 
+    @torch.no_grad()
     def reset(self, atoms: Atoms) -> None:
         _check_species(self.potential, atoms.numbers)
         batch = Batch.from_atoms(atoms, self.potential.cutoff, self.dtype, self.device)
@@ -278,64 +279,70 @@ class DensitySwapEnergy(SwapEnergy):
         self.numbers = atoms.numbers.astype(np.int64).copy()
         self._kinds = self.potential.species_index(torch.as_tensor(self.numbers, device=self.device)).cpu().numpy()
         n_species = len(self.potential.species)
-        self._scales = self.potential.centre_scales(torch.arange(n_species, device=self.device))   # [S, C]
+        self._scales = self.potential.centre_scales(torch.arange(n_species, device=self.device)).detach()   # [S, C]
+        weights = self.potential.species_radial_weights().to(self.dtype)                      # [S, K, C]
+        # W[new] − W[old] of every species change old → new, laid out [K, old·S + new, C]
+        self._weight_changes = (weights[None, :] - weights[:, None]).flatten(0, 1).transpose(0, 1).contiguous()
         vectors = batch.pair_vectors()[torch.as_tensor(order, device=self.device)]
         centres = torch.as_tensor(self._centre, device=self.device)
         neighbour_kinds = torch.as_tensor(self._kinds[neighbour[order]], device=self.device)
-        basis, monomials, unscaled = [], [], None
+        spec = self.potential.descriptor_spec(self.dtype, self.device)
+        unscaled = torch.zeros((len(atoms), spec.n_channels, spec.n_moments), dtype=self.dtype, device=self.device)
+        basis, monomials = [torch.zeros((0, spec.n_radial), dtype=self.dtype, device=self.device)], \
+            [torch.zeros((0, spec.n_moments), dtype=self.dtype, device=self.device)]
         for first in range(0, len(order), self.pairs_per_call):
             chosen = slice(first, first + self.pairs_per_call)
             b, m = self.potential.pair_factors(vectors[chosen])
-            terms = self.potential.radial_channels(b, neighbour_kinds[chosen])[:, :, None] * m[:, None, :]
-            if unscaled is None:
-                unscaled = torch.zeros((len(atoms), *terms.shape[1:]), dtype=self.dtype, device=self.device)
-            unscaled.index_add_(0, centres[chosen], terms)
+            unscaled.index_add_(0, centres[chosen],
+                                self.potential.radial_channels(b, neighbour_kinds[chosen])[:, :, None] * m[:, None, :])
             basis.append(b)
             monomials.append(m)
-        if unscaled is None:                                           # no pairs at all
-            spec = self.potential.descriptor_spec(self.dtype, self.device)
-            unscaled = torch.zeros((len(atoms), spec.n_channels, spec.n_moments), dtype=self.dtype, device=self.device)
-            basis, monomials = [torch.zeros((0, spec.n_radial), dtype=self.dtype)], \
-                [torch.zeros((0, spec.n_moments), dtype=self.dtype)]
-        self._basis, self._monomials = torch.cat(basis), torch.cat(monomials)
+        basis = torch.cat(basis)
+        self._signed_basis = torch.cat([basis, -basis])     # row P + q: −b of pair q (pairs pointing at b of a swap)
+        self._monomials = torch.cat(monomials)
         self.unscaled_densities = unscaled
         self.atom_energies = self._energies(unscaled, torch.as_tensor(self._kinds, device=self.device))
         self.energy = float(self.atom_energies.sum())
 
     def _energies(self, unscaled: torch.Tensor, kinds: torch.Tensor) -> np.ndarray:
-        densities = unscaled * self._scales[kinds][:, :, None]
+        densities = unscaled * self._scales.index_select(0, kinds)[:, :, None]
         energies = self.potential.energies_from_densities(densities, kinds)
         return energies.cpu().numpy().astype(np.float64)
 
+    @torch.no_grad()
     def trials(self, swaps: np.ndarray) -> list[Trial]:
         swaps = np.asarray(swaps, dtype=np.int64).reshape(-1, 2)
         if len(swaps) == 0:
             return []
-        n_atoms, n_trials = len(self.numbers), len(swaps)
-        # the pairs pointing at a (change 2t: species z_a → z_b) and at b (change 2t + 1: z_b → z_a)
+        n_atoms, n_trials, n_pairs = len(self.numbers), len(swaps), len(self._centre)
+        # the pairs pointing at a or at b of every trial
         starts, ends = self._offsets[swaps].ravel(), self._offsets[swaps + 1].ravel()
         counts = ends - starts
         pairs = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        change = np.repeat(np.arange(2 * n_trials), counts)
-        trial_of_pair = change // 2
+        at_b = np.repeat(np.tile([0, n_pairs], n_trials), counts)    # rows of −b for the pairs pointing at b
+        trial_of_pair = np.repeat(np.arange(n_trials), counts.reshape(-1, 2).sum(1))
         centres = self._centre[pairs]
         # affected atoms of every trial, as sorted keys trial·N + atom: {a, b} ∪ centres of the pairs
         keys = np.unique(np.concatenate([(np.arange(n_trials)[:, None] * n_atoms + swaps).ravel(),
                                          trial_of_pair * n_atoms + centres]))
         slot_atoms, trial_of_slot = keys % n_atoms, keys // n_atoms
         targets = np.searchsorted(keys, trial_of_pair * n_atoms + centres)
-        old = self._kinds[swaps].ravel()                               # z_a, z_b of every trial
-        new = self._kinds[swaps[:, ::-1]].ravel()
+        old, new = self._kinds[swaps[:, 0]], self._kinds[swaps[:, 1]]          # species of a and b
         kinds = self._kinds[slot_atoms]                                # centre species after the swap
         for column in range(2):
             is_site = slot_atoms == swaps[trial_of_slot, column]
             kinds[is_site] = self._kinds[swaps[trial_of_slot[is_site], 1 - column]]
-        # one transfer of all indices to the device
-        packed = torch.as_tensor(np.concatenate([pairs, change, slot_atoms, targets, kinds, old, new]),
-                                 device=self.device)
-        pairs_t, change_t, slots_t, targets_t, kinds_t, old_t, new_t = packed.split(
-            [len(pairs), len(pairs), len(slot_atoms), len(pairs), len(slot_atoms), len(old), len(new)])
-        channels = self.potential.radial_channel_changes(self._basis.index_select(0, pairs_t), change_t, old_t, new_t)
+        # pairs pointing at a: b_ij · (W[z_b] − W[z_a]), pointing at b: the opposite; one transfer of all indices
+        rows = np.arange(len(pairs)) * n_trials + trial_of_pair       # each pair's own trial in the [Q, T] products
+        packed = torch.as_tensor(np.concatenate([pairs + at_b, pairs, rows, slot_atoms, targets, kinds,
+                                                 old * len(self._scales) + new]), device=self.device)
+        signed_t, pairs_t, rows_t, slots_t, targets_t, kinds_t, change_t = packed.split(
+            [len(pairs)] * 3 + [len(slot_atoms), len(pairs), len(slot_atoms), n_trials])
+        n_radial, _, n_channels = self._weight_changes.shape
+        changes = self._weight_changes.index_select(1, change_t).view(n_radial, n_trials * n_channels)
+        channels = (self._signed_basis.index_select(0, signed_t) @ changes).view(-1, n_channels)
+        if n_trials > 1:
+            channels = channels.index_select(0, rows_t)
         terms = channels[:, :, None] * self._monomials.index_select(0, pairs_t)[:, None, :]
         unscaled = self.unscaled_densities.index_select(0, slots_t).index_add_(0, targets_t, terms)
         energies = self._energies(unscaled, kinds_t)
@@ -357,7 +364,7 @@ class DensitySwapEnergy(SwapEnergy):
 def has_pair_densities(potential) -> bool:
     """Whether ``potential`` gives its densities pair by pair (:class:`DensitySwapEnergy` applies)."""
     return all(callable(getattr(potential, name, None)) for name in
-               ("pair_factors", "radial_channels", "radial_channel_changes", "centre_scales", "energies_from_densities"))
+               ("pair_factors", "radial_channels", "species_radial_weights", "centre_scales", "energies_from_densities"))
 
 
 class FullSwapEnergy(SwapEnergy):
