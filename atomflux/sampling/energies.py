@@ -254,7 +254,7 @@ class DensitySwapEnergy(SwapEnergy):
     potential
         A strictly local atomflux potential with ``pair_factors``,
         ``radial_channels``, ``species_radial_weights``, ``centre_scales``
-        and ``energies_from_densities`` (the power-spectrum reference architecture).
+        and ``energy_readout`` (the power-spectrum reference architecture).
     atoms
         The configuration.
     pairs_per_call
@@ -279,6 +279,7 @@ class DensitySwapEnergy(SwapEnergy):
         self.numbers = atoms.numbers.astype(np.int64).copy()
         self._kinds = self.potential.species_index(torch.as_tensor(self.numbers, device=self.device)).cpu().numpy()
         n_species = len(self.potential.species)
+        self._readout = self.potential.energy_readout(self.dtype, self.device)
         self._scales = self.potential.centre_scales(torch.arange(n_species, device=self.device)).detach()   # [S, C]
         weights = self.potential.species_radial_weights().to(self.dtype)                      # [S, K, C]
         # W[new] − W[old] of every species change old → new, laid out [K, old·S + new, C]
@@ -306,7 +307,7 @@ class DensitySwapEnergy(SwapEnergy):
 
     def _energies(self, unscaled: torch.Tensor, kinds: torch.Tensor) -> np.ndarray:
         densities = unscaled * self._scales.index_select(0, kinds)[:, :, None]
-        energies = self.potential.energies_from_densities(densities, kinds)
+        energies = self._readout(densities, kinds)
         return energies.cpu().numpy().astype(np.float64)
 
     @torch.no_grad()
@@ -364,7 +365,7 @@ class DensitySwapEnergy(SwapEnergy):
 def has_pair_densities(potential) -> bool:
     """Whether ``potential`` gives its densities pair by pair (:class:`DensitySwapEnergy` applies)."""
     return all(callable(getattr(potential, name, None)) for name in
-               ("pair_factors", "radial_channels", "species_radial_weights", "centre_scales", "energies_from_densities"))
+               ("pair_factors", "radial_channels", "species_radial_weights", "centre_scales", "energy_readout"))
 
 
 class FullSwapEnergy(SwapEnergy):
