@@ -320,8 +320,8 @@ class DensitySwapEnergy(SwapEnergy):
         starts, ends = self._offsets[swaps].ravel(), self._offsets[swaps + 1].ravel()
         counts = ends - starts
         pairs = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        at_b = np.repeat(np.tile([0, n_pairs], n_trials), counts)    # rows of −b for the pairs pointing at b
-        trial_of_pair = np.repeat(np.arange(n_trials), counts.reshape(-1, 2).sum(1))
+        site = np.repeat(np.arange(2 * n_trials), counts)             # 2t: pointing at a, 2t + 1: at b
+        trial_of_pair, at_b = site >> 1, (site & 1) * n_pairs         # at b: the rows of −b_ij
         centres = self._centre[pairs]
         # affected atoms of every trial, as sorted keys trial·N + atom: {a, b} ∪ centres of the pairs
         keys = np.unique(np.concatenate([(np.arange(n_trials)[:, None] * n_atoms + swaps).ravel(),
