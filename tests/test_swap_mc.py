@@ -115,7 +115,8 @@ def test_density_engine_caches_pair_factors_until_positions_move(demo):
 
     for _ in range(3):
         for _ in range(3):   # accepted swaps on these positions
-            a, b = next((a, b) for a, b in rng.integers(0, len(current), (50, 2)) if current.numbers[a] != current.numbers[b])
+            a, b = next((a, b) for a, b in rng.integers(0, len(current), (50, 2))
+                        if current.numbers[a] != current.numbers[b])
             engine.apply(engine.trials(np.array([[a, b]]))[0])
             current.numbers[[a, b]] = current.numbers[[b, a]]
             assert engine.energy == pytest.approx(full_energy(demo, current), abs=1e-10)

@@ -47,9 +47,9 @@ import torch
 from ..systems import Batch
 from .base import GradientChunk, Potential, fit_energy_baseline, no_uncertainty_message
 from .centre_table import CentreTable
-from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, distances, monomial_tables,
-                                    mix_species, monomials, pair_terms, pair_vjp, padded_vectors, power_spectrum, power_spectrum_vjp,
-                                    radial_basis)
+from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, distances, mix_species,
+                                    monomial_tables, monomials, pair_terms, pair_vjp, padded_vectors, power_spectrum,
+                                    power_spectrum_vjp, radial_basis)
 
 
 class PowerSpectrumPotential(Potential):

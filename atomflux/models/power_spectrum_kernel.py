@@ -237,8 +237,8 @@ def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: t
     basis, basis_derivative = radial_basis(spec, r, derivatives)
     scale = centre[:, None, :]
     if derivatives:
-        mixed, mixed_derivative = mix_species(torch.cat([basis, basis_derivative]), radial_weights, neighbour_species,
-                                       mixing).chunk(2)
+        mixed, mixed_derivative = mix_species(torch.cat([basis, basis_derivative]), radial_weights,
+                                              neighbour_species, mixing).chunk(2)
         channel_derivatives = mixed_derivative.view(n, -1, spec.n_channels) * scale
     else:
         mixed, channel_derivatives = mix_species(basis, radial_weights, neighbour_species, mixing), None
@@ -284,7 +284,7 @@ def _species_rows(species: torch.Tensor, n_rows: int, mixing: torch.Tensor | Non
 
 
 def mix_species(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tensor | None,
-         mixing: torch.Tensor | None = None) -> torch.Tensor:
+                mixing: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_k b_k W[s, k, c] (or Σ_p mixing[s, p] Σ_k b_k W[p, k, c]) for rows of ``basis`` [R, K]
     whose neighbour species ``species`` repeat with period R/len(species) (``None``: row 0)."""
     n_rows, n_radial, n_channels = radial_weights.shape
