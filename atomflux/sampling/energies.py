@@ -247,7 +247,9 @@ class DensitySwapEnergy(SwapEnergy):
     relative round-off per accepted swap; ``reset`` recomputes them).
 
     After positions change (MD, relaxation) ``reset`` must be called: it
-    rebuilds the neighbour list, the pair factors and the densities.
+    rebuilds the neighbour list, the pair factors and the densities.  The
+    potential's parameters are read at ``reset`` too (weights, centre scales,
+    :class:`~atomflux.models.power_spectrum.EnergyReadout`).
 
     Parameters
     ----------
