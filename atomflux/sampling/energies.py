@@ -5,7 +5,11 @@ engines here keep the energy of one configuration and give the energy
 change ΔE (eV) of many trial swaps at once; :meth:`SwapEnergy.apply`
 commits one of them.
 
-- :class:`LocalSwapEnergy` (atomflux potentials with ``strictly_local``):
+- :class:`DensitySwapEnergy` (the power-spectrum reference architecture, the
+  default for it): the same affected atoms, but their densities are updated
+  by the terms of the pairs pointing at ``a`` and ``b`` from pair factors
+  cached per set of positions, then the network of those atoms alone.
+- :class:`LocalSwapEnergy` (other atomflux potentials with ``strictly_local``):
   atom k's energy depends only on its own pairs, so a swap of ``a`` and
   ``b`` changes the energies of the *affected* atoms {a, b} ∪ N(a) ∪ N(b)
   (N: neighbours within the cutoff, periodic images included) and nothing
@@ -19,8 +23,8 @@ commits one of them.
   system with the species swapped, in one batched ``evaluate`` call.
 - :class:`CalculatorSwapEnergy` (any ASE calculator): one energy call per trial.
 
-The neighbour list is built for the positions given to ``reset``; after MD or
-relaxation the engine must be reset.
+The neighbour list (and everything cached from positions) is built for the
+positions given to ``reset``; after MD or relaxation the engine must be reset.
 """
 
 from __future__ import annotations
