@@ -4,7 +4,8 @@ A Cu(111) slab with 20 % Au (~2 000 atoms), the demo model in float64, one
 torch thread.  Both engines drive the same :class:`~atomflux.sampling.SwapChain`
 (same seed, so the same accepted swaps): the local engine that
 ``swap_energy`` picks (``DensitySwapEnergy`` for the power-spectrum model:
-stored neighbour densities updated by the pair terms a swap changes;
+stored neighbour densities updated by the pair terms a swap changes, the
+pairs' radial and angular factors cached per set of positions;
 ``LocalSwapEnergy`` before it: every pair of the affected atoms) with
 ``--batches`` trials per call, and ``FullSwapEnergy`` (every trial a
 whole-system evaluation — what a calculator-level swap costs) at 1 and 4
@@ -16,7 +17,7 @@ the local engine of git ref REF (a temporary checkout, in a fresh process)
 timed in the same run.  Writes ``benchmarks/results/bench_swap_mc.{json,md}``
 and the section between the ``bench_swap_mc`` markers of ``docs/benchmarks.md``.
 
-    python benchmarks/bench_swap_mc.py [--size 12 12 14] [--attempts 400] [--full-attempts 20] [--before cff0caed]
+    python benchmarks/bench_swap_mc.py [--size 12 12 14] [--attempts 600] [--full-attempts 16] [--before 29a48173]
 """
 
 from __future__ import annotations
@@ -79,9 +80,9 @@ def worker(argv: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs=3, default=[12, 12, 14])
-    parser.add_argument("--attempts", type=int, default=200, help="attempts timed with the local engine, per batch size")
+    parser.add_argument("--attempts", type=int, default=600, help="attempts timed with the local engine, per batch size")
     parser.add_argument("--full-attempts", type=int, default=16, help="attempts timed with whole-system energies")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64], help="trials per call to compare")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="trials per call to compare")
     parser.add_argument("--temperature", type=float, default=800.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--before", default=None, help="git ref whose local engine is timed too (e.g. cff0caed)")

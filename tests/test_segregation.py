@@ -100,7 +100,8 @@ def mc_profile(slab, model, n_au: int, temperature: float, sweeps: int, seed: in
 
 
 @pytest.mark.parametrize("engine, size, n_au, temperature, sweeps", [
-    ("demo model, local ΔE", (2, 2, 5), 1, 800.0, 60),           # one solute: the isotherm is exact
+    # one solute: the isotherm is exact; 150 sweeps: with 60 the power check below failed for 3 of 8 seeds
+    ("demo model, local ΔE", (2, 2, 5), 1, 800.0, 150),
     pytest.param("ASE EMT", (3, 3, 5), 2, 1200.0, 100, marks=pytest.mark.slow),  # EMT rebuilds its neighbour list per trial
 ])
 def test_swap_mc_follows_langmuir_mclean_with_single_swap_energies(demo, engine, size, n_au, temperature, sweeps):

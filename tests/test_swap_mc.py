@@ -11,7 +11,9 @@ from ase.calculators.emt import EMT
 
 from atomflux.evaluate import evaluate
 from atomflux.io import load_model
+from atomflux.models import PowerSpectrumPotential
 from atomflux.sampling import DensitySwapEnergy, LocalSwapEnergy, SwapChain, swap_energy, swap_monte_carlo
+from atomflux.sampling.proposals import SwapProposer
 from atomflux.systems import Batch
 
 
@@ -61,6 +63,96 @@ def test_local_delta_e_equals_full_energy_difference(demo, name, atoms, engine_c
         reference = full_energy(demo, current)
         assert engine.energy == pytest.approx(reference, abs=1e-10)
         assert np.array_equal(engine.numbers, current.numbers)
+
+
+def random_model(n_pseudo, hidden, seed=0) -> PowerSpectrumPotential:
+    """An untrained Ni/Cu/Au model with centre weights away from 1 (compressed or not, any depth)."""
+    torch.manual_seed(seed)
+    model = PowerSpectrumPotential(["Ni", "Cu", "Au"], hidden=hidden, n_ensemble=3, n_pseudo=n_pseudo).double()
+    with torch.no_grad():
+        model.centre_weights.normal_(0.0, 0.5)
+        model.baseline.normal_(0.0, 1.0)
+        model.energy_scale.fill_(0.7)
+    return model.eval()
+
+
+@pytest.mark.parametrize("n_pseudo, hidden", [(2, [16, 16]), (None, [])])
+@pytest.mark.parametrize("atoms", [bulk("Cu", "fcc", a=3.7, cubic=True),
+                                   fcc111("Cu", size=(3, 3, 4), a=3.7, vacuum=6.0)])
+def test_density_engine_is_exact_for_compressed_and_shallow_models(n_pseudo, hidden, atoms):
+    """Pseudo-element mixing of the radial weights and of the centre input, and a network without hidden
+    layers (the energy readout's first layer is its last), give the full energy difference too."""
+    model = random_model(n_pseudo, hidden)
+    atoms = alloy(atoms, seed=3)
+    engine = DensitySwapEnergy(model, atoms)
+    reference = full_energy(model, atoms)
+    assert engine.energy == pytest.approx(reference, abs=1e-10)
+    pairs = [(a, b) for a in range(len(atoms)) for b in range(a) if atoms.numbers[a] != atoms.numbers[b]][:12]
+    for trial in engine.trials(np.array(pairs)):
+        swapped = atoms.copy()
+        swapped.numbers[[trial.a, trial.b]] = swapped.numbers[[trial.b, trial.a]]
+        assert trial.delta == pytest.approx(full_energy(model, swapped) - reference, abs=1e-10)
+
+
+def test_density_engine_caches_pair_factors_until_positions_move(demo):
+    """The pair factors (radial basis, monomials) are computed once per set of positions.  Swaps on fixed
+    positions, then every atom displaced (as an MD segment or a relaxation would) and the engine reset, three
+    times: every ΔE and the stored energy equal a full recomputation at the current positions; without the
+    reset the cached factors of the old positions give ΔE off by far more than round-off (the test has power)."""
+    atoms = alloy(bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 2)), seed=2)
+    engine = DensitySwapEnergy(demo, atoms)
+    rng = np.random.default_rng(1)
+    current = atoms.copy()
+
+    def exact_deltas(pairs):
+        reference = full_energy(demo, current)
+        out = []
+        for a, b in pairs:
+            swapped = current.copy()
+            swapped.numbers[[a, b]] = swapped.numbers[[b, a]]
+            out.append(full_energy(demo, swapped) - reference)
+        return np.array(out)
+
+    for _ in range(3):
+        for _ in range(3):   # accepted swaps on these positions
+            a, b = next((a, b) for a, b in rng.integers(0, len(current), (50, 2))
+                        if current.numbers[a] != current.numbers[b])
+            engine.apply(engine.trials(np.array([[a, b]]))[0])
+            current.numbers[[a, b]] = current.numbers[[b, a]]
+            assert engine.energy == pytest.approx(full_energy(demo, current), abs=1e-10)
+        pairs = np.array([(a, b) for a, b in rng.integers(0, len(current), (40, 2))
+                          if current.numbers[a] != current.numbers[b]][:8])
+        current.positions += rng.normal(0.0, 0.05, current.positions.shape)
+        exact = exact_deltas(pairs)
+        stale = np.array([t.delta for t in engine.trials(pairs)])
+        assert np.abs(stale - exact).max() > 1e-4
+        engine.reset(current)
+        assert engine.energy == pytest.approx(full_energy(demo, current), abs=1e-10)
+        assert np.allclose([t.delta for t in engine.trials(pairs)], exact, rtol=0.0, atol=1e-10)
+
+
+def test_proposals_are_uniform_over_unlike_pairs():
+    """Every unordered unlike pair of a three-species region is drawn with probability 1/M (χ² over the M
+    pairs), also after swaps; a redraw touching a set of atoms is uniform over the unlike pairs that touch it."""
+    numbers = np.array([29] * 5 + [79] * 3 + [28] * 2 + [13] * 2)       # atoms 10, 11 outside the region
+    proposer = SwapProposer(numbers, np.arange(10), np.random.default_rng(2))
+    proposer.swap(0, 6)                                                 # keeps the counts and the pair set
+    unlike = [(a, b) for a in range(10) for b in range(a) if proposer.numbers[a] != proposer.numbers[b]]
+    assert len(unlike) == proposer.n_unlike_pairs == 5 * 3 + 5 * 2 + 3 * 2
+
+    def chi2(draws, pairs):
+        index = {p: k for k, p in enumerate(pairs)}
+        counts = np.bincount([index[(max(a, b), min(a, b))] for a, b in draws], minlength=len(pairs))
+        expected = len(draws) / len(pairs)
+        return float(((counts - expected) ** 2 / expected).sum())
+
+    # 30 pairs: χ² has 30 dof, P(χ² > 70) ~ 5e-5; a 10 % bias towards Cu as first species gives χ² >> 100
+    assert chi2(proposer.draw(30000), unlike) < 70.0
+    touched = np.array([0, 1])                          # Au (after the swap) and Cu: (1, 0) is reached from both
+    touching = [p for p in unlike if set(p) & {0, 1}]
+    assert len(touching) == 11
+    # 11 pairs: P(χ² > 40) ~ 3e-5; (1, 0) drawn at twice its rate would give χ² ~ 700
+    assert chi2([proposer.draw_touching(touched) for _ in range(11000)], touching) < 40.0
 
 
 def six_atoms():

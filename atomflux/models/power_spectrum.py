@@ -39,6 +39,7 @@ P = S and U the identity this is the uncompressed model (W̃ = W,
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -46,8 +47,9 @@ import torch
 from ..systems import Batch
 from .base import GradientChunk, Potential, fit_energy_baseline, no_uncertainty_message
 from .centre_table import CentreTable
-from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, monomial_tables, pair_terms,
-                                    pair_vjp, padded_vectors, power_spectrum, power_spectrum_vjp)
+from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, distances, mix_species,
+                                    monomial_tables, monomials, pair_terms, pair_vjp, padded_vectors, power_spectrum,
+                                    power_spectrum_vjp, radial_basis)
 
 
 class PowerSpectrumPotential(Potential):
@@ -162,7 +164,7 @@ class PowerSpectrumPotential(Potential):
         table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
         radial_weights, neighbours = self._neighbour_weights(species, batch.pairs[:, 1], table, slice(None),
                                                              table.slots, table.n_atoms * table.width)
-        centre = self.centre_weights_of(species) * self.inv_neighbours
+        centre = self.centre_scales(species)
         return PowerSpectrumDescriptor.apply(vectors, radial_weights, centre,
                                              self.descriptor_spec(vectors.dtype, vectors.device), table, neighbours,
                                              None if neighbours is None else self.species_mixing)
@@ -224,7 +226,7 @@ class PowerSpectrumPotential(Potential):
         species = self.species_index(batch.numbers)
         table = CentreTable.from_centres(batch.pairs[:, 0], len(species))
         spec = self.descriptor_spec(vectors.dtype, vectors.device)
-        centre = self.centre_weights_of(species) * self.inv_neighbours
+        centre = self.centre_scales(species)
         rows = chunk_rows(table.width, len(cotangents) if gradients else 0, vectors.element_size(), max_bytes)
         # atoms after the last one with pairs (ghost atoms of the LAMMPS bridge) skip the pair stage
         with_pairs = table.last_centre() + 1
@@ -295,36 +297,55 @@ class PowerSpectrumPotential(Potential):
         """Atomic energy of every ensemble member [n, M], eV."""
         return self.last_layer(features) * self.energy_scale + self.baseline[species][:, None]
 
-    # -- densities of single pairs (swap Monte Carlo updates them a pair at a time) ----
+    # -- densities pair by pair (swap Monte Carlo updates them when species change) ----
+    # The density of atom i is A_i = centre_scales(s_i)[:, None] ⊙ Σ_j radial_channels(b_ij, s_j)[:, None] m_ij,
+    # with (b_ij, m_ij) = pair_factors(r_ij): positions enter only through the pair factors, species only
+    # through the centre scales and the radial weights (linearly: radial_channels(b, s) = b @ W[s]).
     @torch.no_grad()
-    def pair_densities(self, vectors: torch.Tensor, centre_species: torch.Tensor,
-                       neighbour_species: torch.Tensor) -> torch.Tensor:
-        """Each pair's term of its centre's density, g_c(r_ij) m_α(r̂_ij) / n̄, Tensor [Q, C, A].
-
-        Parameters
-        ----------
-        vectors : Tensor [Q, 3]
-            r_j − r_i (with the periodic shift), Å.
-        centre_species, neighbour_species : Tensor [Q] (long)
-            Species indices (:meth:`species_index`) of atoms i and j.
-
-        The density of atom i is the sum of the terms of its pairs (pairs beyond
-        the cutoff give 0); :meth:`energies_from_densities` turns densities into
-        atomic energies.  A swap of two atoms' species changes the terms of their
-        own pairs and of the pairs that point at them, nothing else.
-        """
+    def pair_factors(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Species-independent factors of the pairs' density terms: radial basis b_k(r) [Q, K] and
+        monomials m_α(r̂) [Q, A] of pair vectors ``vectors`` [Q, 3] (r_j − r_i with the periodic shift, Å)."""
         spec = self.descriptor_spec(vectors.dtype, vectors.device)
-        centre = self.centre_weights_of(centre_species) * self.inv_neighbours
-        terms = pair_terms(spec, vectors, neighbour_species, self.radial_weights, centre, self.species_mixing,
-                           derivatives=False)
-        return terms.channels[:, 0, :, None] * terms.moments[:, None, :]
+        r, unit = distances(vectors)
+        return radial_basis(spec, r)[0], monomials(spec, unit)
 
     @torch.no_grad()
-    def energies_from_densities(self, densities: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """Atomic energies (eV, the members' mean) of atoms with densities [n, C, A] and species indices [n]."""
-        spec = self.descriptor_spec(densities.dtype, densities.device)
-        features, _ = self._network(spec, densities, species)
-        return self._member_energies(features, species).mean(dim=1)
+    def radial_channels(self, basis: torch.Tensor, neighbour_species: torch.Tensor) -> torch.Tensor:
+        """Σ_k b_k W[s_j, k, c] of pairs with radial basis ``basis`` [Q, K] and neighbour species
+        indices ``neighbour_species`` [Q] (long), Tensor [Q, C]."""
+        return mix_species(basis, self.radial_weights, neighbour_species, self.species_mixing)
+
+    @torch.no_grad()
+    def species_radial_weights(self) -> torch.Tensor:
+        """The radial weights of every element, W[s, k, c], Tensor [S, K, C] (with alchemical
+        compression Σ_p U[s, p] W̃[p, k, c]): :meth:`radial_channels` of a pair is Σ_k b_k W[s_j, k, c]."""
+        if self.species_mixing is None:
+            return self.radial_weights.detach()
+        return torch.einsum("sp,pkc->skc", self.species_mixing, self.radial_weights)
+
+    def centre_scales(self, species: torch.Tensor) -> torch.Tensor:
+        """Factor E[s_i, c] / n̄ of every term of atom i's density, Tensor [N, C], for species indices [N]."""
+        return self.centre_weights_of(species) * self.inv_neighbours
+
+    @torch.no_grad()
+    def energy_readout(self, dtype: torch.dtype, device: torch.device) -> "EnergyReadout":
+        """Atomic energies from densities, a frozen copy of the network (see :class:`EnergyReadout`);
+        it does not follow later changes of the parameters."""
+        linears = [layer for layer in self.backbone if isinstance(layer, torch.nn.Linear)]
+        weights = [(layer.weight, layer.bias) for layer in linears]
+        weights.append((self.last_layer.weight.mean(0, keepdim=True) * self.energy_scale,   # the members' mean
+                        self.last_layer.bias.mean(0, keepdim=True) * self.energy_scale))
+        (first_weight, first_bias), rest = weights[0], weights[1:]
+        n_desc = self.n_descriptors
+        embedding = self.centre_embedding(torch.arange(self.n_species, device=first_weight.device), first_weight.dtype)
+        convert = dict(dtype=dtype, device=device)
+        return EnergyReadout(
+            spec=self.descriptor_spec(dtype, torch.device(device)),
+            descriptor_mean=self.descriptor_mean.to(**convert),
+            first_weight=(first_weight[:, :n_desc] / self.descriptor_std).T.contiguous().to(**convert),
+            first_bias=(embedding @ first_weight[:, n_desc:].T + first_bias).to(**convert),
+            layers=[(w.T.contiguous().to(**convert), b.to(**convert)) for w, b in rest],
+            baseline=self.baseline.to(**convert))
 
     def _backbone_with_pre_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Backbone output and the input of each SiLU."""
@@ -386,3 +407,45 @@ def chunk_rows(width: int, n_cotangents: int, itemsize: int, max_bytes: int) -> 
     if n_cotangents:
         rows = min(rows, max(CACHE_BYTES // per_cotangent, 32))
     return max(1, int(rows))
+
+
+@dataclass(frozen=True)
+class EnergyReadout:
+    """The network of a :class:`PowerSpectrumPotential` for atomic energies only (the members' mean),
+    with the descriptor standardisation and the centre-species input folded into the first layer:
+    the same function as :meth:`PowerSpectrumPotential.forward` after the densities, in a few
+    matrix products (swap Monte Carlo evaluates it on ~100 atoms at a time, where each
+    operation's fixed cost counts).
+
+    Attributes
+    ----------
+    spec : DescriptorSpec
+        Constant tables of the power spectrum.
+    descriptor_mean : Tensor [D]
+        Subtracted from the descriptors.
+    first_weight : Tensor [D, H]
+        First layer's weights of the descriptors over the descriptor std, transposed.
+    first_bias : Tensor [S, H]
+        First layer's bias plus its weights of each species' centre input.
+    layers : list of (Tensor [H, H'], Tensor [H'])
+        Further layers (transposed weights, bias), each after a SiLU; the last gives the
+        members' mean times the energy scale, [H, 1].
+    baseline : Tensor [S]
+        Energy baseline of each species, eV.
+    """
+
+    spec: DescriptorSpec
+    descriptor_mean: torch.Tensor
+    first_weight: torch.Tensor
+    first_bias: torch.Tensor
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    baseline: torch.Tensor
+
+    @torch.no_grad()
+    def __call__(self, densities: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Atomic energies [n] (eV) of atoms with densities [n, C, A] and species indices [n] (long)."""
+        x = power_spectrum(self.spec, densities) - self.descriptor_mean
+        h = torch.addmm(self.first_bias.index_select(0, species), x, self.first_weight)
+        for weight, bias in self.layers:
+            h = torch.addmm(bias, torch.nn.functional.silu(h), weight)
+        return h[:, 0] + self.baseline.index_select(0, species)

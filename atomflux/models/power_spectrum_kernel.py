@@ -233,32 +233,46 @@ def pair_terms(spec: DescriptorSpec, vectors: torch.Tensor, neighbour_species: t
     ``channel_derivatives`` ``None``.
     """
     n = centre.shape[0]
+    r, unit = distances(vectors)
+    basis, basis_derivative = radial_basis(spec, r, derivatives)
+    scale = centre[:, None, :]
+    if derivatives:
+        mixed, mixed_derivative = mix_species(torch.cat([basis, basis_derivative]), radial_weights,
+                                              neighbour_species, mixing).chunk(2)
+        channel_derivatives = mixed_derivative.view(n, -1, spec.n_channels) * scale
+    else:
+        mixed, channel_derivatives = mix_species(basis, radial_weights, neighbour_species, mixing), None
+    channels = mixed.view(n, -1, spec.n_channels) * scale
+    return PairTerms(r, unit, channels, channel_derivatives, monomials(spec, unit), basis, mixed, centre,
+                     neighbour_species, mixing)
+
+
+def distances(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lengths r [Q] (Å, at least 1e-6) and unit vectors [Q, 3] of pair vectors [Q, 3]."""
     r = torch.linalg.norm(vectors, dim=1).clamp(min=1e-6)
-    unit = vectors / r[:, None]
+    return r, vectors / r[:, None]
+
+
+def radial_basis(spec: DescriptorSpec, r: torch.Tensor,
+                 derivatives: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Radial basis ``b_k(r) = √(2/r_c) sin(kπr/r_c)/r · f_c(r)`` [Q, K] of distances ``r`` [Q] (Å),
+    and with ``derivatives`` its derivative db_k/dr [Q, K] (else ``None``)."""
     rc = spec.cutoff
     x = torch.clamp(r / rc, max=1.0)
     x2 = x * x
     switch = 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2)
-    bump = x - x2
-    switch_derivative = (-30.0 / rc) * bump * bump
     k = torch.arange(1, spec.n_radial + 1, dtype=r.dtype, device=r.device) * (math.pi / rc)
     phase = k * r[:, None]
     sin = torch.sin(phase)
     inv_r = 1.0 / r
     scaled = (math.sqrt(2.0 / rc) * inv_r)[:, None]
     basis = scaled * sin * switch[:, None]
-    scale = centre[:, None, :]
-    if derivatives:
-        basis_derivative = scaled * ((k * torch.cos(phase) - sin * inv_r[:, None]) * switch[:, None]
-                                     + sin * switch_derivative[:, None])
-        mixed, mixed_derivative = _mix(torch.cat([basis, basis_derivative]), radial_weights, neighbour_species,
-                                       mixing).chunk(2)
-        channel_derivatives = mixed_derivative.view(n, -1, spec.n_channels) * scale
-    else:
-        mixed, channel_derivatives = _mix(basis, radial_weights, neighbour_species, mixing), None
-    channels = mixed.view(n, -1, spec.n_channels) * scale
-    return PairTerms(r, unit, channels, channel_derivatives, _monomials(spec, unit), basis, mixed, centre,
-                     neighbour_species, mixing)
+    if not derivatives:
+        return basis, None
+    bump = x - x2
+    switch_derivative = (-30.0 / rc) * bump * bump
+    return basis, scaled * ((k * torch.cos(phase) - sin * inv_r[:, None]) * switch[:, None]
+                            + sin * switch_derivative[:, None])
 
 
 def _species_rows(species: torch.Tensor, n_rows: int, mixing: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
@@ -269,8 +283,8 @@ def _species_rows(species: torch.Tensor, n_rows: int, mixing: torch.Tensor | Non
     return mixing.to(dtype)[species]
 
 
-def _mix(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tensor | None,
-         mixing: torch.Tensor | None = None) -> torch.Tensor:
+def mix_species(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tensor | None,
+                mixing: torch.Tensor | None = None) -> torch.Tensor:
     """Σ_k b_k W[s, k, c] (or Σ_p mixing[s, p] Σ_k b_k W[p, k, c]) for rows of ``basis`` [R, K]
     whose neighbour species ``species`` repeat with period R/len(species) (``None``: row 0)."""
     n_rows, n_radial, n_channels = radial_weights.shape
@@ -286,7 +300,7 @@ def _mix(basis: torch.Tensor, radial_weights: torch.Tensor, species: torch.Tenso
     return expanded @ radial_weights.reshape(n_rows * n_radial, n_channels)
 
 
-def _monomials(spec: DescriptorSpec, unit: torch.Tensor) -> torch.Tensor:
+def monomials(spec: DescriptorSpec, unit: torch.Tensor) -> torch.Tensor:
     """Monomials m_α(u) of degree 0..L, [Q, A] (one product of contiguous columns each), stored
     monomial-major (a transposed view of [A, Q]: stacking whole columns is a plain copy, interleaving
     them was the costliest step of the pair terms; batched products take either layout)."""

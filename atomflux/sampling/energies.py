@@ -5,7 +5,11 @@ engines here keep the energy of one configuration and give the energy
 change ΔE (eV) of many trial swaps at once; :meth:`SwapEnergy.apply`
 commits one of them.
 
-- :class:`LocalSwapEnergy` (atomflux potentials with ``strictly_local``):
+- :class:`DensitySwapEnergy` (the power-spectrum reference architecture, the
+  default for it): the same affected atoms, but their densities are updated
+  by the terms of the pairs pointing at ``a`` and ``b`` from pair factors
+  cached per set of positions, then the network of those atoms alone.
+- :class:`LocalSwapEnergy` (other atomflux potentials with ``strictly_local``):
   atom k's energy depends only on its own pairs, so a swap of ``a`` and
   ``b`` changes the energies of the *affected* atoms {a, b} ∪ N(a) ∪ N(b)
   (N: neighbours within the cutoff, periodic images included) and nothing
@@ -19,8 +23,8 @@ commits one of them.
   system with the species swapped, in one batched ``evaluate`` call.
 - :class:`CalculatorSwapEnergy` (any ASE calculator): one energy call per trial.
 
-The neighbour list is built for the positions given to ``reset``; after MD or
-relaxation the engine must be reset.
+The neighbour list (and everything cached from positions) is built for the
+positions given to ``reset``; after MD or relaxation the engine must be reset.
 """
 
 from __future__ import annotations
@@ -225,28 +229,42 @@ class LocalSwapEnergy(SwapEnergy):
 
 
 class DensitySwapEnergy(SwapEnergy):
-    """ΔE of swaps by updating neighbour densities pair by pair (potentials with ``pair_densities``).
+    """ΔE of swaps by updating neighbour densities pair by pair (potentials with ``pair_factors``).
 
     For a potential whose atomic energy is a function of the atom's species
-    and its neighbour density, a sum of one term per pair
-    (:meth:`~atomflux.models.PowerSpectrumPotential.pair_densities`), a swap
-    of ``a`` and ``b`` changes the densities of ``a`` and ``b`` (all their
-    pairs) and, for every other atom ``k`` within the cutoff of them, only the
-    terms of the pairs ``k → a`` and ``k → b``.  The densities of all atoms
-    are stored; a trial computes the ~2 × (neighbours) pair terms that change
-    instead of every pair of the affected atoms, and then the network for the
-    affected atoms only.  ΔE is exact to round-off (the stored densities carry
-    ~1e-16 relative round-off per accepted swap; ``reset`` recomputes them).
+    and its neighbour density, with the density of atom i (see
+    :meth:`~atomflux.models.PowerSpectrumPotential.pair_factors`)
+
+        A_i = s(z_i) ⊙ U_i,    U_i = Σ_j (b_ij · W[z_j]) ⊗ m_ij,
+
+    positions enter only through the pair factors b_ij (radial basis) and
+    m_ij (angular monomials), species only through the centre scale s(z_i)
+    and the neighbour weights W[z_j].  Positions are fixed between
+    ``reset`` calls, so the factors of every pair are computed once there,
+    stored in the order of the atom each pair points at.  A swap of ``a`` and
+    ``b`` then changes U only through the pairs pointing at them: by
+    (b_ij · (W[z_b] − W[z_a])) ⊗ m_ij for every pair j = a, the opposite for
+    j = b; the centre scale changes for a and b themselves.  A trial is one
+    gather of the stored factors, one product with the weight changes, an
+    update of the affected atoms' U, and the network for those atoms; all K
+    trials in one call.  ΔE is exact to round-off (the stored U carry ~1e-16
+    relative round-off per accepted swap; ``reset`` recomputes them).
+
+    After positions change (MD, relaxation) ``reset`` must be called: it
+    rebuilds the neighbour list, the pair factors and the densities.  The
+    potential's parameters are read at ``reset`` too (weights, centre scales,
+    :class:`~atomflux.models.power_spectrum.EnergyReadout`).
 
     Parameters
     ----------
     potential
-        A strictly local atomflux potential with ``pair_densities`` and
-        ``energies_from_densities`` (the power-spectrum reference architecture).
+        A strictly local atomflux potential with ``pair_factors``,
+        ``radial_channels``, ``species_radial_weights``, ``centre_scales``
+        and ``energy_readout`` (the power-spectrum reference architecture).
     atoms
         The configuration.
     pairs_per_call
-        Pair terms per call when all densities are computed (``reset``).
+        Pairs per call when the pair factors and densities are computed (``reset``).
     """
 
     def __init__(self, potential: torch.nn.Module, atoms: Atoms, pairs_per_call: int = 20000) -> None:
@@ -256,110 +274,104 @@ class DensitySwapEnergy(SwapEnergy):
         self.pairs_per_call = int(pairs_per_call)
         self.reset(atoms)
 
+    @torch.no_grad()
     def reset(self, atoms: Atoms) -> None:
         _check_species(self.potential, atoms.numbers)
         batch = Batch.from_atoms(atoms, self.potential.cutoff, self.dtype, self.device)
         centre, neighbour = (column.cpu().numpy() for column in batch.pairs.T)
-        order = np.argsort(centre, kind="stable")                      # pairs grouped by their centre
-        self._centre, self._neighbour = centre[order], neighbour[order]
-        self._vectors = batch.pair_vectors()[torch.as_tensor(order, device=self.device)]
-        self._offsets = np.searchsorted(self._centre, np.arange(len(atoms) + 1))
-        incoming = np.argsort(self._neighbour, kind="stable")          # pairs grouped by the atom they point at
-        self._incoming = incoming
-        self._incoming_offsets = np.searchsorted(self._neighbour[incoming], np.arange(len(atoms) + 1))
+        order = np.argsort(neighbour, kind="stable")                   # pairs grouped by the atom they point at
+        self._centre = centre[order]
+        self._offsets = np.searchsorted(neighbour[order], np.arange(len(atoms) + 1))
         self.numbers = atoms.numbers.astype(np.int64).copy()
         self._kinds = self.potential.species_index(torch.as_tensor(self.numbers, device=self.device)).cpu().numpy()
+        n_species = len(self.potential.species)
+        self._readout = self.potential.energy_readout(self.dtype, self.device)
+        self._scales = self.potential.centre_scales(torch.arange(n_species, device=self.device)).detach()   # [S, C]
+        weights = self.potential.species_radial_weights().to(self.dtype)                      # [S, K, C]
+        # W[new] − W[old] of every species change old → new, laid out [K, old·S + new, C]
+        self._weight_changes = (weights[None, :] - weights[:, None]).flatten(0, 1).transpose(0, 1).contiguous()
+        vectors = batch.pair_vectors()[torch.as_tensor(order, device=self.device)]
+        centres = torch.as_tensor(self._centre, device=self.device)
+        neighbour_kinds = torch.as_tensor(self._kinds[neighbour[order]], device=self.device)
         spec = self.potential.descriptor_spec(self.dtype, self.device)
-        self._term_shape = (spec.n_channels, spec.n_moments)
-        self.densities = torch.zeros((len(atoms), *self._term_shape), dtype=self.dtype, device=self.device)
-        for first in range(0, len(self._centre), self.pairs_per_call):
-            chosen = np.arange(first, min(first + self.pairs_per_call, len(self._centre)))
-            self.densities.index_add_(0, torch.as_tensor(self._centre[chosen], device=self.device),
-                                      self._pair_terms(chosen))
-        self.atom_energies = self._energies(self.densities, self._kinds).astype(np.float64)
+        unscaled = torch.zeros((len(atoms), spec.n_channels, spec.n_moments), dtype=self.dtype, device=self.device)
+        basis, monomials = [torch.zeros((0, spec.n_radial), dtype=self.dtype, device=self.device)], \
+            [torch.zeros((0, spec.n_moments), dtype=self.dtype, device=self.device)]
+        for first in range(0, len(order), self.pairs_per_call):
+            chosen = slice(first, first + self.pairs_per_call)
+            b, m = self.potential.pair_factors(vectors[chosen])
+            unscaled.index_add_(0, centres[chosen],
+                                self.potential.radial_channels(b, neighbour_kinds[chosen])[:, :, None] * m[:, None, :])
+            basis.append(b)
+            monomials.append(m)
+        basis = torch.cat(basis)
+        self._signed_basis = torch.cat([basis, -basis])     # row P + q: −b of pair q (pairs pointing at b of a swap)
+        self._monomials = torch.cat(monomials)
+        self.unscaled_densities = unscaled
+        self.atom_energies = self._energies(unscaled, torch.as_tensor(self._kinds, device=self.device))
         self.energy = float(self.atom_energies.sum())
 
-    def _pair_terms(self, pairs: np.ndarray, centre_kinds: np.ndarray | None = None,
-                    neighbour_kinds: np.ndarray | None = None) -> torch.Tensor:
-        """Density terms [len(pairs), C, A] of the stored pairs ``pairs`` (species: current, or as given)."""
-        centre_kinds = self._kinds[self._centre[pairs]] if centre_kinds is None else centre_kinds
-        neighbour_kinds = self._kinds[self._neighbour[pairs]] if neighbour_kinds is None else neighbour_kinds
-        if len(pairs) == 0:
-            return torch.zeros((0, *self._term_shape), dtype=self.dtype, device=self.device)
-        tensor = lambda x: torch.as_tensor(x, device=self.device)  # noqa: E731
-        return self.potential.pair_densities(self._vectors[tensor(pairs)], tensor(centre_kinds),
-                                             tensor(neighbour_kinds))
-
-    def _energies(self, densities: torch.Tensor, kinds: np.ndarray) -> np.ndarray:
-        energies = self.potential.energies_from_densities(densities, torch.as_tensor(kinds, device=self.device))
+    def _energies(self, unscaled: torch.Tensor, kinds: torch.Tensor) -> np.ndarray:
+        densities = unscaled * self._scales.index_select(0, kinds)[:, :, None]
+        energies = self._readout(densities, kinds)
         return energies.cpu().numpy().astype(np.float64)
 
+    @torch.no_grad()
     def trials(self, swaps: np.ndarray) -> list[Trial]:
         swaps = np.asarray(swaps, dtype=np.int64).reshape(-1, 2)
         if len(swaps) == 0:
             return []
-        n_atoms, first, second = len(self.numbers), swaps[:, 0], swaps[:, 1]
-        # all pairs of a and b (own); the pairs of other atoms that point at a or b (pointing)
-        own, own_trial = _ranges(self._offsets, swaps)
-        pointing, pointing_trial = _ranges(self._incoming_offsets, swaps)
-        pointing = self._incoming[pointing]
-        outside = (self._centre[pointing] != first[pointing_trial]) & (self._centre[pointing] != second[pointing_trial])
-        pointing, pointing_trial = pointing[outside], pointing_trial[outside]
-        # affected atoms of every trial, as sorted keys trial·N + atom: {a, b} ∪ centres of the pointing pairs
-        keys = np.unique(np.concatenate([np.arange(len(swaps))[:, None] * n_atoms + swaps,
-                                         pointing_trial * n_atoms + self._centre[pointing]], axis=None))
+        n_atoms, n_trials, n_pairs = len(self.numbers), len(swaps), len(self._centre)
+        # the pairs pointing at a or at b of every trial
+        starts, ends = self._offsets[swaps].ravel(), self._offsets[swaps + 1].ravel()
+        counts = ends - starts
+        pairs = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        site = np.repeat(np.arange(2 * n_trials), counts)             # 2t: pointing at a, 2t + 1: at b
+        trial_of_pair, at_b = site >> 1, (site & 1) * n_pairs         # at b: the rows of −b_ij
+        centres = self._centre[pairs]
+        # affected atoms of every trial, as sorted keys trial·N + atom: {a, b} ∪ centres of the pairs
+        keys = np.unique(np.concatenate([(np.arange(n_trials)[:, None] * n_atoms + swaps).ravel(),
+                                         trial_of_pair * n_atoms + centres]))
         slot_atoms, trial_of_slot = keys % n_atoms, keys // n_atoms
-
-        def swapped_kinds(atoms: np.ndarray, trial: np.ndarray) -> np.ndarray:
-            """Species indices of ``atoms`` after the swap of their ``trial``."""
-            kinds = self._kinds[atoms].copy()
-            kinds[atoms == first[trial]] = self._kinds[second[trial[atoms == first[trial]]]]
-            kinds[atoms == second[trial]] = self._kinds[first[trial[atoms == second[trial]]]]
-            return kinds
-
-        # pair terms: own pairs with the new species, pointing pairs with the new minus the old species
-        pairs = np.concatenate([own, pointing, pointing])
-        trial_of_pair = np.concatenate([own_trial, pointing_trial, pointing_trial])
-        old = slice(len(own) + len(pointing), None)                      # the last rows: old species
-        centres, neighbours = self._centre[pairs], self._neighbour[pairs]
-        centre_kinds, neighbour_kinds = swapped_kinds(centres, trial_of_pair), swapped_kinds(neighbours, trial_of_pair)
-        centre_kinds[old], neighbour_kinds[old] = self._kinds[centres[old]], self._kinds[neighbours[old]]
-        terms = self._pair_terms(pairs, centre_kinds, neighbour_kinds)
-        terms[old] *= -1.0
-        # new densities: a and b from scratch, every other affected atom updated
-        densities = self.densities[torch.as_tensor(slot_atoms, device=self.device)]
-        rebuilt = np.flatnonzero((slot_atoms == first[trial_of_slot]) | (slot_atoms == second[trial_of_slot]))
-        densities[torch.as_tensor(rebuilt, device=self.device)] = 0.0
         targets = np.searchsorted(keys, trial_of_pair * n_atoms + centres)
-        densities.index_add_(0, torch.as_tensor(targets, device=self.device), terms)
-        new = self._energies(densities, swapped_kinds(slot_atoms, trial_of_slot))
-        change = np.bincount(trial_of_slot, weights=new - self.atom_energies[slot_atoms], minlength=len(swaps))
-        bounds = np.searchsorted(trial_of_slot, np.arange(len(swaps) + 1))
-        return [Trial(int(a), int(b), float(change[t]), slot_atoms[bounds[t]:bounds[t + 1]],
-                      (densities[bounds[t]:bounds[t + 1]], new[bounds[t]:bounds[t + 1]]))
+        old, new = self._kinds[swaps[:, 0]], self._kinds[swaps[:, 1]]          # species of a and b
+        kinds = self._kinds[slot_atoms]                                # centre species after the swap
+        for column in range(2):
+            is_site = slot_atoms == swaps[trial_of_slot, column]
+            kinds[is_site] = self._kinds[swaps[trial_of_slot[is_site], 1 - column]]
+        # pairs pointing at a: b_ij · (W[z_b] − W[z_a]), pointing at b: the opposite; one transfer of all indices
+        rows = np.arange(len(pairs)) * n_trials + trial_of_pair       # each pair's own trial in the [Q, T] products
+        packed = torch.as_tensor(np.concatenate([pairs + at_b, pairs, rows, slot_atoms, targets, kinds,
+                                                 old * len(self._scales) + new]), device=self.device)
+        signed_t, pairs_t, rows_t, slots_t, targets_t, kinds_t, change_t = packed.split(
+            [len(pairs)] * 3 + [len(slot_atoms), len(pairs), len(slot_atoms), n_trials])
+        n_radial, _, n_channels = self._weight_changes.shape
+        changes = self._weight_changes.index_select(1, change_t).view(n_radial, n_trials * n_channels)
+        channels = (self._signed_basis.index_select(0, signed_t) @ changes).view(-1, n_channels)
+        if n_trials > 1:
+            channels = channels.index_select(0, rows_t)
+        terms = channels[:, :, None] * self._monomials.index_select(0, pairs_t)[:, None, :]
+        unscaled = self.unscaled_densities.index_select(0, slots_t).index_add_(0, targets_t, terms)
+        energies = self._energies(unscaled, kinds_t)
+        delta = np.bincount(trial_of_slot, weights=energies - self.atom_energies[slot_atoms], minlength=n_trials)
+        bounds = np.searchsorted(trial_of_slot, np.arange(n_trials + 1))
+        return [Trial(int(a), int(b), float(delta[t]), slot_atoms[bounds[t]:bounds[t + 1]],
+                      (unscaled[bounds[t]:bounds[t + 1]], energies[bounds[t]:bounds[t + 1]]))
                 for t, (a, b) in enumerate(swaps)]
 
     def apply(self, trial: Trial) -> None:
         self._swap_numbers(trial.a, trial.b)
         self._kinds[[trial.a, trial.b]] = self._kinds[[trial.b, trial.a]]
-        densities, energies = trial.payload
-        self.densities[torch.as_tensor(trial.affected, device=self.device)] = densities
+        unscaled, energies = trial.payload
+        self.unscaled_densities.index_copy_(0, torch.as_tensor(trial.affected, device=self.device), unscaled)
         self.atom_energies[trial.affected] = energies
         self.energy = float(self.atom_energies.sum())
 
 
-def _ranges(offsets: np.ndarray, swaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The entries offsets[x]..offsets[x + 1] − 1 of both atoms x of every swap [K, 2], and the swap of each entry."""
-    starts, ends = offsets[swaps].ravel(), offsets[swaps + 1].ravel()
-    counts = ends - starts
-    entries = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-    return entries, np.repeat(np.arange(len(swaps)), counts.reshape(-1, 2).sum(1))
-
-
 def has_pair_densities(potential) -> bool:
-    """Whether ``potential`` gives per-pair density terms (:class:`DensitySwapEnergy` applies)."""
-    return callable(getattr(potential, "pair_densities", None)) and \
-        callable(getattr(potential, "energies_from_densities", None))
+    """Whether ``potential`` gives its densities pair by pair (:class:`DensitySwapEnergy` applies)."""
+    return all(callable(getattr(potential, name, None)) for name in
+               ("pair_factors", "radial_channels", "species_radial_weights", "centre_scales", "energy_readout"))
 
 
 class FullSwapEnergy(SwapEnergy):

@@ -45,6 +45,11 @@ class SwapProposer:
             self._slot[members] = np.arange(len(members))
         self._kind = {int(z): k for k, z in enumerate(self.elements)}
         self.counts = np.array([len(m) for m in self._lists], dtype=float)
+        # swaps keep the counts, so the cumulative weights of the kind draws are constants
+        total = self.counts.sum()
+        self._first_kind = np.cumsum(self.counts * (total - self.counts))     # P(s) ∝ n_s (N − n_s)
+        self._second_kind = [np.cumsum(np.where(np.arange(len(self.counts)) == s, 0.0, self.counts))
+                             for s in range(len(self.counts))]               # P(t | s) ∝ n_t, t ≠ s
 
     @property
     def n_region(self) -> int:
@@ -57,15 +62,18 @@ class SwapProposer:
         return int(round((total**2 - (self.counts**2).sum()) / 2))
 
     def draw(self, size: int) -> np.ndarray:
-        """``size`` independent uniform draws of unlike pairs, [size, 2]."""
+        """``size`` independent uniform draws of unlike pairs, [size, 2].
+
+        The first atom's species s with probability ∝ n_s (N − n_s), the second's
+        t ≠ s ∝ n_t, each atom uniform within its species: every unlike pair has
+        probability 1/M (each of its two orders contributes 1/(2M)).
+        """
+        uniforms = self.rng.random((size, 4))
         out = np.empty((size, 2), dtype=np.int64)
-        total = self.counts.sum()
-        first_weights = self.counts * (total - self.counts)
-        first_weights /= first_weights.sum()
-        for k in range(size):
-            s = self.rng.choice(len(self.counts), p=first_weights)
-            out[k, 0] = self._pick(s)
-            out[k, 1] = self._pick(self._other_kind(s))
+        for k, (u_first, u_second, u_a, u_b) in enumerate(uniforms):
+            s = _pick_weighted(self._first_kind, u_first)
+            out[k, 0] = self._pick(s, u_a)
+            out[k, 1] = self._pick(_pick_weighted(self._second_kind[s], u_second), u_b)
         return out
 
     def draw_touching(self, touched: np.ndarray) -> np.ndarray:
@@ -79,14 +87,15 @@ class SwapProposer:
         touched = np.asarray(touched, dtype=np.int64)
         total = self.counts.sum()
         kinds = np.array([self._kind[int(z)] for z in self.numbers[touched]])
-        weights = total - self.counts[kinds]
-        weights = weights / weights.sum()
+        cumulative = np.cumsum(total - self.counts[kinds])
         touched_set = set(touched.tolist())
         while True:
-            x = int(touched[self.rng.choice(len(touched), p=weights)])
-            y = self._pick(self._other_kind(self._kind[int(self.numbers[x])]))
+            u_x, u_kind, u_y, u_keep = self.rng.random(4)
+            x = int(touched[_pick_weighted(cumulative, u_x)])
+            s = self._kind[int(self.numbers[x])]
+            y = self._pick(_pick_weighted(self._second_kind[s], u_kind), u_y)
             # a pair with both atoms touched can be reached from either side: keep it half the time
-            if y not in touched_set or self.rng.random() < 0.5:
+            if y not in touched_set or u_keep < 0.5:
                 return np.array([x, y], dtype=np.int64)
 
     def swap(self, a: int, b: int) -> None:
@@ -97,11 +106,12 @@ class SwapProposer:
         self._slot[a], self._slot[b] = sb, sa
         self.numbers[[a, b]] = self.numbers[[b, a]]
 
-    def _other_kind(self, s: int) -> int:
-        weights = self.counts.copy()
-        weights[s] = 0.0
-        return int(self.rng.choice(len(weights), p=weights / weights.sum()))
-
-    def _pick(self, kind: int) -> int:
+    def _pick(self, kind: int, uniform: float) -> int:
+        """The member of species ``kind`` at the uniform number ``uniform`` ∈ [0, 1)."""
         members = self._lists[kind]
-        return int(members[self.rng.integers(len(members))])
+        return int(members[min(int(uniform * len(members)), len(members) - 1)])
+
+
+def _pick_weighted(cumulative: np.ndarray, uniform: float) -> int:
+    """Index k with probability ∝ its weight, from the cumulative weights and a uniform number ∈ [0, 1)."""
+    return min(int(np.searchsorted(cumulative, uniform * cumulative[-1], side="right")), len(cumulative) - 1)
