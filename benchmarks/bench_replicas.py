@@ -39,10 +39,13 @@ MODES = ("batched", "one-at-a-time", "ase")
 
 
 def _copper(n_atoms: int):
+    """fcc Cu, cubic cells repeated n1 ≤ n2 ≤ n3 times: the most nearly cubic repeat closest to ``n_atoms``
+    (64 atoms: 2 × 2 × 4)."""
     from ase.build import bulk
 
-    repeat = max(1, round((n_atoms / 4) ** (1 / 3)))
-    return bulk("Cu", "fcc", a=3.61, cubic=True) * (repeat, repeat, repeat)
+    repeats = [(a, b, c) for a in range(1, 9) for b in range(a, 9) for c in range(b, 9)]
+    repeat = min(repeats, key=lambda r: (abs(4 * r[0] * r[1] * r[2] - n_atoms), r[2] - r[0]))
+    return bulk("Cu", "fcc", a=3.61, cubic=True) * repeat
 
 
 def _measure(step, n_replica_atoms: int, min_seconds: float) -> dict:
