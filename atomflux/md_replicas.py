@@ -90,15 +90,18 @@ class ReplicaForces:
             raise ValueError(f"positions contain NaN or inf in replica {r}: the run has blown up "
                              "(a smaller timestep, or a structure inside the model's training range)")
         searched = []
-        for atoms, neighbours, x in zip(self._atoms, self._lists, positions):
+        for r, (atoms, neighbours, x) in enumerate(zip(self._atoms, self._lists, positions)):
             atoms.positions = x
-            searched.append(neighbours.candidates(atoms))
+            try:
+                searched.append(neighbours.candidates(atoms))
+            except ValueError as err:  # overlapping atoms found by a new search
+                raise ValueError(f"replica {r}: {err}") from None
         if any(a is not b for a, b in zip(searched, self._searched)):
             self._collate_candidates(searched)
         pairs, shifts, offsets = self._candidates
         flat = torch.from_numpy(positions.reshape(-1, 3))
         inside = pairs_within(flat, pairs, offsets, self._whole.cutoff, self.min_distance, self._numbers,
-                              atoms_per_system=positions.shape[1])
+                              atoms_per_system=positions.shape[1], label="replica")
         self.batch = replace(self._whole, positions=flat.clone(), pairs=pairs.index_select(0, inside),
                              shifts=shifts.index_select(0, inside))
         local = getattr(self.potential, "strictly_local", False)  # message passing: the flux vector later

@@ -245,7 +245,8 @@ class VerletList:
 
 
 def pairs_within(positions: torch.Tensor, pairs: torch.Tensor, offsets: torch.Tensor, cutoff: float,
-                 min_distance: float, numbers: np.ndarray, atoms_per_system: int | None = None) -> torch.Tensor:
+                 min_distance: float, numbers: np.ndarray, atoms_per_system: int | None = None,
+                 label: str = "system") -> torch.Tensor:
     """Indices (ascending) of the candidate ``pairs`` closer than ``cutoff`` at ``positions``.
 
     Parameters
@@ -263,6 +264,8 @@ def pairs_within(positions: torch.Tensor, pairs: torch.Tensor, offsets: torch.Te
     atoms_per_system
         Atoms of each system when ``positions`` holds several equal-sized systems one after the
         other (atoms and system are then named within their system); ``None``: one system.
+    label
+        What the message calls a system (``"replica"``: :mod:`atomflux.md_replicas`).
     """
     vectors = positions.index_select(0, pairs[:, 1]) - positions.index_select(0, pairs[:, 0]) + offsets
     distances = torch.linalg.norm(vectors, dim=1)
@@ -274,7 +277,7 @@ def pairs_within(positions: torch.Tensor, pairs: torch.Tensor, offsets: torch.Te
             n = atoms_per_system or len(positions)
             raise ValueError(
                 f"atoms {a % n} ({chemical_symbols[numbers[a]]}) and {b % n} ({chemical_symbols[numbers[b]]}) "
-                f"overlap in system {a // n}: distance {float(distances[k]):.3g} Å < {min_distance} Å")
+                f"overlap in {label} {a // n}: distance {float(distances[k]):.3g} Å < {min_distance} Å")
     return inside
 
 
