@@ -70,7 +70,7 @@ class ReplicaForces:
                        for _ in range(n_replicas)]
         n = len(atoms)
         self._numbers = np.tile(atoms.numbers, n_replicas)
-        self._whole = Batch(positions=torch.zeros(n * n_replicas, 3, dtype=torch.float64),
+        self._template = Batch(positions=torch.zeros(n * n_replicas, 3, dtype=torch.float64),
                             numbers=torch.from_numpy(self._numbers),
                             cell=torch.tensor(atoms.cell.array, dtype=torch.float64).expand(n_replicas, 3, 3).clone(),
                             pbc=torch.tensor(atoms.pbc).expand(n_replicas, 3).clone(),
@@ -87,8 +87,8 @@ class ReplicaForces:
         """Forces [R, N, 3] (eV/Å) at ``positions`` [R, N, 3] (Å); energies and receiver virials kept."""
         if not np.isfinite(positions).all():
             r = int(np.flatnonzero(~np.isfinite(positions).reshape(len(positions), -1).all(axis=1))[0])
-            raise ValueError(f"positions contain NaN or inf in replica {r}: the run has blown up "
-                             "(a smaller timestep, or a structure inside the model's training range)")
+            raise ValueError(f"positions contain NaN or inf in replica {r}: the run has blown up (try a smaller "
+                             "timestep, and check that the structure is within the model's training range)")
         searched = []
         for r, (atoms, neighbours, x) in enumerate(zip(self._atoms, self._lists, positions)):
             atoms.positions = x
@@ -100,9 +100,9 @@ class ReplicaForces:
             self._collate_candidates(searched)
         pairs, shifts, offsets = self._candidates
         flat = torch.from_numpy(positions.reshape(-1, 3))
-        inside = pairs_within(flat, pairs, offsets, self._whole.cutoff, self.min_distance, self._numbers,
+        inside = pairs_within(flat, pairs, offsets, self._template.cutoff, self.min_distance, self._numbers,
                               atoms_per_system=positions.shape[1], label="replica")
-        self.batch = replace(self._whole, positions=flat.clone(), pairs=pairs.index_select(0, inside),
+        self.batch = replace(self._template, positions=flat.clone(), pairs=pairs.index_select(0, inside),
                              shifts=shifts.index_select(0, inside))
         local = getattr(self.potential, "strictly_local", False)  # message passing: the flux vector later
         self.results = evaluate(self.potential, self.batch, forces=True, energies=True, flux_virials=local)
@@ -114,7 +114,7 @@ class ReplicaForces:
         n = len(self._atoms[0])
         pairs = torch.cat([b.pairs + r * n for r, b in enumerate(ordered)])
         shifts = torch.cat([b.shifts for b in ordered])
-        self._candidates = (pairs, shifts, shifts @ self._whole.cell[0])
+        self._candidates = (pairs, shifts, shifts @ self._template.cell[0])
         self._searched = searched
 
     def heat_flux(self, momenta: np.ndarray) -> np.ndarray:
