@@ -18,6 +18,7 @@ from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
 from .analysis.flux_io import ATOMFLUX_UNITS as FLUX_UNITS
+from .heap import keep_freed_memory
 from .progress import progress as progress_reporter
 from .records import deferred_interrupts, finish_run, model_record, open_run, read_run, update_info, \
     write_atomically
@@ -101,6 +102,7 @@ def run_md(atoms: Atoms, calculator, temperature: float = 300.0, steps: int = 10
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {ensemble!r}")
     check_md_settings(steps=steps, timestep=timestep, temperature=temperature, thermostat=ensemble == "langevin",
                       friction=friction if ensemble == "langevin" else None, interval=interval)
+    keep_freed_memory()  # any calculator: each step's freed tensors stay mapped for the next
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
     thermalize(atoms, temperature, rng)
@@ -336,6 +338,7 @@ def run_transport_md(atoms: Atoms, calculator, output: str | Path, temperature: 
 
     from .records import fingerprint
 
+    keep_freed_memory()  # each step's freed tensors stay mapped for the next (any calculator)
     atoms = atoms.copy()  # the caller's structure stays as given (it identifies the run on resume)
     atoms.calc = calculator
     atoms.get_potential_energy()  # unknown elements, overlapping atoms ...: refused before the folder is touched

@@ -33,6 +33,7 @@ from ase import Atoms, units
 from ase.io import read
 from ase.io.trajectory import Trajectory
 
+from .heap import keep_freed_memory
 from .md import check_md_settings, thermalize
 from .progress import progress as progress_reporter
 from .records import deferred_interrupts, finish_run, fingerprint, model_record, open_run, write_atomically
@@ -155,6 +156,7 @@ def run_npt_ramp(atoms: Atoms, calculator, output: str | Path, temperatures: Seq
     thermostat_time = 100 * timestep if thermostat_time is None else float(thermostat_time)
     barostat_time = 1000 * timestep if barostat_time is None else float(barostat_time)
     target = pressure_tensor(pressure)
+    keep_freed_memory()  # each step's freed tensors stay mapped for the next (any calculator)
     atoms = atoms.copy()
     atoms.calc = calculator
     atoms.get_stress()  # unknown elements, no stress from this calculator ...: refused before the folder is touched

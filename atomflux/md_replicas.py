@@ -18,7 +18,8 @@ import torch
 from ase import Atoms, units
 
 from .evaluate import Results, convective_heat_flux, evaluate, heat_flux, unfolded_heat_flux
-from .systems import Batch, VerletList
+from .heap import keep_freed_memory
+from .systems import Batch, VerletList, check_atoms, pairs_within
 
 
 @dataclass
@@ -37,8 +38,11 @@ class ReplicaForces:
     """Forces, per-atom energies and receiver virials of R replicas from one batched evaluation.
 
     Each replica keeps its own :class:`~atomflux.systems.VerletList` (pairs
-    searched within cutoff + skin, reused until an atom of that replica
-    moved more than skin/2); the R batches are collated and evaluated at once.
+    searched within cutoff + skin, in canonical order, reused until an atom of
+    that replica moved more than skin/2); at each call the candidate pairs of
+    all replicas are filtered to the cutoff at once and the replicas are
+    evaluated as one batch, so the Python work per step does not grow with R
+    (apart from the displacement test of each list).
 
     Parameters
     ----------
@@ -56,25 +60,62 @@ class ReplicaForces:
     def __init__(self, potential: torch.nn.Module, atoms: Atoms, n_replicas: int, skin: float = 1.0,
                  min_distance: float = 0.3) -> None:
         potential.check_species(atoms.numbers)
+        check_atoms(atoms)  # the cell and periodicity, the same for every replica
         self.potential = potential
         self.masses = atoms.get_masses()
+        self.min_distance = float(min_distance)
         self._atoms = [Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
                        for _ in range(n_replicas)]
         self._lists = [VerletList(potential.cutoff, skin, torch.float64, "cpu", min_distance)
                        for _ in range(n_replicas)]
+        n = len(atoms)
+        self._numbers = np.tile(atoms.numbers, n_replicas)
+        self._template = Batch(positions=torch.zeros(n * n_replicas, 3, dtype=torch.float64),
+                            numbers=torch.from_numpy(self._numbers),
+                            cell=torch.tensor(atoms.cell.array, dtype=torch.float64).expand(n_replicas, 3, 3).clone(),
+                            pbc=torch.tensor(atoms.pbc).expand(n_replicas, 3).clone(),
+                            system=torch.arange(n_replicas).repeat_interleave(n),
+                            pairs=torch.zeros(0, 2, dtype=torch.long), shifts=torch.zeros(0, 3, dtype=torch.float64),
+                            cutoff=float(potential.cutoff))
+        self._searched: list[Batch | None] = [None] * n_replicas
+        self._candidates: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.batch: Batch | None = None
         self.results: Results | None = None
+        keep_freed_memory()  # each step frees R × the tensors of one replica: keep them for the next
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
         """Forces [R, N, 3] (eV/Å) at ``positions`` [R, N, 3] (Å); energies and receiver virials kept."""
-        batches = []
-        for atoms, neighbours, x in zip(self._atoms, self._lists, positions):
+        if not np.isfinite(positions).all():
+            r = int(np.flatnonzero(~np.isfinite(positions).reshape(len(positions), -1).all(axis=1))[0])
+            raise ValueError(f"positions contain NaN or inf in replica {r}: the run has blown up (try a smaller "
+                             "timestep, and check that the structure is within the model's training range)")
+        searched = []
+        for r, (atoms, neighbours, x) in enumerate(zip(self._atoms, self._lists, positions)):
             atoms.positions = x
-            batches.append(canonical_pair_order(neighbours.batch(atoms)))
-        self.batch = Batch.collate(batches)
+            try:
+                searched.append(neighbours.candidates(atoms))
+            except ValueError as err:  # overlapping atoms found by a new search
+                raise ValueError(f"replica {r}: {err}") from None
+        if any(a is not b for a, b in zip(searched, self._searched)):
+            self._collate_candidates(searched)
+        pairs, shifts, offsets = self._candidates
+        flat = torch.from_numpy(positions.reshape(-1, 3))
+        inside = pairs_within(flat, pairs, offsets, self._template.cutoff, self.min_distance, self._numbers,
+                              atoms_per_system=positions.shape[1], label="replica")
+        self.batch = replace(self._template, positions=flat.clone(), pairs=pairs.index_select(0, inside),
+                             shifts=shifts.index_select(0, inside))
         local = getattr(self.potential, "strictly_local", False)  # message passing: the flux vector later
         self.results = evaluate(self.potential, self.batch, forces=True, energies=True, flux_virials=local)
         return self.results.forces.numpy().reshape(positions.shape)
+
+    def _collate_candidates(self, searched: list[Batch]) -> None:
+        """Pairs, shifts and cell offsets of the replicas' candidate lists, in canonical order, replica after replica."""
+        ordered = [canonical_pair_order(b) for b in searched]
+        n = len(self._atoms[0])
+        pairs = torch.cat([b.pairs + r * n for r, b in enumerate(ordered)])
+        shifts = torch.cat([b.shifts for b in ordered])
+        self._candidates = (pairs, shifts, shifts @ self._template.cell[0])
+        self._searched = searched
 
     def heat_flux(self, momenta: np.ndarray) -> np.ndarray:
         """Heat flux [R, 3] (eV·Å/fs, not divided by volume) at the last positions with ``momenta`` [R, N, 3]."""

@@ -211,27 +211,27 @@ class VerletList:
             self.searches += 1
             return Batch.from_atoms(atoms, self.cutoff, self.dtype, self.device, self.min_distance)
         check_atoms(atoms)
+        stored = self.candidates(atoms)
+        positions = torch.tensor(atoms.positions, dtype=self.dtype, device=self.device)
+        inside = pairs_within(positions, stored.pairs, self._offsets, self.cutoff, self.min_distance, atoms.numbers)
+        return replace(stored, positions=positions, pairs=stored.pairs.index_select(0, inside),
+                       shifts=stored.shifts.index_select(0, inside), cutoff=self.cutoff)
+
+    def candidates(self, atoms: Atoms) -> Batch:
+        """The stored pairs within cutoff + skin, searched again first if needed.
+
+        ``atoms`` must have passed :func:`check_atoms` (finite positions: a NaN would pass the
+        displacement test).  Positions are those of the last search; the object is the same until the
+        next search.  For callers that filter several lists at once
+        (:class:`atomflux.md_replicas.ReplicaForces`).
+        """
         if self._search_needed(atoms):
             stored = Batch.from_atoms(atoms, self.cutoff + self.skin, self.dtype, self.device, self.min_distance)
             self._stored = stored
             self._offsets = stored.shifts @ stored.cell[0]       # constant until the next search
             self._reference = (atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc.copy(), atoms.numbers.copy())
             self.searches += 1
-        stored = self._stored
-        positions = torch.tensor(atoms.positions, dtype=self.dtype, device=self.device)
-        first, second = stored.pairs[:, 0], stored.pairs[:, 1]
-        vectors = positions.index_select(0, second) - positions.index_select(0, first) + self._offsets
-        distances = torch.linalg.norm(vectors, dim=1)
-        inside = torch.nonzero(distances < self.cutoff).squeeze(1)
-        if len(inside):
-            k = int(torch.argmin(distances))
-            if float(distances[k]) < self.min_distance:
-                a, b = (int(x) for x in stored.pairs[k])
-                raise ValueError(
-                    f"atoms {a} ({chemical_symbols[atoms.numbers[a]]}) and {b} ({chemical_symbols[atoms.numbers[b]]}) "
-                    f"overlap in system 0: distance {float(distances[k]):.3g} Å < {self.min_distance} Å")
-        return replace(stored, positions=positions, pairs=stored.pairs.index_select(0, inside),
-                       shifts=stored.shifts.index_select(0, inside), cutoff=self.cutoff)
+        return self._stored
 
     def _search_needed(self, atoms: Atoms) -> bool:
         if self._reference is None:
@@ -242,6 +242,43 @@ class VerletList:
             return True
         moved = np.einsum("ij,ij->i", atoms.positions - positions, atoms.positions - positions).max()
         return bool(moved > (0.5 * self.skin) ** 2)
+
+
+def pairs_within(positions: torch.Tensor, pairs: torch.Tensor, offsets: torch.Tensor, cutoff: float,
+                 min_distance: float, numbers: np.ndarray, atoms_per_system: int | None = None,
+                 label: str = "system") -> torch.Tensor:
+    """Indices (ascending) of the candidate ``pairs`` closer than ``cutoff`` at ``positions``.
+
+    Parameters
+    ----------
+    positions : Tensor [N, 3]
+        Å.
+    pairs : Tensor [P, 2] (long)
+        Candidate pairs (i, j) of a neighbour search with a larger radius.
+    offsets : Tensor [P, 3]
+        Cell offset of each pair's second atom (shift @ cell), Å.
+    cutoff, min_distance
+        Å; a pair closer than ``min_distance`` raises ``ValueError`` naming both atoms.
+    numbers : array [N]
+        Atomic numbers (for the message).
+    atoms_per_system
+        Atoms of each system when ``positions`` holds several equal-sized systems one after the
+        other (atoms and system are then named within their system); ``None``: one system.
+    label
+        What the message calls a system (``"replica"``: :mod:`atomflux.md_replicas`).
+    """
+    vectors = positions.index_select(0, pairs[:, 1]) - positions.index_select(0, pairs[:, 0]) + offsets
+    distances = torch.linalg.norm(vectors, dim=1)
+    inside = torch.nonzero(distances < cutoff).squeeze(1)
+    if len(inside):
+        k = int(torch.argmin(distances))
+        if float(distances[k]) < min_distance:
+            a, b = (int(x) for x in pairs[k])
+            n = atoms_per_system or len(positions)
+            raise ValueError(
+                f"atoms {a % n} ({chemical_symbols[numbers[a]]}) and {b % n} ({chemical_symbols[numbers[b]]}) "
+                f"overlap in {label} {a // n}: distance {float(distances[k]):.3g} Å < {min_distance} Å")
+    return inside
 
 
 def unfold(batch: Batch, system: int, reach: float, hops: int | None = None) -> tuple[Batch, torch.Tensor]:

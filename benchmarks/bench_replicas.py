@@ -1,7 +1,7 @@
 """Issue 14 case (d): R replicas of transport MD batched vs one at a time, in one run.
 
 Transport-production work per step: velocity Verlet, forces, per-atom energies and
-receiver virials, and the heat flux, for R replicas of ~256-atom fcc Cu at 300 K
+receiver virials, and the heat flux, for R replicas of small fcc Cu cells (64–256 atoms) at 300 K
 with the demo model (float32 compute, no uncertainty: what ``atomflux md --transport``
 runs).  Modes, each in a fresh process, interleaved:
 
@@ -14,9 +14,12 @@ runs).  Modes, each in a fresh process, interleaved:
 Rates are replica-atom-steps per second (R·N·steps / time: what Green–Kubo statistics
 grow with), per wall second and per CPU second of the worker (the steadier measure on a
 shared machine; with 2 threads it counts both); the 1-minute load average is recorded
-before each measurement.  Writes ``benchmarks/results/bench_replicas.{json,md}``.
+before each measurement.  Every mode runs against this tree ("after") and a detached
+checkout of ``--before`` ("before"), interleaved.  Writes
+``benchmarks/results/bench_replicas.{json,md}``.
 
-    python benchmarks/bench_replicas.py [--replicas 8] [--atoms 256] [--threads 1 2] [--min-seconds 4]
+    python benchmarks/bench_replicas.py [--replicas 8] [--atoms 64 108 256] [--threads 1 2] [--min-seconds 4]
+                                        [--before main]
 """
 
 from __future__ import annotations
@@ -29,17 +32,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_average, run_worker  # noqa: E402
+from common import load_average, run_worker, source_tree  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 MODES = ("batched", "one-at-a-time", "ase")
 
 
 def _copper(n_atoms: int):
+    """fcc Cu, cubic cells repeated n1 ≤ n2 ≤ n3 times: the most nearly cubic repeat closest to ``n_atoms``
+    (64 atoms: 2 × 2 × 4)."""
     from ase.build import bulk
 
-    repeat = max(1, round((n_atoms / 4) ** (1 / 3)))
-    return bulk("Cu", "fcc", a=3.61, cubic=True) * (repeat, repeat, repeat)
+    repeats = [(a, b, c) for a in range(1, 9) for b in range(a, 9) for c in range(b, 9)]
+    repeat = min(repeats, key=lambda r: (abs(4 * r[0] * r[1] * r[2] - n_atoms), r[2] - r[0]))
+    return bulk("Cu", "fcc", a=3.61, cubic=True) * repeat
 
 
 def _measure(step, n_replica_atoms: int, min_seconds: float) -> dict:
@@ -102,9 +108,12 @@ def worker(mode: str, n_replicas: int, n_atoms: int, threads: int, min_seconds: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicas", type=int, default=8, help="R (default: %(default)s)")
-    parser.add_argument("--atoms", type=int, default=256, help="atoms per replica (default: %(default)s)")
+    parser.add_argument("--atoms", type=int, nargs="+", default=[64, 108, 256],
+                        help="atoms per replica (default: %(default)s)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads (default: %(default)s)")
     parser.add_argument("--min-seconds", type=float, default=4.0, help="measured seconds per mode (default: %(default)s)")
+    parser.add_argument("--before", default="main",
+                        help="git ref measured as 'before' in the same run (default: %(default)s; 'none': skip)")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -112,29 +121,38 @@ def main() -> None:
         print(json.dumps(worker(mode, int(n_replicas), int(n_atoms), int(threads), float(min_seconds))))
         return
     script = Path(__file__).resolve()
+    before_ref = None if args.before == "none" else args.before
     rows = []
-    for threads in args.threads:
-        row = {"threads": threads, "replicas": args.replicas}
-        for mode in MODES:
-            row[f"load_{mode}"] = load_average()
-            result = run_worker(script, [mode, str(args.replicas), str(args.atoms), str(threads),
-                                         str(args.min_seconds)])
-            row["atoms"] = result["atoms"]
-            row[mode], row[f"{mode}_cpu"] = result["rate"], result["rate_cpu"]
-        row["speedup"] = row["batched"] / row["one-at-a-time"]
-        row["speedup_cpu"] = row["batched_cpu"] / row["one-at-a-time_cpu"]
-        row["speedup_vs_ase_cpu"] = row["batched_cpu"] / row["ase_cpu"]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    with source_tree(before_ref) as before_tree:
+        versions = {"after": None} if before_tree is None else {"before": before_tree, "after": None}
+        for threads in args.threads:
+            for n_atoms in args.atoms:
+                by_version = {v: {"version": v, "threads": threads, "replicas": args.replicas} for v in versions}
+                for mode in MODES:
+                    for version, tree in versions.items():  # interleaved: before and after at the same load
+                        row = by_version[version]
+                        row[f"load_{mode}"] = load_average()
+                        result = run_worker(script, [mode, str(args.replicas), str(n_atoms), str(threads),
+                                                     str(args.min_seconds)], tree)
+                        row["atoms"] = result["atoms"]
+                        row[mode], row[f"{mode}_cpu"] = result["rate"], result["rate_cpu"]
+                for row in by_version.values():
+                    row["speedup"] = row["batched"] / row["one-at-a-time"]
+                    row["speedup_cpu"] = row["batched_cpu"] / row["one-at-a-time_cpu"]
+                    row["speedup_vs_ase_cpu"] = row["batched_cpu"] / row["ase_cpu"]
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     OUT.mkdir(exist_ok=True)
-    meta = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-            "target": "batched >= 1.5x one-at-a-time per replica (CPU)"}
+    meta = {"before": before_ref, "machine": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "target": "batched >= 1.5x one-at-a-time per replica (CPU)"}
     (OUT / "bench_replicas.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    lines = ["replica-atom-steps per wall second (per CPU second); demo model float32, heat flux every step", "",
-             "| atoms | R | threads | batched | one at a time | ASE path (R=1) | batched / one at a time | "
-             "batched / ASE (CPU) | load |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"before = {before_ref}; replica-atom-steps per wall second (per CPU second); demo model float32, "
+             "heat flux every step", "",
+             "| atoms | R | threads | version | batched | one at a time | ASE path (R=1) | batched / one at a time | "
+             "batched / ASE (CPU) | load |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['atoms']} | {r['replicas']} | {r['threads']} | {r['batched']:.0f} ({r['batched_cpu']:.0f}) | "
+        lines.append(f"| {r['atoms']} | {r['replicas']} | {r['threads']} | {r['version']} | "
+                     f"{r['batched']:.0f} ({r['batched_cpu']:.0f}) | "
                      f"{r['one-at-a-time']:.0f} ({r['one-at-a-time_cpu']:.0f}) | {r['ase']:.0f} ({r['ase_cpu']:.0f}) | "
                      f"{r['speedup']:.2f}× ({r['speedup_cpu']:.2f}×) | {r['speedup_vs_ase_cpu']:.2f}× | "
                      f"{r['load_batched']:.1f} |")

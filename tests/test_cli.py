@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import ase.io
+import pytest
 
 from atomflux.cli import main
 from atomflux.reference_data import emt_dataset
@@ -98,3 +99,44 @@ def test_md_stops_when_the_model_extrapolates(tmp_path, capsys):
     assert main(ok) == 2  # the files of the stopped run are not overwritten by another run
     assert main(ok + ["--restart"]) == 0
     assert len(list(tmp_path.glob("md.extrapolation.old-*.extxyz"))) == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threads_option_sets_torch_threads_for_the_fit(threads, tmp_path, monkeypatch):
+    """--threads reaches the training itself (read inside train), whatever torch had before."""
+    import torch
+
+    import atomflux.training
+
+    seen = []
+    original_train = atomflux.training.train
+
+    def recording_train(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original_train(*args, **kwargs)
+
+    monkeypatch.setattr(atomflux.training, "train", recording_train)
+    data = tmp_path / "d.extxyz"
+    ase.io.write(data, emt_dataset(n_trajectories=1, snapshots=3, elements=("Cu",), seed=2))
+    before = torch.get_num_threads()
+    torch.set_num_threads(3 - threads)
+    try:
+        assert main(["train", str(data), "-o", str(tmp_path / "m.pt"), "--epochs", "1", "--hidden", "4",
+                     "--threads", str(threads)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [threads]
+
+
+def test_fitting_commands_take_threads_with_a_default(capsys):
+    from atomflux.cli import build_parser
+    from atomflux.threads import FITTING_THREADS
+
+    parser = build_parser()
+    for command in (["train", "d"], ["distill", "emt", "s"], ["llpr", "m", "d", "-o", "x"],
+                    ["ensemble", "m", "d", "-o", "x"]):
+        assert parser.parse_args(command).threads == FITTING_THREADS
+        assert parser.parse_args(command + ["--threads", "2"]).threads == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "d", "--threads", "0"])
+    assert "--threads: must be > 0, got 0" in capsys.readouterr().err

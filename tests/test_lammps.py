@@ -373,7 +373,7 @@ def test_nve_conserves_energy(big_alloy, tmp_path):
 def test_md_steps_reuse_freed_tensor_memory(tmp_path):
     """Each force call frees its few-MB tensors; the next one must get them back without fresh
     pages (before keep_freed_memory: ~530 page faults per step at 256 atoms, ~1.4k at 864)."""
-    from atomflux.lammps_bridge.callbacks import keep_freed_memory
+    from atomflux.heap import keep_freed_memory
 
     resource = pytest.importorskip("resource")
     if not keep_freed_memory():

@@ -159,3 +159,22 @@ def test_impossible_or_mismatched_replica_settings_are_refused(tmp_path, capsys)
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "cli").exists()
+
+
+@pytest.mark.parametrize("skin", [1.0, 5.0])  # the overlap found by a new search / by the filter of the old list
+def test_replica_forces_name_the_replica_that_overlaps_or_blew_up(skin):
+    from atomflux.md_replicas import ReplicaForces
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (2, 2, 2)
+    forces_of = ReplicaForces(AtomfluxCalculator("demo").potential, atoms, 3, skin=skin)
+    positions = np.repeat(atoms.positions[None], 3, axis=0)
+    forces_of(positions)
+    overlapping = positions.copy()
+    overlapping[2, 5] = overlapping[2, 4] + 0.1
+    with pytest.raises(ValueError, match=r"atoms [45] \(Cu\) and [45] \(Cu\) overlap") as error:
+        forces_of(overlapping)
+    assert "replica 2" in str(error.value)
+    blown_up = positions.copy()
+    blown_up[1, 7, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf in replica 1"):
+        forces_of(blown_up)

@@ -13,6 +13,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from ..evaluate import (LONG_RANGE_REFUSAL, Results, convective_heat_flux, evaluate, heat_flux, pair_gradient_sums,
                         unfolded_heat_flux)
 from ..foreign import potential_from_object
+from ..heap import keep_freed_memory
 from ..io import load_model, native_dtypes, parse_dtype, place
 from ..models import Potential
 from ..systems import MIN_DISTANCE, Batch, VerletList
@@ -93,6 +94,11 @@ class AtomfluxCalculator(Calculator):
         Allow a third-party pickle checkpoint outside its package (see
         :func:`atomflux.load_model`).
 
+    Constructing one sets glibc's malloc, process-wide and once, to keep the
+    memory of freed tensors for the next force call
+    (:func:`atomflux.heap.keep_freed_memory`: no page faults per MD step;
+    ``ATOMFLUX_KEEP_FREED_MEMORY=0`` opts out).
+
     Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å),
     ``energies`` (eV per atom) and, for cells periodic in 3-D, ``stress``
     (eV/Å³, Voigt order) and per-atom ``stresses``; with uncertainty,
@@ -124,6 +130,7 @@ class AtomfluxCalculator(Calculator):
         self.uncertainty = uncertainty if n_members(self.potential) else False
         self.neighbours = VerletList(self.potential.cutoff, skin, torch.float64, device, self.min_distance)
         self._kept: tuple[Batch, Results] | None = None
+        keep_freed_memory()
 
     @property
     def species(self) -> list[str] | None:

@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(str(word) for word in (args.command, getattr(args, "action", None)) if word)
     with _one_line_warnings(command, enabled=not debug), _terminate_like_ctrl_c():
         try:
+            if getattr(args, "threads", None) is not None:  # the fitting commands' --threads
+                from ..threads import set_threads
+
+                set_threads(args.threads)
             args.func(args)
         except KeyboardInterrupt:
             hint = getattr(args, "on_interrupt", None)

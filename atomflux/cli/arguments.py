@@ -66,3 +66,13 @@ def fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be a fraction from 0 up to (not including) 1, got {text}")
     return value
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch threads of a fitting command (applied by :func:`atomflux.cli.main`)."""
+    from ..threads import FITTING_THREADS
+
+    parser.add_argument("--threads", type=positive(int), default=FITTING_THREADS,
+                        help="CPU threads torch uses. Small fitting calls gain little from more, and on a machine "
+                             "whose cores are busy they run several times slower with more than 1 "
+                             "(docs/benchmarks.md); raise it on an idle machine for large data or a slow teacher")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .arguments import DefaultsRawDescriptionFormatter, fraction, non_negative, positive
+from .arguments import DefaultsRawDescriptionFormatter, add_threads_option, fraction, non_negative, positive
 
 DESCRIPTION = """\
 Distil a slow teacher (a foundation model such as sevennet:7net-0, any atomflux model, or ASE's EMT) into
@@ -92,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=positive(int), default=30,
                    help="epochs without validation improvement before a round's training stops")
     p.add_argument("--seed", type=int, default=0, help="random seed (MD, rattling, selection, splits, training)")
+    add_threads_option(p)
     p.add_argument("--teacher-batch-atoms", type=positive(int), default=256,
                    help="most atoms per teacher evaluation (a model teacher labels several structures at once; its "
                         "memory grows with the atoms: SevenNet-0 needs ~5.6 GB for 1000)")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .arguments import fraction, non_negative, positive
+from .arguments import add_threads_option, fraction, non_negative, positive
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -151,6 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation-fraction", type=fraction, default=0.1,
                    help="fraction held out for validation and early stopping")
     p.add_argument("--seed", type=int, default=0, help="random seed (split, initialisation)")
+    add_threads_option(p)
     p.add_argument("--restart", action="store_true",
                    help="-o holds another model or training run: move it aside (never deleted) and start over")
     p.set_defaults(func=_cmd_train)

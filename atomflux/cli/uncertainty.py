@@ -7,6 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
+from .arguments import add_threads_option
 from .model_options import add_model_options
 
 
@@ -118,6 +119,7 @@ def _uncertainty_fit_parser(sub, name: str, help_text: str) -> argparse.Argument
     p.add_argument("--validation", help="structures to calibrate on (default: hold out 20 %% of data, whole MD runs where the "
                         "frames name theirs in info['md_run'])")
     p.add_argument("--seed", type=int, default=0, help="random seed (validation split)")
+    add_threads_option(p)
     _targets(p)
     return p
 

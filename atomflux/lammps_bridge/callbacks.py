@@ -34,17 +34,12 @@ import torch
 from ase.data import atomic_numbers
 
 from ..evaluate import energy_uncertainty_components, evaluate
+from ..heap import keep_freed_memory
 from ..systems import MIN_DISTANCE, Batch
 from ..uncertainty.propagation import n_members
 from .whole_system import Halo, OwnedEnergies, halo_flux_step, owned_pairs, periodic_flux_step, system_batch
 
 MESSAGE_SIZE = 4096
-#: glibc malloc: blocks up to this size come from the heap instead of fresh ``mmap`` pages (the largest
-#: value glibc accepts on 64-bit)
-MMAP_THRESHOLD_BYTES = 32 * 2**20
-#: glibc malloc: free memory at the top of the heap is returned to the system only above this
-TRIM_THRESHOLD_BYTES = 2**30
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # mallopt parameters (malloc.h)
 INT64_P = ctypes.POINTER(ctypes.c_int64)
 DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 
@@ -290,26 +285,6 @@ class BridgedModel:
             _as_tensor(call.uncertainty_atom, (nlocal,)).copy_(results.energies_uncertainty[:nlocal])
             components = energy_uncertainty_components(self.potential, results.outputs, slice(0, nlocal))
             _as_tensor(call.components, (len(components),)).copy_(components)
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc reuse the memory of the tensors freed after each force call.
-
-    Every MD step allocates and frees the same few-MB tensors.  By default glibc
-    serves such blocks with fresh ``mmap`` pages and trims the heap after large
-    frees, so each step pays ~10³ page faults, zero-filling the pages again (~20 %
-    of the step of the demo model at 864 atoms).  Serving blocks up to
-    :data:`MMAP_THRESHOLD_BYTES` from the heap and trimming only above
-    :data:`TRIM_THRESHOLD_BYTES` keeps the step's working set mapped: the process
-    keeps its peak heap, which the next step needs again.  Returns whether the
-    settings were applied (``False`` without glibc: nothing changes).
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
 _models: dict[int, BridgedModel] = {}

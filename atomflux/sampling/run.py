@@ -42,10 +42,9 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -54,6 +53,7 @@ from ase import Atoms, units
 from ..progress import progress
 from ..records import deferred_interrupts, finish_run, fingerprint, open_run, read_run, update_info, \
     write_atomically
+from ..threads import torch_threads
 from .chain import SwapChain
 from .energies import DEFAULT_ATOMS_PER_CALL, DensitySwapEnergy, LocalSwapEnergy, SwapEnergy, swap_energy
 
@@ -214,17 +214,6 @@ def _read_state(folder: Path) -> dict[str, Any]:
                      temperatures=np.array([temperature]), exchange_attempted=np.zeros(0, dtype=np.int64),
                      exchange_accepted=np.zeros(0, dtype=np.int64))
     return state
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch threads, then restore the previous number."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
