@@ -3,6 +3,7 @@ per-quantity calibration, the off-domain stress test and the force guard."""
 
 import json
 import warnings
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -274,6 +275,32 @@ def cluster_on_surface(kick: float) -> tuple[Atoms, int]:
     return slab, n_slab
 
 
+def island_md_under_guard(model, threshold: float, kick: float, save: Path) -> UncertaintyGuard:
+    """150 NVE steps (2 fs) of :func:`cluster_on_surface` with a force-σ guard checked every 5 steps."""
+    atoms, _ = cluster_on_surface(kick=kick)
+    atoms.calc = AtomfluxCalculator(model)
+    guard = UncertaintyGuard(atoms, threshold=threshold, quantity="forces", save=save)
+    dyn = VelocityVerlet(atoms, 2 * units.fs)
+    dyn.attach(guard, interval=5)
+    dyn.run(150)
+    return guard
+
+
+def assert_guard_stops_the_leaving_island(model, threshold: float, tmp_path: Path) -> tuple[Atoms, int]:
+    """The guard stops the island kicked off the surface once it has left; returns the saved frame and the
+    number of slab atoms."""
+    with pytest.raises(ExtrapolationError, match="forces"):
+        island_md_under_guard(model, threshold, kick=0.03, save=tmp_path / "bad.extxyz")
+    stopped, n_slab = ase.io.read(tmp_path / "bad.extxyz"), cluster_on_surface(kick=0.0)[1]
+    assert stopped.positions[n_slab:, 2].mean() - stopped.positions[:n_slab, 2].max() > 2.6  # adsorbed: 2.1 Å
+    return stopped, n_slab
+
+
+def assert_guard_stays_quiet_for_the_island_in_place(model, threshold: float, tmp_path: Path) -> None:
+    calm = island_md_under_guard(model, threshold, kick=0.0, save=tmp_path / "none.extxyz")
+    assert not calm.triggered and max(calm.history) < threshold
+
+
 def test_force_guard_stops_a_cluster_evaporating_from_a_surface(tmp_path):
     """With quantity="forces" the guard stops NVE MD of the demo ensemble once a Cu3 island leaves the surface
     (kicked with ~3 eV per atom, above its binding), and stays quiet for the same island vibrating in place.
@@ -283,23 +310,8 @@ def test_force_guard_stops_a_cluster_evaporating_from_a_surface(tmp_path):
     ensemble's σ rises there (~1.3 eV/Å) because it is under-confident.  Whether a last-layer σ stops a cluster
     the model never saw, where its error does grow, is
     :func:`test_force_guard_stops_a_cluster_the_model_never_saw_evaporating`."""
-    threshold = FORCE_GUARD_THRESHOLD
-    atoms, n_slab = cluster_on_surface(kick=0.03)
-    atoms.calc = AtomfluxCalculator("demo")
-    guard = UncertaintyGuard(atoms, threshold=threshold, quantity="forces", save=tmp_path / "bad.extxyz")
-    dyn = VelocityVerlet(atoms, 2 * units.fs)
-    dyn.attach(guard, interval=5)
-    with pytest.raises(ExtrapolationError, match="forces"):
-        dyn.run(150)
-    stopped = ase.io.read(tmp_path / "bad.extxyz")
-    assert stopped.positions[n_slab:, 2].mean() - stopped.positions[:n_slab, 2].max() > 2.6  # adsorbed: 2.1 Å
-    quiet, _ = cluster_on_surface(kick=0.0)
-    quiet.calc = AtomfluxCalculator("demo")
-    calm = UncertaintyGuard(quiet, threshold=threshold, quantity="forces", save=tmp_path / "none.extxyz")
-    dyn = VelocityVerlet(quiet, 2 * units.fs)
-    dyn.attach(calm, interval=5)
-    dyn.run(150)
-    assert not calm.triggered and max(calm.history) < threshold
+    assert_guard_stops_the_leaving_island("demo", FORCE_GUARD_THRESHOLD, tmp_path)
+    assert_guard_stays_quiet_for_the_island_in_place("demo", FORCE_GUARD_THRESHOLD, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -353,26 +365,12 @@ def test_force_guard_stops_a_cluster_the_model_never_saw_evaporating(method, clu
 
     models, in_domain_rmse, largest_sigma = cluster_free_models
     model, threshold = models[method], 2 * largest_sigma[method]
-    atoms, n_slab = cluster_on_surface(kick=0.03)
-    atoms.calc = AtomfluxCalculator(model)
-    guard = UncertaintyGuard(atoms, threshold=threshold, quantity="forces", save=tmp_path / "bad.extxyz")
-    dyn = VelocityVerlet(atoms, 2 * units.fs)
-    dyn.attach(guard, interval=5)
-    with pytest.raises(ExtrapolationError, match="forces"):
-        dyn.run(150)
-    stopped = ase.io.read(tmp_path / "bad.extxyz")
-    assert stopped.positions[n_slab:, 2].mean() - stopped.positions[:n_slab, 2].max() > 2.6  # adsorbed: 2.1 Å
+    stopped, n_slab = assert_guard_stops_the_leaving_island(model, threshold, tmp_path)
     predicted = evaluate(model, Batch.from_atoms(stopped, model.cutoff), forces=True).forces.numpy()
     stopped.calc = EMT()
     error = np.linalg.norm(predicted - stopped.get_forces(), axis=1)[n_slab:].max()
     assert error > 10 * in_domain_rmse, (error, in_domain_rmse)
-    quiet, _ = cluster_on_surface(kick=0.0)
-    quiet.calc = AtomfluxCalculator(model)
-    calm = UncertaintyGuard(quiet, threshold=threshold, quantity="forces", save=tmp_path / "none.extxyz")
-    dyn = VelocityVerlet(quiet, 2 * units.fs)
-    dyn.attach(calm, interval=5)
-    dyn.run(150)
-    assert not calm.triggered and max(calm.history) < threshold
+    assert_guard_stays_quiet_for_the_island_in_place(model, threshold, tmp_path)
 
 
 @pytest.mark.parametrize("lift", [0.0, 3.0])

@@ -20,7 +20,7 @@ from ase.calculators.lj import LennardJones as AseLJ
 
 from atomflux import load_model
 from atomflux.cli import main
-from atomflux.distill import DistillConfig, Teacher, distill, select_frames
+from atomflux.distill import DistillConfig, Teacher, distill, read_rounds, round_summary, select_frames
 from atomflux.distill import loop as distill_loop
 from atomflux.models import LennardJones
 from atomflux.records import RunMismatch, fingerprint
@@ -146,6 +146,11 @@ def test_run_records_every_round_and_the_student_carries_its_teacher(tiny_run):
     assert [c["temperature_K"] for c in meta["distillation"]["conditions"]] == [300.0, 600.0]
     assert meta["distillation"]["converged"] is False and meta["distillation"]["validated"] is None
     assert meta["uncertainty"]["method"] == "shallow_ensemble" and "scale_forces" in meta["uncertainty"]["calibration"]
+    rows = [round_summary(r) for r in read_rounds(folder)]  # the report's table: the same rounds in meV/Å
+    assert [row["round"] for row in rows] == [0, 1, 2]
+    for row, metrics in zip(rows, tiny_run.rounds):
+        for name, condition in metrics["conditions"].items():
+            assert row["force_rmse_meV_per_A"][name] == pytest.approx(1000 * condition["force_rmse"])
 
 
 def test_resume_after_an_interruption_reproduces_the_rounds(tiny_run, tmp_path, monkeypatch):

@@ -13,8 +13,8 @@ shallow ensemble, errors), ``loop`` (rounds, records, resume), ``plots``.
 """
 
 from .config import Condition, DistillConfig
-from .loop import DistillResult, distill, read_rounds
+from .loop import DistillResult, distill, read_rounds, round_summary
 from .selection import select_frames
 from .teacher import Teacher
 
-__all__ = ["Condition", "DistillConfig", "DistillResult", "Teacher", "distill", "read_rounds", "select_frames"]
+__all__ = ["Condition", "DistillConfig", "DistillResult", "Teacher", "distill", "read_rounds", "round_summary", "select_frames"]

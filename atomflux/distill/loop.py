@@ -366,3 +366,24 @@ def read_rounds(folder: str | Path) -> list[dict[str, Any]]:
     """Metrics of the completed rounds of a distillation run folder."""
     read_run(folder)
     return _completed_rounds(Path(folder))
+
+
+def round_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """One round's metrics (an item of :func:`read_rounds`) in the units of a report.
+
+    Returns
+    -------
+    dict
+        Round index, labels (this round and in total), which student was tested, wall time (s), whether
+        it converged, and per condition: force RMSE and mean force σ (meV/Å), 1σ force coverage
+        (fraction) and, where the teacher gives energies, energy RMSE (meV/atom).
+    """
+    conditions = metrics["conditions"]
+    return {"round": metrics["round"], "labels": metrics["n_labels"], "labels_total": metrics["n_labels_total"],
+            "tested_student": metrics["tested_student"], "wall_s": metrics["wall_s"],
+            "converged": metrics["converged"],
+            "force_rmse_meV_per_A": {c: 1000 * m["force_rmse"] for c, m in conditions.items()},
+            "force_sigma_meV_per_A": {c: 1000 * m["force_sigma"] for c, m in conditions.items()},
+            "coverage_1sigma": {c: m["force_coverage_1sigma"] for c, m in conditions.items()},
+            "energy_rmse_meV_per_atom": {c: 1000 * m["energy_rmse"] for c, m in conditions.items()
+                                         if "energy_rmse" in m}}

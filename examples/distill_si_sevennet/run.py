@@ -113,24 +113,15 @@ def stage_distill(out: Path, work: Path, bound: float, epochs: int) -> dict:
     options = distill_options(bound, epochs)
     wall = atomflux("distill", TEACHER, "si64.extxyz", "-o", "distill", *options, cwd=work,
                     log=out / "distill.log")
-    from atomflux.distill import read_rounds
+    from atomflux.distill import read_rounds, round_summary
 
     rounds = read_rounds(work / "distill")
     run = json.loads((work / "distill" / "run.json").read_text())
     summary = {"command": "atomflux distill " + " ".join([TEACHER, "si64.extxyz", "-o", "distill", *options]),
-               "wall_s_this_call": wall, "summary": run.get("summary"), "rounds": [_round_row(r) for r in rounds]}
+               "wall_s_this_call": wall, "summary": run.get("summary"), "rounds": [round_summary(r) for r in rounds]}
     (out / "summary.png").write_bytes((work / "distill" / "summary.png").read_bytes())
     return summary
 
-
-def _round_row(r: dict) -> dict:
-    return {"round": r["round"], "labels": r["n_labels"], "labels_total": r["n_labels_total"],
-            "tested_student": r["tested_student"], "wall_s": r["wall_s"], "converged": r["converged"],
-            "force_rmse_meV_per_A": {c: 1000 * m["force_rmse"] for c, m in r["conditions"].items()},
-            "force_sigma_meV_per_A": {c: 1000 * m["force_sigma"] for c, m in r["conditions"].items()},
-            "coverage_1sigma": {c: m["force_coverage_1sigma"] for c, m in r["conditions"].items()},
-            "energy_rmse_meV_per_atom": {c: 1000 * m["energy_rmse"] for c, m in r["conditions"].items()
-                                         if "energy_rmse" in m}}
 
 
 def student_files(work: Path) -> list[Path]:

@@ -189,7 +189,7 @@ DISTILL_OPTIONS = ["--temperatures", "200", "600", "1000", "--strains", "-0.01",
 
 def stage_distill(out: Path, work: Path) -> dict:
     """`atomflux distill` on the teacher's 40-atom cells (cubic, tetragonal, rhombohedral), as a user runs it."""
-    from atomflux.distill import read_rounds
+    from atomflux.distill import read_rounds, round_summary
 
     wall = atomflux("distill", TEACHER, *STRUCTURES, "-o", "distill", *DISTILL_OPTIONS, cwd=work,
                     log=out / "distill.log")
@@ -197,17 +197,8 @@ def stage_distill(out: Path, work: Path) -> dict:
     run = json.loads((work / "distill" / "run.json").read_text())
     (out / "summary.png").write_bytes((work / "distill" / "summary.png").read_bytes())
     return {"command": "atomflux distill " + " ".join([TEACHER, *STRUCTURES, "-o", "distill", *DISTILL_OPTIONS]),
-            "wall_s_this_call": wall, "summary": run.get("summary"), "rounds": [_round_row(r) for r in rounds]}
+            "wall_s_this_call": wall, "summary": run.get("summary"), "rounds": [round_summary(r) for r in rounds]}
 
-
-def _round_row(r: dict) -> dict:
-    return {"round": r["round"], "labels": r["n_labels"], "labels_total": r["n_labels_total"],
-            "tested_student": r["tested_student"], "wall_s": r["wall_s"], "converged": r["converged"],
-            "force_rmse_meV_per_A": {c: 1000 * m["force_rmse"] for c, m in r["conditions"].items()},
-            "force_sigma_meV_per_A": {c: 1000 * m["force_sigma"] for c, m in r["conditions"].items()},
-            "coverage_1sigma": {c: m["force_coverage_1sigma"] for c, m in r["conditions"].items()},
-            "energy_rmse_meV_per_atom": {c: 1000 * m["energy_rmse"] for c, m in r["conditions"].items()
-                                         if "energy_rmse" in m}}
 
 
 # ---------------------------------------------------------------------------------------------- student vs teacher
