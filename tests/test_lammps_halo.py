@@ -215,18 +215,25 @@ def sheared_argon():
     return atoms
 
 
+def toy_nve_script(tmp_path: Path, data: Path, processors: str = "") -> Path:
+    """LAMMPS input: 10 NVE steps (2 fs) of the float64 layer-stack toy from 300 K, with energy σ, per-atom
+    energies and virials, centroid virials and the heat flux in thermo; returns its path."""
+    script = tmp_path / "in.lammps"
+    script.write_text(f"units metal\natom_style atomic\natom_modify map array\n{processors}read_data {data}\n"
+                      "pair_style atomflux precision float64\npair_coeff * * toy Ar\n"
+                      f"compute u all atomflux/uncertainty\n{PER_ATOM}{CENTROID}"
+                      "velocity all create 300 7 mom yes dist gaussian\ntimestep 0.002\nfix nve all nve\n"
+                      f"thermo 5\n{THERMO} c_u c_flux[1]\nrun 10\n")
+    return script
+
+
 def test_toy_on_two_ranks_with_the_halo_equals_one_rank(tmp_path):
     """Ten NVE steps of the three-layer toy (float64) on 2 ranks with a ghost shell of one cutoff follow the
     serial periodic run to 1e-9 (positions, energy, forces, pressure, per-atom energies, per-atom and centroid
     virials, heat flux, energy σ), whose heat flux equals the unfolded system's; the log names the halo once."""
     atoms, data = lammps_ready(sheared_argon(), tmp_path, ["Ar"])
     assert atoms.cell.lengths()[0] / 2 < LayerStackToy(STACK_CUTOFF).interaction_range
-    body = (f"units metal\natom_style atomic\natom_modify map array\nread_data {data}\n"
-            "pair_style atomflux precision float64\npair_coeff * * toy Ar\ncompute u all atomflux/uncertainty\n"
-            f"{PER_ATOM}{CENTROID}velocity all create 300 7 mom yes dist gaussian\ntimestep 0.002\n"
-            f"fix nve all nve\nthermo 5\n{THERMO} c_u c_flux[1]\nrun 10\n")
-    script = tmp_path / "in.lammps"
-    script.write_text(body)
+    script = toy_nve_script(tmp_path, data)
     model, gather = f"stack:{STACK_CUTOFF}", GATHER + ",v:3,c_u:1,c_cs:9"
     serial, reference, _ = on_ranks(script, 1, tmp_path, model, gather, "serial")
     assert serial.returncode == 0, serial.stderr[-3000:]
@@ -267,12 +274,7 @@ def test_a_rank_without_atoms_takes_part_in_the_halo_exchange(tmp_path, start, l
     steps of the three-layer toy with per-atom energies, virials, centroid virials, heat flux and energy σ on
     2 ranks equal the serial run to 1e-9."""
     atoms, data = lammps_ready(argon_slab_in_a_long_box(start, length), tmp_path, ["Ar"])
-    body = (f"units metal\natom_style atomic\natom_modify map array\nprocessors * 1 1\nread_data {data}\n"
-            "pair_style atomflux precision float64\npair_coeff * * toy Ar\ncompute u all atomflux/uncertainty\n"
-            f"{PER_ATOM}{CENTROID}velocity all create 300 7 mom yes dist gaussian\n"
-            f"timestep 0.002\nfix nve all nve\nthermo 5\n{THERMO} c_u c_flux[1]\nrun 10\n")
-    script = tmp_path / "in.lammps"
-    script.write_text(body)
+    script = toy_nve_script(tmp_path, data, processors="processors * 1 1\n")
     model, gather = f"stack:{STACK_CUTOFF}", GATHER + ",v:3,c_u:1,c_cs:9"
     serial, reference, _ = on_ranks(script, 1, tmp_path, model, gather, "serial")
     assert serial.returncode == 0, serial.stderr[-3000:]
