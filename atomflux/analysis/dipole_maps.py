@@ -107,18 +107,16 @@ def plot_dipole_map(dipole_map_: DipoleMap, path: str | Path, title: str, units:
         layer = components[k]
         image = ax.imshow(layer[..., 2].T, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit)
         a, b = np.meshgrid(np.arange(layer.shape[0]), np.arange(layer.shape[1]), indexing="ij")
-        arrows = ax.quiver(a, b, layer[..., 0], layer[..., 1], angles="xy", scale_units="xy",
+        ax.quiver(a, b, layer[..., 0], layer[..., 1], angles="xy", scale_units="xy",
                            scale=longest / 0.9, pivot="middle", color="k")
         ax.set_xticks(range(layer.shape[0]))
         ax.set_yticks(range(layer.shape[1]))
         ax.set_title(f"layer i_{names[axis]} = {k}", fontsize=9)
         ax.set_xlabel(f"cell index along {names[(axis + 1) % 3]}")
         ax.set_ylabel(f"cell index along {names[(axis + 2) % 3]}")
-    ax.quiverkey(arrows, 0.97, 0.96, longest, f"{longest:.3g} {units}", labelpos="W", coordinates="figure",
-                 fontproperties={"size": 8})
     colorbar = fig.colorbar(image, ax=panels[0].tolist(), shrink=0.85)
     colorbar.set_label(f"p out of plane ({units})")
-    fig.suptitle(f"{title}: arrows = in-plane p ({units})", fontsize=10)
+    fig.suptitle(f"{title}\narrows: in-plane p (the longest, {longest:.3g} {units}, drawn 0.9 cell long)", fontsize=10)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
