@@ -77,3 +77,20 @@ def test_temperature_window_keeps_only_the_temperatures_inside_it(tmp_path, caps
     capsys.readouterr()
     assert main(args + ["--temperature-window", "400", "500"]) == 2
     assert "no finished temperature inside the window 400–500 K" in capsys.readouterr().err
+
+
+def test_local_dipole_maps_are_written_per_run_and_temperature_and_bad_temperatures_refused(tmp_path, capsys):
+    ramp_folder(tmp_path / "heat", [100.0, 200.0, 300.0], [0.10, 0.06, 0.0], frames=10)
+    out = tmp_path / "out"
+    args = ["ferroelectric", str(tmp_path / "heat"), "--born", "Ba=2.77,Ti=6.26,O=-3.01", "-o", str(out)]
+    assert main(args + ["--map-temperatures", "100", "300", "--map-layers", "2"]) == 0
+    maps = sorted(p.name for p in (out / "ferroelectric-maps").iterdir())
+    assert maps == ["L2-heating-100K.png", "L2-heating-300K.png"]
+    assert all((out / "ferroelectric-maps" / name).stat().st_size > 1000 for name in maps)
+    assert main(args + ["--map-layers", "0", "-o", str(tmp_path / "none")]) == 0
+    assert not (tmp_path / "none" / "ferroelectric-maps").exists()
+    capsys.readouterr()
+    assert main(args + ["--map-temperatures", "150", "-o", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "no run has analysed 150 K" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()

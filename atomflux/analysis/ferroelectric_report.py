@@ -7,20 +7,22 @@ for cubic supercells) and one direction (heating when its temperatures rise,
 cooling when they fall).  The local dipoles come from Born charges
 (:func:`~atomflux.analysis.ferroelectric.local_dipoles`, P in μC/cm²) or, without
 them, from the descriptor proxy (Å³).  The first ``discard`` frames of each
-temperature are dropped (equilibration after the temperature step).
+temperature are dropped (equilibration after the temperature step).  Local-dipole maps
+(:mod:`~atomflux.analysis.dipole_maps`) show the last frame of a temperature.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .dipole_correlations import dipole_correlations
+from .dipole_maps import DipoleMap, dipole_map, plot_dipole_map
 from .ferroelectric import (E_PER_A2_TO_UC_PER_CM2, descriptor_dipoles, ideal_perovskite_reference, local_dipoles,
                             perovskite_cells)
 from .transitions import assign_phase, critical_temperature, hysteresis, order_statistics
@@ -34,6 +36,8 @@ class RampResult:
     size: str
     direction: str
     rows: list[dict[str, Any]]
+    maps: dict[float, DipoleMap] = field(default_factory=dict)
+    """temperature (K) → local dipoles of the last frame there, on the lattice of cells"""
 
 
 def _ramp(folder: Path) -> tuple[list[float], list[Path], str]:
@@ -54,13 +58,23 @@ def _ramp(folder: Path) -> tuple[list[float], list[Path], str]:
     return temperatures[:done], [folder / f"stage-{k}.traj" for k in range(done)], direction
 
 
+def unanalysed_temperatures(folders: Sequence[str | Path], wanted: Sequence[float],
+                            window: tuple[float, float] | None = None) -> list[float]:
+    """The temperatures of ``wanted`` (K) that no folder has finished inside ``window`` (to refuse them up front)."""
+    low, high = sorted(window) if window is not None else (-np.inf, np.inf)
+    finished = [t for folder in folders for t in _ramp(Path(folder))[0] if low <= t <= high]
+    return [t for t in wanted if not any(np.isclose(t, f) for f in finished)]
+
+
 def analyse_ramp(folder: str | Path, species: tuple[str, str, str], born: Mapping[str, Any] | None,
                  discard: int = 0, blocks: int = 5, threshold: float | None = None,
-                 window: tuple[float, float] | None = None) -> RampResult:
+                 window: tuple[float, float] | None = None,
+                 map_temperatures: Sequence[float] | None = ()) -> RampResult:
     """One ramp folder: a row per temperature (order statistics, phase, correlation lengths).
 
     ``window`` (K, K): analyse only the finished temperatures inside it (e.g. to leave out
-    temperatures where the model left its validated range).
+    temperatures where the model left its validated range).  ``map_temperatures`` (K): the
+    temperatures whose last frame's local dipoles are kept as maps (None: every analysed one).
     """
     from ase.io import read
 
@@ -75,6 +89,7 @@ def analyse_ramp(folder: str | Path, species: tuple[str, str, str], born: Mappin
         temperatures, stages = [t for t, _ in kept], [stage for _, stage in kept]
     a_site, b_site, x_site = species
     rows = []
+    maps: dict[float, DipoleMap] = {}
     cells = None
     for temperature, stage in zip(temperatures, stages):
         frames = read(stage, ":")[discard:]
@@ -100,9 +115,11 @@ def analyse_ramp(folder: str | Path, species: tuple[str, str, str], born: Mappin
             row.update(correlation_length_along_A=correlation.length_along,
                        correlation_length_across_A=correlation.length_across)
         rows.append(row)
+        if map_temperatures is None or any(np.isclose(temperature, t) for t in map_temperatures):
+            maps[temperature] = dipole_map(cells, p[-1], frames[-1].cell.array)
     size = f"L{round(cells.n_cells ** (1 / 3))}" if cells.shape and len(set(cells.shape)) == 1 else \
         f"N{cells.n_cells}"
-    return RampResult(str(folder), size, direction, rows)
+    return RampResult(str(folder), size, direction, rows, maps)
 
 
 def _unit_rows(cell: np.ndarray) -> np.ndarray:
@@ -144,9 +161,11 @@ def transition_summary(ramps: list[RampResult]) -> dict[str, Any]:
     return summary
 
 
-def write_report(ramps: list[RampResult], output: str | Path, inputs: dict[str, Any], units: str) -> dict[str, Path]:
+def write_report(ramps: list[RampResult], output: str | Path, inputs: dict[str, Any], units: str,
+                 map_layers: int = 3) -> dict[str, Path]:
     """``ferroelectric.csv`` (one row per size, direction, temperature), ``ferroelectric.json`` (T_c, hysteresis,
-    inputs) and ``ferroelectric.png`` (⟨|P|⟩, χ, U₄ against T per size) in ``output``; never overwrites
+    inputs) and ``ferroelectric.png`` (⟨|P|⟩, χ, U₄ against T per size) in ``output``, and the ramps' local-dipole
+    maps (``map_layers`` layers each) as ``ferroelectric-maps/<size>-<direction>-<T>K.png``; never overwrites
     results of other inputs (:func:`~atomflux.records.claim_result`)."""
     from ..plotting import pyplot, save_figure
     from ..records import claim_result, write_atomically
@@ -181,4 +200,14 @@ def write_report(ramps: list[RampResult], output: str | Path, inputs: dict[str, 
         ax.set_ylabel(label)
     axes[0].legend(fontsize=7)
     save_figure(fig, paths["plot"])
+    if any(r.maps for r in ramps):
+        paths["maps"] = out / f"{stem}-maps"
+        names: set[str] = set()
+        for number, ramp in enumerate(ramps):
+            for temperature, lattice in ramp.maps.items():
+                name = f"{ramp.size}-{ramp.direction}-{temperature:g}K"
+                name = name if name not in names else f"{name}-run{number}"
+                names.add(name)
+                plot_dipole_map(lattice, paths["maps"] / f"{name}.png", f"{ramp.size} {ramp.direction}, "
+                                f"T = {temperature:g} K, last frame", units, layers=map_layers)
     return paths

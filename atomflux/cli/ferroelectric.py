@@ -20,8 +20,15 @@ cumulant U4 = 1 - <|P|^4>/(3<|P|^2>^2) (block-jackknife errors), the phase
 of >= 4 cells per side). Over sizes: T_c from the chi peaks and the Binder
 crossings; heating vs cooling: the hysteresis.
 
-Writes <output>/ferroelectric.csv, .json (T_c, hysteresis), .png (P, chi, U4 vs T);
-results of other inputs are kept (ferroelectric-2 ...).
+Local-dipole maps: for each run and temperature (--map-temperatures), the
+local dipoles of the LAST frame there (instantaneous, not time-averaged: an
+average would wash out the disordered dipoles of the cubic phase), in
+--map-layers evenly spaced layers of cells normal to the lattice axis closest
+to the mean polarization: in-plane p as arrows, out-of-plane p as colour.
+
+Writes <output>/ferroelectric.csv, .json (T_c, hysteresis), .png (P, chi, U4 vs T),
+ferroelectric-maps/<size>-<direction>-<T>K.png; results of other inputs are
+kept (ferroelectric-2 ...).
 """
 
 
@@ -38,20 +45,27 @@ def _born(text: str) -> dict[str, float]:
 
 
 def _cmd_ferroelectric(args: argparse.Namespace) -> None:
-    from ..analysis.ferroelectric_report import analyse_ramp, write_report
+    from ..analysis.ferroelectric_report import analyse_ramp, unanalysed_temperatures, write_report
 
     species = tuple(args.species)
     threshold = args.phase_threshold
     if threshold is None and args.born is not None:
         threshold = 5.0
+    if args.map_temperatures is not None:
+        missing = unanalysed_temperatures(args.runs, args.map_temperatures, args.temperature_window)
+        if missing:
+            raise ValueError(f"no run has analysed {', '.join(f'{t:g}' for t in missing)} K (a finished temperature "
+                             "inside --temperature-window); give --map-temperatures from the ramps' temperatures")
+    map_temperatures = () if args.map_layers == 0 else args.map_temperatures
     ramps = [analyse_ramp(folder, species, args.born, discard=args.discard, blocks=args.blocks, threshold=threshold,
-                         window=args.temperature_window)
+                         window=args.temperature_window, map_temperatures=map_temperatures)
              for folder in args.runs]
     units = "uC/cm^2" if args.born is not None else "A^3 (descriptor proxy)"
     inputs = {"runs": [str(r) for r in args.runs], "species": species, "born": args.born, "discard": args.discard,
               "blocks": args.blocks, "phase_threshold": threshold,
-              "temperature_window_K": args.temperature_window}
-    paths = write_report(ramps, args.output, inputs, units)
+              "temperature_window_K": args.temperature_window, "map_temperatures_K": args.map_temperatures,
+              "map_layers": args.map_layers}
+    paths = write_report(ramps, args.output, inputs, units, map_layers=args.map_layers)
     for ramp in ramps:
         for row in ramp.rows:
             print(f"{ramp.size} {ramp.direction} T = {row['temperature_K']:g} K: <|P|> = {row['mean_abs']:.4g} "
@@ -82,6 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature-window", type=non_negative(float), nargs=2, metavar=("TMIN", "TMAX"),
                    help="K: analyse only the temperatures inside [TMIN, TMAX] (e.g. leave out those where the model "
                         "left its validated range); default: every finished temperature")
+    p.add_argument("--map-temperatures", type=non_negative(float), nargs="+", metavar="T",
+                   help="K: draw local-dipole maps (last frame) at these temperatures only; default: every analysed "
+                        "temperature of every run")
+    p.add_argument("--map-layers", type=non_negative(int), default=3,
+                   help="layers of cells per map (evenly spaced along the axis closest to the mean polarization); "
+                        "0: no maps")
     p.add_argument("--blocks", type=positive(int), default=5, help="blocks for the jackknife errors")
     p.add_argument("-o", "--output", default="ferroelectric", help="output folder")
     p.set_defaults(func=_cmd_ferroelectric)

@@ -19,11 +19,15 @@ big files and is not committed):
 5. **analyse**: ``atomflux ferroelectric`` on the ramps (nominal Born charges of
    ``shared/notes/ferroelectric.md``) in the temperature windows of ``ANALYSES``, and the student's
    calibrated σ along every ramp.
+6. **maps**: ``atomflux ferroelectric`` on the 4×4×4 heating ramp with local-dipole maps (last frame)
+   at the temperatures of ``MAP_TEMPERATURES``.
 
     OMP_NUM_THREADS=1 python run.py --stages teacher distill student
     OMP_NUM_THREADS=1 python run.py --stages md --sizes 3 4 --ramp 100:1100:100 --steps 1500
     OMP_NUM_THREADS=1 python run.py --stages md --sizes 3 4 --ramp 800:100:100 --steps 1500
-    OMP_NUM_THREADS=1 python run.py --stages analyse
+    OMP_NUM_THREADS=1 python run.py --stages analyse maps
+
+``--work`` reads (and writes) the big files somewhere other than ``results/work/``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TEACHER = "sevennet:7net-0"
-STAGES = ("teacher", "distill", "student", "md", "analyse")
+STAGES = ("teacher", "distill", "student", "md", "analyse", "maps")
 #: nominal Born charges (shared/notes/ferroelectric.md), e
 BORN = {"Ba": 2.77, "Ti": 6.26, "O": -3.01}
 #: polar directions of the three ferroelectric phases (Ti displacement), in the cubic cell's axes
@@ -339,13 +343,34 @@ def stage_analyse(out: Path, work: Path, discard: int) -> dict:
         target = out / name
         if target.exists():
             shutil.rmtree(target)
-        words = [*runs, "--born", born, "--discard", str(discard), "--temperature-window", *(f"{t:g}" for t in window)]
+        words = [*runs, "--born", born, "--discard", str(discard), "--temperature-window", *(f"{t:g}" for t in window),
+                 "--map-layers", "0"]
         atomflux("ferroelectric", *words, "-o", str(target), log=out / f"{name}.log")
         found[name] = {"command": "atomflux ferroelectric " + " ".join(words),
                        "summary": json.loads((target / "ferroelectric.json").read_text())}
     ramps = sorted(p for p in (work / "md").glob("*-L*") if (p / "thermo.json").is_file())
     found["student_sigma_along_ramps"] = {p.name: ramp_uncertainty(work, p) for p in ramps}
     return found
+
+
+#: K: the local-dipole maps of the 4×4×4 heating ramp (rhombohedral, tetragonal, the student's disordered 700 K)
+MAP_TEMPERATURES = (100, 400, 700)
+
+
+def stage_maps(out: Path, work: Path, discard: int) -> dict:
+    """`atomflux ferroelectric` on the 4×4×4 heating ramp with local-dipole maps at ``MAP_TEMPERATURES``."""
+    import shutil
+
+    target = out / "maps-heating-L4"
+    if target.exists():
+        shutil.rmtree(target)
+    (out / "maps-heating-L4.log").unlink(missing_ok=True)
+    words = [str(work / "md" / "heating-L4"), "--born", ",".join(f"{k}={v:g}" for k, v in BORN.items()),
+             "--discard", str(discard), "--temperature-window", "100", "900",
+             "--map-temperatures", *(f"{t:g}" for t in MAP_TEMPERATURES)]
+    atomflux("ferroelectric", *words, "-o", str(target), log=out / "maps-heating-L4.log")
+    return {"command": "atomflux ferroelectric " + " ".join(words),
+            "maps": sorted(str(p.relative_to(out)) for p in (target / "ferroelectric-maps").glob("*.png"))}
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -358,15 +383,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="md: steps (2 fs) per temperature")
     parser.add_argument("--interval", type=int, default=10, help="md: frame every N steps")
     parser.add_argument("--start", default="teacher-rhombohedral-5.extxyz", help="md: starting cell (in work/)")
-    parser.add_argument("--discard", type=int, default=50, help="analyse: frames discarded per temperature")
+    parser.add_argument("--discard", type=int, default=50, help="analyse, maps: frames discarded per temperature")
+    parser.add_argument("--work", help="folder of the big files (default: <output>/work)")
     args = parser.parse_args()
     out = Path(args.output)
-    work = out / "work"
+    work = Path(args.work) if args.work else out / "work"
     work.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.json"
     for stage in args.stages:
         extra = {"md": dict(sizes=args.sizes, ramp=args.ramp, steps=args.steps, interval=args.interval,
-                            start=args.start), "analyse": dict(discard=args.discard)}.get(stage, {})
+                            start=args.start), "analyse": dict(discard=args.discard),
+                 "maps": dict(discard=args.discard)}.get(stage, {})
         found = globals()[f"stage_{stage}"](out, work, **extra)
         results = json.loads(results_file.read_text()) if results_file.is_file() else {}   # other calls' stages
         results[stage] = {**results.get(stage, {}), **found} if stage == "md" else found
