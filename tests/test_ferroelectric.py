@@ -157,3 +157,25 @@ def test_correlation_lengths_of_a_field_with_known_covariance():
     assert result.length_across == pytest.approx(xi_across * A0, rel=0.1)
     with pytest.raises(ValueError, match="≥ 4 cells"):
         dipole_correlations(perovskite_cells(batio3((3, 3, 3)), "Ba", "Ti"), np.zeros((1, 27, 3)), np.eye(3))
+
+
+def test_a_correlation_length_the_box_cannot_determine_is_not_reported_as_a_number():
+    """ξ = 40 cells along z in an 8-cell box: NaN along (the example's 320-atom box once gave 189 Å in 16 Å),
+    while the 1-cell length across is still measured; in a 4-cell box (two points for three fit parameters)
+    both lengths are NaN."""
+    for size, across_expected in ((8, A0), (4, None)):
+        ref = batio3((size, size, size))
+        cells = perovskite_cells(ref, "Ba", "Ti")
+        across = periodic_exponential_spectrum(size, 1.0)
+        spectrum = np.clip(across[:, None, None] * across[None, :, None]
+                           * periodic_exponential_spectrum(size, 40.0)[None, None], 1e-12, None)
+        noise = np.random.default_rng(8).normal(size=(400, size, size, size))
+        field = np.fft.ifftn(np.sqrt(spectrum) * np.fft.fftn(noise, axes=(1, 2, 3)), axes=(1, 2, 3)).real
+        p = np.zeros((400, cells.n_cells, 3))
+        p[:, :, 2] = field[(slice(None),) + tuple(cells.grid.T)]
+        result = dipole_correlations(cells, p, ref.cell.array, axis=2)
+        assert np.isnan(result.length_along), (size, result.length_along)
+        if across_expected is None:
+            assert np.isnan(result.length_across), result.length_across
+        else:
+            assert result.length_across == pytest.approx(across_expected, rel=0.15)

@@ -14,7 +14,8 @@ three components are averaged.  Correlation length ξ: least-squares fit of
 C(n) = A (e^(−n/ξ) + e^(−(L−n)/ξ)) + B (the periodic image term included;
 B absorbs the −O(1/N) offset that subtracting each frame's mean gives a
 connected correlation) over n = 1 … L/2, ξ reported in Å (lattice spacing
-|a|/L times ξ in cells).
+|a|/L times ξ in cells); ξ is reported as NaN, never as a number, when the box
+cannot determine it: fewer than three points (L < 6 cells) or ξ longer than L/2.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class DipoleCorrelation:
     along, across : ndarray
         C(n) along and across the polarization axis (C(0) = 1).
     length_along, length_across : float
-        Fitted correlation lengths ξ (Å); NaN when the fit fails (no decay).
+        Fitted correlation lengths ξ (Å); NaN when the fit fails (no decay), when the supercell has
+        fewer than 6 cells along that direction (fewer than three points for three parameters), or when
+        ξ exceeds half the supercell (the box cannot resolve it): run a larger one.
     """
 
     distance_along: np.ndarray
@@ -52,6 +55,8 @@ def _correlation_length(c: np.ndarray, n_cells: int, spacing: float) -> float:
     from scipy.optimize import curve_fit
 
     n = np.arange(1, len(c))
+    if len(n) < 3:  # three parameters: fewer points (a box under 6 cells) leave ξ undetermined
+        return float("nan")
 
     def model(x, amplitude, xi, offset):
         return amplitude * (np.exp(-x / xi) + np.exp(-(n_cells - x) / xi)) + offset
@@ -59,6 +64,8 @@ def _correlation_length(c: np.ndarray, n_cells: int, spacing: float) -> float:
     try:
         (_, xi, _), _ = curve_fit(model, n, c[1:], p0=(1.0, 1.0, 0.0), bounds=([0, 1e-3, -1], [np.inf, 1e3, 1]))
     except RuntimeError:
+        return float("nan")
+    if xi > n_cells / 2:  # C(n) barely decays over the half box it is fitted on: ξ is not resolved
         return float("nan")
     return float(xi * spacing)
 
