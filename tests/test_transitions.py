@@ -77,6 +77,13 @@ def test_peak_crossings_and_hysteresis_helpers():
     t = np.linspace(0, 10, 11)
     assert peak(t, -(t - 4.3) ** 2) == pytest.approx(4.3)
     assert crossings(t, t, 5.5 * np.ones_like(t)) == [pytest.approx(5.5)]
+    # with errors: a clear crossing is kept; curves touching within their errors are not crossings
+    u_small, u_large = 2 / 3 - 0.05 * np.tanh(t - 5), 2 / 3 - 0.05 * np.tanh(2 * (t - 5))
+    error = np.full_like(t, 0.002)
+    assert crossings(t, u_small, u_large, error, error) == [pytest.approx(5.0)]
+    saturated = 2 / 3 + np.array([1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1]) * 1e-4   # both at 2/3, noise ± 1e-4
+    assert len(crossings(t, saturated, np.full_like(t, 2 / 3))) == 10                # the bare sign changes
+    assert crossings(t, saturated, np.full_like(t, 2 / 3), np.full_like(t, 1e-3), np.full_like(t, 1e-3)) == []
     fine = np.linspace(0, 10, 201)
     heating = (fine, 1 / (1 + np.exp((fine - 6.2) * 5)))  # ⟨|P|⟩ lost at 6.2 on heating, regained at 3.8
     cooling = (fine[::-1], 1 / (1 + np.exp((fine[::-1] - 3.8) * 5)))

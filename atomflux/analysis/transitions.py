@@ -133,8 +133,19 @@ def peak(temperatures: np.ndarray, values: np.ndarray) -> float:
     return float(-b / (2 * a)) if a < 0 else float(t[k])
 
 
-def crossings(temperatures: np.ndarray, first: np.ndarray, second: np.ndarray) -> list[float]:
-    """Temperatures where two curves on the same grid cross (linear interpolation between grid points)."""
+def crossings(temperatures: np.ndarray, first: np.ndarray, second: np.ndarray,
+              first_error: np.ndarray | None = None, second_error: np.ndarray | None = None,
+              significance: float = 2.0) -> list[float]:
+    """Temperatures where two curves on the same grid cross (linear interpolation).
+
+    Without errors: every sign change of ``first − second`` between grid points.  With errors
+    (one standard error per point): only resolved crossings, between two grid points where the
+    difference is larger than ``significance`` combined standard errors with opposite signs
+    (adjacent such points; the crossing is the sign change between them, the mean if noise gives
+    several).  Curves that touch within their errors — e.g. two Binder cumulants both saturated
+    at 2/3 in the ordered phase, or equal within noise at the end of a scan — have no resolved
+    crossing.
+    """
     t = np.asarray(temperatures, float)
     diff = np.asarray(first, float) - np.asarray(second, float)
     found = []
@@ -143,7 +154,13 @@ def crossings(temperatures: np.ndarray, first: np.ndarray, second: np.ndarray) -
             found.append(float(t[k]))
         elif diff[k] * diff[k + 1] < 0:
             found.append(float(t[k] - diff[k] * (t[k + 1] - t[k]) / (diff[k + 1] - diff[k])))
-    return found
+    if first_error is None or second_error is None:
+        return found
+    error = np.hypot(np.asarray(first_error, float), np.asarray(second_error, float))
+    resolved = np.flatnonzero(np.abs(diff) > significance * error)
+    brackets = [(t[i], t[j]) for i, j in zip(resolved, resolved[1:]) if diff[i] * diff[j] < 0]
+    # one crossing per bracket: the mean of the sign changes inside it (several only through noise)
+    return [float(np.mean([c for c in found if low <= c <= high])) for low, high in brackets]
 
 
 @dataclass
@@ -155,7 +172,8 @@ class CriticalTemperature:
     susceptibility_peaks : dict
         Size label → temperature of the χ maximum (shifted at small sizes, ∝ L^(−1/ν)).
     binder_crossings : dict
-        "L1/L2" → temperature(s) where U₄ of the two sizes cross.
+        "L1/L2" → temperature(s) where U₄ of the two sizes cross, resolved beyond two standard errors
+        on both sides (see :func:`crossings`); empty when the cumulants only touch within their errors.
     """
 
     susceptibility_peaks: dict[str, float] = field(default_factory=dict)
@@ -166,8 +184,8 @@ class CriticalTemperature:
         """Mean of the crossings of consecutive sizes (one crossing each: the one nearest the χ peaks)."""
         values = [c for c in self.binder_crossings.values() if c]
         if not values:
-            raise ValueError("the Binder cumulants of the sizes do not cross in the scanned range; widen the "
-                             "temperature range around the susceptibility peaks")
+            raise ValueError("the Binder cumulants of the sizes do not cross beyond their errors in the scanned "
+                             "range; widen the temperature range around the susceptibility peaks, or run longer")
         centre = np.mean(list(self.susceptibility_peaks.values()))
         return float(np.mean([min(c, key=lambda x: abs(x - centre)) for c in values]))
 
@@ -185,15 +203,15 @@ def critical_temperature(scans: Mapping[str, Sequence[OrderStatistics]]) -> Crit
     for label, stats in scans.items():
         stats = sorted(stats, key=lambda s: s.temperature)
         t = np.array([s.temperature for s in stats])
-        grids[label] = (t, np.array([s.binder[0] for s in stats]))
+        grids[label] = (t, np.array([s.binder[0] for s in stats]), np.array([s.binder[1] for s in stats]))
         result.susceptibility_peaks[label] = peak(t, [s.susceptibility[0] for s in stats])
     labels = list(scans)
     for small, large in zip(labels, labels[1:]):
-        (t1, u1), (t2, u2) = grids[small], grids[large]
+        (t1, u1, e1), (t2, u2, e2) = grids[small], grids[large]
         if t1.shape != t2.shape or not np.allclose(t1, t2):
             raise ValueError(f"sizes {small} and {large} were run at different temperatures; the Binder crossing "
                              "needs the same temperature grid for every size")
-        result.binder_crossings[f"{small}/{large}"] = crossings(t1, u1, u2)
+        result.binder_crossings[f"{small}/{large}"] = crossings(t1, u1, u2, e1, e2)
     return result
 
 

@@ -74,8 +74,11 @@ def _cmd_ferroelectric(args: argparse.Namespace) -> None:
     summary = json.loads(paths["summary"].read_text())
     for direction in ("heating", "cooling"):
         if direction in summary:
-            print(f"T_c ({direction}): chi peaks {summary[direction]['susceptibility_peaks_K']}, Binder estimate "
-                  f"{summary[direction]['binder_estimate_K']}")
+            entry = summary[direction]
+            peaks = ", ".join(f"{size} {t:.0f} K" for size, t in entry["susceptibility_peaks_K"].items())
+            binder = (f"{entry['binder_estimate_K']:.0f} K" if entry["binder_estimate_K"] is not None
+                      else f"none ({entry['binder_note']})")
+            print(f"T_c ({direction}): chi peaks {peaks}; Binder crossing {binder}")
     print(f"written {', '.join(str(p) for p in paths.values())}")
 
 
