@@ -134,7 +134,7 @@ def test_fitting_commands_take_threads_with_a_default(capsys):
 
     parser = build_parser()
     for command in (["train", "d"], ["distill", "emt", "s"], ["llpr", "m", "d", "-o", "x"],
-                    ["ensemble", "m", "d", "-o", "x"]):
+                    ["ensemble", "m", "d", "-o", "x"], ["hamiltonian", "train", "d"]):
         assert parser.parse_args(command).threads == FITTING_THREADS
         assert parser.parse_args(command + ["--threads", "2"]).threads == 2
     with pytest.raises(SystemExit):

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .arguments import non_negative, positive
+from .arguments import add_threads_option, non_negative, positive
 
 
 def _cmd_hamiltonian(args: argparse.Namespace) -> None:
@@ -107,6 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--lr", type=positive(float), default=1e-2, help="learning rate")
     q.add_argument("--seed", type=int, default=0, help="random seed")
     q.add_argument("-o", "--output", default="hamiltonian.pt", help="model file to write (an existing file is kept: give a new name)")
+    add_threads_option(q)
     q = hsub.add_parser("eval", help="errors on a data file, level parity plot and level diagram")
     q.add_argument("model", help="Hamiltonian model file or shipped name")
     q.add_argument("data", help="data file from `atomflux hamiltonian data`")
