@@ -22,6 +22,9 @@ PER_ATOM = 160
 #: per pair of a hand-derived chunk: fixed, and per backward pass (energy, each member) (numbers;
 #: measured 1.2 kB per pair for the energy alone and 5 kB with 8 members, float64)
 PER_PAIR_CHUNK, PER_PAIR_CHUNK_PER_PASS = 110, 66
+#: evaluations estimated below this are not checked against the free memory: reading
+#: /proc/meminfo costs ~20 µs, a few per cent of a small cell's MD step or replica call
+UNCHECKED_BYTES = 2**28
 
 
 def available_bytes() -> int | None:
@@ -66,9 +69,12 @@ def check_evaluation(n_atoms: int, n_pairs: int, *, n_members: int, n_features: 
                      chunk_bytes: int, itemsize: int = 8) -> int:
     """Estimate an evaluation and warn (``RuntimeWarning``, once per system size and request)
     when it would not fit in the available memory, naming ``uncertainty='energy'`` when that
-    would fit.  Returns the estimate."""
+    would fit; estimates under :data:`UNCHECKED_BYTES` (256 MiB) are not checked.  Returns the
+    estimate."""
     need = evaluation_bytes(n_atoms, n_pairs, n_members=n_members, n_features=n_features, chunked=chunked,
                             chunk_bytes=chunk_bytes, itemsize=itemsize)
+    if need < UNCHECKED_BYTES:
+        return need
     free = available_bytes()
     if free is not None and need > free and (n_atoms, n_members) not in _warned:
         _warned.add((n_atoms, n_members))

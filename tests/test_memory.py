@@ -70,3 +70,16 @@ def test_warning_names_the_request_that_fits(monkeypatch, recwarn):
         memory.check_evaluation(50_000, 2_000_000, n_members=16, n_features=64, chunked=False, chunk_bytes=2**27)
     memory.check_evaluation(50_000, 2_000_000, n_members=0, n_features=64, chunked=False, chunk_bytes=2**27)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_small_evaluations_do_not_read_the_free_memory(monkeypatch):
+    """An evaluation estimated under 256 MiB skips /proc/meminfo (~20 µs a call, a few per cent of a small
+    MD step); a large one still reads it."""
+    import atomflux.memory as memory
+
+    reads = []
+    monkeypatch.setattr(memory, "available_bytes", lambda: reads.append(1) or 2**40)
+    small = memory.check_evaluation(108, 6_000, n_members=8, n_features=64, chunked=False, chunk_bytes=2**27)
+    assert small < memory.UNCHECKED_BYTES and reads == []
+    memory.check_evaluation(50_000, 2_000_000, n_members=16, n_features=64, chunked=False, chunk_bytes=2**27)
+    assert reads == [1]
