@@ -42,6 +42,11 @@ def test_binder_crossing_of_three_sizes_finds_onsager_tc():
     assert abs(result.binder_estimate / ONSAGER_TC - 1) < 0.05
     for label, crossing in result.binder_crossings.items():
         assert any(abs(c / ONSAGER_TC - 1) < 0.05 for c in crossing), label
+    # sizes on different grids are compared at the temperatures they share
+    thinned = critical_temperature({"L10": scans["L10"], "L16": scans["L16"][::2]})
+    assert any(abs(c / ONSAGER_TC - 1) < 0.05 for c in thinned.binder_crossings["L10/L16"]), thinned
+    with pytest.raises(ValueError, match="fewer than two temperatures"):
+        critical_temperature({"L6": scans["L6"][:2], "L10": scans["L10"][2:4]})
     # χ peaks of small sizes sit above T_c and move towards it as L grows (T_c(L) − T_c ∝ 1/L)
     peaks = [result.susceptibility_peaks[k] for k in ("L6", "L10", "L16")]
     assert peaks[0] > peaks[2] > ONSAGER_TC * 0.98

@@ -193,8 +193,9 @@ class CriticalTemperature:
 def critical_temperature(scans: Mapping[str, Sequence[OrderStatistics]]) -> CriticalTemperature:
     """T_c from the χ peak of each size and the Binder crossings of consecutive sizes.
 
-    ``scans`` maps a size label (in increasing size) to its statistics at the
-    same temperatures.
+    ``scans`` maps a size label (in increasing size) to its statistics; the
+    Binder cumulants of consecutive sizes are compared at the temperatures both
+    were run at.
     """
     if len(scans) < 1:
         raise ValueError("no sizes to analyse")
@@ -208,10 +209,11 @@ def critical_temperature(scans: Mapping[str, Sequence[OrderStatistics]]) -> Crit
     labels = list(scans)
     for small, large in zip(labels, labels[1:]):
         (t1, u1, e1), (t2, u2, e2) = grids[small], grids[large]
-        if t1.shape != t2.shape or not np.allclose(t1, t2):
-            raise ValueError(f"sizes {small} and {large} were run at different temperatures; the Binder crossing "
-                             "needs the same temperature grid for every size")
-        result.binder_crossings[f"{small}/{large}"] = crossings(t1, u1, u2, e1, e2)
+        shared, k1, k2 = np.intersect1d(np.round(t1, 6), np.round(t2, 6), return_indices=True)
+        if len(shared) < 2:
+            raise ValueError(f"sizes {small} and {large} share fewer than two temperatures; the Binder crossing "
+                             "compares the sizes at the same temperatures: run them on a common grid")
+        result.binder_crossings[f"{small}/{large}"] = crossings(shared, u1[k1], u2[k2], e1[k1], e2[k2])
     return result
 
 
