@@ -162,7 +162,8 @@ def _held_out_frames(seed: int):
 
 def _samples(slab, engine, sweeps: int, skip: int) -> np.ndarray:
     """Atomic numbers [S, N] of the chain of ``profiles`` (same start, seed and settings), equilibration dropped."""
-    return run_swap_mc(slab, engine, None, TEMPERATURE, sweeps, seed=4, batch_size=4, show_progress=False).numbers[skip:]
+    run = run_swap_mc(slab, engine, None, TEMPERATURE, sweeps, seed=4, batch_size=4, show_progress=False)
+    return run.numbers[skip:]
 
 
 def test_five_element_model_error_covers_the_miss(trained):
@@ -199,7 +200,8 @@ def test_five_element_model_error_covers_the_miss(trained):
     t1 = time.perf_counter()
     member_numbers = [_samples(slab, c, MEMBER_SWEEPS, 20) for c in calcs]
     t2 = time.perf_counter()
-    print(f"chains: EMT + model 220 sweeps {t1 - t0:.0f} s; {len(calcs)} members × {MEMBER_SWEEPS} sweeps {t2 - t1:.0f} s")
+    print(f"chains: EMT + model 220 sweeps {t1 - t0:.0f} s; "
+          f"{len(calcs)} members × {MEMBER_SWEEPS} sweeps {t2 - t1:.0f} s")
     emt = concentration_profile(emt_numbers, layers, elements=elements, n_blocks=10)
     ours = concentration_profile(model_numbers, layers, elements=elements, n_blocks=10, member_numbers=member_numbers)
     statistical = np.hypot(emt.error, ours.error)
