@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_average, run_worker, source_tree  # noqa: E402
+from common import demo_replicas, load_average, run_worker, source_tree  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 WARM_UP = 5
@@ -61,20 +61,13 @@ def replicas(n_atoms: int, n_replicas: int, steps: int) -> dict:
     import numpy as np
     from ase.build import bulk
 
-    from atomflux.calculators import AtomfluxCalculator
-    from atomflux.md import thermalize
     from atomflux.md_replicas import ReplicaForces, ReplicaState, verlet_step
 
     repeat = max(1, round((n_atoms / 4) ** (1 / 3)))
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (repeat, repeat, repeat)
-    calc = AtomfluxCalculator("demo", uncertainty=False, dtype="float32", track_heat_flux=True)
-    momenta = []
-    for r in range(n_replicas):
-        copy = atoms.copy()
-        thermalize(copy, 300.0, np.random.default_rng(r))
-        momenta.append(copy.get_momenta())
+    calc, momenta = demo_replicas(atoms, n_replicas)
     forces_of = ReplicaForces(calc.potential, atoms, n_replicas)
-    state = ReplicaState(np.repeat(atoms.positions[None], n_replicas, axis=0), np.array(momenta))
+    state = ReplicaState(np.repeat(atoms.positions[None], n_replicas, axis=0), momenta)
     forces, masses = forces_of(state.positions), atoms.get_masses()
     for k in range(WARM_UP + steps):
         if k == WARM_UP:

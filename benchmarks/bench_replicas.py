@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_average, run_worker, source_tree  # noqa: E402
+from common import demo_replicas, load_average, run_worker, source_tree  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 MODES = ("batched", "one-at-a-time", "ase")
@@ -65,18 +65,11 @@ def worker(mode: str, n_replicas: int, n_atoms: int, threads: int, min_seconds: 
     import torch
     from ase import units
 
-    from atomflux.calculators import AtomfluxCalculator
-    from atomflux.md import thermalize
     from atomflux.md_replicas import ReplicaForces, ReplicaState, verlet_step
 
     torch.set_num_threads(threads)
     atoms = _copper(n_atoms)
-    calc = AtomfluxCalculator("demo", uncertainty=False, dtype="float32", track_heat_flux=True)
-    momenta = []
-    for r in range(n_replicas):
-        copy = atoms.copy()
-        thermalize(copy, 300.0, np.random.default_rng(r))
-        momenta.append(copy.get_momenta())
+    calc, momenta = demo_replicas(atoms, n_replicas)
     masses = atoms.get_masses()
     if mode == "ase":
         from ase.md.verlet import VelocityVerlet
@@ -92,7 +85,7 @@ def worker(mode: str, n_replicas: int, n_atoms: int, threads: int, min_seconds: 
         runs = []
         for group in groups:
             forces_of = ReplicaForces(calc.potential, atoms, len(group))
-            state = ReplicaState(np.repeat(atoms.positions[None], len(group), axis=0), np.array(momenta)[group])
+            state = ReplicaState(np.repeat(atoms.positions[None], len(group), axis=0), momenta[group])
             runs.append([state, forces_of, forces_of(state.positions)])
 
         def step() -> None:

@@ -64,3 +64,20 @@ def run_worker(script: Path, args: list[str], tree: Path | None = None, timeout:
 def load_average() -> float:
     """1-minute load average (machine load while measuring)."""
     return os.getloadavg()[0]
+
+
+def demo_replicas(atoms, n_replicas: int):
+    """The demo model as ``md --transport`` runs it (float32, no uncertainty, heat flux) and the momenta
+    [R, N, 3] of R replicas of ``atoms`` thermalised at 300 K (replica r with seed r)."""
+    import numpy as np
+
+    from atomflux.calculators import AtomfluxCalculator
+    from atomflux.md import thermalize
+
+    calc = AtomfluxCalculator("demo", uncertainty=False, dtype="float32", track_heat_flux=True)
+    momenta = []
+    for r in range(n_replicas):
+        copy = atoms.copy()
+        thermalize(copy, 300.0, np.random.default_rng(r))
+        momenta.append(copy.get_momenta())
+    return calc, np.array(momenta)
