@@ -40,9 +40,10 @@ class RampResult:
     """temperature (K) → local dipoles of the last frame there, on the lattice of cells"""
 
 
-def _ramp(folder: Path) -> tuple[list[float], list[Path], str]:
-    """The finished temperatures of a ramp folder, their trajectories, and the ramp's direction (from its planned
-    temperatures, so that a cooling ramp stopped after its first temperature is still a cooling ramp)."""
+def _ramp(folder: Path, window: tuple[float, float] | None = None) -> tuple[list[float], list[Path], str]:
+    """The finished temperatures of a ramp folder (those inside ``window``, K, when given), their trajectories,
+    and the ramp's direction (from its planned temperatures, so that a cooling ramp stopped after its first
+    temperature is still a cooling ramp)."""
     record = folder / "run.json"
     if not record.is_file():
         raise ValueError(f"{folder} is not an NPT run folder (no run.json); give folders written by "
@@ -55,14 +56,18 @@ def _ramp(folder: Path) -> tuple[list[float], list[Path], str]:
     if done == 0:
         raise ValueError(f"{folder} has no finished temperature yet; run (or resume) it first")
     direction = "heating" if temperatures[-1] >= temperatures[0] else "cooling"
-    return temperatures[:done], [folder / f"stage-{k}.traj" for k in range(done)], direction
+    low, high = sorted(window) if window is not None else (-np.inf, np.inf)
+    kept = [k for k in range(done) if low <= temperatures[k] <= high]
+    if not kept:
+        raise ValueError(f"{folder} has no finished temperature inside the window {low:g}–{high:g} K "
+                         f"(finished: {', '.join(f'{t:g}' for t in temperatures[:done])} K); widen --temperature-window")
+    return [temperatures[k] for k in kept], [folder / f"stage-{k}.traj" for k in kept], direction
 
 
 def unanalysed_temperatures(folders: Sequence[str | Path], wanted: Sequence[float],
                             window: tuple[float, float] | None = None) -> list[float]:
     """The temperatures of ``wanted`` (K) that no folder has finished inside ``window`` (to refuse them up front)."""
-    low, high = sorted(window) if window is not None else (-np.inf, np.inf)
-    finished = [t for folder in folders for t in _ramp(Path(folder))[0] if low <= t <= high]
+    finished = [t for folder in folders for t in _ramp(Path(folder), window)[0]]
     return [t for t in wanted if not any(np.isclose(t, f) for f in finished)]
 
 
@@ -79,14 +84,7 @@ def analyse_ramp(folder: str | Path, species: tuple[str, str, str], born: Mappin
     from ase.io import read
 
     folder = Path(folder)
-    temperatures, stages, direction = _ramp(folder)
-    if window is not None:
-        low, high = sorted(window)
-        kept = [(t, stage) for t, stage in zip(temperatures, stages) if low <= t <= high]
-        if not kept:
-            raise ValueError(f"{folder} has no finished temperature inside the window {low:g}–{high:g} K "
-                             f"(finished: {', '.join(f'{t:g}' for t in temperatures)} K); widen --temperature-window")
-        temperatures, stages = [t for t, _ in kept], [stage for _, stage in kept]
+    temperatures, stages, direction = _ramp(folder, window)
     a_site, b_site, x_site = species
     rows = []
     maps: dict[float, DipoleMap] = {}
