@@ -15,7 +15,7 @@ the heap (blocks larger than :data:`MMAP_THRESHOLD_BYTES` are still separate
 mappings, returned when freed).  It is applied by what makes many force calls
 in one process: :class:`~atomflux.calculators.AtomfluxCalculator`, the MD
 drivers (:func:`~atomflux.md.run_md`, :func:`~atomflux.md.run_transport_md`,
-the batched replicas of :mod:`atomflux.md_replicas`) and ``pair_style
+:func:`~atomflux.md_npt.run_npt_ramp`, the batched replicas of :mod:`atomflux.md_replicas`) and ``pair_style
 atomflux``.  Set the environment variable ``ATOMFLUX_KEEP_FREED_MEMORY=0``
 in a process whose malloc settings must stay glibc's.
 """

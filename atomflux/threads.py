@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-#: the default ``--threads`` of ``atomflux train``, ``distill``, ``ensemble`` and ``llpr``
+#: the default ``--threads`` of ``atomflux train``, ``distill``, ``ensemble``, ``llpr`` and ``hamiltonian train``
 FITTING_THREADS = 1
 
 
