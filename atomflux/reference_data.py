@@ -37,6 +37,7 @@ from ase.md.langevin import Langevin
 from ase.optimize import FIRE
 
 from .md import thermalize
+from .training.dataset import RUN_KEY
 
 #: fcc lattice constants (Å) close to EMT's minima
 FCC_LATTICE = {"Ni": 3.52, "Cu": 3.60, "Pd": 3.94, "Ag": 4.06, "Pt": 3.94, "Au": 4.06, "Al": 4.05}
@@ -122,7 +123,7 @@ def emt_dataset(n_trajectories: int = 24, snapshots: int = 8, elements: Sequence
         for _ in range(snapshots):
             dyn.run(10)
             frames.append(labelled(atoms))
-            frames[-1].info["md_run"] = f"emt_dataset-{seed}-{run}"
+            frames[-1].info[RUN_KEY] = f"emt_dataset-{seed}-{run}"
     return frames
 
 
