@@ -8,7 +8,6 @@ import pytest
 from ase.calculators.emt import EMT
 
 from atomflux.calculators import AtomfluxCalculator, Committee
-from atomflux.systems import Batch
 from atomflux.training import Frame, train
 from atomflux.uncertainty import UncertaintyGuard
 from test_calibration import (assert_guard_stays_quiet_for_the_island_in_place, assert_guard_stops_the_leaving_island,
