@@ -234,6 +234,10 @@ def descriptor_distance(model, frames: list, held_out: list) -> dict:
             "n_training_atoms": len(training), "island": island}
 
 
+def yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def committee_table(rows: list[dict]) -> str:
     lines = ["| uncertainty | in-domain force RMSE | largest in-domain σ (threshold = 2×) | σ in place (all atoms) | "
              "island σ detached | island error in place / detached | guard stops detached / quiet in place |",
@@ -243,7 +247,7 @@ def committee_table(rows: list[dict]) -> str:
                      f"({2 * r['in_domain_max_sigma']:.2f}) | {r['in_place_sigma']:.3f} | "
                      f"{r['detached_sigma'][0]:.2f}–{r['detached_sigma'][1]:.2f} | {r['in_place_island_error']:.2f} / "
                      f"{r['detached_error'][0]:.1f}–{r['detached_error'][1]:.1f} | "
-                     f"{'yes' if r['guard_stops_detached'] else 'no'} / {'yes' if r['guard_quiet_in_place'] else 'no'} |")
+                     f"{yes_no(r['guard_stops_detached'])} / {yes_no(r['guard_quiet_in_place'])} |")
     return "\n".join(lines) + "\n"
 
 
