@@ -49,11 +49,12 @@ def cluster_free_committee(one_torch_thread):
 
 
 COMMITTEE_XFAIL = ("issue 18 not met by a committee either: 5 cluster-free Cu models (seeds and bootstrap resamples; "
-                   "force RMSE of their mean 0.054 eV/Å in domain) all predict small forces on the Cu3 3 Å above the "
-                   "surface (0.06-0.21 eV/Å; EMT: 2.3 eV/Å, the bonds contract), so they agree: the detached island's force σ is 0.12-0.24 "
-                   "eV/Å while its error is 1.6-2.6 eV/Å, below the guard's threshold (2× the largest in-domain σ: "
-                   "0.51; in place 0.14). 3-10 members differing in seed, data, width, depth or cutoff agree as well "
-                   "(docs/benchmarks.md, bench_committee_guard): the error is a bias all fits share, not a spread")
+                   "force RMSE of their mean 0.054 eV/Å in domain) all predict small forces on the Cu3 3 Å above "
+                   "the surface (0.06-0.21 eV/Å; EMT: 2.3 eV/Å, the bonds contract), so they agree: the detached "
+                   "island's force σ is 0.12-0.24 eV/Å while its error is 1.6-2.6 eV/Å, below the guard's threshold "
+                   "(2× the largest in-domain σ: 0.51; in place 0.14). 3-10 members differing in seed, data, width, "
+                   "depth or cutoff agree as well (docs/benchmarks.md, bench_committee_guard): the error is a bias "
+                   "all fits share, not a spread")
 
 
 @pytest.mark.slow  # training 5 small models and two 150-step MD runs of the committee: ~20 s of one core
