@@ -7,7 +7,10 @@ A model file is a torch zip archive holding one dictionary::
 
 The metadata names the architecture and its hyper-parameters, species,
 cutoff (Å), units, atomflux version, training-set fingerprint and metrics, and
-(where present) uncertainty calibration.  Loading never unpickles code: a
+(where present) uncertainty calibration.  A model with novelty data (the
+training atoms' descriptor statistics, :mod:`atomflux.uncertainty.novelty`)
+adds ``"novelty": {name: Tensor}`` to the dictionary and ``"novelty"`` to the
+metadata.  Loading never unpickles code: a
 file that needs more than tensors, strings and plain containers is refused.
 
 Wherever a model is accepted, a *model spec* may name a third-party model
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,6 +42,7 @@ from .models import ARCHITECTURES, Potential
 from .symmetry.potential import AveragedPotential
 from .symmetry.spec import split_average
 from .uncertainty.llpr import LLPR
+from .uncertainty.novelty import Novelty, attach_novelty, descriptor_digest, descriptor_model
 
 FORMAT = "atomflux-model"
 FORMAT_VERSION = 1
@@ -97,14 +102,31 @@ def save_model(potential: Potential, path: str | Path, metadata: dict[str, Any] 
     })
     referenced = _referenced_prefixes(config)
     state = {k: v.detach().cpu().clone() for k, v in potential.state_dict().items() if not k.startswith(referenced)}
+    archive = {"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state}
+    meta.pop("novelty", None)  # a loaded model's: written again below only while it still fits the descriptor
+    novelty = _current_novelty(potential)
+    if novelty is not None:
+        archive["novelty"] = {k: v.detach().cpu().clone() for k, v in novelty.tensors().items()}
+        meta["novelty"] = novelty.metadata()
+    archive["metadata"] = json.dumps(meta, sort_keys=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION,
-                "metadata": json.dumps(meta, sort_keys=True), "state_dict": state}, tmp)
+    torch.save(archive, tmp)
     tmp.replace(path)
     potential.metadata = meta
     return path
+
+
+def _current_novelty(potential: Potential) -> Novelty | None:
+    """``potential.novelty`` if it still matches the model's descriptor; a one-line warning (and ``None``)
+    when the descriptor changed since it was fitted (fine-tuning)."""
+    novelty = getattr(potential, "novelty", None)
+    if novelty is None or novelty.digest == descriptor_digest(potential):
+        return novelty
+    warnings.warn("the model's descriptor changed since its novelty data were fitted: they are not saved; refit "
+                  "them: atomflux novelty MODEL TRAIN.extxyz -o OUT.pt", RuntimeWarning, stacklevel=3)
+    return None
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -248,7 +270,15 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
                            ("floor_stress", "uncertainty_floor_stress")):
         if calibration.get(key) is not None:
             setattr(potential, attribute, float(calibration[key]))
-    return place(potential, dtype, device)
+    potential = place(potential, dtype, device)
+    if "novelty" in archive:
+        try:
+            stored = Novelty.from_stored(descriptor_model(potential).species, archive["novelty"],
+                                         meta.get("novelty", {}))
+            attach_novelty(potential, stored)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+    return potential
 
 
 def _foreign_potential(spec: str, trust: bool) -> ForeignPotential:

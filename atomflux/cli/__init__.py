@@ -33,12 +33,12 @@ import traceback
 import warnings
 from typing import Iterator, NoReturn
 
-from . import (demo, distill, ferroelectric, hamiltonian, ipi, kappa, lammps, md, segregation, symmetry, train,
-               transport, uncertainty)
+from . import (demo, distill, ferroelectric, hamiltonian, ipi, kappa, lammps, md, novelty, segregation, symmetry,
+               train, transport, uncertainty)
 from .arguments import DefaultsHelpFormatter
 
 #: sub-command modules, in the order ``atomflux --help`` lists them
-COMMAND_MODULES = (train, md, uncertainty, kappa, transport, lammps, ipi, hamiltonian, symmetry, segregation,
+COMMAND_MODULES = (train, md, uncertainty, novelty, kappa, transport, lammps, ipi, hamiltonian, symmetry, segregation,
                    ferroelectric, distill, demo)
 
 #: optional packages and the extra that installs them

@@ -1,4 +1,4 @@
-"""Extrapolation guard for ASE MD: log the uncertainty, warn or stop above a threshold."""
+"""Extrapolation guard for ASE MD: log the uncertainty (or the novelty grade), warn or stop above a threshold."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+
+
+#: unit of each guarded quantity
+UNITS = {"energy": "eV/atom", "forces": "eV/Å", "novelty": "dimensionless"}
 
 
 class ExtrapolationError(RuntimeError):
@@ -24,17 +28,23 @@ class UncertaintyGuard:
         :class:`~atomflux.AtomfluxCalculator` (shallow ensemble, LLPR) or a
         :class:`~atomflux.calculators.Committee` of calculators (the members'
         spread); any calculator reporting ``energy_uncertainty`` /
-        ``forces_uncertainty`` works.
+        ``forces_uncertainty`` works.  ``quantity="novelty"`` needs an
+        :class:`~atomflux.AtomfluxCalculator` whose model carries novelty data
+        (:mod:`atomflux.uncertainty.novelty`; ``atomflux novelty``).
     threshold
-        Largest accepted uncertainty: eV/atom for ``quantity="energy"``
+        Largest accepted value: eV/atom for ``quantity="energy"``
         (energy σ divided by the number of atoms), eV/Å for ``"forces"``
-        (largest per-atom force σ norm).
+        (largest per-atom force σ norm), dimensionless for ``"novelty"``
+        (largest per-atom extrapolation grade; 1 = as far from the training
+        atoms' descriptors as the farthest training atom).
     quantity
-        ``"energy"`` or ``"forces"``.
+        ``"energy"``, ``"forces"`` or ``"novelty"``.  Only the novelty grade
+        sees environments that every fit extrapolates the same way (a bias that
+        all members of an ensemble or committee share, so their σ stays small).
     action
         ``"stop"`` raises :class:`ExtrapolationError`; ``"warn"`` warns and goes on.
     logfile
-        Text file receiving ``step uncertainty`` lines.
+        Text file receiving ``check value`` lines.
     save
         Where offending frames are written (extxyz): the first frame of each
         excursion above the threshold.
@@ -46,16 +56,15 @@ class UncertaintyGuard:
     def __init__(self, atoms: Atoms, threshold: float, quantity: str = "energy", action: str = "stop",
                  logfile: str | Path | None = None, save: str | Path = "extrapolation.extxyz",
                  warn_every: float = 30.0) -> None:
-        if quantity not in ("energy", "forces"):
-            raise ValueError("quantity must be 'energy' or 'forces'")
+        if quantity not in UNITS:
+            raise ValueError(f"quantity must be one of {', '.join(map(repr, UNITS))}, got {quantity!r}")
         if action not in ("stop", "warn"):
             raise ValueError("action must be 'stop' or 'warn'")
         self.atoms, self.threshold, self.quantity, self.action = atoms, float(threshold), quantity, action
         self.save = Path(save)
         self.log = open(logfile, "w") if logfile else None
         if self.log:
-            unit = "eV/atom" if quantity == "energy" else "eV/Å"
-            self.log.write(f"# call  {quantity}_uncertainty ({unit})\n")
+            self.log.write(f"# call  {self.label.replace(' ', '_')} ({UNITS[quantity]})\n")
         self.history: list[float] = []
         self.triggered = False
         self.warn_every = float(warn_every)
@@ -65,10 +74,18 @@ class UncertaintyGuard:
         self._last_warning = -float("inf")
         self._unreported: list[float] = []  # values above the threshold not yet warned about
 
+    @property
+    def label(self) -> str:
+        """What is guarded, as messages name it."""
+        return "novelty grade" if self.quantity == "novelty" else f"{self.quantity} uncertainty"
+
     def current(self) -> float:
+        """The guarded value at the atoms' current positions (see ``threshold`` for units)."""
         calc = self.atoms.calc
         if calc is None:
             raise ValueError("atoms have no calculator")
+        if self.quantity == "novelty":
+            return self._largest_grade(calc)
         if f"{self.quantity}_uncertainty" not in getattr(calc, "implemented_properties", ()):
             raise ValueError(f"{type(calc).__name__} reports no {self.quantity} uncertainty: use a model with "
                              "uncertainty (shallow ensemble, LLPR) or a Committee of calculators")
@@ -76,6 +93,15 @@ class UncertaintyGuard:
             return float(calc.get_property("energy_uncertainty", self.atoms)) / len(self.atoms)
         sigma = calc.get_property("forces_uncertainty", self.atoms)
         return float(np.linalg.norm(sigma, axis=1).max())
+
+    def _largest_grade(self, calc) -> float:
+        from .novelty import novelty_grades
+
+        potential = getattr(calc, "potential", None)
+        if potential is None:
+            raise ValueError(f"quantity='novelty' needs an AtomfluxCalculator with one atomflux model, not "
+                             f"{type(calc).__name__} (a committee has no single descriptor)")
+        return float(novelty_grades(potential, self.atoms).max())
 
     def __call__(self) -> None:
         value = self.current()
@@ -94,7 +120,7 @@ class UncertaintyGuard:
             ase.io.write(self.save, self.atoms, append=self.save.exists())
             self.n_saved += 1
         self._above = True
-        message = (f"model uncertainty {value:.4g} exceeds threshold {self.threshold:.4g} "
+        message = (f"model {self.label} {value:.4g} exceeds threshold {self.threshold:.4g} "
                    f"({self.quantity}); frame saved to {self.save}")
         if self.action == "stop":
             raise ExtrapolationError(message)
@@ -106,7 +132,7 @@ class UncertaintyGuard:
 
     def _pending_report(self) -> str:
         values, self._unreported = self._unreported, []
-        text = (f"model uncertainty {values[-1]:.4g} exceeds threshold {self.threshold:.4g} ({self.quantity}) at "
+        text = (f"model {self.label} {values[-1]:.4g} exceeds threshold {self.threshold:.4g} ({self.quantity}) at "
                 f"check {len(self.history) - 1}")
         if len(values) > 1:
             text += f"; {len(values)} checks above it since the last warning (largest {max(values):.4g})"
