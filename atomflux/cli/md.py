@@ -1,7 +1,8 @@
 """Molecular dynamics: ``atomflux md`` (and ``--transport`` heat-flux runs).
 
 Plain runs write files (``--trajectory``, ``--log``, with ``--max-uncertainty``
-also ``<trajectory>.uncertainty.log`` and ``<trajectory>.extrapolation.extxyz``)
+also ``<trajectory>.uncertainty.log`` and ``<trajectory>.extrapolation.extxyz``,
+with ``--max-novelty`` ``<trajectory>.novelty.log`` and ``<trajectory>.novel.extxyz``)
 and their record ``<trajectory>.json`` (settings, model fingerprint, version,
 summary).  Files of another run are never overwritten: the command stops and
 names the differences; ``--restart`` moves the old files aside.  The same
@@ -20,7 +21,8 @@ from .model_options import DEFAULT_MODEL, add_model_options
 
 DESCRIPTION = """\
 Plain runs write --trajectory and --log (with --max-uncertainty also
-<trajectory>.uncertainty.log and <trajectory>.extrapolation.extxyz) and the record
+<trajectory>.uncertainty.log and <trajectory>.extrapolation.extxyz, with
+--max-novelty <trajectory>.novelty.log and <trajectory>.novel.extxyz) and the record
 <trajectory>.json (settings, model fingerprint, version, summary). They have no
 checkpoints: interrupted, the same command runs again from the start.
 
@@ -76,16 +78,27 @@ def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     if args.max_uncertainty is RECORDED:
         args.max_uncertainty = recorded_guard_threshold(calc, models)
         print(f"--max-uncertainty {args.max_uncertainty:.4g} eV/atom: the guard threshold recorded in {models[0]}")
+    if args.max_novelty is not None:
+        from ..uncertainty.novelty import novelty_of
+
+        if len(models) != 1:
+            raise ValueError("--max-novelty grades the descriptors of one model; give a single --model (a committee "
+                             "has no single descriptor)")
+        novelty_of(calc.potential, str(models[0]))
     trajectory, log = Path(args.trajectory), Path(args.log)
     record = trajectory.with_suffix(".json")
     guard_files = (trajectory.with_suffix(".uncertainty.log"), trajectory.with_suffix(".extrapolation.extxyz"))
-    outputs = [trajectory, log] + (list(guard_files) if args.max_uncertainty is not None else [])
+    novelty_files = (trajectory.with_suffix(".novelty.log"), trajectory.with_suffix(".novel.extxyz"))
+    outputs = [trajectory, log] + (list(guard_files) if args.max_uncertainty is not None else []) + \
+        (list(novelty_files) if args.max_novelty is not None else [])
     if len({p.resolve() for p in outputs + [record]}) < len(outputs) + 1:
         raise ValueError(f"--trajectory {trajectory} and --log {log} name the same file; give two names")
     parameters = {"structure": fingerprint(atoms), "formula": atoms.get_chemical_formula(),
                   "temperature_K": args.temperature, "steps": args.steps, "timestep_fs": args.timestep,
                   "ensemble": args.ensemble, "seed": args.seed, "interval": args.interval,
                   "max_uncertainty": args.max_uncertainty, "on_extrapolation": args.on_extrapolation}
+    if args.max_novelty is not None:  # absent otherwise: runs recorded before the option compare as before
+        parameters["max_novelty"] = args.max_novelty
     old = open_run_files(record, outputs, "md", parameters, model_record(" ".join(map(str, models)), calc),
                          restart=args.restart)
     if old is not None and old.get("finished"):
@@ -96,14 +109,18 @@ def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     if old is not None:
         print(f"{trajectory} holds this run, interrupted; plain MD has no checkpoints: running it again from step 0")
         guard_files[1].unlink(missing_ok=True)  # appended to by the guard; the rerun writes the same frames again
+        novelty_files[1].unlink(missing_ok=True)
     args.on_interrupt = lambda: (f"{trajectory} and {log} hold the steps done so far; plain MD cannot resume: the "
                                  "same command runs it again from the start (use --transport for resumable runs)")
+    from ..uncertainty import UncertaintyGuard
+
     observers = ()
     if args.max_uncertainty is not None:
-        from ..uncertainty import UncertaintyGuard
-
-        observers = (UncertaintyGuard(atoms, args.max_uncertainty, action=args.on_extrapolation,
-                                      logfile=guard_files[0], save=guard_files[1]),)
+        observers += (UncertaintyGuard(atoms, args.max_uncertainty, action=args.on_extrapolation,
+                                       logfile=guard_files[0], save=guard_files[1]),)
+    if args.max_novelty is not None:
+        observers += (UncertaintyGuard(atoms, args.max_novelty, quantity="novelty", action=args.on_extrapolation,
+                                       logfile=novelty_files[0], save=novelty_files[1]),)
     try:
         summary = run_md(atoms, calc, temperature=args.temperature, steps=args.steps, timestep=args.timestep,
                          ensemble=args.ensemble, trajectory=trajectory, logfile=log, interval=args.interval,
@@ -112,7 +129,8 @@ def _plain_md(atoms, models: list[str], args: argparse.Namespace) -> None:
         for guard in observers:
             guard.close()
     for guard in observers:
-        summary["checks_above_max_uncertainty"] = guard.n_exceeded
+        summary["checks_above_max_novelty" if guard.quantity == "novelty" else "checks_above_max_uncertainty"] = \
+            guard.n_exceeded
     finish_run(record, summary)
     summary["outputs"] = {"trajectory": str(trajectory), "log": str(log), "record": str(record)}
     print(json.dumps(summary, indent=2))
@@ -141,6 +159,9 @@ def _npt_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     if args.max_uncertainty is not None:
         raise ValueError("--max-uncertainty applies to plain NVE/Langevin MD; check the structures of an NPT run "
                          "with a plain run or `atomflux calibrate`")
+    if args.max_novelty is not None:
+        raise ValueError("--max-novelty applies to plain NVE/Langevin MD; check the structures of this run with a "
+                         "plain run or `atomflux novelty MODEL TRAIN.extxyz -o OUT.pt --check STRUCTURES`")
     calc = make_calculator(models, uncertainty=False, trust=args.trust_model, dtype=_precision(models, args))
     temperatures = ramp_temperatures(args.temperature_ramp) if args.temperature_ramp else [args.temperature]
     args.on_interrupt = lambda: (f"{args.output} holds the temperatures finished so far (thermo.json); run the "
@@ -172,6 +193,9 @@ def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
     if args.max_uncertainty is not None:
         raise ValueError("--max-uncertainty applies to plain MD only; transport runs use the model without "
                          "uncertainty (check the structures with `atomflux calibrate` or a plain run first)")
+    if args.max_novelty is not None:
+        raise ValueError("--max-novelty applies to plain NVE/Langevin MD; check the structures of this run with a "
+                         "plain run or `atomflux novelty MODEL TRAIN.extxyz -o OUT.pt --check STRUCTURES`")
     calc = AtomfluxCalculator(models[0], uncertainty=False, trust=args.trust_model, dtype=_precision(models, args))
     args.on_interrupt = lambda: (f"{transport_status(args.output)}; run the same command again to resume "
                                  "(it continues from the last checkpoint)")
@@ -186,6 +210,9 @@ def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
 #: ``--max-uncertainty`` given without a number: use the threshold recorded in the model file (not a string,
 #: which argparse would pass through the option's number type)
 RECORDED = object()
+
+#: ``--max-novelty`` given without a number: stop at environments farther out than any training atom's
+DEFAULT_MAX_NOVELTY = 1.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -213,8 +240,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-uncertainty", type=positive(float), nargs="?", const=RECORDED,
                    help="eV/atom: energy uncertainty above which the run stops (or warns) and saves the frame; "
                         "without a number: the guard threshold recorded in a distilled student (atomflux distill)")
+    p.add_argument("--max-novelty", type=positive(float), nargs="?", const=DEFAULT_MAX_NOVELTY, metavar="GRADE",
+                   help="dimensionless: largest per-atom novelty grade (descriptor distance from the training atoms; "
+                        "1 = the farthest training atom) above which the run stops (or warns) and saves the frame; "
+                        f"without a number: {DEFAULT_MAX_NOVELTY:g}. Needs a model with novelty data (atomflux "
+                        "novelty); sees environments that every fit extrapolates alike, where σ stays small")
     p.add_argument("--on-extrapolation", choices=["stop", "warn"], default="stop",
-                   help="what to do when --max-uncertainty is exceeded (warn: rate-limited warnings)")
+                   help="what to do when --max-uncertainty or --max-novelty is exceeded (warn: rate-limited "
+                        "warnings)")
     p.add_argument("--restart", action="store_true",
                    help="outputs of another run are in the way: move them aside (never deleted) and start over")
     npt = p.add_argument_group("NPT runs (--ensemble npt): one folder (-o) with a trajectory per temperature")

@@ -15,6 +15,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from ..training import TrainConfig, read_frames, train
     from ..training.dataset import fingerprint as data_fingerprint
     from ..training.trainer import report
+    from ..uncertainty.novelty import attach_novelty, fit_novelty
 
     output = Path(args.output)
     if output.is_dir():
@@ -70,13 +71,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
           f"learning curve in {folder}{'; resuming' if checkpoint.is_file() else ''})", flush=True)
     result = train(frames, cfg, checkpoint=checkpoint)
     print(report(result))
+    attach_novelty(result.potential, fit_novelty(result.potential, frames))  # for atomflux md --max-novelty
     save_model(result.potential, output, metadata={"run": {k: record[k] for k in ("command", "parameters")}})
     (folder / "history.json").write_text(json.dumps(result.history, indent=1))
     learning_curve(result.history, folder / "learning-curve.png", title=f"{output.name} on {Path(args.data).name}")
     finish_run(folder, {"model_file": str(output), "model_fingerprint": fingerprint(result.potential),
                         "epochs_run": len(result.history), "stopped_early": len(result.history) < cfg.epochs,
                         "metrics": result.metrics})
-    print(f"model written to {output}; learning curve {folder / 'learning-curve.png'}")
+    print(f"model (with novelty data for atomflux md --max-novelty) written to {output}; learning curve {folder / 'learning-curve.png'}")
 
 
 def learning_curve(history: list[dict], path: Path, title: str = "") -> Path:
