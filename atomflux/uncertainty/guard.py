@@ -101,7 +101,9 @@ class UncertaintyGuard:
         if potential is None:
             raise ValueError(f"quantity='novelty' needs an AtomfluxCalculator with one atomflux model, not "
                              f"{type(calc).__name__} (a committee has no single descriptor)")
-        return float(novelty_grades(potential, self.atoms).max())
+        # the calculator's batch from its Verlet list: no second neighbour search
+        batch = calc.batch(self.atoms) if callable(getattr(calc, "batch", None)) else None
+        return float(novelty_grades(potential, self.atoms, batch).max())
 
     def __call__(self) -> None:
         value = self.current()

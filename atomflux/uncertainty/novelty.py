@@ -265,8 +265,10 @@ def novelty_of(potential: Potential, name: str = "the model") -> Novelty:
     return novelty
 
 
-def novelty_grades(potential: Potential, atoms: Atoms) -> np.ndarray:
-    """Per-atom extrapolation grades [N] of ``atoms`` under ``potential`` (which must carry novelty data)."""
+def novelty_grades(potential: Potential, atoms: Atoms, batch: Batch | None = None) -> np.ndarray:
+    """Per-atom extrapolation grades [N] of ``atoms`` under ``potential`` (which must carry novelty data);
+    ``batch``: the atoms' batch when one is at hand (an MD calculator's Verlet list), else built here."""
     novelty = novelty_of(potential)
-    batch = Batch.from_atoms(atoms, potential.cutoff, dtype=descriptor_model(potential).descriptor_mean.dtype)
+    if batch is None:
+        batch = Batch.from_atoms(atoms, potential.cutoff, dtype=descriptor_model(potential).descriptor_mean.dtype)
     return novelty.grades(potential, batch).numpy()
