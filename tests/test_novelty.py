@@ -147,7 +147,8 @@ def test_novelty_bad_inputs_get_one_clear_line(tmp_path, capsys):
 
 
 def test_cli_adds_novelty_and_md_stops_beyond_the_training_atoms(tmp_path, capsys):
-    """`atomflux novelty` writes a model with novelty data (the shipped file untouched); `atomflux md --max-novelty`
+    """`atomflux novelty` writes a model with novelty data (the shipped file untouched), as `atomflux train` does for
+    the model it trains (the largest grade over its training atoms is 1); `atomflux md --max-novelty`
     runs quietly on a cell like the training data and stops (exit 3, frame and log written) on a cell strained
     by 30 %, which no training atom resembles."""
     data = tmp_path / "train.extxyz"
@@ -157,6 +158,10 @@ def test_cli_adds_novelty_and_md_stops_beyond_the_training_atoms(tmp_path, capsy
     text = capsys.readouterr().out
     assert "Cu:" in text and "0 of 9 structures have an atom beyond" in text
     assert getattr(load_model("demo"), "novelty", None) is None
+    trained = tmp_path / "trained.pt"  # atomflux train writes novelty data of its training structures
+    assert main(["train", str(data), "-o", str(trained), "--epochs", "1", "--hidden", "4"]) == 0
+    grades = np.concatenate([novelty_grades(load_model(trained), atoms) for atoms in ase.io.read(data, ":")])
+    assert grades.max() == pytest.approx(1.0, rel=1e-8)
     ase.io.write(tmp_path / "ok.cif", ase.io.read(data, 0))
     ase.io.write(tmp_path / "far.cif", bulk("Cu", "fcc", a=3.6 * 1.3, cubic=True))
     run = ["--model", str(out), "--steps", "6", "--interval", "2", "--max-novelty", "--temperature", "100",
