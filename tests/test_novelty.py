@@ -122,6 +122,26 @@ def test_novelty_survives_saving_and_loading(alloy_model, tmp_path):
         attach_novelty(load_model(tmp_path / "tuned.pt"), model.novelty)
 
 
+@pytest.mark.parametrize("architecture", ["LongRangePotential", "UnconstrainedPotential", "demo-llpr"])
+def test_every_descriptor_architecture_stores_its_novelty(architecture, tmp_path):
+    """Long-range and unconstrained models and an LLPR wrapper (its base's descriptor) fit, save and load novelty
+    data: the largest grade over the training atoms is 1 and the loaded model grades new structures alike."""
+    from atomflux.models import ARCHITECTURES
+
+    if architecture == "demo-llpr":
+        model, structures = load_model("demo-llpr"), alloy_structures(3, seed=2)
+    else:
+        model = ARCHITECTURES[architecture](["Na", "Cl"], cutoff=4.0, hidden=[8]).double()
+        structures = [bulk("NaCl", "rocksalt", a=5.6).repeat(2) for _ in range(3)]
+        for k, atoms in enumerate(structures):
+            atoms.rattle(0.1, seed=k)
+    attach_novelty(model, fit_novelty(model, structures[:2]))
+    assert max(novelty_grades(model, atoms).max() for atoms in structures[:2]) == pytest.approx(1.0, rel=1e-8)
+    loaded = load_model(save_model(model, tmp_path / "model.pt"))
+    np.testing.assert_allclose(novelty_grades(loaded, structures[2]), novelty_grades(model, structures[2]),
+                               rtol=1e-12)
+
+
 def test_novelty_bad_inputs_get_one_clear_line(tmp_path, capsys):
     """A model without novelty data, a model without descriptors, an existing output file, a committee."""
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)

@@ -29,9 +29,11 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from ..models import LongRangePotential
 from ..models.base import Potential
 from ..progress import progress
 from ..systems import Batch
+from .llpr import LLPR
 
 #: state-dict entries of a descriptor model that act after the descriptor (not part of the digest)
 READOUT_PREFIXES = ("backbone.", "last_layer.", "baseline", "energy_scale")
@@ -49,10 +51,9 @@ def descriptor_model(potential: Potential) -> Potential:
     ValueError
         For any other model (third-party models, analytic potentials, averaged models).
     """
-    inner = potential
-    for attribute in ("base", "short_range"):
-        if type(inner).__name__ in ("LLPR", "LongRangePotential") and hasattr(inner, attribute):
-            inner = getattr(inner, attribute)
+    inner = potential.base if isinstance(potential, LLPR) else potential
+    if isinstance(inner, LongRangePotential):
+        inner = inner.short_range
     if not (hasattr(inner, "descriptors") and hasattr(inner, "descriptor_mean") and hasattr(inner, "descriptor_std")):
         raise ValueError(f"{type(potential).__name__} exposes no per-atom descriptors, so it has no novelty grade; "
                          "novelty works for atomflux's descriptor models (PowerSpectrumPotential, LongRangePotential, "
