@@ -42,7 +42,7 @@ from .models import ARCHITECTURES, Potential
 from .symmetry.potential import AveragedPotential
 from .symmetry.spec import split_average
 from .uncertainty.llpr import LLPR
-from .uncertainty.novelty import Novelty, attach_novelty, descriptor_digest, descriptor_model
+from .uncertainty.novelty import Novelty, attach_novelty, carried_novelty, descriptor_digest, descriptor_model
 
 FORMAT = "atomflux-model"
 FORMAT_VERSION = 1
@@ -119,9 +119,9 @@ def save_model(potential: Potential, path: str | Path, metadata: dict[str, Any] 
 
 
 def _current_novelty(potential: Potential) -> Novelty | None:
-    """``potential.novelty`` if it still matches the model's descriptor; a one-line warning (and ``None``)
-    when the descriptor changed since it was fitted (fine-tuning)."""
-    novelty = getattr(potential, "novelty", None)
+    """The novelty data of ``potential`` (its own, or its LLPR base's) if they still match the model's descriptor;
+    a one-line warning (and ``None``) when the descriptor changed since they were fitted (fine-tuning)."""
+    novelty = carried_novelty(potential)
     if novelty is None or novelty.digest == descriptor_digest(potential):
         return novelty
     warnings.warn("the model's descriptor changed since its novelty data were fitted: they are not saved; refit "

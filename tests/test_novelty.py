@@ -3,6 +3,8 @@ training atoms, in units of the farthest training atom.  It stops MD of a Cu3 is
 model that never saw a cluster, where every σ (LLPR, shallow ensembles, committees) stays small
 (``test_calibration.py``, ``test_committee_guard.py``: strict xfails)."""
 
+import warnings
+
 import ase.io
 import numpy as np
 import pytest
@@ -17,7 +19,8 @@ from atomflux.cli import main
 from atomflux.models import LennardJones, PowerSpectrumPotential
 from atomflux.reference_data import emt_dataset
 from atomflux.systems import Batch
-from atomflux.uncertainty import ExtrapolationError, UncertaintyGuard, fit_novelty, novelty_grades
+from atomflux.training import read_frames
+from atomflux.uncertainty import ExtrapolationError, UncertaintyGuard, add_llpr, fit_novelty, novelty_grades
 from atomflux.uncertainty.novelty import attach_novelty
 from test_calibration import cluster_free_config, cluster_free_frames, cluster_on_surface
 
@@ -100,8 +103,9 @@ def test_grade_equals_numpy_mahalanobis_from_ledoit_wolf_covariance(alloy_model)
 
 def test_novelty_survives_saving_and_loading(alloy_model, tmp_path):
     """Stored as tensors + JSON: the loaded model (float64, and float32 as MD runs it) gives the same grades; the
-    metadata names the training atoms per species; a model whose descriptor changed after fitting is saved
-    without them (warning), and novelty data of another model are refused."""
+    metadata names the training atoms per species; an LLPR fitted on the loaded model keeps them (its base's
+    descriptor); a model whose descriptor changed after fitting is saved without them (warning), and novelty data
+    of another model are refused."""
     model, training = alloy_model
     attach_novelty(model, fit_novelty(model, training))
     path = save_model(model, tmp_path / "with-novelty.pt")
@@ -113,6 +117,12 @@ def test_novelty_survives_saving_and_loading(alloy_model, tmp_path):
     assert sum(loaded.metadata["novelty"]["n_atoms"].values()) == sum(len(a) for a in training)
     assert torch.load(path, weights_only=True)["novelty"]["precision"].shape == (2, model.n_descriptors,
                                                                                 model.n_descriptors)
+    labelled = read_frames(emt_dataset(n_trajectories=2, snapshots=2, elements=("Cu", "Ni"), seed=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a calibration on two structures: a wide factor interval
+        llpr = add_llpr(loaded, labelled[:2], labelled[2:])
+    llpr_file = load_model(save_model(llpr, tmp_path / "llpr.pt"))  # LLPR keeps its base's novelty data
+    np.testing.assert_allclose(novelty_grades(llpr_file, probe), novelty_grades(model, probe), rtol=1e-12)
     with torch.no_grad():
         loaded.radial_weights.mul_(1.1)  # as if fine-tuned
     with pytest.warns(RuntimeWarning, match="descriptor changed"):

@@ -256,9 +256,22 @@ def attach_novelty(potential: Potential, novelty: Novelty) -> Potential:
     return potential
 
 
-def novelty_of(potential: Potential, name: str = "the model") -> Novelty:
-    """``potential.novelty``, or a one-line ``ValueError`` naming how to add it."""
+def carried_novelty(potential: Potential) -> Novelty | None:
+    """``potential.novelty``, else that of the descriptor model inside it (an LLPR fitted on a model with novelty
+    data shares its base's descriptor, so it keeps them), else ``None``."""
     novelty = getattr(potential, "novelty", None)
+    if novelty is None:
+        try:
+            novelty = getattr(descriptor_model(potential), "novelty", None)
+        except ValueError:
+            return None
+    return novelty
+
+
+def novelty_of(potential: Potential, name: str = "the model") -> Novelty:
+    """The novelty data of ``potential`` (:func:`carried_novelty`), or a one-line ``ValueError`` naming how to
+    add them."""
+    novelty = carried_novelty(potential)
     if novelty is None:
         descriptor_model(potential)  # a model without descriptors: say so first
         raise ValueError(f"{name} has no novelty data (the training atoms' descriptor statistics); add them: "
