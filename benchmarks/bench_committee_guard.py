@@ -14,8 +14,7 @@ population std, the same per-atom quantity as for ensembles) of 3, 4 and 5 membe
 architecture (cutoff, widths, depth, channels, l_max), and width/depth; the single model's LLPR and post-hoc
 shallow ensemble for reference.  Then atomflux's LLPR (``add_llpr``) with features beyond the last layer
 (both hidden layers; the standardised descriptor as well), on a two-hidden-layer model, on static lifts of
-the island; and the per-atom
-Mahalanobis distance of the standardised descriptor from the training atoms.
+the island.  The descriptor novelty grade, which does see the island, is ``bench_novelty.py``'s.
 
 Writes ``benchmarks/results/bench_committee_guard.{json,md}`` and the section between the
 ``bench_committee_guard`` markers of ``docs/benchmarks.md``.
@@ -182,36 +181,6 @@ def llpr_beyond_last_layer(model, frames: list, held_out: list) -> list[dict]:
     return rows
 
 
-def descriptor_distance(model, frames: list, held_out: list) -> dict:
-    """Per-atom Mahalanobis distance of the standardised descriptor from the training atoms' distribution."""
-    first = next(layer for layer in model.backbone if isinstance(layer, torch.nn.Linear))
-
-    def descriptors(structure) -> np.ndarray:
-        captured = []
-        hook = first.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
-        batch = Batch.from_atoms(structure, model.cutoff)
-        with torch.no_grad():
-            model(batch, batch.pair_vectors())
-        hook.remove()
-        return captured[0][:, :model.n_descriptors].numpy()
-
-    training = np.concatenate([descriptors(f.atoms) for f in frames])
-    mean, covariance = training.mean(0), np.cov(training.T)
-    inverse = np.linalg.inv(covariance + 1e-6 * np.trace(covariance) / len(covariance) * np.eye(len(covariance)))
-
-    def distance(x: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.einsum("nd,de,ne->n", x - mean, inverse, x - mean))
-
-    atoms, n_slab = cluster_on_surface(kick=0.0)
-    island = {}
-    for lift in (0.0, 0.5, 1.0, 2.0, 3.0, 5.0):
-        lifted = atoms.copy()
-        lifted.positions[n_slab:, 2] += lift
-        island[lift] = float(distance(descriptors(lifted))[n_slab:].max())
-    return {"in_domain_max": float(max(distance(descriptors(f.atoms)).max() for f in held_out)),
-            "n_training_atoms": len(training), "island": island}
-
-
 def yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -240,15 +209,13 @@ def llpr_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(committees: list[dict], llpr: list[dict], distance: dict) -> str:
-    island = ", ".join(f"+{lift:g} Å: {d:.0f}" for lift, d in distance["island"].items())
+def markdown(committees: list[dict], llpr: list[dict]) -> str:
     return ("Committees and the single model's last-layer uncertainty (force σ and errors in eV/Å; the island's "
             f"MD in place and kicked, detached = more than {DETACHED} Å above the slab):\n\n"
             + committee_table(committees)
             + "\nLLPR beyond the last layer (model with hidden [16, 16]; static lifts of the island, σ and error "
               "the largest over its atoms):\n\n" + llpr_table(llpr)
-            + f"\nPer-atom Mahalanobis distance of the standardised descriptor ({distance['n_training_atoms']} "
-              f"training atoms): largest in-domain {distance['in_domain_max']:.0f}; island {island}.\n")
+            + "\nWhat does see the island, the descriptor novelty grade: `bench_novelty.py` (next section).\n")
 
 
 def main() -> None:
@@ -272,11 +239,10 @@ def main() -> None:
     committees += [measure(label, AtomfluxCalculator(model), held_out) for label, model in single.items()]
     deep = train(frames, cluster_free_config(seed=0, hidden=[16, 16])).potential
     llpr = llpr_beyond_last_layer(deep, frames, held_out)
-    distance = descriptor_distance(base, frames, held_out)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench_committee_guard.json").write_text(json.dumps(
-        {"committees": committees, "llpr_beyond_last_layer": llpr, "descriptor_distance": distance}, indent=1))
-    text = markdown(committees, llpr, distance)
+        {"committees": committees, "llpr_beyond_last_layer": llpr}, indent=1))
+    text = markdown(committees, llpr)
     (OUT / "bench_committee_guard.md").write_text(text)
     print(text)
     print(f"total {time.perf_counter() - start:.0f} s")
