@@ -323,6 +323,7 @@ class LLPR(Potential):
         for q in QUANTITIES:
             self.__dict__.pop(f"uncertainty_scale_{q}", None)
             self.__dict__.pop(f"uncertainty_floor_{q}", None)
+        self.__dict__.pop("uncertainty_locality_forces", None)  # fitted on top of these factors: refit it after
         for q in quantities[1:]:  # forces, stress: factor and observation-noise floor of the predictive σ
             squares, r2 = projected[q]
             v = (squares / (eigenvalues + reg)).sum(1).clamp(min=1e-300)
