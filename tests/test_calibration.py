@@ -281,8 +281,10 @@ def test_stress_test_structures_are_what_they_claim():
 
 
 #: stress-test structures per category: ≥ 90 % within 3σ is a bound on a fraction, and with 8 structures per
-#: category it allows no miss of a category's 8 energies at all (one honest 3σ miss in 8 reads as 87.5 %); with 20 it
-#: allows 2 (a σ that covers 90 % passes with probability 0.68, one that covers 99.7 % with 0.9999)
+#: category it allows no miss of a category's 8 energies at all (one 3σ miss in 8 reads as 87.5 %); 20 allow 2.
+#: The demo's marginal category is surface energies: pooled over the 8- and 20-per-category draws of seeds
+#: 2024-2026, 10 of 84 miss 3σ (12 %), all too low (backbone bias −0.03 to −0.045 eV/atom; a last-layer refit
+#: does not remove it) — 3/8 on seeds 2025 and 2026 at 8 per category, 2/20, 1/20, 0/20 at 20
 STRESS_TEST_PER_CATEGORY = 20
 #: fresh seeds: none the demo models were fitted or calibrated with (training 0/1/100-106, off-domain calibration 3000)
 STRESS_TEST_SEEDS = [2024, pytest.param(2025, marks=pytest.mark.slow), pytest.param(2026, marks=pytest.mark.slow)]
@@ -298,7 +300,7 @@ def stress_test(request):
     "demo",
     pytest.param("demo-llpr", marks=pytest.mark.xfail(strict=True, reason="issue 18 bound not met yet: within 3σ over "
                                                       "seeds 2024/2025/2026 (20 per category), dimer forces "
-                                                      "80/80/77.5 %, surface energies 65/70/100 %, strong-strain "
+                                                      "80/80/77.5 %, surface energies 65/70/95 %, strong-strain "
                                                       "energies 70/70/80 % (see docs/benchmarks.md)"))])
 def test_shipped_models_are_honest_off_the_training_domain(name, stress_test):
     """In every stress-test category at least 90 % of |error|/σ are below 3, for energies and force components."""
