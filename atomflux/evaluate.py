@@ -67,8 +67,10 @@ potential's calibrated ``uncertainty_scale``, is the uncertainty (forces and
 stress σ carry their own factors ``uncertainty_scale_forces`` /
 ``uncertainty_scale_stress`` where calibrated, and a noise floor τ added in
 quadrature, ``uncertainty_floor_forces`` / ``uncertainty_floor_stress``: the
-predictive σ' = √(α²σ² + τ²); the members' forces and stress stay the
-derivatives of their energies).  A
+predictive σ' = √(α²σ² + τ²); an atom's force σ is at least c σ_E,i / r_c,
+its energy σ over the cutoff, where ``uncertainty_locality_forces`` = c is
+calibrated; the members' forces and stress stay the derivatives of their
+energies).  A
 potential with an ``energy_variance(features_sum)`` method (LLPR) gives the
 energy variance in closed form instead of from samples.
 """
@@ -755,7 +757,9 @@ def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch,
     # stress carries their own calibration factors
     if forces:
         results.forces_ensemble, sigma = _spread(totals.member_forces, results.forces, scale)
-        results.forces_uncertainty = _with_floor(sigma * _factor(potential, "forces", scale), potential, "forces")
+        results.forces_uncertainty = _with_locality(
+            _with_floor(sigma * _factor(potential, "forces", scale), potential, "forces"), potential,
+            results.energies_uncertainty)
     if stress:
         results.stress_ensemble, sigma = _spread(_stress(totals.member_virial, batch), results.stress, scale)
         results.stress_uncertainty = _with_floor(sigma * _factor(potential, "stress", scale), potential, "stress")
@@ -784,6 +788,22 @@ def _with_floor(sigma: torch.Tensor, potential: torch.nn.Module, quantity: str) 
     """√(σ² + τ²) with the calibrated noise floor τ = ``uncertainty_floor_<quantity>`` (same unit as σ), where set."""
     floor = getattr(potential, f"uncertainty_floor_{quantity}", None)
     return sigma if not floor else torch.sqrt(sigma**2 + float(floor) ** 2)
+
+
+def _with_locality(sigma: torch.Tensor, potential: torch.nn.Module, atom_sigma: torch.Tensor) -> torch.Tensor:
+    """Force σ [N, 3] of an atom at least its energy σ over the cutoff: √(σ² + (c σ_E,i / r_c)²), eV/Å.
+
+    An atom whose energy the model cannot pin to better than σ_E,i (eV) cannot know its
+    energy's gradient over the cutoff length r_c (Å) better than ~σ_E,i / r_c either; the
+    coefficient c = ``uncertainty_locality_forces`` (metadata ``calibration.locality_forces``,
+    fitted by :func:`atomflux.uncertainty.report.fit_force_locality`) is absent or 0 for models
+    calibrated without it.
+    """
+    coefficient = getattr(potential, "uncertainty_locality_forces", None)
+    if not coefficient:
+        return sigma
+    term = float(coefficient) / float(potential.cutoff) * atom_sigma.to(sigma.dtype)[:, None]
+    return torch.sqrt(sigma**2 + term**2)
 
 
 def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],

@@ -267,7 +267,8 @@ def load_model(name_or_path: str | Path, dtype: torch.dtype | str | None = None,
     calibration = meta.get("uncertainty", {}).get("calibration", {})
     for key, attribute in (("scale", "uncertainty_scale"), ("scale_forces", "uncertainty_scale_forces"),
                            ("scale_stress", "uncertainty_scale_stress"), ("floor_forces", "uncertainty_floor_forces"),
-                           ("floor_stress", "uncertainty_floor_stress")):
+                           ("floor_stress", "uncertainty_floor_stress"),
+                           ("locality_forces", "uncertainty_locality_forces")):
         if calibration.get(key) is not None:
             setattr(potential, attribute, float(calibration[key]))
     potential = place(potential, dtype, device)

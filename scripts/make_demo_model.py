@@ -22,19 +22,32 @@
    calibration set one factor for energies, a factor and a noise floor for
    forces and stress).
 5. ``atomflux/data/demo-llpr.pt``: the base with LLPR (covariance from
-   training energies, forces and stress; ς, α per quantity and the force and
-   stress noise floors calibrated on the calibration set).
+   training energies, forces and stress, each off-domain category with its own
+   noise level: the model fits dimers and clusters far worse than the bulk, and
+   those few structures must not pin the weights as if they were bulk-precise;
+   ς, α per quantity and the force and stress noise floors calibrated on the
+   calibration set).
+6. Both models: the force σ term c·σ_E,i/r_c (an atom's energy σ over the
+   cutoff, :func:`atomflux.uncertainty.report.fit_force_locality`), c fitted by
+   the NLL of the calibration set plus off-domain calibration structures
+   (:func:`~atomflux.reference_data.stress_test_dataset`, seed 3000, 16 per
+   category, no isolated atoms; the stress test's seeds 2024-2026 are never used).
 
-``--recalibrate`` redoes only the calibration of steps 4 and 5 on the shipped
-files (how the shipped models got their force/stress noise floors; members,
-covariance and weights are unchanged, so the in-domain RMSE is too).
+``--recalibrate`` redoes steps 4-6's uncertainty on the shipped files without
+touching their predictions (ensemble members and the base's weights unchanged,
+so the in-domain RMSE is too): the ensemble's calibration, LLPR's covariance
+and calibration, and c.  The shipped files of issue 18 (d) came from
+``python scripts/make_demo_model.py --recalibrate``.
 
 Why the off-domain data: a model trained on bulk alone maps an isolated atom
 or a dimer to last-layer features that its training set already spans, so no
 last-layer uncertainty (LLPR or shallow ensemble) can see those errors — the
 smallest eigenvalue of the bulk-only covariance stays far above any prior.
 A few off-domain structures give those environments their own feature
-directions, sparsely sampled, where the posterior stays wide.
+directions, sparsely sampled, where the posterior stays wide — provided their
+observations carry their own, larger noise (step 5): with the bulk's noise
+their many force components pin those directions as tightly as the bulk's
+(LLPR energy σ of a dimer 0.04 eV/atom against errors of 0.2).
 
 The demo models demonstrate the machinery on EMT; they are not physical
 models of these metals.
@@ -55,6 +68,7 @@ from atomflux.training.trainer import report
 from atomflux.uncertainty import add_llpr, fit_shallow_ensemble
 from atomflux.uncertainty.ensemble import recalibrate_ensemble
 from atomflux.uncertainty.lastlayer import last_layer_design
+from atomflux.uncertainty.report import fit_force_locality
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build"
@@ -66,6 +80,10 @@ TRAIN_CONFIG = TrainConfig(epochs=300, patience=300, learning_rate=2e-3, seed=0,
 OFF_DOMAIN = {"dimer": 24, "cluster": 16, "surface": 8, "vacancies": 6, "interstitial": 6, "strong_strain": 8,
               "melt": 8}
 OFF_DOMAIN_SEED = 100
+#: off-domain structures that fix the force-locality coefficient c (isolated atoms left out: every seed gives the same)
+OFF_DOMAIN_CALIBRATION = {"seed": 3000, "per_category": 16,
+                          "categories": ["dimer", "cluster", "surface", "vacancies", "interstitial", "strong_strain",
+                                         "melt"]}
 
 
 def bulk_frames(path: Path, seed: int, n_trajectories: int, snapshots: int) -> list:
@@ -75,7 +93,8 @@ def bulk_frames(path: Path, seed: int, n_trajectories: int, snapshots: int) -> l
     return read_frames(path)
 
 
-def off_domain_frames(path: Path) -> list:
+def off_domain_structures(path: Path) -> list:
+    """The off-domain training structures (Atoms with ``info["category"]``)."""
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         structures = []
@@ -83,12 +102,26 @@ def off_domain_frames(path: Path) -> list:
             structures += stress_test_dataset(per_category=count, seed=OFF_DOMAIN_SEED + k,
                                               categories=[category])[category]
         ase.io.write(path, structures)
-    return read_frames(path)
+    return ase.io.read(path, ":")
 
 
 def training_frames() -> list:
-    return bulk_frames(BUILD / "demo-train.extxyz", seed=0, n_trajectories=48, snapshots=8) + off_domain_frames(
-        BUILD / "demo-offdomain.extxyz")
+    return bulk_frames(BUILD / "demo-train.extxyz", seed=0, n_trajectories=48, snapshots=8) + read_frames(
+        off_domain_structures(BUILD / "demo-offdomain.extxyz"))
+
+
+def training_groups() -> list[str]:
+    """The noise group of every training structure, in :func:`training_frames` order: "bulk" or its category."""
+    bulk = len(bulk_frames(BUILD / "demo-train.extxyz", seed=0, n_trajectories=48, snapshots=8))
+    return ["bulk"] * bulk + [a.info["category"] for a in off_domain_structures(BUILD / "demo-offdomain.extxyz")]
+
+
+def locality_frames() -> list:
+    """Held-out frames that fix the force-locality coefficient: the calibration set plus off-domain structures."""
+    path = BUILD / "demo-offdomain-calibration.extxyz"
+    if not path.is_file():
+        ase.io.write(path, [a for v in stress_test_dataset(**OFF_DOMAIN_CALIBRATION).values() for a in v])
+    return calibration_frames() + read_frames(path)
 
 
 def calibration_frames() -> list:
@@ -110,10 +143,11 @@ def rms(design) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "atomflux" / "data")
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "atomflux" / "data",
+                        help="where demo.pt and demo-llpr.pt are written (and read, with --recalibrate)")
     parser.add_argument("--recalibrate", action="store_true",
-                        help="only recalibrate the models in --output-dir on the calibration set (members, "
-                             "covariance and weights unchanged)")
+                        help="only redo the uncertainty of the models in --output-dir (ensemble calibration, "
+                             "LLPR covariance and calibration, force locality); predictions unchanged")
     args = parser.parse_args()
     if args.recalibrate:
         recalibrate(args.output_dir)
@@ -129,22 +163,31 @@ def main() -> None:
     frames, calibration = frames.corrected(delta), calibration.corrected(delta)
     print(f"last layer refitted by weighted least squares: RMS residuals {rms(frames)} on the training set")
     ensemble = fit_shallow_ensemble(base, frames, calibration, n_members=8, loss="nll", progress=True)
+    fit_force_locality(ensemble, locality_frames())
     save_model(ensemble, args.output_dir / "demo.pt")
     print(f"wrote {args.output_dir / 'demo.pt'}: {ensemble.metadata['uncertainty']}")
-    llpr = add_llpr(base, frames, calibration, progress=True)
+    llpr = add_llpr(base, frames, calibration, groups=training_groups(), progress=True)
+    fit_force_locality(llpr, locality_frames())
     save_model(llpr, args.output_dir / "demo-llpr.pt")
     print(f"wrote {args.output_dir / 'demo-llpr.pt'}: {llpr.metadata['uncertainty']}")
 
 
 def recalibrate(directory: Path) -> None:
-    """Step 4's and 5's calibration alone, on the shipped models (after a change of the calibration method)."""
+    """Steps 4-6's uncertainty alone, on the shipped models (predictions unchanged)."""
     ensemble, llpr = load_model(directory / "demo.pt"), load_model(directory / "demo-llpr.pt")
     calibration = last_layer_design(llpr, calibration_frames(), progress=True)   # the two share the base
     print(f"demo: {ensemble.metadata['uncertainty']['calibration']} ->")
-    print(f"      {recalibrate_ensemble(ensemble, calibration)}")
+    recalibrate_ensemble(ensemble, calibration)
+    fit_force_locality(ensemble, locality_frames())
+    print(f"      {ensemble.metadata['uncertainty']['calibration']}")
     save_model(ensemble, directory / "demo.pt")
     print(f"demo-llpr: {llpr.metadata['uncertainty']['calibration']} ->")
+    groups = training_groups()
+    fit = llpr.metadata["uncertainty"]["fit"]
+    fit["weights"] = llpr.fit_observations(last_layer_design(llpr, training_frames(), progress=True), groups=groups)
+    fit["noise_groups"] = sorted(set(groups))
     llpr.metadata["uncertainty"]["calibration"] = llpr.calibrate_observations(calibration)
+    fit_force_locality(llpr, locality_frames())
     print(f"           {llpr.metadata['uncertainty']['calibration']}")
     save_model(llpr, directory / "demo-llpr.pt")
 

@@ -123,6 +123,29 @@ def scale_and_floor(errors: np.ndarray, sigmas: np.ndarray) -> tuple[float, floa
     return float(np.sqrt(np.exp(best.x[0]) * alpha2)), float(np.sqrt(np.exp(best.x[1]) * unit))
 
 
+def added_term_coefficient(errors: np.ndarray, sigmas: np.ndarray, terms: np.ndarray) -> float:
+    """Coefficient c ≥ 0 of the predictive σ' = √(σ² + c² t²) that minimises the Gaussian NLL of ``errors``.
+
+    σ is an already calibrated uncertainty, t a second, independent source of
+    error of the same unit (e.g. an atom's energy σ over the cutoff length for
+    its force components); 0 when the term does not improve the NLL.
+    """
+    from scipy.optimize import minimize_scalar
+
+    e, s = _check(errors, sigmas)
+    t = np.ravel(terms).astype(float)
+    if t.shape != e.shape:
+        raise ValueError(f"errors {e.shape} and terms {t.shape} differ in shape")
+
+    def nll(coefficient: float) -> float:
+        variance = s**2 + (coefficient * t) ** 2
+        return float(np.mean(np.log(variance) + e**2 / variance))
+
+    scale = float(np.sqrt(np.mean(e**2)) / max(float(np.sqrt(np.mean(t**2))), 1e-300))
+    best = minimize_scalar(lambda log_c: nll(np.exp(log_c) * scale), bounds=(-12.0, 6.0), method="bounded")
+    return float(np.exp(best.x) * scale) if best.fun < nll(0.0) else 0.0
+
+
 @dataclass
 class CalibrationReport:
     """Calibration of one quantity (energies per atom, force components ...)."""

@@ -172,6 +172,7 @@ def _calibrate(ensemble: PowerSpectrumPotential, validation: LastLayerDesign, ce
     """
     for q in QUANTITIES:
         ensemble.__dict__.pop(f"uncertainty_floor_{q}", None)
+    ensemble.__dict__.pop("uncertainty_locality_forces", None)  # fitted on top of these factors: refit it after
     calibration = {}
     for q in validation.quantities():
         obs = getattr(validation, q)

@@ -234,7 +234,8 @@ class LLPR(Potential):
         return self
 
     @torch.no_grad()
-    def fit_observations(self, design: LastLayerDesign, weights: dict[str, float] | None = None) -> dict[str, float]:
+    def fit_observations(self, design: LastLayerDesign, weights: dict[str, float] | None = None,
+                         groups: Sequence[str] | None = None) -> dict[str, float]:
         """Set C = Σ_q w_q Σ_rows r rᵀ from training observations (energies, forces, stress).
 
         Parameters
@@ -246,6 +247,12 @@ class LLPR(Potential):
             mean squared training residual), so that α² stays an energy
             variance (eV²) and each force component counts as an energy
             observation of matching noise.
+        groups
+            A label per training structure (e.g. ``"bulk"``, ``"dimer"``): the
+            observations get the noise of their group (heteroscedastic
+            regression, :func:`group_noise_multipliers`), so a few structures
+            the model fits badly do not pin the weights as if they were as
+            precise as the rest.  Default: one noise level for all.
 
         Returns
         -------
@@ -254,7 +261,13 @@ class LLPR(Potential):
         """
         if weights is None:
             weights = design.noise_weights()
-        self.covariance.copy_(design.precision(weights).to(self.covariance.dtype))
+        if groups is None:
+            precision = design.precision(weights)
+        else:
+            multipliers = group_noise_multipliers(design, groups)
+            precision = sum(float(weights.get(q, 0.0)) * (getattr(design, q).rows * multipliers[q][:, None]).T
+                            @ getattr(design, q).rows for q in design.quantities())
+        self.covariance.copy_(precision.to(self.covariance.dtype))
         self.n_structures.fill_(len(design.n_atoms))
         self._invalidate()
         return {q: float(weights[q]) for q in design.quantities() if q in weights}
@@ -310,6 +323,7 @@ class LLPR(Potential):
         for q in QUANTITIES:
             self.__dict__.pop(f"uncertainty_scale_{q}", None)
             self.__dict__.pop(f"uncertainty_floor_{q}", None)
+        self.__dict__.pop("uncertainty_locality_forces", None)  # fitted on top of these factors: refit it after
         for q in quantities[1:]:  # forces, stress: factor and observation-noise floor of the predictive σ
             squares, r2 = projected[q]
             v = (squares / (eigenvalues + reg)).sum(1).clamp(min=1e-300)
@@ -371,6 +385,38 @@ class LLPR(Potential):
         return chunk
 
 
+def group_noise_multipliers(design: LastLayerDesign, groups: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Per-row precision multipliers of a heteroscedastic Gaussian likelihood, per quantity, Tensors [R].
+
+    The most frequent label is the reference group (multiplier 1).  The rows of
+    another group g get min(1, s²_ref,q / s²_g,q), s²_g,q the mean squared
+    training residual of quantity q over the group's structures: a group the
+    model fits worse than the reference counts as noisier observations (never
+    as more precise ones).
+    """
+    labels = np.asarray(groups)
+    if len(labels) != len(design.n_atoms):
+        raise ValueError(f"{len(labels)} group labels for {len(design.n_atoms)} training structures")
+    names, counts = np.unique(labels, return_counts=True)
+    reference = names[np.argmax(counts)]
+    out = {}
+    for q in design.quantities():
+        obs = getattr(design, q)
+        owner_group = labels[obs.owner.numpy()]
+        squares = obs.residuals.pow(2)
+        in_reference = torch.from_numpy(owner_group == reference)
+        if not in_reference.any():
+            raise ValueError(f"the reference group {reference!r} has no {q} observations")
+        noise = float(squares[in_reference].mean())
+        multiplier = torch.ones_like(squares)
+        for name in names:
+            rows = torch.from_numpy(owner_group == name)
+            if name != reference and rows.any():
+                multiplier[rows] = min(1.0, noise / max(float(squares[rows].mean()), 1e-300))
+        out[q] = multiplier
+    return out
+
+
 def _as_potential(model: Potential | torch.nn.Module | str) -> Potential:
     """An atomflux potential for a potential, a model spec or a third-party torch model."""
     if isinstance(model, Potential):
@@ -406,7 +452,7 @@ def _probe_features(base: Potential) -> int:
 def add_llpr(potential: Potential | torch.nn.Module | str, train_frames: Sequence[Frame] | LastLayerDesign,
              validation_frames: Sequence[Frame] | LastLayerDesign,
              n_samples: int = 16, quantities: Sequence[str] = QUANTITIES, weights: dict[str, float] | None = None,
-             last_layer: str | None = None, progress: bool = False) -> LLPR:
+             last_layer: str | None = None, groups: Sequence[str] | None = None, progress: bool = False) -> LLPR:
     """Wrap a trained potential with LLPR, fitted on training and calibrated on validation data.
 
     Parameters
@@ -431,18 +477,22 @@ def add_llpr(potential: Potential | torch.nn.Module | str, train_frames: Sequenc
     last_layer
         Name of the last linear layer, for models without a ``features``
         output: its input become the features (forward hook).
+    groups
+        A label per training structure: each group's observations get their own
+        noise level in C (:meth:`LLPR.fit_observations`).
     progress
         Show progress bars while computing feature gradients.
     """
     potential = _as_potential(potential)
     model = LLPR(potential, n_samples=n_samples, last_layer=last_layer)
-    used = model.fit_observations(as_design(model, train_frames, quantities, progress), weights)
+    used = model.fit_observations(as_design(model, train_frames, quantities, progress), weights, groups)
     validation = as_design(model, validation_frames, quantities, progress)
     calibration = model.calibrate_observations(validation)
     model.metadata = dict(getattr(potential, "metadata", {}) or {})
     model.metadata["uncertainty"] = {"method": "llpr", "n_samples": n_samples,
                                      "n_training_structures": int(model.n_structures),
-                                     "fit": {"quantities": list(used), "weights": used},
+                                     "fit": {"quantities": list(used), "weights": used,
+                                             "noise_groups": sorted(set(groups)) if groups is not None else None},
                                      "n_validation_structures": len(validation.n_atoms),
                                      "calibration": calibration}
     return model.eval()

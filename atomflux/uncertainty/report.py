@@ -11,7 +11,8 @@ from ..evaluate import evaluate
 from ..models.base import floating_dtype
 from ..systems import Batch
 from ..training.dataset import Frame, read_frames
-from .calibration import CalibrationReport, ZScoreStats, calibration_plots, reliability_diagram
+from .calibration import (CalibrationReport, ZScoreStats, added_term_coefficient, calibration_plots,
+                          reliability_diagram)
 from .lastlayer import VOIGT
 
 #: quantities of the reports and their units
@@ -61,6 +62,46 @@ def _add(store: tuple[list, list, list], predicted, reference, sigma) -> None:
     store[0].append(predicted - reference)
     store[1].append(np.asarray(sigma, dtype=float))
     store[2].append(np.maximum(np.abs(predicted), np.abs(reference)))
+
+
+def fit_force_locality(potential, frames: Sequence[Frame]) -> float:
+    """Fit and set the coefficient c of the force σ term c σ_E,i / r_c on held-out frames.
+
+    The term (applied by :func:`atomflux.evaluate.evaluate`, see its ``_with_locality``)
+    says that an atom whose energy the model knows only to σ_E,i (eV) cannot know
+    the energy's gradient over the cutoff r_c (Å) better either: small in the
+    bulk, large where the atom's environment is new.  c is the NLL-optimal
+    :func:`~atomflux.uncertainty.calibration.added_term_coefficient` over the
+    frames' informative force components, on top of the forces' calibrated factor
+    and noise floor; held-out frames off the training domain (surfaces,
+    clusters, dimers...) are what fix it.  Sets ``uncertainty_locality_forces``
+    and the metadata entry ``calibration.locality_forces``.
+
+    Returns
+    -------
+    float
+        c (dimensionless).
+    """
+    potential.__dict__.pop("uncertainty_locality_forces", None)
+    dtype = floating_dtype(potential)
+    errors, sigmas, terms = [], [], []
+    for frame in frames:
+        if frame.forces is None:
+            continue
+        res = evaluate(potential, Batch.from_atoms(frame.atoms, potential.cutoff, dtype=dtype), forces=True,
+                       uncertainty=True)
+        predicted = res.forces.numpy()
+        informative = np.maximum(np.abs(predicted), np.abs(frame.forces)) > SYMMETRY_ZERO
+        errors.append((predicted - frame.forces)[informative])
+        sigmas.append(res.forces_uncertainty.numpy()[informative])
+        atom_sigma = res.energies_uncertainty.numpy()[:, None] / float(potential.cutoff)
+        terms.append(np.broadcast_to(atom_sigma, predicted.shape)[informative])
+    if not errors:
+        raise ValueError("fitting the force-locality term needs held-out frames with reference forces")
+    coefficient = added_term_coefficient(np.hstack(errors), np.hstack(sigmas), np.hstack(terms))
+    potential.uncertainty_locality_forces = coefficient
+    potential.metadata.setdefault("uncertainty", {}).setdefault("calibration", {})["locality_forces"] = coefficient
+    return coefficient
 
 
 def calibration_report(potential, frames: Sequence[Frame], plot_prefix: str | Path | None = None,
