@@ -20,7 +20,8 @@ from atomflux.models import LennardJones, PowerSpectrumPotential
 from atomflux.reference_data import emt_dataset
 from atomflux.systems import Batch
 from atomflux.training import read_frames
-from atomflux.uncertainty import ExtrapolationError, UncertaintyGuard, add_llpr, fit_novelty, novelty_grades
+from atomflux.uncertainty import (ExtrapolationError, UncertaintyGuard, add_llpr, fit_novelty, fit_shallow_ensemble,
+                                  novelty_grades)
 from atomflux.uncertainty.novelty import attach_novelty
 from test_calibration import cluster_free_config, cluster_free_frames, cluster_on_surface
 
@@ -103,8 +104,8 @@ def test_grade_equals_numpy_mahalanobis_from_ledoit_wolf_covariance(alloy_model)
 
 def test_novelty_survives_saving_and_loading(alloy_model, tmp_path):
     """Stored as tensors + JSON: the loaded model (float64, and float32 as MD runs it) gives the same grades; the
-    metadata names the training atoms per species; an LLPR fitted on the loaded model keeps them (its base's
-    descriptor); a model whose descriptor changed after fitting is saved without them (warning), and novelty data
+    metadata names the training atoms per species; an LLPR or a post-hoc shallow ensemble fitted on the loaded model
+    keeps them (its base's descriptor); a model whose descriptor changed after fitting is saved without them (warning), and novelty data
     of another model are refused."""
     model, training = alloy_model
     attach_novelty(model, fit_novelty(model, training))
@@ -121,8 +122,11 @@ def test_novelty_survives_saving_and_loading(alloy_model, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a calibration on two structures: a wide factor interval
         llpr = add_llpr(loaded, labelled[:2], labelled[2:])
+        ensemble = fit_shallow_ensemble(loaded, labelled[:2], labelled[2:], n_members=4, steps=20)
     llpr_file = load_model(save_model(llpr, tmp_path / "llpr.pt"))  # LLPR keeps its base's novelty data
     np.testing.assert_allclose(novelty_grades(llpr_file, probe), novelty_grades(model, probe), rtol=1e-12)
+    ensemble_file = load_model(save_model(ensemble, tmp_path / "ensemble.pt"))  # so does a post-hoc ensemble
+    np.testing.assert_allclose(novelty_grades(ensemble_file, probe), novelty_grades(model, probe), rtol=1e-12)
     with torch.no_grad():
         loaded.radial_weights.mul_(1.1)  # as if fine-tuned
     with pytest.warns(RuntimeWarning, match="descriptor changed"):

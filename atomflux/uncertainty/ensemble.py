@@ -31,6 +31,7 @@ from ..training.dataset import Frame
 from .calibration import optimal_scale, scale_and_floor, warn_if_imprecise
 from .lastlayer import QUANTITIES, LastLayerDesign, as_design
 from .llpr import LLPR
+from .novelty import attach_novelty, carried_novelty
 
 LOSSES = ("nll", "crps")
 
@@ -157,6 +158,9 @@ def fit_shallow_ensemble(model: PowerSpectrumPotential, train_frames: Sequence[F
                                                 "n_training_structures": len(train.n_atoms)},
                                         "n_validation_structures": len(validation.n_atoms),
                                         "calibration": calibration}
+    novelty = carried_novelty(model)
+    if novelty is not None:  # same descriptor: the training domain's statistics still hold
+        attach_novelty(ensemble, novelty)
     return ensemble
 
 
