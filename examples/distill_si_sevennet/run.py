@@ -1,15 +1,18 @@
-"""SevenNet-0 distilled into a fast atomflux student for diamond Si: phonons, lattice κ, speed, Green–Kubo κ.
+"""SevenNet-0 distilled into a fast atomflux student (diamond Si or rock-salt NaCl): phonons, lattice κ, speed, GK κ.
 
 The real-material application of issue 23.  Every stage goes through the
 ``atomflux`` command line as a user would run it (``distill``, ``kappa``,
 ``lammps``, ``transport``, ``compare``), except the committee students and the
-phonon comparison, which use the Python API:
+phonon comparison, which use the Python API.  What differs between the
+crystals (cells, conditions, cutoff, supercells, Green–Kubo cell, temperature
+and timestep) is one entry of ``MATERIALS``; ``--material`` picks it:
 
 1. **cell**: the teacher's lattice constant (SevenNet-0 stress on the 8-atom
-   conventional cell, zero found by interpolation on a 0.005 Å grid);
-   ``si8.extxyz`` and the 64-atom ``si64.extxyz`` at it.
-2. **distill**: ``atomflux distill sevennet:7net-0 si64.extxyz`` at 300 K and
-   600 K × strains −1 %, 0, +1 % (a shallow ensemble student).
+   conventional cell, zero found by interpolation on a 0.005 Å grid); the
+   8-atom, 64-atom (``si64.extxyz``, ``nacl64.extxyz``) and Green–Kubo
+   (``si512.data``, ``nacl512.data``, LAMMPS data with masses) cells at it.
+2. **distill**: ``atomflux distill sevennet:7net-0 si64.extxyz`` at two
+   temperatures × strains −1 %, 0, +1 % (a shallow ensemble student).
 3. **committee**: two more students of the same architecture trained from
    scratch with other seeds on the same labels (train / held-out splits of
    the run), calibrated the same way; with the distilled student they are
@@ -19,18 +22,20 @@ phonon comparison, which use the Python API:
    DOS, dispersion plot.
 5. **kappa**: ``atomflux kappa`` (RTA, quantum statistics, 2×2×2 supercell of
    the conventional cell, 11³ mesh) for the teacher and for the committee
-   (repeated ``--model``: κ per member); classical statistics for the
-   distilled student (what classical MD is compared with).
+   (repeated ``--model``: κ per member); classical statistics (RTA and LBTE)
+   for the distilled student (what classical MD is compared with).
 6. **gk**: NVE heat flux of the distilled student in LAMMPS (``pair_style
-   atomflux``, 512 atoms) → ``atomflux transport`` and ``atomflux compare``.
+   atomflux``, ``in.heat_flux``, 512 atoms) → ``atomflux transport`` and
+   ``atomflux compare``.
 
 Speed is measured by ``benchmarks/bench_distill.py --student`` (see README).
-Outputs: ``results/`` (small, committed); ``results/work/`` (run folders,
-force sets, flux files; not committed).  Each stage reuses what it finds
-(the commands are run records: rerunning resumes them).
+Outputs: ``results/`` (Si) or ``results-nacl/`` (small, committed);
+``results*/work/`` (run folders, force sets, flux files; not committed).  Each
+stage reuses what it finds (the commands are run records: rerunning resumes
+them).
 
-    python run.py                       # every stage
-    python run.py --stages cell distill # some of them
+    python run.py                                   # every stage, Si
+    python run.py --material nacl --stages cell distill
 """
 
 from __future__ import annotations
@@ -402,7 +407,7 @@ def main() -> None:
     parser.add_argument("--material", choices=sorted(MATERIALS), default="si",
                         help="crystal (cells, conditions, supercells, Green–Kubo settings: MATERIALS in run.py)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run")
-    parser.add_argument("-o", "--output", help="output folder (default: the material's, results/ for si, "
+    parser.add_argument("-o", "--output", help="output folder (None: the material's, results/ for si, "
                                                "results-nacl/ for nacl)")
     parser.add_argument("--bound", type=float, default=0.05,
                         help="distill: bound on the student's force RMSE and mean σ at every condition, eV/Å")
