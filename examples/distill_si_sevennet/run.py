@@ -119,7 +119,7 @@ MATERIALS = {
                      a_grid=(5.65, 5.72, 0.005), temperatures=(300, 700), strains=(-0.01, 0, 0.01), cutoff=6.0,
                      distill_repeat=2, phonon_supercell=(2, 2, 2), kappa_mesh=(11, 11, 11),
                      kappa_temperatures=(300, 700),
-                     gk_repeat=4, gk_temperature=700, gk_timestep_fs=4.0, output="results-nacl"),
+                     gk_repeat=3, gk_temperature=700, gk_timestep_fs=4.0, output="results-nacl"),
 }
 
 
@@ -422,20 +422,21 @@ def main() -> None:
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     record = out / "results.json"
-    results = json.loads(record.read_text()) if record.is_file() else {}
     warnings.filterwarnings("ignore", category=UserWarning)
     for stage in args.stages:
         start = time.perf_counter()
         if stage == "distill":
-            results[stage] = stage_distill(material, out, work, args.bound, args.epochs)
+            found = stage_distill(material, out, work, args.bound, args.epochs)
         elif stage == "gk":
-            results[stage] = stage_gk(material, out, work, args.gk_steps, args.gk_equilibration, args.gk_runs,
-                                      args.gk_parallel)
+            found = stage_gk(material, out, work, args.gk_steps, args.gk_equilibration, args.gk_runs,
+                             args.gk_parallel)
         else:
-            results[stage] = globals()[f"stage_{stage}"](material, out, work)
-        results[stage]["stage_wall_s"] = time.perf_counter() - start
+            found = globals()[f"stage_{stage}"](material, out, work)
+        found["stage_wall_s"] = time.perf_counter() - start
+        results = json.loads(record.read_text()) if record.is_file() else {}   # other stages may run meanwhile
+        results[stage] = found
         record.write_text(json.dumps(results, indent=1))
-        print(f"stage {stage}: {results[stage]['stage_wall_s']:.0f} s", flush=True)
+        print(f"stage {stage}: {found['stage_wall_s']:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
