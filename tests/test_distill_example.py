@@ -63,13 +63,14 @@ def test_heat_flux_input_maps_two_species(tmp_path):
     def run(elements: str, flux: Path) -> float:
         command = [sys.executable, "-m", "atomflux.cli", "lammps", str(EXAMPLE / "in.heat_flux"), "-log", "none",
                    "-var", "model", "demo", "-var", "elements", elements, "-var", "data", str(data),
-                   "-var", "temperature", "300", "-var", "equilibration", "0", "-var", "steps", "10",
+                   "-var", "temperature", "300", "-var", "equilibration", "0", "-var", "average", "5",
+                   "-var", "steps", "10",
                    "-var", "flux", str(flux)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
-        header = next(k for k, line in enumerate(lines) if line.split()[:3] == ["Step", "Temp", "PotEng"])
-        return float(lines[header + 1].split()[2])                           # NVE step 0: the unmoved cell
+        header = next(k for k, line in enumerate(lines) if line.split()[:3] == ["Step", "Temp", "E_pair"])
+        return float(lines[header + 1].split()[2])                           # first step: the unmoved cell
 
     atoms.calc = AtomfluxCalculator("demo", uncertainty=False)
     energy = run("Cu Au", tmp_path / "flux.dat")

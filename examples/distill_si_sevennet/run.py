@@ -134,6 +134,7 @@ def distill_options(material: Material, bound: float, epochs: int) -> list[str]:
 
 
 COMMITTEE_SEEDS = (1, 2)
+DEFAULT_GK_SEED = 4242
 
 
 def kappa_options(material: Material) -> list[str]:
@@ -366,12 +367,14 @@ def stage_kappa(material: Material, out: Path, work: Path) -> dict:
 
 
 def stage_gk(material: Material, out: Path, work: Path, production_steps: int, equilibration_steps: int,
-             runs: int, parallel: int) -> dict:
-    """Heat flux of the distilled student in LAMMPS (``parallel`` runs at a time), Green–Kubo κ, and the comparison
-    report."""
+             runs: int, parallel: int, seed: int) -> dict:
+    """Heat flux of the distilled student in LAMMPS (``parallel`` runs at a time, seeds ``seed`` + r), Green–Kubo κ,
+    and the comparison report."""
     student = str(student_files(work)[0])
     timestep_ps = material.gk_timestep_fs / 1000
-    stems = [f"gk-{production_steps}steps-{equilibration_steps}eq-{r}" for r in range(runs)]  # another length: other files
+    suffix = "" if seed == DEFAULT_GK_SEED else f"-seed{seed}"
+    # another length or seed: other files
+    stems = [f"gk-{production_steps}steps-{equilibration_steps}eq{suffix}-{r}" for r in range(runs)]
     fluxes = [str(work / f"{stem}.dat") for stem in stems]
 
     def run_lammps(r: int) -> float:
@@ -382,12 +385,12 @@ def stage_gk(material: Material, out: Path, work: Path, production_steps: int, e
                         "-var", "temperature", f"{material.gk_temperature:g}",
                         "-var", "timestep", f"{timestep_ps:g}",
                         "-var", "steps", str(production_steps), "-var", "equilibration",
-                        str(equilibration_steps), "-var", "seed", str(4242 + r), "-var", "flux", str(flux),
+                        str(equilibration_steps), "-var", "seed", str(seed + r), "-var", "flux", str(flux),
                         "-log", str(work / f"{stem}.log"), log=out / f"{stem}.out")
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         walls = list(pool.map(run_lammps, [r for r in range(runs) if not Path(fluxes[r]).is_file()]))
-    tag = f"{runs}x{production_steps}steps"
+    tag = f"{runs}x{production_steps}steps{suffix}"
     atomflux("transport", "--flux", *fluxes, "--timestep", f"{timestep_ps:g}",
              "--output-dir", str(out / f"greenkubo-{tag}"), log=out / f"greenkubo-{tag}.log")
     atomflux("compare", "--lattice", str(work / "kappa-distilled-classical-rta" / "kappa.json"),
@@ -397,7 +400,8 @@ def stage_gk(material: Material, out: Path, work: Path, production_steps: int, e
     found = json.loads((out / f"greenkubo-{tag}" / "greenkubo.json").read_text())["result"]
     return {"atoms": material.gk_atoms, "temperature_K": material.gk_temperature,
             "timestep_fs": material.gk_timestep_fs, "production_steps": production_steps,
-            "equilibration_steps": equilibration_steps, "runs": runs, "lammps_wall_s": walls,
+            "equilibration_steps": equilibration_steps, "runs": runs, "seeds": [seed + r for r in range(runs)],
+            "lammps_wall_s": walls,
             "greenkubo": {k: v for k, v in found.items() if k not in ("scan", "sources", "provenance")}}
 
 
@@ -414,7 +418,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60, help="distill: most training epochs per round")
     parser.add_argument("--gk-steps", type=int, default=15000, help="NVE steps per Green–Kubo run")
     parser.add_argument("--gk-equilibration", type=int, default=5000, help="NVT steps before each run")
-    parser.add_argument("--gk-runs", type=int, default=2, help="independent Green–Kubo runs (seeds 4242 + r)")
+    parser.add_argument("--gk-runs", type=int, default=2, help="independent Green–Kubo runs (seeds SEED + r)")
+    parser.add_argument("--gk-seed", type=int, default=DEFAULT_GK_SEED,
+                        help="seed of the first Green–Kubo run (another seed: other, independent runs)")
     parser.add_argument("--gk-parallel", type=int, default=1, help="Green–Kubo runs at a time (one process each)")
     args = parser.parse_args()
     material = MATERIALS[args.material]
@@ -429,7 +435,7 @@ def main() -> None:
             found = stage_distill(material, out, work, args.bound, args.epochs)
         elif stage == "gk":
             found = stage_gk(material, out, work, args.gk_steps, args.gk_equilibration, args.gk_runs,
-                             args.gk_parallel)
+                             args.gk_parallel, args.gk_seed)
         else:
             found = globals()[f"stage_{stage}"](material, out, work)
         found["stage_wall_s"] = time.perf_counter() - start
