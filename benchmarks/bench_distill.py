@@ -11,10 +11,15 @@ a second call resumes them (finished: nothing to redo) and only times the MD.  W
     python benchmarks/bench_distill.py [--no-sevennet] [--output-folder DIR]
     python benchmarks/bench_distill.py --student STUDENT.pt [--repeats 2 4]
 
-``--student`` times a given SevenNet-0 student of diamond Si (e.g. the one of
+``--student`` times a given SevenNet-0 student (e.g. one of
 ``examples/distill_si_sevennet``) against SevenNet-0 instead of distilling one
 (no EMT case), on cells of ``--repeats`` conventional cells per edge (default
-2 4: 64 and 512 atoms), and writes ``bench_distill_student.json`` / ``.md``.
+2 4: 64 and 512 atoms) of diamond Si, or of ``--structure`` (the student's
+conventional cell, any ASE-readable file), and writes
+``bench_distill_student.json`` / ``.md`` (``bench_distill_student-NAME`` with
+``--name NAME``).
+
+    python benchmarks/bench_distill.py --student STUDENT.pt --structure nacl8.extxyz --name nacl --repeats 2 3
 """
 
 from __future__ import annotations
@@ -44,8 +49,12 @@ CASES = {
 
 
 def cell(case: dict, repeat: int):
+    """``repeat``³ conventional cells of the case (its ``structure`` file when it names one)."""
     from ase.build import bulk
+    from ase.io import read
 
+    if case.get("structure"):
+        return read(case["structure"]) * (repeat, repeat, repeat)
     return bulk(case["element"], case["lattice"], a=case["a"], cubic=True) * (repeat, repeat, repeat)
 
 
@@ -121,12 +130,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-sevennet", action="store_true", help="EMT only")
     parser.add_argument("--output-folder", help="keep the run folders here (default: a temporary folder)")
-    parser.add_argument("--student", help="time this distilled SevenNet-0 student of Si instead of distilling one")
+    parser.add_argument("--student", help="time this distilled SevenNet-0 student instead of distilling one")
+    parser.add_argument("--structure", help="with --student: its conventional cell (ASE-readable file; "
+                                            "default: diamond Si, a = 5.43 Å)")
+    parser.add_argument("--name", help="with --student: suffix of the output files (bench_distill_student-NAME)")
     parser.add_argument("--repeats", type=int, nargs="+", default=[2, 4],
-                        help="with --student: MD cells, conventional Si cells per edge")
+                        help="with --student: MD cells, conventional cells per edge")
     args = parser.parse_args()
     if args.student:
-        student_speed(args.student, args.repeats)
+        student_speed(args.student, args.repeats, args.structure, args.name)
         return
     teachers = ["emt"] + ([] if args.no_sevennet else ["sevennet:7net-0"])
     report = {"machine": platform.processor() or platform.machine(), "threads": 1, "teachers": {}}
@@ -151,9 +163,10 @@ def main() -> None:
     print(markdown(report))
 
 
-def student_speed(student_file: str, repeats: list[int]) -> None:
-    """SevenNet-0 vs a given student on Si cells of ``repeats`` conventional cells per edge."""
-    teacher, case = "sevennet:7net-0", CASES["sevennet:7net-0"]
+def student_speed(student_file: str, repeats: list[int], structure: str | None = None, name: str | None = None) -> None:
+    """SevenNet-0 vs a given student on cells of ``repeats`` conventional cells per edge (of ``structure``, a
+    file, or diamond Si); results in ``bench_distill_student[-name].json`` / ``.md``."""
+    teacher, case = "sevennet:7net-0", {**CASES["sevennet:7net-0"], "structure": structure}
     rows = []
     for repeat in repeats:
         teacher_rate = in_process(teacher, None, case, repeat, 3)
@@ -162,17 +175,20 @@ def student_speed(student_file: str, repeats: list[int]) -> None:
                      "speed_ratio": student_rate["atom_steps_per_s"] / teacher_rate["atom_steps_per_s"]})
         print(json.dumps(rows[-1]), flush=True)
     report = {"machine": platform.processor() or platform.machine(), "threads": 1, "student": student_file,
+              "structure": structure or "diamond Si, a = 5.43 Å",
               "load_average": list(os.getloadavg()), "md_speed": rows}
     lines = ["# SevenNet-0 vs a distilled student: Langevin MD speed (2 fs, 300 K, 1 thread)", "",
-             f"Student `{student_file}`; load average at the end {report['load_average'][0]:.1f}.", "",
+             f"Student `{student_file}`, cells of `{report['structure']}`; load average at the end "
+             f"{report['load_average'][0]:.1f}.", "",
              "| atoms | SevenNet-0 atom-steps/s | student atom-steps/s | ratio | peak RSS SevenNet-0 / student (MiB) |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['atoms']} | {r['teacher']['atom_steps_per_s']:.1f} | {r['student']['atom_steps_per_s']:.0f} | "
               f"{r['speed_ratio']:.0f} | {r['teacher']['peak_rss_MiB']:.0f} / {r['student']['peak_rss_MiB']:.0f} |"
               for r in rows]
     OUT.mkdir(exist_ok=True)
-    (OUT / "bench_distill_student.json").write_text(json.dumps(report, indent=1))
-    (OUT / "bench_distill_student.md").write_text("\n".join(lines) + "\n")
+    stem = "bench_distill_student" + (f"-{name}" if name else "")
+    (OUT / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    (OUT / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
