@@ -32,11 +32,14 @@
    the NLL of the calibration set plus off-domain calibration structures
    (:func:`~atomflux.reference_data.stress_test_dataset`, seed 3000, 16 per
    category, no isolated atoms; the stress test's seeds 2024-2026 are never used).
+7. Both models: novelty data, the training atoms' descriptor statistics
+   (:func:`atomflux.uncertainty.fit_novelty` on the training set of step 1), for
+   ``atomflux md --max-novelty``.
 
-``--recalibrate`` redoes steps 4-6's uncertainty on the shipped files without
+``--recalibrate`` redoes steps 4-7's uncertainty on the shipped files without
 touching their predictions (ensemble members and the base's weights unchanged,
 so the in-domain RMSE is too): the ensemble's calibration, LLPR's covariance
-and calibration, and c.  The shipped files of issue 18 (d) came from
+and calibration, c and the novelty data.  The shipped files came from
 ``python scripts/make_demo_model.py --recalibrate``.
 
 Why the off-domain data: a model trained on bulk alone maps an isolated atom
@@ -68,6 +71,7 @@ from atomflux.training.trainer import report
 from atomflux.uncertainty import add_llpr, fit_shallow_ensemble
 from atomflux.uncertainty.ensemble import recalibrate_ensemble
 from atomflux.uncertainty.lastlayer import last_layer_design
+from atomflux.uncertainty.novelty import attach_novelty, fit_novelty
 from atomflux.uncertainty.report import fit_force_locality
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,6 +166,7 @@ def main() -> None:
         base.last_layer.bias += delta[-1] / base.energy_scale
     frames, calibration = frames.corrected(delta), calibration.corrected(delta)
     print(f"last layer refitted by weighted least squares: RMS residuals {rms(frames)} on the training set")
+    add_novelty(base)  # the ensemble and the LLPR share the base's descriptor: both carry these statistics
     ensemble = fit_shallow_ensemble(base, frames, calibration, n_members=8, loss="nll", progress=True)
     fit_force_locality(ensemble, locality_frames())
     save_model(ensemble, args.output_dir / "demo.pt")
@@ -172,9 +177,16 @@ def main() -> None:
     print(f"wrote {args.output_dir / 'demo-llpr.pt'}: {llpr.metadata['uncertainty']}")
 
 
+def add_novelty(model) -> None:
+    """Step 7: the training atoms' descriptor statistics (``atomflux md --max-novelty``)."""
+    attach_novelty(model, fit_novelty(model, [frame.atoms for frame in training_frames()], show_progress=True))
+
+
 def recalibrate(directory: Path) -> None:
     """Steps 4-6's uncertainty alone, on the shipped models (predictions unchanged)."""
     ensemble, llpr = load_model(directory / "demo.pt"), load_model(directory / "demo-llpr.pt")
+    for model in (ensemble, llpr):
+        add_novelty(model)
     calibration = last_layer_design(llpr, calibration_frames(), progress=True)   # the two share the base
     print(f"demo: {ensemble.metadata['uncertainty']['calibration']} ->")
     recalibrate_ensemble(ensemble, calibration)

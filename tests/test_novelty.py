@@ -16,6 +16,7 @@ from ase.md.verlet import VelocityVerlet
 
 from atomflux import AtomfluxCalculator, load_model, save_model
 from atomflux.cli import main
+from atomflux.io import shipped_models
 from atomflux.models import LennardJones, PowerSpectrumPotential
 from atomflux.reference_data import emt_dataset
 from atomflux.systems import Batch
@@ -158,8 +159,11 @@ def test_every_descriptor_architecture_stores_its_novelty(architecture, tmp_path
 
 def test_novelty_bad_inputs_get_one_clear_line(tmp_path, capsys):
     """A model without novelty data, a model without descriptors, an existing output file, a committee."""
+    bare = load_model("demo")
+    del bare.novelty  # the shipped models carry novelty data: a model file without them
+    bare_file = str(save_model(bare, tmp_path / "bare.pt"))
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
-    atoms.calc = AtomfluxCalculator("demo")
+    atoms.calc = AtomfluxCalculator(bare_file)
     with pytest.raises(ValueError, match="no novelty data.*atomflux novelty"):
         UncertaintyGuard(atoms, threshold=1.0, quantity="novelty").current()
     with pytest.raises(ValueError, match="exposes no per-atom descriptors"):
@@ -172,7 +176,7 @@ def test_novelty_bad_inputs_get_one_clear_line(tmp_path, capsys):
     assert main(["novelty", "demo", str(data), "-o", str(tmp_path / "taken.pt")]) == 2
     assert "already exists" in capsys.readouterr().err and (tmp_path / "taken.pt").read_bytes() == b"keep me"
     ase.io.write(tmp_path / "cu.cif", atoms)
-    assert main(["md", str(tmp_path / "cu.cif"), "--steps", "2", "--max-novelty",
+    assert main(["md", str(tmp_path / "cu.cif"), "--steps", "2", "--max-novelty", "--model", bare_file,
                  "--trajectory", str(tmp_path / "md.traj"), "--log", str(tmp_path / "md.log")]) == 2
     assert "no novelty data" in capsys.readouterr().err
     assert main(["md", str(tmp_path / "cu.cif"), "--steps", "2", "--max-novelty", "--model", "demo", "--model",
@@ -188,10 +192,11 @@ def test_cli_adds_novelty_and_md_stops_beyond_the_training_atoms(tmp_path, capsy
     data = tmp_path / "train.extxyz"
     ase.io.write(data, emt_dataset(n_trajectories=3, snapshots=3, elements=("Cu",), seed=4))
     out = tmp_path / "demo-novelty.pt"
+    shipped = shipped_models()["demo"].read_bytes()
     assert main(["novelty", "demo", str(data), "-o", str(out), "--check", str(data)]) == 0
     text = capsys.readouterr().out
     assert "Cu:" in text and "0 of 9 structures have an atom beyond" in text
-    assert getattr(load_model("demo"), "novelty", None) is None
+    assert shipped_models()["demo"].read_bytes() == shipped
     trained = tmp_path / "trained.pt"  # atomflux train writes novelty data of its training structures
     assert main(["train", str(data), "-o", str(trained), "--epochs", "1", "--hidden", "4"]) == 0
     grades = np.concatenate([novelty_grades(load_model(trained), atoms) for atoms in ase.io.read(data, ":")])
@@ -256,3 +261,16 @@ def test_novelty_guard_stops_a_cluster_the_model_never_saw_evaporating(cluster_f
     stopped.calc = EMT()
     error = np.linalg.norm(predicted - stopped.get_forces(), axis=1)[n_slab:].max()
     assert error > 10 * in_domain_rmse, (error, in_domain_rmse)
+
+
+@pytest.mark.parametrize("name", ["demo", "demo-llpr"])
+def test_shipped_models_carry_novelty_data_that_separate_their_domain(name):
+    """The shipped models carry their training atoms' descriptor statistics (scripts/make_demo_model.py, step 7):
+    fresh in-domain structures stay below `atomflux md --max-novelty`'s default grade, while self-interstitials —
+    environments the training set has only six cells of — mostly lie beyond it."""
+    from atomflux.reference_data import stress_test_dataset
+
+    model = load_model(name)
+    in_domain = [novelty_grades(model, a).max() for a in emt_dataset(n_trajectories=12, snapshots=1, seed=11)]
+    interstitial = [novelty_grades(model, a).max() for a in stress_test_dataset(per_category=8, seed=2024)["interstitial"]]
+    assert max(in_domain) < 1.0 < 1.5 < np.median(interstitial), (max(in_domain), interstitial)
