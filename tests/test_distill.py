@@ -24,6 +24,7 @@ from atomflux.distill import DistillConfig, Teacher, distill, read_rounds, round
 from atomflux.distill import loop as distill_loop
 from atomflux.models import LennardJones
 from atomflux.records import RunMismatch, fingerprint
+from atomflux.uncertainty import novelty_grades
 
 
 def copper() -> Atoms:
@@ -146,6 +147,10 @@ def test_run_records_every_round_and_the_student_carries_its_teacher(tiny_run):
     assert [c["temperature_K"] for c in meta["distillation"]["conditions"]] == [300.0, 600.0]
     assert meta["distillation"]["converged"] is False and meta["distillation"]["validated"] is None
     assert meta["uncertainty"]["method"] == "shallow_ensemble" and "scale_forces" in meta["uncertainty"]["calibration"]
+    trained = [a for k in range(3) for a in ase.io.read(folder / f"round-{k:03d}" / "labels.extxyz", index=":")
+               if a.info["split"] == "train"]  # the student carries the domain of the labels it learnt
+    grades = np.concatenate([novelty_grades(load_model(tiny_run.student_file), a) for a in trained])
+    assert grades.max() == pytest.approx(1.0, rel=1e-6)
     rows = [round_summary(r) for r in read_rounds(folder)]  # the report's table: the same rounds in meV/Å
     assert [row["round"] for row in rows] == [0, 1, 2]
     for row, metrics in zip(rows, tiny_run.rounds):

@@ -13,6 +13,7 @@ from ..training import TrainConfig, train
 from ..training.dataset import Frame
 from ..uncertainty.calibration import coverage
 from ..uncertainty.ensemble import fit_shallow_ensemble
+from ..uncertainty.novelty import attach_novelty, fit_novelty
 from ..uncertainty.report import errors_and_sigmas
 from .config import DistillConfig
 
@@ -56,7 +57,8 @@ def train_student(train_frames: Sequence[Frame], holdout_frames: Sequence[Frame]
     Returns
     -------
     (student, training metrics)
-        The calibrated ``n_members`` shallow ensemble, and the training metrics of its mean model (eV units).
+        The calibrated ``n_members`` shallow ensemble, carrying the novelty data of ``train_frames``
+        (:mod:`atomflux.uncertainty.novelty`), and the training metrics of its mean model (eV units).
     """
     cfg = TrainConfig(learning_rate=config.learning_rate, epochs=config.epochs, batch_size=config.batch_size,
                       patience=config.patience, seed=config.seed + round_index, progress=progress,
@@ -64,6 +66,8 @@ def train_student(train_frames: Sequence[Frame], holdout_frames: Sequence[Frame]
                              "max_angular": config.max_angular, "hidden": list(config.hidden)})
     start = None if previous is None else mean_model(previous)
     result = train(list(train_frames), cfg, potential=start)
+    # the domain of the labels it learnt, for `atomflux md --max-novelty`; the ensemble keeps its base's
+    attach_novelty(result.potential, fit_novelty(result.potential, [frame.atoms for frame in train_frames]))
     student = fit_shallow_ensemble(result.potential, result.train_frames + result.validation_frames,
                                    list(holdout_frames), n_members=config.n_members,
                                    seed=config.seed + round_index, progress=progress)
