@@ -698,9 +698,9 @@ class _Totals:
     def _member_system_sums(self, grads: torch.Tensor, r: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         """Σ_p g_p ⊗ r_p per system and member, [S, 3, 3, M], for member gradients [p, 3, M] of pairs
         starting at atoms i."""
-        if self.batch.n_systems == 1:  # one matrix product: [3M, p] @ [p, 3]
+        if self.batch.n_systems == 1:  # one matrix product: [3, p] @ [p, 3M]
             n_members = grads.shape[2]
-            return (grads.reshape(len(r), 3 * n_members).T @ r).view(3, n_members, 3).transpose(1, 2)[None]
+            return (r.T @ grads.reshape(len(r), 3 * n_members)).view(3, 3, n_members).transpose(0, 1)[None]
         outer = grads[:, :, None, :] * r[:, None, :, None]
         zeros = torch.zeros((self.batch.n_systems,) + tuple(outer.shape[1:]), dtype=r.dtype, device=r.device)
         return zeros.index_add(0, self.batch.system[i], outer)

@@ -383,13 +383,16 @@ def pair_vjp(spec: DescriptorSpec, terms: PairTerms,
         # both sides, so the raised cotangents are one gather of whole B-rows from the density cotangents
         scaled = (terms.moment_table(lower) * inv_r.view(n, w, 1)).contiguous()  # the table is monomial-major
         outer = (terms.channels[:, :, :, None] * scaled[:, :, None, :]).view(n, w, c * lower)
-        raised = (density_cot.view(n, spec.n_moments, c, n_cot).transpose(1, 2)
-                  .index_select(2, spec.raise_index_by_moment) * spec.raise_factor_by_moment[:, None])
+        gathered = density_cot.index_select(1, spec.raise_index_by_moment).view(n, 3 * lower, c, n_cot)
+        raised = torch.empty((n, c, 3 * lower, n_cot), dtype=gathered.dtype, device=gathered.device)
+        torch.mul(gathered.transpose(1, 2), spec.raise_factor_by_moment[:, None], out=raised)     # scaled and transposed
         tangent = torch.bmm(outer, raised.view(n, c * lower, 3 * n_cot)).view(q, 3, n_cot)
-    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r, with tangent = ∇_u / r
-    unit = terms.unit[:, :, None]
-    along = (tangent * unit).sum(1)                                                     # [Q, B]
-    return tangent + unit * (radial - along)[:, None, :], channel_cot
+    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r, with tangent = ∇_u / r; radial − r̂·tangent one axis at a time
+    unit = terms.unit
+    normal = radial.addcmul(unit[:, 0:1], tangent[:, 0], value=-1.0)                    # [Q, B]
+    for axis in (1, 2):
+        normal = normal.addcmul(unit[:, axis:axis + 1], tangent[:, axis], value=-1.0)
+    return torch.addcmul(tangent, unit[:, :, None], normal[:, None, :]), channel_cot
 
 
 def weight_vjp(terms: PairTerms, channel_cot: torch.Tensor, radial_weights: torch.Tensor
