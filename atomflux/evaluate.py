@@ -692,7 +692,7 @@ class _Totals:
         return None if self._member_virial is None else self._member_virial.permute(3, 0, 1, 2)
 
     def set_members(self, forces: torch.Tensor, virial: torch.Tensor) -> None:
-        """Members' forces [M, N, 3] (eV/Å) and virials [M, S, 3, 3] (eV) computed elsewhere (whole-system autograd)."""
+        """Members' forces [M, N, 3] (eV/Å) and virials [M, S, 3, 3] (eV) from elsewhere (whole-system autograd)."""
         self._member_forces, self._member_virial = forces.permute(1, 2, 0), virial.permute(1, 2, 3, 0)
 
     def _member_system_sums(self, grads: torch.Tensor, r: torch.Tensor, i: torch.Tensor) -> torch.Tensor:

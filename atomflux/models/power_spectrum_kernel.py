@@ -340,7 +340,8 @@ def power_spectrum_vjp(spec: DescriptorSpec, a: torch.Tensor, cotangent: torch.T
 
     With P_l = A_l W_l A_lᵀ and G the cotangent of P_l: ∂/∂A_l = (G + Gᵀ) A_l W_l.
     """
-    return symmetric_rows_vjp(spec, a, (cotangent * spec.descriptor_factor[:, None]).index_select(1, spec.symmetric_rows))
+    rows = (cotangent * spec.descriptor_factor[:, None]).index_select(1, spec.symmetric_rows)
+    return symmetric_rows_vjp(spec, a, rows)
 
 
 def symmetric_rows_vjp(spec: DescriptorSpec, a: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -365,7 +366,11 @@ OUTER_PRODUCT_COTANGENTS = 8
 def pair_vjp(spec: DescriptorSpec, terms: PairTerms,
              density_cot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """VJP of stages 1–2: density cotangents [n, A, C·B] (cotangents innermost) → slot vectors
-    [Q, 3, B], and the cotangents of the channels g [n, w, C, B] (for the weight gradients)."""
+    [Q, 3, B], and the cotangents of the channels g [n, w, C, B] (for the weight gradients).
+
+    From :data:`OUTER_PRODUCT_COTANGENTS` cotangents on it writes into preallocated tensors
+    (``out=``), which autograd does not record: call it so under ``torch.no_grad`` (as
+    ``gradient_chunks`` does); the descriptor's own backward takes one cotangent."""
     n, w, c = terms.channels.shape
     n_cot = density_cot.shape[2] // c
     q = n * w
@@ -374,7 +379,7 @@ def pair_vjp(spec: DescriptorSpec, terms: PairTerms,
     channel_cot = torch.bmm(terms.moment_table(), density_cot).view(n, w, c, n_cot)       # Σ_α m_α Ā_cα
     radial = (channel_cot.view(q, c, n_cot) * terms.channel_derivatives.reshape(q, c, 1)).sum(1)  # [Q, B]
     if n_cot < OUTER_PRODUCT_COTANGENTS:  # contract the monomials, then the channels of each slot
-        raised = density_cot.index_select(1, spec.raise_index) * spec.raise_factor[:, None]  # [n, 3A', C·B], axis-major
+        raised = density_cot.index_select(1, spec.raise_index) * spec.raise_factor[:, None]  # [n, 3A', C·B]
         raised = raised.view(n, 3, lower, c * n_cot).transpose(1, 2).reshape(n, lower, 3 * c * n_cot)
         raised = torch.bmm(terms.moment_table(lower), raised).view(q, 3, c, n_cot)      # [Q, 3, C, B]
         channels = (terms.channels.reshape(q, c) * inv_r[:, None]).view(q, c, 1)
@@ -385,9 +390,9 @@ def pair_vjp(spec: DescriptorSpec, terms: PairTerms,
         outer = (terms.channels[:, :, :, None] * scaled[:, :, None, :]).view(n, w, c * lower)
         gathered = density_cot.index_select(1, spec.raise_index_by_moment).view(n, 3 * lower, c, n_cot)
         raised = torch.empty((n, c, 3 * lower, n_cot), dtype=gathered.dtype, device=gathered.device)
-        torch.mul(gathered.transpose(1, 2), spec.raise_factor_by_moment[:, None], out=raised)     # scaled and transposed
+        torch.mul(gathered.transpose(1, 2), spec.raise_factor_by_moment[:, None], out=raised)  # scaled, transposed
         tangent = torch.bmm(outer, raised.view(n, c * lower, 3 * n_cot)).view(q, 3, n_cot)
-    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r, with tangent = ∇_u / r; radial − r̂·tangent one axis at a time
+    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r, with tangent = ∇_u / r (radial − r̂·tangent one axis at a time)
     unit = terms.unit
     normal = radial.addcmul(unit[:, 0:1], tangent[:, 0], value=-1.0)                    # [Q, B]
     for axis in (1, 2):
