@@ -270,6 +270,7 @@ def evaluate(
                     flux_virials=pair_flux, pair_gradients=pair_gradients, forces=forces)
     for chunk in chunks:
         total.add(chunk)
+    total.finish()
     outputs = total.outputs
     atom_energy = outputs.pop("energy").to(vectors.dtype)
     results = Results(energy=sum_per_system(atom_energy, batch), outputs=outputs)
@@ -373,8 +374,7 @@ def _evaluate_long_range(potential: torch.nn.Module, batch: Batch, *, forces: bo
                 member_pos, member_strain = torch.autograd.grad(system_members, inputs, grad_outputs=eye,
                                                                 is_grads_batched=True, create_graph=create_graph,
                                                                 allow_unused=True)
-                total.member_forces = -member_pos
-                total.member_virial = -member_strain.transpose(2, 3)
+                total.set_members(-member_pos, -member_strain.transpose(2, 3))
     if uncertainty:
         _add_uncertainty(results, potential, batch, members.to(batch.dtype), total, forces, stress)
     return results if create_graph else _detached(results)
@@ -620,6 +620,7 @@ class _Totals:
         self.flux_virials = zeros((n, 3, 3)) if flux_virials else None
         self.pair_gradients = None  # the whole-batch gradient, or filled chunk by chunk
         self._member_forces = self._member_virial = None     # [N, 3, M], [S, 3, 3, M]
+        self._energy_from_members = False
 
     @property
     def outputs(self) -> dict[str, torch.Tensor]:
@@ -634,6 +635,13 @@ class _Totals:
         pairs = self.batch.pairs[chunk.pairs]
         i, j = pairs[:, 0], pairs[:, 1]
         r = self.vectors[chunk.pairs]
+        if chunk.member_gradients is not None:
+            self._add_members(chunk.member_gradients, r, i, j)
+        # forces and virial of an energy that is the members' mean: the mean of the members' sums, taken in finish()
+        self._energy_from_members = (chunk.energy_is_member_mean and chunk.member_gradients is not None
+                                     and not (self.want_virials or self.want_flux or self.want_pair_gradients))
+        if self._energy_from_members:
+            return
         grad = chunk.energy_gradient.to(r.dtype)
         if self.want_forces:
             self.forces.index_add_(0, i, grad).index_add_(0, j, grad, alpha=-1)
@@ -651,19 +659,29 @@ class _Totals:
                 if self.pair_gradients is None:
                     self.pair_gradients = torch.zeros_like(self.vectors)
                 self.pair_gradients[chunk.pairs] = grad
-        if chunk.member_gradients is not None:
-            # members last ([p, 3, M], the layout of the hand-derived backward): the sums over pairs
-            # index whole contiguous rows
-            member = chunk.member_gradients.to(r.dtype).permute(1, 2, 0)
-            if self._member_forces is None:
-                shape = (len(self.batch.numbers), 3, member.shape[2])
-                self._member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
-                self._member_virial = torch.zeros((self.batch.n_systems, 3, 3, member.shape[2]), dtype=r.dtype,
-                                                  device=r.device)
-            # in place: an accumulator copied per chunk would cost O(atoms × chunks)
-            self._member_forces.index_add_(0, i, member).index_add_(0, j, member, alpha=-1)
+
+    def finish(self) -> None:
+        """After the last chunk: the energy's forces and virial as the members' mean, where the chunks said so."""
+        if self._energy_from_members:
+            if self.want_forces:
+                self.forces = self._member_forces.mean(2)
             if self.want_stress:
-                self._member_virial = self._member_virial - self._member_system_sums(member, r, i)
+                self.virial = self._member_virial.mean(3)
+
+    def _add_members(self, gradients: torch.Tensor, r: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> None:
+        """Sum members' pair gradients [M, p, 3] into their forces and virials."""
+        # members last ([p, 3, M], the layout of the hand-derived backward): the sums over pairs
+        # index whole contiguous rows
+        member = gradients.to(r.dtype).permute(1, 2, 0)
+        if self._member_forces is None:
+            shape = (len(self.batch.numbers), 3, member.shape[2])
+            self._member_forces = torch.zeros(shape, dtype=r.dtype, device=r.device)
+            self._member_virial = torch.zeros((self.batch.n_systems, 3, 3, member.shape[2]), dtype=r.dtype,
+                                              device=r.device)
+        # in place: an accumulator copied per chunk would cost O(atoms × chunks)
+        self._member_forces.index_add_(0, i, member).index_add_(0, j, member, alpha=-1)
+        if self.want_stress:
+            self._member_virial = self._member_virial - self._member_system_sums(member, r, i)
 
     @property
     def member_forces(self) -> torch.Tensor | None:
@@ -675,11 +693,16 @@ class _Totals:
         """Members' virials [M, S, 3, 3] (eV), ``None`` without member gradients."""
         return None if self._member_virial is None else self._member_virial.permute(3, 0, 1, 2)
 
+    def set_members(self, forces: torch.Tensor, virial: torch.Tensor) -> None:
+        """Members' forces [M, N, 3] (eV/Å) and virials [M, S, 3, 3] (eV) from elsewhere (whole-system autograd)."""
+        self._member_forces, self._member_virial = forces.permute(1, 2, 0), virial.permute(1, 2, 3, 0)
+
     def _member_system_sums(self, grads: torch.Tensor, r: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         """Σ_p g_p ⊗ r_p per system and member, [S, 3, 3, M], for member gradients [p, 3, M] of pairs
         starting at atoms i."""
-        if self.batch.n_systems == 1:
-            return torch.einsum("pam,pc->acm", grads, r)[None]
+        if self.batch.n_systems == 1:  # one matrix product: [3, p] @ [p, 3M]
+            n_members = grads.shape[2]
+            return (r.T @ grads.reshape(len(r), 3 * n_members)).view(3, 3, n_members).transpose(0, 1)[None]
         outer = grads[:, :, None, :] * r[:, None, :, None]
         zeros = torch.zeros((self.batch.n_systems,) + tuple(outer.shape[1:]), dtype=r.dtype, device=r.device)
         return zeros.index_add(0, self.batch.system[i], outer)
@@ -735,8 +758,8 @@ def convective_heat_flux(energies: torch.Tensor, velocities: torch.Tensor, masse
 
 def _spread(members: torch.Tensor, mean: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Members pulled away from ``mean`` by the calibration ``scale``, and their std (member axis 0)."""
-    scaled = mean.unsqueeze(0) + scale * (members - members.mean(0, keepdim=True))
-    return scaled, scale * members.std(0, unbiased=False)
+    deviations = scale * (members - members.mean(0, keepdim=True))
+    return mean.unsqueeze(0) + deviations, deviations.square().mean(0).sqrt()
 
 
 def _add_uncertainty(results: Results, potential: torch.nn.Module, batch: Batch, members: torch.Tensor,

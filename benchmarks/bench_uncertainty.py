@@ -4,10 +4,13 @@ Models: the shipped demo base (no uncertainty), its 8-member shallow ensemble
 (``demo``) and its LLPR version (``demo-llpr``, 16 posterior samples).  Modes:
 ``uncertainty="energy"`` (energy σ only) and ``uncertainty=True`` (forces and
 stress σ too: every member's forces).  Fcc Cu with every fifth atom Au, rattled;
-``evaluate`` with forces and stress on a prebuilt batch.
+``evaluate`` with forces and stress on a prebuilt batch, and the "no stress"
+cases with forces only (issue 18's bound: energy + forces + force σ against
+plain energy + forces); "× base" is the ratio to the base case of the same
+stress setting.
 
-Times: one process per size and version, three interleaved rounds, best time
-per case, in CPU time of the process (steadier than wall time on a shared
+Times: ``--repeats`` processes per size and version (the versions alternate),
+three interleaved rounds in each, best time per case, in CPU time of the process (steadier than wall time on a shared
 machine; with more than one thread it counts all of them).  Memory: one fresh process per case, growth of the peak resident set
 during one evaluation.  "Before" (``--before``, a git ref checked out in a
 temporary worktree) is measured in the same run, at the sizes in
@@ -16,7 +19,7 @@ float64 batch (float64 accumulation, as ``atomflux md`` runs them).
 Writes ``benchmarks/results/bench_uncertainty.{json,md}`` (float64) or
 ``bench_uncertainty_float32.{json,md}``.
 
-    python benchmarks/bench_uncertainty.py [--sizes 1000 10000] [--threads 1] [--before b36873e] [--dtype float32]
+    python benchmarks/bench_uncertainty.py [--sizes 1000 10000] [--threads 1] [--before e2bf4163] [--repeats 2] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -32,15 +35,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average, run_worker, source_tree, timed  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
-BEFORE = "b36873e"
+BEFORE = "e2bf4163"
+#: label → (model, uncertainty, stress); "× base" divides by the base case of the same stress setting
 CASES = {
-    "base: energy+forces": ("base", False),
-    "shallow ensemble (M=8): energy+forces": ("demo", False),
-    "shallow ensemble (M=8): energy+forces+energy σ": ("demo", "energy"),
-    "shallow ensemble (M=8): energy+forces+energy/forces/stress σ": ("demo", True),
-    "LLPR (K=16): energy+forces+energy σ": ("demo-llpr", "energy"),
-    "LLPR (K=16): energy+forces+energy/forces/stress σ": ("demo-llpr", True),
+    "base: energy+forces": ("base", False, True),
+    "shallow ensemble (M=8): energy+forces": ("demo", False, True),
+    "shallow ensemble (M=8): energy+forces+energy σ": ("demo", "energy", True),
+    "shallow ensemble (M=8): energy+forces+energy/forces/stress σ": ("demo", True, True),
+    "LLPR (K=16): energy+forces+energy σ": ("demo-llpr", "energy", True),
+    "LLPR (K=16): energy+forces+energy/forces/stress σ": ("demo-llpr", True, True),
+    "base: energy+forces, no stress": ("base", False, False),
+    "shallow ensemble (M=8): energy+forces+energy/forces σ, no stress": ("demo", True, False),
+    "LLPR (K=16): energy+forces+energy/forces σ, no stress": ("demo-llpr", True, False),
 }
+
+
+def reference_case(label: str) -> str:
+    """The plain energy+forces case a case is compared with (same stress setting)."""
+    return "base: energy+forces" if CASES[label][2] else "base: energy+forces, no stress"
 
 
 def setup(n_atoms: int, threads: int, dtype: str = "float64"):
@@ -65,8 +77,8 @@ def time_cases(n_atoms: int, threads: int, dtype: str) -> dict:
     atoms, batch, models = setup(n_atoms, threads, dtype)
     best = {label: float("inf") for label in CASES}
     for _ in range(3):  # interleaved rounds, best time per case: robust against drifts of machine load
-        for label, (name, unc) in CASES.items():
-            best[label] = min(best[label], timed(lambda: evaluate(models[name], batch, forces=True, stress=True,
+        for label, (name, unc, stress) in CASES.items():
+            best[label] = min(best[label], timed(lambda: evaluate(models[name], batch, forces=True, stress=stress,
                                                                   uncertainty=unc), min_seconds=1.0,
                                                  clock=time.process_time))
     return {"atoms": len(atoms), "seconds": best}
@@ -76,11 +88,11 @@ def memory_case(n_atoms: int, threads: int, dtype: str, label: str) -> dict:
     from atomflux import evaluate
 
     atoms, batch, models = setup(n_atoms, threads, dtype)
-    name, unc = CASES[label]
+    name, unc, stress = CASES[label]
     small, small_batch, _ = setup(32, threads, dtype)
-    evaluate(models[name], small_batch, forces=True, stress=True, uncertainty=unc)  # libraries and caches loaded
+    evaluate(models[name], small_batch, forces=True, stress=stress, uncertainty=unc)  # libraries and caches loaded
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    evaluate(models[name], batch, forces=True, stress=True, uncertainty=unc)
+    evaluate(models[name], batch, forces=True, stress=stress, uncertainty=unc)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"atoms": len(atoms), "peak_growth_MiB": (after - before) / 1024}
 
@@ -99,6 +111,8 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="git ref measured as 'before' ('none' skips it)")
     parser.add_argument("--before-sizes", type=int, nargs="*", default=[1000],
                         help="sizes at which 'before' is measured (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="worker processes per version, alternating; best time per case (default: %(default)s)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                         help="compute precision of the models (default: %(default)s)")
     args = parser.parse_args()
@@ -109,15 +123,21 @@ def main() -> None:
             versions = {"after": None}
             if before_tree is not None and n_atoms in args.before_sizes:
                 versions = {"before": before_tree, "after": None}
+            loads = {version: [] for version in versions}
+            seconds: dict[str, dict[str, float]] = {version: {} for version in versions}
+            for _ in range(args.repeats):  # versions alternate, best time per case over the repeats
+                for version, tree in versions.items():
+                    loads[version].append(load_average())
+                    times = run_worker(script, ["time", str(n_atoms), str(args.threads), args.dtype], tree)
+                    for label, value in times["seconds"].items():
+                        seconds[version][label] = min(seconds[version].get(label, float("inf")), value)
             for version, tree in versions.items():
-                load = load_average()
-                times = run_worker(script, ["time", str(n_atoms), str(args.threads), args.dtype], tree)
-                reference = times["seconds"]["base: energy+forces"]
                 for label in CASES:
                     memory = run_worker(script, ["memory", str(n_atoms), str(args.threads), args.dtype, label], tree)
                     row = {"version": version, "atoms": times["atoms"], "case": label,
-                           "seconds": times["seconds"][label], "ratio_vs_base": times["seconds"][label] / reference,
-                           "peak_growth_MiB": memory["peak_growth_MiB"], "load": load}
+                           "seconds": seconds[version][label],
+                           "ratio_vs_base": seconds[version][label] / seconds[version][reference_case(label)],
+                           "peak_growth_MiB": memory["peak_growth_MiB"], "load": loads[version]}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     OUT.mkdir(exist_ok=True)

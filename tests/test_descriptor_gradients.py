@@ -152,3 +152,57 @@ def test_atoms_without_pairs_after_the_centres(cell):
     for key in ("energies", "pair_gradients", "forces_ensemble", "energies_uncertainty"):
         torch.testing.assert_close(getattr(fast, key), getattr(slow, key).detach(), atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(fast.energies[:n], evaluate(model, plain, energies=True).energies, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["mixed", "demo", "demo-llpr"])
+def test_member_forces_and_stress_alone(name, mixed_model, cell):
+    """Forces and stress with their σ and nothing else (the MD case: the energy's forces and virial are then the
+    members' mean, summed once): chunked path = autograd = one evaluation per member to 1e-10, on a batch of two
+    systems, for 4 members (few-cotangent VJP), 8 (shallow ensemble) and 16 (LLPR samples); one member force
+    against central differences of that member's energy."""
+    model = mixed_model if name == "mixed" else load_model(name)
+    other = cell * (1, 2, 1)
+    other.rattle(0.05, seed=3)
+    batch = Batch.collate([Batch.from_atoms(cell * (2, 1, 1), model.cutoff), Batch.from_atoms(other, model.cutoff)])
+    fast = evaluate(model, batch, stress=True, uncertainty=True, chunk_bytes=2**14)
+    slow = evaluate(model, batch, stress=True, uncertainty=True, create_graph=True)
+    for key in ("energy", "forces", "stress", "forces_ensemble", "stress_ensemble", "forces_uncertainty",
+                "stress_uncertainty"):
+        torch.testing.assert_close(getattr(fast, key), getattr(slow, key).detach(), atol=1e-12, rtol=1e-10)
+    assert float(fast.forces_uncertainty.min()) > 0
+    group = members(model)
+    assert len(group) == fast.forces_ensemble.shape[0] == {"mixed": 4, "demo": 8, "demo-llpr": 16}[name]
+    for k, member in enumerate(group):
+        one = evaluate(member, batch, stress=True)
+        np.testing.assert_allclose(fast.forces_ensemble[k].numpy(), one.forces.numpy(), atol=1e-10, rtol=0)
+        np.testing.assert_allclose(fast.stress_ensemble[k].numpy(), one.stress.numpy(), atol=1e-10, rtol=0)
+    h, atom, axis = 1e-5, 3, 1
+    energies = []
+    for sign in (1, -1):
+        shifted = batch.positions.clone()
+        shifted[atom, axis] += sign * h
+        moved = Batch.collate([Batch.from_atoms(cell * (2, 1, 1), model.cutoff), Batch.from_atoms(other, model.cutoff)])
+        moved.positions.copy_(shifted)
+        energies.append(float(evaluate(group[-1], moved, forces=False).energy.sum()))
+    assert float(fast.forces_ensemble[-1, atom, axis]) == pytest.approx(-(energies[0] - energies[1]) / (2 * h),
+                                                                       abs=1e-7)
+
+
+def test_long_range_members_equal_member_loop():
+    """A long-range model's members (whole-system autograd over positions and strain) against one evaluation per
+    member: each member is itself a long-range potential."""
+    pytest.importorskip("torchpme", reason="torch-pme is a test dependency (pip install 'atomflux[longrange]')")
+    from atomflux.models import LongRangePotential
+
+    torch.manual_seed(0)
+    model = LongRangePotential(["Na", "Cl"], cutoff=3.5, n_radial=4, n_channels=4, max_angular=1, hidden=(8,),
+                               n_ensemble=4, accuracy=1e-7).double().eval()
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    atoms.rattle(0.1, seed=1)
+    batch = Batch.from_atoms(atoms, model.cutoff)
+    result = evaluate(model, batch, stress=True, uncertainty=True)
+    assert float(result.forces_uncertainty.max()) > 0
+    for k, member in enumerate(members(model)):
+        one = evaluate(member, batch, stress=True)
+        np.testing.assert_allclose(result.forces_ensemble[k].numpy(), one.forces.numpy(), atol=1e-10, rtol=0)
+        np.testing.assert_allclose(result.stress_ensemble[k].numpy(), one.stress.numpy(), atol=1e-10, rtol=0)

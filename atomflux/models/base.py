@@ -64,6 +64,10 @@ class GradientChunk:
         ∂E/∂r_p of these pairs, eV/Å.
     member_gradients : Tensor [M, p, 3] or None
         ∂E_m/∂r_p of every ensemble member (or posterior sample), eV/Å.
+    energy_is_member_mean : bool
+        ``energy_gradient`` is the mean of ``member_gradients`` (the energy is the members'
+        mean): sums of the energy gradient (forces, virial) may be taken as the mean of
+        the members' sums.
     """
 
     atoms: slice
@@ -71,6 +75,7 @@ class GradientChunk:
     outputs: dict[str, torch.Tensor]
     energy_gradient: torch.Tensor | None = None
     member_gradients: torch.Tensor | None = None
+    energy_is_member_mean: bool = False
 
 
 class Potential(torch.nn.Module):

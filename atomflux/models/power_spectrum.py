@@ -49,7 +49,7 @@ from .base import GradientChunk, Potential, fit_energy_baseline, no_uncertainty_
 from .centre_table import CentreTable
 from .power_spectrum_kernel import (DescriptorSpec, PowerSpectrumDescriptor, density, distances, mix_species,
                                     monomial_tables, monomials, pair_terms, pair_vjp, padded_vectors, power_spectrum,
-                                    power_spectrum_vjp, radial_basis)
+                                    radial_basis, symmetric_rows_vjp)
 
 
 class PowerSpectrumPotential(Potential):
@@ -274,13 +274,13 @@ class PowerSpectrumPotential(Potential):
             pair_grad = vectors.new_zeros((0, 3, len(cotangents)))
         else:
             feature_cot = cotangents.expand(last - first, -1, -1)                               # [n, B, F]
-            input_cot = self._backbone_vjp(pre_activations, feature_cot)
-            descriptor_cot = (input_cot[:, :, :self.n_descriptors] / self.descriptor_std).transpose(1, 2)  # [n, D, B]
-            slot_grad, _ = pair_vjp(spec, terms, power_spectrum_vjp(spec, a, descriptor_cot))
+            rows = self._descriptor_rows_vjp(spec, pre_activations, feature_cot)                 # [n, R, B]
+            slot_grad, _ = pair_vjp(spec, terms, symmetric_rows_vjp(spec, a, rows))
             pair_grad = slot_grad.index_select(0, slots)                                        # [p, 3, B]
         if plan == "members":
             chunk.energy_gradient = pair_grad.mean(2)
             chunk.member_gradients = pair_grad.permute(2, 0, 1)
+            chunk.energy_is_member_mean = True
         else:
             chunk.energy_gradient = pair_grad[:, :, 0]
             if plan == "offsets":
@@ -358,13 +358,21 @@ class PowerSpectrumPotential(Potential):
                 x = torch.nn.functional.silu(x)
         return x, pre
 
-    def _backbone_vjp(self, pre_activations: list[torch.Tensor], cotangent: torch.Tensor) -> torch.Tensor:
-        """Cotangents [n, B, F] of the backbone output → of its input [n, B, D + S] (or D + P)."""
-        linears = [layer for layer in self.backbone if isinstance(layer, torch.nn.Linear)]
-        for layer, z in zip(reversed(linears), reversed(pre_activations)):
+    def _descriptor_rows_vjp(self, spec: DescriptorSpec, pre_activations: list[torch.Tensor],
+                             cotangent: torch.Tensor) -> torch.Tensor:
+        """Cotangents [n, B, F] of the backbone output → of the descriptors, as
+        :func:`symmetric_rows_vjp` takes them, [n, C + (L+1)·C², B]: the standardisation
+        (1/std) and the descriptor factor are folded into the first layer's matrix, so the
+        last product gives the scaled cotangents and one gather the rows."""
+        scale = spec.descriptor_factor / self.descriptor_std                                 # [D]
+        weights = [layer.weight for layer in self.backbone if isinstance(layer, torch.nn.Linear)]
+        if not weights:  # no hidden layers: the features are the descriptors (and the species embedding)
+            return (cotangent[:, :, :self.n_descriptors] * scale).transpose(1, 2).index_select(1, spec.symmetric_rows)
+        weights[0] = weights[0][:, :self.n_descriptors] * scale
+        for weight, z in zip(reversed(weights), reversed(pre_activations)):
             sig = torch.sigmoid(z)
-            cotangent = (cotangent * (sig * (1.0 + z * (1.0 - sig)))[:, None, :]) @ layer.weight
-        return cotangent
+            cotangent = (cotangent * (sig * (1.0 + z * (1.0 - sig)))[:, None, :]) @ weight
+        return cotangent.transpose(1, 2).index_select(1, spec.symmetric_rows)
 
     # -- statistics from data ---------------------------------------------
     @torch.no_grad()

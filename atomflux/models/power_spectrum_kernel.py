@@ -84,6 +84,8 @@ class DescriptorSpec:
         For each axis k and monomial β of degree < L (A' of them; axis-major order), the index of β + e_k.
     raise_factor : Tensor [3 A']
         β_k + 1.
+    raise_index_by_moment, raise_factor_by_moment : Tensor [3 A']
+        The same, monomial-major (β, then k).
     triu : Tensor [2, T]
         Upper triangle (c ≤ c') of the channel pairs.
     triu_flat : Tensor [T] (long)
@@ -105,6 +107,8 @@ class DescriptorSpec:
     blocks: list[tuple[int, int]]
     raise_index: torch.Tensor
     raise_factor: torch.Tensor
+    raise_index_by_moment: torch.Tensor
+    raise_factor_by_moment: torch.Tensor
     triu: torch.Tensor
     triu_flat: torch.Tensor
     descriptor_factor: torch.Tensor
@@ -137,6 +141,7 @@ class DescriptorSpec:
         symmetric_rows = torch.cat([torch.arange(n_channels, device=device)] +
                                    [n_channels + degree * n_pairs + position.reshape(-1) for degree in range(n_degrees)])
         long = dict(dtype=torch.long, device=device)
+        by_moment = [axis * len(lower) + moment for moment in range(len(lower)) for axis in range(3)]
         recipe = [(ends[degree - 1] + parent, axis) for degree in range(1, len(recipes))
                   for parent, axis in recipes[degree]]
         return cls(
@@ -146,6 +151,8 @@ class DescriptorSpec:
             blocks=list(zip(ends[:-1], ends[1:])),
             raise_index=torch.tensor(raise_index, **long),
             raise_factor=torch.tensor(raise_factor, dtype=dtype, device=device),
+            raise_index_by_moment=torch.tensor([raise_index[k] for k in by_moment], **long),
+            raise_factor_by_moment=torch.tensor([raise_factor[k] for k in by_moment], dtype=dtype, device=device),
             triu=triu, triu_flat=triu[0] * n_channels + triu[1], descriptor_factor=descriptor_factor,
             symmetric_rows=symmetric_rows)
 
@@ -333,10 +340,18 @@ def power_spectrum_vjp(spec: DescriptorSpec, a: torch.Tensor, cotangent: torch.T
 
     With P_l = A_l W_l A_lᵀ and G the cotangent of P_l: ∂/∂A_l = (G + Gᵀ) A_l W_l.
     """
-    n, _, n_cot = cotangent.shape
-    c = spec.n_channels
-    # the two-body rows, then (G_l + G_lᵀ) of every degree (symmetric: its rows serve as columns)
     rows = (cotangent * spec.descriptor_factor[:, None]).index_select(1, spec.symmetric_rows)
+    return symmetric_rows_vjp(spec, a, rows)
+
+
+def symmetric_rows_vjp(spec: DescriptorSpec, a: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """:func:`power_spectrum_vjp` from the descriptor cotangents already scaled by
+    ``spec.descriptor_factor`` and gathered by ``spec.symmetric_rows``, ``rows`` [n, C + (L+1)·C², B]:
+    the two-body rows, then (G_l + G_lᵀ) of every degree (symmetric: its rows serve as columns).
+    A caller whose cotangents come out of a matrix product folds the scaling and the
+    gather into that product's matrix."""
+    n, _, n_cot = rows.shape
+    c = spec.n_channels
     symmetric = rows[:, c:].view(n, len(spec.blocks), c, c * n_cot)
     parts = [torch.bmm((a[:, :, start:end] * spec.weights[start:end]).transpose(1, 2), symmetric[:, l])
              for l, (start, end) in enumerate(spec.blocks)]                                  # [n, A_l, C·B]
@@ -351,7 +366,11 @@ OUTER_PRODUCT_COTANGENTS = 8
 def pair_vjp(spec: DescriptorSpec, terms: PairTerms,
              density_cot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """VJP of stages 1–2: density cotangents [n, A, C·B] (cotangents innermost) → slot vectors
-    [Q, 3, B], and the cotangents of the channels g [n, w, C, B] (for the weight gradients)."""
+    [Q, 3, B], and the cotangents of the channels g [n, w, C, B] (for the weight gradients).
+
+    From :data:`OUTER_PRODUCT_COTANGENTS` cotangents on it writes into preallocated tensors
+    (``out=``), which autograd does not record: call it so under ``torch.no_grad`` (as
+    ``gradient_chunks`` does); the descriptor's own backward takes one cotangent."""
     n, w, c = terms.channels.shape
     n_cot = density_cot.shape[2] // c
     q = n * w
@@ -359,21 +378,26 @@ def pair_vjp(spec: DescriptorSpec, terms: PairTerms,
     inv_r = 1.0 / terms.distance
     channel_cot = torch.bmm(terms.moment_table(), density_cot).view(n, w, c, n_cot)       # Σ_α m_α Ā_cα
     radial = (channel_cot.view(q, c, n_cot) * terms.channel_derivatives.reshape(q, c, 1)).sum(1)  # [Q, B]
-    raised = density_cot.index_select(1, spec.raise_index) * spec.raise_factor[:, None]  # [n, 3A', C·B], axis-major
     if n_cot < OUTER_PRODUCT_COTANGENTS:  # contract the monomials, then the channels of each slot
+        raised = density_cot.index_select(1, spec.raise_index) * spec.raise_factor[:, None]  # [n, 3A', C·B]
         raised = raised.view(n, 3, lower, c * n_cot).transpose(1, 2).reshape(n, lower, 3 * c * n_cot)
         raised = torch.bmm(terms.moment_table(lower), raised).view(q, 3, c, n_cot)      # [Q, 3, C, B]
         channels = (terms.channels.reshape(q, c) * inv_r[:, None]).view(q, c, 1)
         tangent = torch.bmm(raised.transpose(2, 3).reshape(q, 3 * n_cot, c), channels).view(q, 3, n_cot)
-    else:  # many cotangents: one product with the slots' m ⊗ g/r, shared by all of them
-        outer = ((terms.moment_table(lower) * inv_r.view(n, w, 1))[:, :, :, None]
-                 * terms.channels[:, :, None, :]).reshape(n, w, lower * c)
-        raised = raised.view(n, 3, lower, c, n_cot).permute(0, 2, 3, 1, 4).reshape(n, lower * c, 3 * n_cot)
-        tangent = torch.bmm(outer, raised).view(q, 3, n_cot)
-    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r, with tangent = ∇_u / r
-    unit = terms.unit[:, :, None]
-    along = (tangent * unit).sum(1)                                                     # [Q, B]
-    return tangent + unit * (radial - along)[:, None, :], channel_cot
+    else:  # many cotangents: one product with the slots' g/r ⊗ m, shared by all of them; rows (c, β) on
+        # both sides, so the raised cotangents are one gather of whole B-rows from the density cotangents
+        scaled = (terms.moment_table(lower) * inv_r.view(n, w, 1)).contiguous()  # the table is monomial-major
+        outer = (terms.channels[:, :, :, None] * scaled[:, :, None, :]).view(n, w, c * lower)
+        gathered = density_cot.index_select(1, spec.raise_index_by_moment).view(n, 3 * lower, c, n_cot)
+        raised = torch.empty((n, c, 3 * lower, n_cot), dtype=gathered.dtype, device=gathered.device)
+        torch.mul(gathered.transpose(1, 2), spec.raise_factor_by_moment[:, None], out=raised)  # scaled, transposed
+        tangent = torch.bmm(outer, raised.view(n, c * lower, 3 * n_cot)).view(q, 3, n_cot)
+    # ∂/∂r = r̂ radial + (∇_u − (r̂·∇_u) r̂)/r, with tangent = ∇_u / r (radial − r̂·tangent one axis at a time)
+    unit = terms.unit
+    normal = radial.addcmul(unit[:, 0:1], tangent[:, 0], value=-1.0)                    # [Q, B]
+    for axis in (1, 2):
+        normal = normal.addcmul(unit[:, axis:axis + 1], tangent[:, axis], value=-1.0)
+    return torch.addcmul(tangent, unit[:, :, None], normal[:, None, :]), channel_cot
 
 
 def weight_vjp(terms: PairTerms, channel_cot: torch.Tensor, radial_weights: torch.Tensor

@@ -30,6 +30,9 @@ class EnsembleMember(Potential):
         super().__init__(potential.species, potential.cutoff)
         self.potential, self.index = potential, int(index)
         self.strictly_local = getattr(potential, "strictly_local", False)
+        self.long_range = getattr(potential, "long_range", False)  # evaluate differentiates positions and strain
+        if hasattr(potential, "interaction_range"):
+            self.interaction_range = potential.interaction_range
         self.scale = float(getattr(potential, "uncertainty_scale", 1.0))
 
     def forward(self, batch: Batch, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
