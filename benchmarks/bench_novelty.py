@@ -27,16 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase import units
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.md.verlet import VelocityVerlet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_committee_guard import island_run  # noqa: E402
 from common import timed  # noqa: E402
-from test_calibration import cluster_free_config, cluster_free_frames, cluster_on_surface  # noqa: E402
+from test_calibration import cluster_free_config, cluster_free_frames  # noqa: E402
 
 from atomflux.calculators import AtomfluxCalculator  # noqa: E402
 from atomflux.training import train  # noqa: E402
@@ -52,29 +50,6 @@ DETACHED = 2.6
 MODELS = {"seed 0": (0, {}), "seed 1": (1, {}), "seed 2": (2, {}), "[16, 16] seed 0": (0, {"hidden": [16, 16]})}
 
 
-def island_run(model, kick: float) -> list[dict]:
-    """The island MD of the tests (150 NVE steps of 2 fs), recorded every 5 steps: height (Å), largest grade on
-    the island and on the slab, largest island force error against EMT (eV/Å)."""
-    atoms, n_slab = cluster_on_surface(kick=kick)
-    calc = AtomfluxCalculator(model)
-    atoms.calc = calc
-    checks = []
-
-    def record() -> None:
-        grades = novelty_grades(model, atoms)
-        reference = atoms.copy()
-        reference.calc = EMT()
-        error = np.linalg.norm(calc.get_property("forces", atoms) - reference.get_forces(), axis=1)
-        checks.append({"height": float(atoms.positions[n_slab:, 2].mean() - atoms.positions[:n_slab, 2].max()),
-                       "island_grade": float(grades[n_slab:].max()), "grade": float(grades.max()),
-                       "island_error": float(error[n_slab:].max())})
-
-    dynamics = VelocityVerlet(atoms, 2 * units.fs)
-    dynamics.attach(record, interval=5)
-    dynamics.run(150)
-    return checks
-
-
 def measure(label: str, model, frames: list, held_out: list) -> dict:
     attach_novelty(model, fit_novelty(model, frames))
     calc = AtomfluxCalculator(model)
@@ -83,7 +58,8 @@ def measure(label: str, model, frames: list, held_out: list) -> dict:
         atoms = frame.atoms.copy()
         atoms.calc = calc
         errors.append(atoms.get_forces() - frame.forces)
-    calm, kicked = island_run(model, 0.0), island_run(model, 0.03)
+    grades = lambda atoms: novelty_grades(model, atoms)  # noqa: E731
+    calm, kicked = island_run(calc, 0.0, grades, "grade"), island_run(calc, 0.03, grades, "grade")
     detached = [c for c in kicked if c["height"] > DETACHED]
     row = {"model": label, "in_domain_rmse": float(np.sqrt(np.mean(np.concatenate(errors) ** 2))),
            "held_out_max_grade": max(float(novelty_grades(model, f.atoms).max()) for f in held_out),
