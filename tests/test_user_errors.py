@@ -85,7 +85,8 @@ def atomflux_subprocess(args: list[str], **kwargs) -> subprocess.Popen:
 
 
 def test_ctrl_c_during_production_then_resume_gives_the_uninterrupted_files(files, tmp_path):
-    steps = 1500  # long enough that the run cannot finish between the poll and the signal on a loaded machine
+    steps = 4000  # long enough that the run cannot finish between the poll and the signal on a loaded machine
+    # (1 500 steps, ~5 s of production, once finished first while `make demo` ran beside the suite)
     command = ["md", files["ar"], "--model", files["lj"], *TRANSPORT, "--steps", str(steps)]
     straight = atomflux_subprocess(command + ["-o", tmp_path / "straight"])
     interrupted = atomflux_subprocess(command + ["-o", tmp_path / "run"])
