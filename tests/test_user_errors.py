@@ -75,18 +75,25 @@ def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.strip() and ": error:" in line or "Traceback" in line]
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child before exec: Ctrl-C's default disposition, as for a command typed in a terminal (a test run
+    started in the background by a non-interactive shell, ``make test &``, has SIGINT ignored, and children
+    inherit that: the interrupt test then cannot interrupt anything)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def atomflux_subprocess(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "ATOMFLUX_STATUS_SECONDS": "0.5", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "atomflux.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_ctrl_c_as_in_a_terminal,
+                            **kwargs)
 
 
 # ---------------------------------------------------------------- interrupt and resume
 
 
 def test_ctrl_c_during_production_then_resume_gives_the_uninterrupted_files(files, tmp_path):
-    steps = 4000  # long enough that the run cannot finish between the poll and the signal on a loaded machine
-    # (1 500 steps, ~5 s of production, once finished first while `make demo` ran beside the suite)
+    steps = 1500  # long enough that the run cannot finish between the poll and the signal on a loaded machine
     command = ["md", files["ar"], "--model", files["lj"], *TRANSPORT, "--steps", str(steps)]
     straight = atomflux_subprocess(command + ["-o", tmp_path / "straight"])
     interrupted = atomflux_subprocess(command + ["-o", tmp_path / "run"])
