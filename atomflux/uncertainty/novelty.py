@@ -119,6 +119,12 @@ def shrunk_covariance(x: torch.Tensor) -> tuple[torch.Tensor, float]:
     return (1.0 - shrinkage) * sample + shrinkage * target, shrinkage
 
 
+def mahalanobis(x: torch.Tensor, mean: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """Distances [n] of the rows of ``x`` [n, D] from ``mean`` [D] under ``precision`` [D, D] (symmetric)."""
+    d = x - mean
+    return ((d @ precision) * d).sum(dim=1).clamp(min=0.0).sqrt()
+
+
 @dataclass
 class Novelty:
     """Per-species Gaussian model of the training atoms' standardised descriptors (see module doc).
@@ -154,9 +160,13 @@ class Novelty:
     n_structures: int
 
     def distances(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """Mahalanobis distances [N] of standardised descriptors ``x`` [N, D] with species indices [N]."""
-        d = x - self.mean[species]
-        return torch.einsum("nd,nde,ne->n", d, self.precision[species], d).clamp(min=0.0).sqrt()
+        """Mahalanobis distances [N] of standardised descriptors ``x`` [N, D] with species indices [N]
+        (species by species: one [n_s, D] × [D, D] product each)."""
+        out = torch.empty(len(x), dtype=x.dtype)
+        for s in torch.unique(species).tolist():
+            rows = species == s
+            out[rows] = mahalanobis(x[rows], self.mean[s], self.precision[s])
+        return out
 
     def grades(self, potential: Potential, batch: Batch) -> torch.Tensor:
         """Per-atom extrapolation grades [N] (dimensionless; > 1: farther out than any training atom)."""
@@ -234,8 +244,7 @@ def fit_novelty(potential: Potential, structures: Iterable[Atoms], show_progress
         covariance = covariance + 1e-10 * max(float(torch.trace(covariance)) / dim, 1e-12) * torch.eye(dim,
                                                                                                         dtype=x.dtype)
         mean[s], precision[s] = rows.mean(dim=0), torch.linalg.inv(covariance)
-        d = rows - mean[s]
-        largest[s] = torch.einsum("nd,de,ne->n", d, precision[s], d).clamp(min=0.0).sqrt().max()
+        largest[s] = mahalanobis(rows, mean[s], precision[s]).max()
     return Novelty(list(model.species), mean, precision, largest, counts, shrinkages, descriptor_digest(potential),
                    len(structures))
 
