@@ -98,13 +98,16 @@ class LastLayerDesign:
         """Mean squared residual of each quantity (eV², (eV/Å)², (eV/Å³)²)."""
         return {q: float((getattr(self, q).residuals ** 2).mean().clamp(min=1e-30)) for q in self.quantities()}
 
-    def precision(self, weights: dict[str, float]) -> torch.Tensor:
-        """Σ_q weight_q Σ_rows r rᵀ, Tensor [F+1, F+1]."""
+    def precision(self, weights: dict[str, float],
+                  row_multipliers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Σ_q weight_q Σ_rows m_r r rᵀ, Tensor [F+1, F+1]; ``row_multipliers`` [R] per quantity (default 1: a
+        heteroscedastic likelihood's per-row precision factors)."""
         obs = self.energy if self.energy is not None else next(getattr(self, q) for q in self.quantities())
         total = torch.zeros(obs.rows.shape[1], obs.rows.shape[1], dtype=obs.rows.dtype)
         for q in self.quantities():
             rows = getattr(self, q).rows
-            total = total + float(weights.get(q, 0.0)) * rows.T @ rows
+            weighted = rows if row_multipliers is None else rows * row_multipliers[q][:, None]
+            total = total + float(weights.get(q, 0.0)) * weighted.T @ rows
         return total
 
     def noise_weights(self) -> dict[str, float]:

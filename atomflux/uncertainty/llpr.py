@@ -261,13 +261,8 @@ class LLPR(Potential):
         """
         if weights is None:
             weights = design.noise_weights()
-        if groups is None:
-            precision = design.precision(weights)
-        else:
-            multipliers = group_noise_multipliers(design, groups)
-            precision = sum(float(weights.get(q, 0.0)) * (getattr(design, q).rows * multipliers[q][:, None]).T
-                            @ getattr(design, q).rows for q in design.quantities())
-        self.covariance.copy_(precision.to(self.covariance.dtype))
+        multipliers = None if groups is None else group_noise_multipliers(design, groups)
+        self.covariance.copy_(design.precision(weights, multipliers).to(self.covariance.dtype))
         self.n_structures.fill_(len(design.n_atoms))
         self._invalidate()
         return {q: float(weights[q]) for q in design.quantities() if q in weights}
