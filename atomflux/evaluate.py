@@ -825,8 +825,13 @@ def _with_locality(sigma: torch.Tensor, potential: torch.nn.Module, atom_sigma: 
     coefficient = getattr(potential, "uncertainty_locality_forces", None)
     if not coefficient:
         return sigma
-    term = float(coefficient) / float(potential.cutoff) * atom_sigma.to(sigma.dtype)[:, None]
+    term = float(coefficient) * force_locality_term(potential, atom_sigma.to(sigma.dtype))
     return torch.sqrt(sigma**2 + term**2)
+
+
+def force_locality_term(potential: torch.nn.Module, atom_sigma: torch.Tensor) -> torch.Tensor:
+    """σ_E,i / r_c [N, 1] (eV/Å) from per-atom energy σ [N] (eV): the force σ term before its coefficient."""
+    return atom_sigma[:, None] / float(potential.cutoff)
 
 
 def energy_uncertainty_components(potential: torch.nn.Module, outputs: dict[str, torch.Tensor],

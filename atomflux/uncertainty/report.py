@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..evaluate import evaluate
+from ..evaluate import evaluate, force_locality_term
 from ..models.base import floating_dtype
 from ..systems import Batch
 from ..training.dataset import Frame, read_frames
@@ -94,8 +94,8 @@ def fit_force_locality(potential, frames: Sequence[Frame]) -> float:
         informative = np.maximum(np.abs(predicted), np.abs(frame.forces)) > SYMMETRY_ZERO
         errors.append((predicted - frame.forces)[informative])
         sigmas.append(res.forces_uncertainty.numpy()[informative])
-        atom_sigma = res.energies_uncertainty.numpy()[:, None] / float(potential.cutoff)
-        terms.append(np.broadcast_to(atom_sigma, predicted.shape)[informative])
+        term = force_locality_term(potential, res.energies_uncertainty).numpy()
+        terms.append(np.broadcast_to(term, predicted.shape)[informative])
     if not errors:
         raise ValueError("fitting the force-locality term needs held-out frames with reference forces")
     coefficient = added_term_coefficient(np.hstack(errors), np.hstack(sigmas), np.hstack(terms))
