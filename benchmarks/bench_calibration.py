@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import replace_docs_section
+
 from atomflux import load_model
 from atomflux.reference_data import STRESS_TEST_CATEGORIES, emt_dataset, stress_test_dataset
 from atomflux.training import read_frames
@@ -37,9 +39,7 @@ from atomflux.uncertainty.report import UNITS, errors_and_sigmas
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
-DOCS = ROOT / "docs" / "benchmarks.md"
 BEFORE_REVISION = "e11f2fe"
-MARKERS = ("<!-- bench_calibration:begin -->", "<!-- bench_calibration:end -->")
 
 
 def before_models() -> dict[str, Path]:
@@ -90,10 +90,7 @@ def main() -> None:
     text = markdown(calibration, stress_rows, list(models), settings)
     (OUT / "bench_calibration.md").write_text(text)
     print(text)
-    docs = DOCS.read_text()
-    if MARKERS[0] in docs and MARKERS[1] in docs:
-        head, rest = docs.split(MARKERS[0], 1)
-        DOCS.write_text(head + MARKERS[0] + "\n" + text + MARKERS[1] + rest.split(MARKERS[1], 1)[1])
+    replace_docs_section("bench_calibration", text)
 
 
 def user_fits(base) -> dict:

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from common import replace_docs_section
+
 from atomflux import load_model
 from atomflux.reference_data import emt_dataset
 from atomflux.training import read_frames
@@ -42,8 +44,6 @@ from atomflux.uncertainty.report import errors_and_sigmas
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
-DOCS = ROOT / "docs" / "benchmarks.md"
-MARKERS = ("<!-- bench_calibration_seeds:begin -->", "<!-- bench_calibration_seeds:end -->")
 #: name -> (independent MD runs, seed); the first of each kind is the seed of the tests
 #: (tests/test_uncertainty.py); none is a seed of the demo models (emt_dataset seeds 0 and 1)
 SETS = {"train31": (40, 31), "train32": (40, 32), "train33": (40, 33),
@@ -100,10 +100,7 @@ def main() -> None:
     (OUT / "bench_calibration_seeds.md").write_text(text)
     print(text)
     print(f"total {time.perf_counter() - start:.0f} s")
-    docs = DOCS.read_text()
-    if MARKERS[0] in docs and MARKERS[1] in docs:
-        head, rest = docs.split(MARKERS[0], 1)
-        DOCS.write_text(head + MARKERS[0] + "\n" + text + MARKERS[1] + rest.split(MARKERS[1], 1)[1])
+    replace_docs_section("bench_calibration_seeds", text)
 
 
 def markdown(results: list[dict]) -> str:

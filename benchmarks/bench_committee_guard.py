@@ -39,7 +39,9 @@ from ase.calculators.emt import EMT
 from ase.md.verlet import VelocityVerlet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import replace_docs_section  # noqa: E402
 from test_calibration import cluster_free_config, cluster_free_frames, cluster_on_surface  # noqa: E402
 from test_committee_guard import bootstrap_member  # noqa: E402
 
@@ -51,8 +53,6 @@ from atomflux.training import train  # noqa: E402
 from atomflux.uncertainty import add_llpr, fit_shallow_ensemble  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-MARKERS = ("<!-- bench_committee_guard:begin -->", "<!-- bench_committee_guard:end -->")
 #: Å above the slab's top layer at which the island counts as detached (adsorbed: 2.1 Å), as in the tests
 DETACHED = 2.6
 
@@ -250,10 +250,7 @@ def main() -> None:
     (OUT / "bench_committee_guard.md").write_text(text)
     print(text)
     print(f"total {time.perf_counter() - start:.0f} s")
-    docs = DOCS.read_text()
-    if MARKERS[0] in docs and MARKERS[1] in docs:
-        head, rest = docs.split(MARKERS[0], 1)
-        DOCS.write_text(head + MARKERS[0] + "\n" + text + MARKERS[1] + rest.split(MARKERS[1], 1)[1])
+    replace_docs_section("bench_committee_guard", text)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_committee_guard import island_run  # noqa: E402
-from common import timed  # noqa: E402
+from common import replace_docs_section, timed  # noqa: E402
 from test_calibration import cluster_free_config, cluster_free_frames  # noqa: E402
 
 from atomflux.calculators import AtomfluxCalculator  # noqa: E402
@@ -42,8 +42,6 @@ from atomflux.uncertainty import UncertaintyGuard, fit_novelty, novelty_grades  
 from atomflux.uncertainty.novelty import attach_novelty  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-MARKERS = ("<!-- bench_novelty:begin -->", "<!-- bench_novelty:end -->")
 #: Å above the slab's top layer at which the island counts as detached (adsorbed: 2.1 Å), as in the tests
 DETACHED = 2.6
 #: model name -> (seed, hyper-parameters over the cluster-free defaults)
@@ -155,10 +153,7 @@ def main() -> None:
     (OUT / "bench_novelty.md").write_text(text)
     print(text)
     print(f"total {time.perf_counter() - start:.0f} s")
-    docs = DOCS.read_text()
-    if MARKERS[0] in docs and MARKERS[1] in docs:
-        head, rest = docs.split(MARKERS[0], 1)
-        DOCS.write_text(head + MARKERS[0] + "\n" + text + MARKERS[1] + rest.split(MARKERS[1], 1)[1])
+    replace_docs_section("bench_novelty", text)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs" / "benchmarks.md"
+
+
+def replace_docs_section(name: str, text: str) -> None:
+    """Put ``text`` between the markers ``<!-- name:begin -->`` and ``<!-- name:end -->`` of
+    docs/benchmarks.md (the file is left alone when it lacks them)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    docs = DOCS.read_text()
+    if begin in docs and end in docs:
+        head, rest = docs.split(begin, 1)
+        DOCS.write_text(head + begin + "\n" + text + end + rest.split(end, 1)[1])
 
 
 def timed(fn: Callable[[], object], min_seconds: float = 2.0, clock: Callable[[], float] = time.perf_counter) -> float:
