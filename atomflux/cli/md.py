@@ -160,8 +160,7 @@ def _npt_md(atoms, models: list[str], args: argparse.Namespace) -> None:
         raise ValueError("--max-uncertainty applies to plain NVE/Langevin MD; check the structures of an NPT run "
                          "with a plain run or `atomflux calibrate`")
     if args.max_novelty is not None:
-        raise ValueError("--max-novelty applies to plain NVE/Langevin MD; check the structures of this run with a "
-                         "plain run or `atomflux novelty MODEL TRAIN.extxyz -o OUT.pt --check STRUCTURES`")
+        raise ValueError(NOVELTY_PLAIN_ONLY)
     calc = make_calculator(models, uncertainty=False, trust=args.trust_model, dtype=_precision(models, args))
     temperatures = ramp_temperatures(args.temperature_ramp) if args.temperature_ramp else [args.temperature]
     args.on_interrupt = lambda: (f"{args.output} holds the temperatures finished so far (thermo.json); run the "
@@ -194,8 +193,7 @@ def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
         raise ValueError("--max-uncertainty applies to plain MD only; transport runs use the model without "
                          "uncertainty (check the structures with `atomflux calibrate` or a plain run first)")
     if args.max_novelty is not None:
-        raise ValueError("--max-novelty applies to plain NVE/Langevin MD; check the structures of this run with a "
-                         "plain run or `atomflux novelty MODEL TRAIN.extxyz -o OUT.pt --check STRUCTURES`")
+        raise ValueError(NOVELTY_PLAIN_ONLY)
     calc = AtomfluxCalculator(models[0], uncertainty=False, trust=args.trust_model, dtype=_precision(models, args))
     args.on_interrupt = lambda: (f"{transport_status(args.output)}; run the same command again to resume "
                                  "(it continues from the last checkpoint)")
@@ -210,6 +208,10 @@ def _transport_md(atoms, models: list[str], args: argparse.Namespace) -> None:
 #: ``--max-uncertainty`` given without a number: use the threshold recorded in the model file (not a string,
 #: which argparse would pass through the option's number type)
 RECORDED = object()
+
+#: the one line for --max-novelty with an NPT or transport run
+NOVELTY_PLAIN_ONLY = ("--max-novelty applies to plain NVE/Langevin MD; check the structures of this run with a plain "
+                      "run or `atomflux novelty MODEL TRAIN.extxyz -o OUT.pt --check STRUCTURES`")
 
 #: ``--max-novelty`` given without a number (grade 1 = the farthest training atom; held-out snapshots of the
 #: training kind reach ~1.3, a Cu3 island the model never saw ≥ 1.5: docs/benchmarks.md, bench_novelty)

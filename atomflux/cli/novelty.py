@@ -32,10 +32,11 @@ def _cmd_novelty(args: argparse.Namespace) -> None:
     novelty = fit_novelty(model, structures, show_progress=True)
     attach_novelty(model, novelty)
     save_model(model, args.output)
-    for symbol, atoms in novelty.metadata()["n_atoms"].items():
-        largest = novelty.metadata()["largest_distance"][symbol]
+    summary = novelty.metadata()
+    for symbol, atoms in summary["n_atoms"].items():
+        largest = summary["largest_distance"][symbol]
         print(f"{symbol}: {atoms} training atoms, largest Mahalanobis distance {largest:.3g} (grade 1), "
-              f"shrinkage {novelty.metadata()['shrinkage'][symbol]:.3g}" if atoms >= 2 else
+              f"shrinkage {summary['shrinkage'][symbol]:.3g}" if atoms >= 2 else
               f"{symbol}: {atoms} training atoms: every {symbol} atom gets grade inf (no statistics)")
     if args.check:
         checked = read_structures(args.check)
